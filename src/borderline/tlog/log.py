@@ -1,0 +1,377 @@
+"""The durable transparency log of one region: journal, C2SP tiles and signed checkpoints.
+
+Durability comes from an append-only journal of checksummed batches (one fdatasync per batch);
+the C2SP tiles are derived from it, written as they fill and fsynced before any checkpoint that
+covers them is published. On reopen the journal is cut back to its last intact batch, the tree
+is rebuilt and checked against the persisted checkpoint, and any tile newer than that checkpoint
+is rewritten, so a crash can never lead to a checkpoint inconsistent with an earlier one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import pathlib
+import struct
+import threading
+from array import array
+from collections.abc import Sequence
+from types import TracebackType
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from borderline.tlog.checkpoint import Checkpoint, verify_checkpoint
+from borderline.tlog.errors import CorruptLogError, LogLockedError, TlogError, VerificationError
+from borderline.tlog.merkle import HashTree, leaf_hash
+from borderline.tlog.note import VerifierKey, check_key_name, sign_note
+from borderline.tlog.proof import format_receipt
+from borderline.tlog.tiles import MAX_ENTRY, TILE_HEIGHT, TILE_WIDTH, tile_path
+
+JOURNAL = "journal"
+CHECKPOINT = "checkpoint"
+LOCK = "lock"
+_MAGIC = b"BLJ1"
+_HEADER = struct.Struct(">4sQII")  # magic, first index, entry count, payload length
+_DIGEST = 32
+_LEN = struct.Struct(">H")
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def _fsync_path(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: pathlib.Path, data: bytes, *, sync: bool) -> None:
+    """Write via a temporary file and rename, so readers never see a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data, 0)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if sync:
+        _fsync_path(path.parent)
+
+
+class TransparencyLog:
+    """An append-only Merkle log stored as C2SP tiles, opened by one process at a time."""
+
+    def __init__(self, directory: pathlib.Path, origin: str, signer: Ed25519PrivateKey) -> None:
+        check_key_name(origin)
+        self._dir = pathlib.Path(directory)
+        self._origin = origin
+        self._signer = signer
+        self._vkey = VerifierKey.for_key(origin, signer)
+        self._lock = threading.RLock()
+        self._tree = HashTree()
+        self._offsets = array("Q")
+        self._lengths = array("H")
+        self._dirty_files: set[pathlib.Path] = set()
+        self._dirty_dirs: set[pathlib.Path] = set()
+        self._checkpoint: Checkpoint | None = None
+        self._checkpoint_note = b""
+        self._failed: str | None = None
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self._dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock_fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LogLockedError(f"{self._dir} is open in another process") from exc
+            raise
+        self._journal_fd = -1
+        try:
+            self._recover()
+        except BaseException:
+            self._release()
+            raise
+
+    # -- opening and recovery ----------------------------------------------------------
+
+    def _recover(self) -> None:
+        cp_path = self._dir / CHECKPOINT
+        if cp_path.exists():
+            note = cp_path.read_bytes()
+            try:
+                self._checkpoint = verify_checkpoint(note, self._vkey)
+            except VerificationError as exc:
+                raise CorruptLogError(f"persisted checkpoint does not verify: {exc}") from exc
+            self._checkpoint_note = note
+        created = not (self._dir / JOURNAL).exists()
+        self._journal_fd = os.open(self._dir / JOURNAL, os.O_RDWR | os.O_CREAT, 0o644)
+        if created:
+            os.fsync(self._journal_fd)
+            _fsync_path(self._dir)
+        self._journal_end = self._scan_journal()
+        if os.fstat(self._journal_fd).st_size != self._journal_end:
+            os.ftruncate(self._journal_fd, self._journal_end)
+            os.fsync(self._journal_fd)
+        cp = self._checkpoint
+        durable = cp.size if cp else 0
+        if cp is not None:
+            if cp.size > self.size:
+                raise CorruptLogError(
+                    f"checkpoint covers {cp.size} entries but the journal holds {self.size}"
+                )
+            if self._tree.root(cp.size) != cp.root:
+                raise CorruptLogError("journal does not reproduce the persisted checkpoint root")
+        self._write_full_tiles(durable, self.size)
+
+    def _scan_journal(self) -> int:
+        """Load every intact batch; returns the offset just past the last one."""
+        fd, pos, leaves = self._journal_fd, 0, []
+        while True:
+            header = os.pread(fd, _HEADER.size, pos)
+            if len(header) < _HEADER.size:
+                break
+            magic, start, count, length = _HEADER.unpack(header)
+            if magic != _MAGIC or start != len(self._offsets) or count == 0:
+                break
+            body = os.pread(fd, length + _DIGEST, pos + _HEADER.size)
+            if len(body) < length + _DIGEST:
+                break
+            payload = body[:length]
+            if hashlib.sha256(header + payload).digest() != body[length:]:
+                break
+            base, p, seen = pos + _HEADER.size, 0, 0
+            while p < length and seen < count:
+                (n,) = _LEN.unpack_from(payload, p)
+                self._offsets.append(base + p + 2)
+                self._lengths.append(n)
+                leaves.append(leaf_hash(payload[p + 2 : p + 2 + n]))
+                p += 2 + n
+                seen += 1
+            if p != length or seen != count:
+                raise CorruptLogError(f"journal batch at offset {pos} has a bad layout")
+            pos += _HEADER.size + length + _DIGEST
+        self._tree.extend(leaves)
+        return pos
+
+    # -- appending ---------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._journal_fd < 0:
+            raise TlogError("the log is closed")
+        if self._failed is not None:
+            raise TlogError(f"the log failed and must be reopened: {self._failed}")
+
+    def append(self, entry: bytes) -> int:
+        return self.append_batch([entry])[0]
+
+    def append_batch(self, entries: Sequence[bytes]) -> list[int]:
+        """Append entries durably with one fdatasync; all or none survive a crash."""
+        if not entries:
+            return []
+        pack, parts, leaves, lengths = _LEN.pack, [], [], []
+        for e in entries:
+            n = len(e)
+            if n > MAX_ENTRY:
+                raise ValueError(f"entry of {n} bytes exceeds the {MAX_ENTRY}-byte limit")
+            parts.append(pack(n))
+            parts.append(e)
+            lengths.append(n)
+            leaves.append(leaf_hash(e))
+        payload = b"".join(parts)
+        with self._lock:
+            self._check_usable()
+            start = self.size
+            header = _HEADER.pack(_MAGIC, start, len(entries), len(payload))
+            record = header + payload + hashlib.sha256(header + payload).digest()
+            try:
+                _write_all(self._journal_fd, record, self._journal_end)
+                os.fdatasync(self._journal_fd)
+            except OSError as exc:
+                self._failed = f"journal write failed: {exc}"
+                raise
+            pos = self._journal_end + _HEADER.size
+            offsets = self._offsets
+            for n in lengths:
+                offsets.append(pos + 2)
+                pos += 2 + n
+            self._lengths.extend(lengths)
+            self._journal_end += len(record)
+            self._tree.extend(leaves)
+            try:
+                self._write_full_tiles(start, self.size)
+            except OSError as exc:
+                self._failed = f"tile write failed after a durable append: {exc}"
+                raise
+            return list(range(start, self.size))
+
+    # -- tiles -------------------------------------------------------------------------
+
+    def _write_tile(self, rel: str, data: bytes) -> None:
+        path = self._dir / rel
+        write_atomic(path, data, sync=False)
+        self._dirty_files.add(path)
+        self._dirty_dirs.add(path.parent)
+
+    def _bundle(self, lo: int, hi: int) -> bytes:
+        pread, fd, offsets, lengths = os.pread, self._journal_fd, self._offsets, self._lengths
+        return b"".join(
+            _LEN.pack(lengths[i]) + pread(fd, lengths[i], offsets[i]) for i in range(lo, hi)
+        )
+
+    def _write_full_tiles(self, old_size: int, new_size: int) -> None:
+        """Write every tile and entry bundle that became full between the two sizes."""
+        for n in range(old_size // TILE_WIDTH, new_size // TILE_WIDTH):
+            self._write_tile(
+                tile_path("entries", n), self._bundle(n * TILE_WIDTH, (n + 1) * TILE_WIDTH)
+            )
+        level = 0
+        while (new_size >> (level * TILE_HEIGHT)) >= TILE_WIDTH:
+            height = level * TILE_HEIGHT
+            lo, hi = old_size >> height, new_size >> height
+            for n in range(lo // TILE_WIDTH, hi // TILE_WIDTH):
+                data = self._tree.level_bytes(height, n * TILE_WIDTH, (n + 1) * TILE_WIDTH)
+                self._write_tile(tile_path(level, n), data)
+            level += 1
+
+    def _write_partial_tiles(self, size: int) -> None:
+        width = size % TILE_WIDTH
+        if width:
+            start = size - width
+            self._write_tile(
+                tile_path("entries", start // TILE_WIDTH, width), self._bundle(start, size)
+            )
+        level = 0
+        while (count := size >> (level * TILE_HEIGHT)) > 0:
+            width = count % TILE_WIDTH
+            if width:
+                start = count - width
+                data = self._tree.level_bytes(level * TILE_HEIGHT, start, count)
+                self._write_tile(tile_path(level, start // TILE_WIDTH, width), data)
+            level += 1
+
+    def _sync_tiles(self) -> None:
+        for path in sorted(self._dirty_files):
+            _fsync_path(path)
+        dirs: set[pathlib.Path] = set()
+        for path in self._dirty_dirs:
+            while path not in dirs:
+                dirs.add(path)
+                if path == self._dir:
+                    break
+                path = path.parent
+        for path in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            _fsync_path(path)
+        self._dirty_files.clear()
+        self._dirty_dirs.clear()
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    @property
+    def directory(self) -> pathlib.Path:
+        return self._dir
+
+    @property
+    def size(self) -> int:
+        return len(self._offsets)
+
+    def entry(self, index: int) -> bytes:
+        with self._lock:
+            if not 0 <= index < self.size:
+                raise IndexError(f"no entry {index} in a log of {self.size}")
+            return os.pread(self._journal_fd, self._lengths[index], self._offsets[index])
+
+    def root(self, size: int | None = None) -> bytes:
+        with self._lock:
+            return self._tree.root(size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        with self._lock:
+            return self._tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        with self._lock:
+            return self._tree.consistency_proof(old_size, new_size)
+
+    def verifier_key(self) -> str:
+        return str(self._vkey)
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def checkpoint(self) -> bytes:
+        """The signed note of the current tree, persisted before it is returned.
+
+        A new checkpoint is signed only after re-deriving the previous one's root from the
+        current tree, so two signed checkpoints can never be inconsistent.
+        """
+        with self._lock:
+            self._check_usable()
+            size, previous = self.size, self._checkpoint
+            if previous is not None and previous.size == size:
+                return self._checkpoint_note
+            if previous is not None and self._tree.root(previous.size) != previous.root:
+                raise CorruptLogError("tree no longer extends the last signed checkpoint")
+            checkpoint = Checkpoint(self._origin, size, self._tree.root(size))
+            note = sign_note(checkpoint.text(), self._origin, self._signer)
+            try:
+                self._write_partial_tiles(size)
+                self._sync_tiles()
+                write_atomic(self._dir / CHECKPOINT, note, sync=True)
+            except OSError as exc:
+                self._failed = f"checkpoint write failed: {exc}"
+                raise
+            self._checkpoint, self._checkpoint_note = checkpoint, note
+            return note
+
+    def receipt(self, index: int) -> bytes:
+        """C2SP tlog-proof of an entry against a checkpoint that covers it."""
+        with self._lock:
+            if not 0 <= index < self.size:
+                raise IndexError(f"no entry {index} in a log of {self.size}")
+            note = self.checkpoint()
+            assert self._checkpoint is not None
+            proof = self._tree.inclusion_proof(index, self._checkpoint.size)
+            return format_receipt(index, proof, note)
+
+    # -- closing -----------------------------------------------------------------------
+
+    def _release(self) -> None:
+        if self._journal_fd >= 0:
+            os.close(self._journal_fd)
+            self._journal_fd = -1
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def close(self) -> None:
+        with self._lock:
+            self._release()
+
+    def __enter__(self) -> TransparencyLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
