@@ -1,0 +1,70 @@
+"""What every command shares: finding the config, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from borderline.cloud import AccountError, Cloud
+from borderline.config import Config, ConfigError, load_config
+from borderline.directory import DirectoryError
+from borderline.store import StoreError
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="BORDERLINE_CONFIG",
+        help="Path of borderline.toml.",
+        show_default=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+DEFAULT_CONFIG = Path(os.environ.get("BORDERLINE_CONFIG", "borderline.toml"))
+USER_ERRORS = (AccountError, ConfigError, DirectoryError, StoreError, ValueError, OSError)
+
+
+def fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into a one-line reason and exit status 1."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        raise fail(str(exc)) from exc
+
+
+def load(config_path: Path) -> Config:
+    with user_errors():
+        return load_config(config_path)
+
+
+@contextmanager
+def open_cloud(config_path: Path, region: str | None = None) -> Iterator[Cloud]:
+    config = load(config_path)
+    with user_errors():
+        cloud = Cloud(config, only=region)
+        try:
+            yield cloud
+        finally:
+            cloud.close()
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

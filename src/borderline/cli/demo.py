@@ -1,0 +1,175 @@
+"""`borderline demo`: two regions, mail across the boundary, and proof of where it lives."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import secrets
+import socket
+import tempfile
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Annotated
+
+import aiosmtplib
+import typer
+from rich.table import Table
+
+from borderline.cli.common import console, fail
+from borderline.cloud import Cloud, Region
+from borderline.config import example_config, load_config
+from borderline.residency import files_containing
+from borderline.runtime import Runtime, listeners
+from borderline.vault import Justification
+
+DEMO_PASSWORD = "demo-password-1"
+ACCOUNTS = (
+    ("alice@example.test", "eu-dublin"),
+    ("carol@example.test", "eu-dublin"),
+    ("bob@example.test", "us-east"),
+)
+LISTENER_OFFSETS = (25, 87, 43, 93, 125, 187, 143, 193, 80)
+
+
+def _free_base_port() -> int:
+    """A base port whose every demo listener is free right now."""
+    for _ in range(200):
+        base = 20000 + secrets.randbelow(40000)
+        try:
+            for offset in LISTENER_OFFSETS:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports for the demo listeners")
+
+
+def _message(sender: str, rcpt: str, subject: str, marker: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = rcpt
+    message["Subject"] = subject
+    message.set_content(f"Hello from the demo.\nSecret marker: {marker}\n")
+    return message
+
+
+def _read_inbox(region: Region, address: str) -> list[str]:
+    """Read an inbox the way a user session does: a logged key release, then decrypt."""
+    key = region.vault.release(address, Justification.CUSTOMER_INITIATED_ACCESS, "demo-user")
+    inbox = region.store.mailbox(address, "INBOX")
+    subjects = []
+    for info in region.store.messages(inbox.id):
+        parsed = email.message_from_bytes(
+            key.decrypt(region.store.blob(info.blob_id)), policy=email.policy.default
+        )
+        subjects.append(str(parsed["Subject"]))
+    return subjects
+
+
+async def _run_demo(cloud: Cloud, once: bool) -> bool:
+    runtime = Runtime(cloud)
+    await runtime.start()
+    try:
+        us, eu = cloud.region("us-east"), cloud.region("eu-dublin")
+        markers = {
+            "to-alice": f"MARKER-{secrets.token_hex(8)}",
+            "to-bob": f"MARKER-{secrets.token_hex(8)}",
+        }
+        console.rule("1. mail across the boundary")
+        # Anyone on the Internet -> the US region's MX, for alice who is homed in Dublin.
+        await aiosmtplib.send(
+            _message(
+                "press@example.org", "alice@example.test", "Arrived in the US", markers["to-alice"]
+            ),
+            hostname=us.section.smtp.host,
+            port=us.section.smtp.port,
+            start_tls=False,
+        )
+        console.print("us-east accepted mail for alice@example.test (homed in eu-dublin): sealed")
+        # Alice submits from Dublin (STARTTLS + AUTH PLAIN) to bob, homed in the US.
+        submission = eu.section.submission
+        assert submission is not None
+        await aiosmtplib.send(
+            _message(
+                "alice@example.test", "bob@example.test", "Hello from Dublin", markers["to-bob"]
+            ),
+            hostname=submission.host,
+            port=submission.port,
+            start_tls=True,
+            validate_certs=False,
+            username="alice@example.test",
+            password=DEMO_PASSWORD,
+        )
+        console.print(
+            "eu-dublin accepted alice's submission for bob@example.test (homed in us-east)"
+        )
+        if not await runtime.relays_drained():
+            raise RuntimeError("relays did not drain within 30 s")
+
+        console.rule("2. where each message lives")
+        table = Table("message", "accepted in", "home region", "stored in", "plaintext elsewhere")
+        ok = True
+        for label, accepted, rcpt, home, other in (
+            ("to-alice", us, "alice@example.test", eu, us),
+            ("to-bob", eu, "bob@example.test", us, eu),
+        ):
+            marker = markers[label].encode()
+            leaks = files_containing(other.root, marker)
+            subjects = _read_inbox(home, rcpt)
+            ok = ok and not leaks and len(subjects) == 1
+            table.add_row(
+                f"{rcpt}: {subjects[0] if subjects else '(missing)'}",
+                accepted.id,
+                home.id,
+                f"{home.id} ({len(subjects)} in INBOX, encrypted)",
+                "none" if not leaks else ", ".join(map(str, leaks)),
+            )
+        console.print(table)
+        console.print(
+            "scanned every file of the non-home region for each message's marker:"
+            f" [bold]{'zero hits' if ok else 'LEAK'}[/]"
+        )
+
+        console.rule("3. every read is on the log")
+        for region in (eu, us):
+            log = region.transparency_log
+            console.print(f"[bold]{region.id}[/] log: {log.size} access event(s); checkpoint:")
+            console.print(log.checkpoint().decode(), highlight=False)
+        if not once:
+            console.rule("serving; Ctrl-C to stop")
+            for region_id, name, address in listeners(cloud.config, list(cloud.regions)):
+                console.print(f"{region_id:<12} {name:<11} {address}")
+            await asyncio.Event().wait()
+        return ok
+    finally:
+        await runtime.stop()
+
+
+def demo(
+    once: Annotated[bool, typer.Option("--once", help="Exit after the demo.")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep the demo cloud here (default: a temp dir).")
+    ] = None,
+) -> None:
+    """Set up two regions, send mail across them, show it stays home and is logged."""
+    root = data_dir or Path(tempfile.mkdtemp(prefix="borderline-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    config_path = root / "borderline.toml"
+    config_path.write_text(
+        example_config(root / "data", base_port=_free_base_port()), encoding="utf-8"
+    )
+    console.print(f"demo cloud in {root}")
+    cloud = Cloud(load_config(config_path))
+    try:
+        for address, region in ACCOUNTS:
+            cloud.add_account(address, region, DEMO_PASSWORD)
+            console.print(f"account {address} homed in {region}")
+        ok = asyncio.run(_run_demo(cloud, once))
+    except KeyboardInterrupt:
+        return
+    finally:
+        cloud.close()
+    if not ok:
+        raise fail("the residency check failed")

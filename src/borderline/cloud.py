@@ -1,0 +1,123 @@
+"""Composition root: builds custodians, regions and the directory from the config."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from borderline.config import Config, CustodianSection, RegionSection
+from borderline.delivery import DeliveryPlanner
+from borderline.directory import Directory, DirectoryError, RegionKeys, normalize_address
+from borderline.store import SqliteMailStore
+from borderline.tlog import TransparencyLog
+from borderline.vault import Vault
+
+PASSWORD_HASHER = PasswordHasher()
+
+
+class AccountError(Exception):
+    pass
+
+
+class Region:
+    """One cell: its custodian, store, vault and transparency log, all under data_dir/<id>/."""
+
+    def __init__(self, config: Config, section: RegionSection, directory: Directory) -> None:
+        self.id = section.id
+        self.section = section
+        self.custodian: CustodianSection = config.custodian(section.custodian)
+        self.domains = config.cloud.domains
+        self.origin = f"{config.primary_domain}/{section.id}"
+        self.root = config.cloud.data_dir / section.id
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log: TransparencyLog | None = None
+        self.vault = Vault(section.id, self.root / "vault", self._open_log)
+        self.store = SqliteMailStore(self.root / "mail.sqlite")
+        self.directory = directory
+        self.planner = DeliveryPlanner(section.id, self.vault, directory)
+        directory.publish_region(
+            RegionKeys(section.id, self.vault.sealing_public_key, self.vault.signing_public_key)
+        )
+
+    def _open_log(self, signer: Ed25519PrivateKey) -> TransparencyLog:
+        self.log = TransparencyLog(self.root / "log", self.origin, signer)
+        return self.log
+
+    @property
+    def transparency_log(self) -> TransparencyLog:
+        assert self.log is not None, "the vault opens the log when it starts"
+        return self.log
+
+    def check_password(self, address: str, password: str) -> bool:
+        stored = self.store.password_hash(address)
+        if stored is None:
+            return False
+        try:
+            PASSWORD_HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        if PASSWORD_HASHER.check_needs_rehash(stored):
+            self.store.set_password_hash(address, PASSWORD_HASHER.hash(password))
+        return True
+
+    def close(self) -> None:
+        self.store.close()
+        self.vault.close()
+        self.transparency_log.close()
+
+
+class Cloud:
+    """All regions this process serves (all of them by default, one with --region)."""
+
+    def __init__(self, config: Config, only: str | None = None) -> None:
+        self.config = config
+        config.cloud.data_dir.mkdir(parents=True, exist_ok=True)
+        self.directory = Directory(config.cloud.data_dir / "directory.sqlite")
+        sections = [config.region(only)] if only else config.regions
+        self.regions: dict[str, Region] = {
+            s.id: Region(config, s, self.directory) for s in sections
+        }
+
+    def region(self, region_id: str) -> Region:
+        try:
+            return self.regions[region_id]
+        except KeyError:
+            raise AccountError(
+                f"region {region_id!r} is not served here (regions: {', '.join(self.regions)})"
+            ) from None
+
+    def add_account(self, address: str, region_id: str, password: str) -> str:
+        """Home an account: directory entry, data key and mailboxes in its region only."""
+        try:
+            address = normalize_address(address)
+        except DirectoryError as exc:
+            raise AccountError(str(exc)) from exc
+        domain = address.rpartition("@")[2]
+        if domain not in self.config.cloud.domains:
+            raise AccountError(
+                f"{domain} is not a domain of this cloud ({', '.join(self.config.cloud.domains)})"
+            )
+        if len(password) < 8:
+            raise AccountError("the password must be at least 8 characters")
+        region = self.region(region_id)
+        try:
+            self.directory.add(address, region_id)
+        except DirectoryError as exc:
+            raise AccountError(str(exc)) from exc
+        try:
+            region.vault.create_account_key(address)
+            region.store.create_account(address, PASSWORD_HASHER.hash(password))
+        except Exception:
+            self.directory.remove(address)
+            raise
+        return address
+
+    def home_region(self, address: str) -> Region | None:
+        home = self.directory.home(address)
+        return None if home is None else self.regions.get(home)
+
+    def close(self) -> None:
+        for region in self.regions.values():
+            region.close()
+        self.directory.close()

@@ -1,0 +1,271 @@
+"""The borderline.toml model: validated with pydantic, errors name the key and its line."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+JURISDICTION_CODE = re.compile(r"^[A-Z]{2}$")
+REGION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator who has to fix the file."""
+
+
+class Listen(BaseModel):
+    """A host:port listen address."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, value: str) -> Listen:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port, got {value!r}")
+        return cls(host=host.strip("[]"), port=int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _listen(value: Any) -> Any:
+    return Listen.parse(value) if isinstance(value, str) else value
+
+
+ListenField = Annotated[Listen, BeforeValidator(_listen)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CloudSection(_Strict):
+    name: str = "Borderline"
+    domains: list[str] = Field(min_length=1)
+    data_dir: Path = Path("data")
+    max_message_size: int = Field(default=25 * 1024 * 1024, gt=0)
+    relay_retry_window_seconds: int = Field(default=5 * 24 * 3600, gt=0)
+
+    @field_validator("domains")
+    @classmethod
+    def _lowercase_domains(cls, domains: list[str]) -> list[str]:
+        for domain in domains:
+            if "." not in domain or "@" in domain or " " in domain:
+                raise ValueError(f"{domain!r} is not a domain name")
+        return [d.lower() for d in domains]
+
+
+class CustodianSection(_Strict):
+    id: str
+    name: str
+    jurisdiction: str
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _iso_code(cls, value: str) -> str:
+        if not JURISDICTION_CODE.match(value):
+            raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 code such as 'IE'")
+        return value
+
+
+class RegionSection(_Strict):
+    id: str
+    location: str
+    custodian: str
+    smtp: ListenField
+    submission: ListenField | None = None
+    imap: ListenField | None = None
+    imaps: ListenField | None = None
+    store: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _region_id(cls, value: str) -> str:
+        if not REGION_ID.match(value):
+            raise ValueError(f"{value!r}: use lowercase letters, digits and '-'")
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        return CustodianSection._iso_code(value)
+
+
+class ApiSection(_Strict):
+    listen: ListenField = Listen(host="127.0.0.1", port=8080)
+
+
+class Config(_Strict):
+    cloud: CloudSection
+    custodians: list[CustodianSection] = Field(min_length=1)
+    regions: list[RegionSection] = Field(min_length=1)
+    api: ApiSection = ApiSection()
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        custodian_ids = [c.id for c in self.custodians]
+        if len(set(custodian_ids)) != len(custodian_ids):
+            raise ValueError("custodians: ids must be unique")
+        region_ids = [r.id for r in self.regions]
+        if len(set(region_ids)) != len(region_ids):
+            raise ValueError("regions: ids must be unique")
+        for region in self.regions:
+            if region.custodian not in custodian_ids:
+                raise ValueError(
+                    f"regions.{region.id}.custodian: {region.custodian!r} is not a custodian id"
+                    f" (known: {', '.join(custodian_ids)})"
+                )
+        return self
+
+    def region(self, region_id: str) -> RegionSection:
+        for region in self.regions:
+            if region.id == region_id:
+                return region
+        raise ConfigError(f"no region {region_id!r} (known: {', '.join(self.region_ids)})")
+
+    def custodian(self, custodian_id: str) -> CustodianSection:
+        for custodian in self.custodians:
+            if custodian.id == custodian_id:
+                return custodian
+        raise ConfigError(f"no custodian {custodian_id!r}")
+
+    @property
+    def region_ids(self) -> list[str]:
+        return [r.id for r in self.regions]
+
+    @property
+    def primary_domain(self) -> str:
+        return self.cloud.domains[0]
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Best-effort line of a validation error's location: walks table headers then keys.
+
+    tomllib keeps no positions, and no maintained TOML parser for 3.11 reports them for
+    values, so this scans the text: enough to point an operator at the right line.
+    """
+    lines = text.splitlines()
+    start = 0
+    if loc and isinstance(loc[0], str):
+        section = loc[0]
+        rest = loc[1:]
+        if rest and isinstance(rest[0], int):
+            wanted, rest = rest[0], rest[1:]
+            seen = -1
+            for number, line in enumerate(lines):
+                if line.strip() == f"[[{section}]]":
+                    seen += 1
+                    if seen == wanted:
+                        start = number
+                        break
+            else:
+                return None
+        else:
+            for number, line in enumerate(lines):
+                if line.strip() == f"[{section}]":
+                    start = number
+                    break
+        key = next((part for part in rest if isinstance(part, str)), None)
+        if key is None:
+            return start + 1
+        for number in range(start + 1, len(lines)):
+            stripped = lines[number].strip()
+            if stripped.startswith("["):
+                break
+            if re.match(rf"{re.escape(key)}\s*=", stripped):
+                return number + 1
+        return start + 1
+    return None
+
+
+def parse_config(text: str, source: str = "borderline.toml") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            key = ".".join(str(part) for part in loc) or "(top level)"
+            line = _line_of(text, loc)
+            where = f"{source}:{line}" if line else source
+            problems.append(f"{where}: {key}: {error['msg']}")
+        raise ConfigError("\n".join(problems)) from exc
+
+
+def load_config(path: Path) -> Config:
+    """Load a config file; a relative data_dir is taken relative to the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file (run `borderline init` to write one)") from exc
+    config = parse_config(text, str(path))
+    if not config.cloud.data_dir.is_absolute():
+        cloud = config.cloud.model_copy(
+            update={"data_dir": (path.parent / config.cloud.data_dir).resolve()}
+        )
+        config = config.model_copy(update={"cloud": cloud})
+    return config
+
+
+def example_config(data_dir: Path, base_port: int = 2500, domain: str = "example.test") -> str:
+    """A working two-region cloud: us-east (US custodian) and eu-dublin (Irish custodian)."""
+    return f"""# Borderline cloud configuration. Each region is one data centre in one jurisdiction,
+# run by one custodian: the legal entity that holds that region's keys.
+
+[cloud]
+name = "Borderline example cloud"
+domains = ["{domain}"]
+data_dir = "{data_dir}"
+max_message_size = 26214400
+
+[[custodians]]
+id = "us-custodian"
+name = "Borderline US Inc."
+jurisdiction = "US"
+
+[[custodians]]
+id = "ie-custodian"
+name = "Borderline Ireland Ltd"
+jurisdiction = "IE"
+
+[[regions]]
+id = "us-east"
+location = "US"
+custodian = "us-custodian"
+smtp = "127.0.0.1:{base_port + 25}"
+submission = "127.0.0.1:{base_port + 87}"
+imap = "127.0.0.1:{base_port + 43}"
+imaps = "127.0.0.1:{base_port + 93}"
+
+[[regions]]
+id = "eu-dublin"
+location = "IE"
+custodian = "ie-custodian"
+smtp = "127.0.0.1:{base_port + 125}"
+submission = "127.0.0.1:{base_port + 187}"
+imap = "127.0.0.1:{base_port + 143}"
+imaps = "127.0.0.1:{base_port + 193}"
+
+[api]
+listen = "127.0.0.1:{base_port + 80}"
+"""

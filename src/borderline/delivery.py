@@ -1,0 +1,173 @@
+"""Where accepted mail goes: encrypted into this region's store, or sealed for its home.
+
+Pure planning and crypto, no network: SMTP ingress, the relay and IMAP APPEND share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from borderline.directory import Directory, DirectoryError
+from borderline.store import Delivery, OutboundRelay
+from borderline.vault import SealedMessageError, Vault, seal
+
+RELAY_HEADER = b"X-Borderline-Relay"
+SIGNATURE_HEADER = b"X-Borderline-Signature"
+
+
+class RelayRejected(Exception):
+    """An inbound relay envelope that is forged, misrouted or does not open."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str
+    rcpts: tuple[str, ...]
+    content: bytes
+    received: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    deliveries: tuple[Delivery, ...]
+    relays: tuple[OutboundRelay, ...]
+
+
+def _relay_signed_bytes(from_region: str, dest_region: str, sealed: bytes) -> bytes:
+    return f"borderline-relay-v1\n{from_region}\n{dest_region}\n".encode() + sealed
+
+
+class DeliveryPlanner:
+    """Splits an accepted message by recipient home region (invariants 1 and 2)."""
+
+    def __init__(self, region_id: str, vault: Vault, directory: Directory) -> None:
+        self.region_id = region_id
+        self.vault = vault
+        self.directory = directory
+
+    def local_delivery(
+        self,
+        address: str,
+        content: bytes,
+        received: float,
+        mailbox: str = "INBOX",
+        flags: frozenset[str] = frozenset(),
+    ) -> Delivery:
+        return Delivery(
+            account=address,
+            blob=self.vault.encrypt(address, content),
+            size=len(content),
+            internal_date=received,
+            mailbox=mailbox,
+            flags=flags,
+        )
+
+    def plan(self, envelope: Envelope) -> Plan:
+        deliveries: list[Delivery] = []
+        remote: dict[str, list[str]] = {}
+        content = envelope.content
+        for rcpt in dict.fromkeys(r.lower() for r in envelope.rcpts):
+            home = self.directory.home(rcpt)
+            if home is None:
+                raise ValueError(f"{rcpt} has no home region")
+            if home == self.region_id:
+                with_path = b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + content
+                deliveries.append(self.local_delivery(rcpt, with_path, envelope.received))
+            else:
+                remote.setdefault(home, []).append(rcpt)
+        relays = tuple(
+            OutboundRelay(
+                dest_region=home,
+                mail_from=envelope.mail_from,
+                rcpts=tuple(rcpts),
+                sealed=self._seal_for(home, envelope, rcpts),
+            )
+            for home, rcpts in remote.items()
+        )
+        return Plan(tuple(deliveries), relays)
+
+    def _seal_for(self, home: str, envelope: Envelope, rcpts: Sequence[str]) -> bytes:
+        header = json.dumps(
+            {
+                "v": 1,
+                "from_region": self.region_id,
+                "mail_from": envelope.mail_from,
+                "rcpts": list(rcpts),
+                "received": envelope.received,
+            },
+            separators=(",", ":"),
+        ).encode()
+        keys = self.directory.region_keys(home)
+        return seal(keys.sealing_key, home, header + b"\n" + envelope.content)
+
+    def relay_message(self, dest_region: str, sealed: bytes) -> bytes:
+        """The SMTP DATA that carries sealed mail to its home region, signed by this one."""
+        signature = self.vault.signing_key.sign(
+            _relay_signed_bytes(self.region_id, dest_region, sealed)
+        )
+        body = base64.encodebytes(sealed).replace(b"\n", b"\r\n")
+        return (
+            RELAY_HEADER
+            + f": v1; from={self.region_id}; to={dest_region}\r\n".encode()
+            + SIGNATURE_HEADER
+            + b": "
+            + base64.b64encode(signature)
+            + b"\r\nDate: "
+            + email.utils.formatdate(usegmt=True).encode()
+            + b"\r\nContent-Type: application/octet-stream\r\n"
+            + b"Content-Transfer-Encoding: base64\r\n\r\n"
+            + body
+        )
+
+    def open_relay_message(self, data: bytes) -> Envelope:
+        """Verify and open an inbound relay envelope addressed to this region."""
+        head, _, body = data.partition(b"\r\n\r\n")
+        fields: dict[bytes, bytes] = {}
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            fields[name.strip().lower()] = value.strip()
+        params = dict(
+            part.strip().split(b"=", 1)
+            for part in fields.get(RELAY_HEADER.lower(), b"").split(b";")[1:]
+            if b"=" in part
+        )
+        from_region = params.get(b"from", b"").decode(errors="replace")
+        if params.get(b"to", b"").decode(errors="replace") != self.region_id:
+            raise RelayRejected("relay envelope is addressed to another region")
+        try:
+            keys = self.directory.region_keys(from_region)
+        except DirectoryError as exc:
+            raise RelayRejected(f"relay envelope from unknown region {from_region!r}") from exc
+        try:
+            sealed = base64.b64decode(body, validate=False)
+            signature = base64.b64decode(fields.get(SIGNATURE_HEADER.lower(), b""))
+            Ed25519PublicKey.from_public_bytes(keys.signing_key).verify(
+                signature, _relay_signed_bytes(from_region, self.region_id, sealed)
+            )
+        except (InvalidSignature, ValueError) as exc:
+            raise RelayRejected(f"relay envelope from {from_region!r} fails verification") from exc
+        try:
+            header, _, content = self.vault.open_sealed(sealed).partition(b"\n")
+            meta = json.loads(header)
+        except (SealedMessageError, ValueError) as exc:
+            raise RelayRejected(str(exc)) from exc
+        if meta.get("from_region") != from_region:
+            raise RelayRejected("sealed header names another sending region")
+        return Envelope(
+            mail_from=str(meta["mail_from"]),
+            rcpts=tuple(str(r) for r in meta["rcpts"]),
+            content=content,
+            received=float(meta.get("received", time.time())),
+        )
+
+
+def is_relay_message(data: bytes) -> bool:
+    return data[: len(RELAY_HEADER) + 1].lower() == RELAY_HEADER.lower() + b":"

@@ -1,0 +1,122 @@
+"""The only global state: address -> home region, and each region's public keys.
+
+It holds no content and no names, so it may be replicated to every region.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+ADDRESS_MAX = 254
+
+
+class DirectoryError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RegionKeys:
+    region_id: str
+    sealing_key: bytes
+    signing_key: bytes
+
+
+def normalize_address(address: str) -> str:
+    """Lowercase and check an address: one @, a local part and a dotted domain."""
+    address = address.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if (
+        not at
+        or not local
+        or "." not in domain
+        or len(address) > ADDRESS_MAX
+        or any(c.isspace() or c in '<>()[]\\,;:"' for c in address)
+    ):
+        raise DirectoryError(f"{address!r} is not a valid mail address")
+    return address
+
+
+class Directory:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        with self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS accounts (address TEXT PRIMARY KEY,"
+                " region TEXT NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS regions (id TEXT PRIMARY KEY,"
+                " sealing_key BLOB NOT NULL, signing_key BLOB NOT NULL)"
+            )
+        self._cache: dict[str, str | None] = {}
+
+    def add(self, address: str, region_id: str) -> None:
+        address = normalize_address(address)
+        with self._lock, self._db:
+            current = self._db.execute(
+                "SELECT region FROM accounts WHERE address = ?", (address,)
+            ).fetchone()
+            if current is not None:
+                raise DirectoryError(f"{address} already exists, homed in {current[0]}")
+            self._db.execute(
+                "INSERT INTO accounts (address, region) VALUES (?, ?)", (address, region_id)
+            )
+            self._cache.pop(address, None)
+
+    def remove(self, address: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM accounts WHERE address = ?", (address.lower(),))
+            self._cache.pop(address.lower(), None)
+
+    def home(self, address: str) -> str | None:
+        """The address's home region, or None for an unknown address."""
+        address = address.lower()
+        if address in self._cache:
+            return self._cache[address]
+        with self._lock:
+            row = self._db.execute(
+                "SELECT region FROM accounts WHERE address = ?", (address,)
+            ).fetchone()
+        region = None if row is None else str(row[0])
+        if region is not None:
+            self._cache[address] = region
+        return region
+
+    def accounts(self, region_id: str | None = None) -> list[tuple[str, str]]:
+        query = "SELECT address, region FROM accounts"
+        params: tuple[str, ...] = ()
+        if region_id is not None:
+            query += " WHERE region = ?"
+            params = (region_id,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY address", params).fetchall()
+        return [(str(a), str(r)) for a, r in rows]
+
+    def publish_region(self, keys: RegionKeys) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO regions (id, sealing_key, signing_key) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET sealing_key = excluded.sealing_key,"
+                " signing_key = excluded.signing_key",
+                (keys.region_id, keys.sealing_key, keys.signing_key),
+            )
+
+    def region_keys(self, region_id: str) -> RegionKeys:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sealing_key, signing_key FROM regions WHERE id = ?", (region_id,)
+            ).fetchone()
+        if row is None:
+            raise DirectoryError(f"region {region_id} has not published its keys")
+        return RegionKeys(region_id, bytes(row[0]), bytes(row[1]))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,63 @@
+"""Runs every adapter of the regions this process serves, in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from borderline.cloud import Cloud
+from borderline.config import Config
+from borderline.smtp.server import RegionSmtp
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        self.smtp = [RegionSmtp(region, cloud.config) for region in cloud.regions.values()]
+
+    async def start(self) -> None:
+        for service in self.smtp:
+            await service.start()
+
+    async def stop(self) -> None:
+        for service in self.smtp:
+            await service.stop()
+
+    async def relays_drained(self, timeout: float = 30.0) -> bool:
+        """Wait until no region has sealed mail waiting to be relayed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            waiting = sum(r.store.queued_relays() for r in self.cloud.regions.values())
+            if waiting == 0:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+def listeners(config: Config, region_ids: list[str]) -> list[tuple[str, str, str]]:
+    """(region, protocol, address) of every listener the given regions open."""
+    rows = []
+    for region_id in region_ids:
+        section = config.region(region_id)
+        for name in ("smtp", "submission", "imap", "imaps"):
+            address = getattr(section, name)
+            if address is not None:
+                rows.append((region_id, name, str(address)))
+    return rows
+
+
+async def serve_forever(cloud: Cloud) -> None:
+    runtime = Runtime(cloud)
+    await runtime.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()

@@ -1,0 +1,1 @@
+"""SMTP ingress, authenticated submission and the inter-region relay (aiosmtpd)."""

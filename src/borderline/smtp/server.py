@@ -1,0 +1,70 @@
+"""Starts one region's SMTP listeners (MX and submission) and its relay worker."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import warnings
+
+from aiosmtpd.smtp import SMTP
+
+from borderline.cloud import Region
+from borderline.config import Config, Listen
+from borderline.smtp.ingress import GroupCommitter, IngressHandler
+from borderline.smtp.relay import RelayWorker
+from borderline.smtp.tls import server_context
+
+# aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH.
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+
+
+class RegionSmtp:
+    def __init__(self, region: Region, config: Config) -> None:
+        self.region = region
+        self.config = config
+        self.committer = GroupCommitter(region)
+        self.relay = RelayWorker(region, config, self.committer)
+        self.tls = server_context(region.root / "tls", f"{region.id}.{config.primary_domain}")
+        self._servers: list[asyncio.Server] = []
+
+    async def start(self) -> None:
+        self.committer.start()
+        self.relay.start()
+        section = self.region.section
+        self._servers.append(await self._listen(section.smtp, submission=False))
+        if section.submission is not None:
+            self._servers.append(await self._listen(section.submission, submission=True))
+
+    async def _listen(self, address: Listen, submission: bool) -> asyncio.Server:
+        handler = IngressHandler(self.region, self.committer, submission=submission)
+        hostname = f"{self.region.id}.{self.config.primary_domain}"
+
+        def protocol() -> SMTP:
+            return SMTP(
+                handler,
+                data_size_limit=self.config.cloud.max_message_size,
+                hostname=hostname,
+                ident=f"Borderline ESMTP ({self.region.id})",
+                tls_context=self.tls,
+                require_starttls=submission,
+                auth_required=submission,
+                auth_require_tls=True,
+                authenticator=handler.authenticate,
+                enable_SMTPUTF8=True,
+                timeout=300,
+            )
+
+        server = await asyncio.get_running_loop().create_server(
+            protocol, address.host, address.port, reuse_address=True
+        )
+        for sock in server.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return server
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        await self.relay.stop()
+        await self.committer.stop()

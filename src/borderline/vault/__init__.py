@@ -1,0 +1,17 @@
+"""Keys: region KEK, per-account data keys, HPKE sealing, and justified, logged release."""
+
+from borderline.vault.access import AccessEvent, AccessLog, Justification
+from borderline.vault.sealing import SealedMessageError, open_sealed, seal
+from borderline.vault.vault import ContentKey, KeyReleaseDenied, Vault
+
+__all__ = [
+    "AccessEvent",
+    "AccessLog",
+    "ContentKey",
+    "Justification",
+    "KeyReleaseDenied",
+    "SealedMessageError",
+    "Vault",
+    "open_sealed",
+    "seal",
+]

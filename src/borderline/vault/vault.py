@@ -1,0 +1,247 @@
+"""One region's key vault: the only place that region's keys exist."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from borderline.vault.access import AccessEvent, AccessLog, Justification
+from borderline.vault.sealing import open_sealed
+
+BLOB_VERSION = b"\x01"
+NONCE_SIZE = 12
+
+
+class KeyReleaseDenied(Exception):
+    """The vault refused to release a key; the reason says why."""
+
+
+def _message_aad(address: str) -> bytes:
+    return b"borderline-message-v1\n" + address.lower().encode()
+
+
+def _wrap_aad(region_id: str, address: str) -> bytes:
+    return f"borderline-dek-v1\n{region_id}\n{address.lower()}".encode()
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    """Create a key file readable only by its owner; never overwrite an existing key."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_or_create(path: Path, make: Callable[[], bytes]) -> bytes:
+    if not path.exists():
+        _write_secret(path, make())
+    return path.read_bytes()
+
+
+class ContentKey:
+    """A released data key: decrypts one account's messages, nothing else."""
+
+    def __init__(self, address: str, aead: AESGCM, log_index: int) -> None:
+        self.address = address.lower()
+        self._aead = aead
+        self.log_index = log_index
+
+    def decrypt(self, blob: bytes) -> bytes:
+        if not blob.startswith(BLOB_VERSION):
+            raise ValueError("unknown message blob version")
+        nonce = blob[1 : 1 + NONCE_SIZE]
+        try:
+            return self._aead.decrypt(nonce, blob[1 + NONCE_SIZE :], _message_aad(self.address))
+        except InvalidTag as exc:
+            raise ValueError(f"message blob of {self.address} fails authentication") from exc
+
+
+class Vault:
+    """Region KEK, per-account DEKs, the region's HPKE and signing keys.
+
+    Writing mail encrypts inside the vault and releases nothing; reading needs `release`,
+    which appends the access event to the transparency log before the key leaves.
+    """
+
+    def __init__(
+        self,
+        region_id: str,
+        directory: Path,
+        open_log: Callable[[Ed25519PrivateKey], AccessLog],
+    ) -> None:
+        self.region_id = region_id
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._kek = AESGCM(_load_or_create(directory / "kek.bin", lambda: AESGCM.generate_key(256)))
+        self._sealing_key = X25519PrivateKey.from_private_bytes(
+            _load_or_create(
+                directory / "sealing.key", lambda: X25519PrivateKey.generate().private_bytes_raw()
+            )
+        )
+        self.signing_key = Ed25519PrivateKey.from_private_bytes(
+            _load_or_create(
+                directory / "signing.key", lambda: Ed25519PrivateKey.generate().private_bytes_raw()
+            )
+        )
+        self._access_log = open_log(self.signing_key)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(directory / "keys.sqlite", check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        with self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS data_keys"
+                " (address TEXT PRIMARY KEY, wrapped BLOB NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS sealed_events (log_index INTEGER PRIMARY KEY,"
+                " salt BLOB NOT NULL, event BLOB NOT NULL, until TEXT NOT NULL,"
+                " revealed_at INTEGER)"
+            )
+        self._writers: dict[str, AESGCM] = {}
+
+    @property
+    def sealing_public_key(self) -> bytes:
+        return self._sealing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @property
+    def signing_public_key(self) -> bytes:
+        return self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def create_account_key(self, address: str) -> None:
+        """Give an account its data key; idempotent, so re-adding an account is harmless."""
+        address = address.lower()
+        nonce = os.urandom(NONCE_SIZE)
+        wrapped = nonce + self._kek.encrypt(
+            nonce, AESGCM.generate_key(256), _wrap_aad(self.region_id, address)
+        )
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO data_keys (address, wrapped) VALUES (?, ?)",
+                (address, wrapped),
+            )
+
+    def _unwrap(self, address: str) -> AESGCM:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT wrapped FROM data_keys WHERE address = ?", (address,)
+            ).fetchone()
+        if row is None:
+            raise KeyReleaseDenied(f"no data key for {address} in region {self.region_id}")
+        wrapped: bytes = row[0]
+        dek = self._kek.decrypt(
+            wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], _wrap_aad(self.region_id, address)
+        )
+        return AESGCM(dek)
+
+    def encrypt(self, address: str, plaintext: bytes) -> bytes:
+        """Encrypt a message for an account at rest; the key stays inside the vault."""
+        address = address.lower()
+        aead = self._writers.get(address)
+        if aead is None:
+            aead = self._unwrap(address)
+            self._writers[address] = aead
+        nonce = os.urandom(NONCE_SIZE)
+        return BLOB_VERSION + nonce + aead.encrypt(nonce, plaintext, _message_aad(address))
+
+    def release(
+        self,
+        address: str,
+        justification: Justification,
+        principal: str,
+        *,
+        decision_id: str | None = None,
+        sealed_until: date | None = None,
+    ) -> ContentKey:
+        """Log the access durably, then hand out the account's key (invariant 4)."""
+        if not isinstance(justification, Justification):
+            raise KeyReleaseDenied(f"{justification!r} is not a justification code")
+        if justification is Justification.THIRD_PARTY_DATA_REQUEST and not decision_id:
+            raise KeyReleaseDenied("THIRD_PARTY_DATA_REQUEST must name an approved decision")
+        if not principal:
+            raise KeyReleaseDenied("a key release must name the principal asking for it")
+        address = address.lower()
+        aead = self._unwrap(address)
+        event = AccessEvent(
+            region=self.region_id,
+            address=address,
+            justification=justification,
+            principal=principal,
+            time=datetime.now(UTC),
+            decision_id=decision_id,
+        )
+        index = (
+            self._append_sealed(event, sealed_until)
+            if sealed_until is not None
+            else self._access_log.append(event.to_entry())
+        )
+        return ContentKey(address, aead, index)
+
+    def _append_sealed(self, event: AccessEvent, until: date) -> int:
+        """Log a salted commitment now; the event itself is revealed when the order lapses."""
+        salt = secrets.token_bytes(32)
+        body = event.to_entry()
+        commitment = {
+            "type": "sealed-access",
+            "region": self.region_id,
+            "commitment": hashlib.sha256(salt + body).hexdigest(),
+        }
+        with self._lock:
+            index = self._access_log.append(
+                json.dumps(commitment, sort_keys=True, separators=(",", ":")).encode()
+            )
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO sealed_events (log_index, salt, event, until) VALUES (?,?,?,?)",
+                    (index, salt, body, until.isoformat()),
+                )
+        return index
+
+    def reveal_lapsed(self, today: date) -> list[int]:
+        """Publish the preimage of every sealed event whose order has lapsed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT log_index, salt, event FROM sealed_events"
+                " WHERE revealed_at IS NULL AND until <= ? ORDER BY log_index",
+                (today.isoformat(),),
+            ).fetchall()
+        revealed = []
+        for log_index, salt, body in rows:
+            reveal = {
+                "type": "reveal",
+                "index": log_index,
+                "salt": bytes(salt).hex(),
+                "event": json.loads(body),
+            }
+            entry_index = self._access_log.append(
+                json.dumps(reveal, sort_keys=True, separators=(",", ":")).encode()
+            )
+            with self._lock, self._db:
+                self._db.execute(
+                    "UPDATE sealed_events SET revealed_at = ? WHERE log_index = ?",
+                    (entry_index, log_index),
+                )
+            revealed.append(entry_index)
+        return revealed
+
+    def open_sealed(self, sealed: bytes) -> bytes:
+        """Open mail sealed to this region by another region (sealed transit)."""
+        return open_sealed(self._sealing_key, self.region_id, sealed)
+
+    def close(self) -> None:
+        self._db.close()

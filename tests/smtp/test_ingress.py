@@ -1,0 +1,162 @@
+"""SMTP over real loopback sessions: delivery, sealing across regions, and every reject path."""
+
+from __future__ import annotations
+
+import email
+import smtplib
+import ssl
+from email.message import EmailMessage
+
+import pytest
+
+from borderline.cloud import Region
+from borderline.delivery import Envelope
+from borderline.residency import files_containing
+from borderline.vault import Justification
+from tests.conftest import PASSWORD, RunningCloud
+
+
+def message(sender: str, rcpt: str, body: str, subject: str = "test") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, rcpt, subject
+    msg.set_content(body)
+    return msg
+
+
+def mx(running: RunningCloud, region_id: str) -> smtplib.SMTP:
+    listen = running.cloud.region(region_id).section.smtp
+    return smtplib.SMTP(listen.host, listen.port, timeout=30)
+
+
+def inbox(region: Region, address: str) -> list[bytes]:
+    key = region.vault.release(address, Justification.CUSTOMER_INITIATED_ACCESS, "test")
+    box = region.store.mailbox(address, "INBOX")
+    return [key.decrypt(region.store.blob(m.blob_id)) for m in region.store.messages(box.id)]
+
+
+def test_local_delivery_is_encrypted_at_rest(running: RunningCloud) -> None:
+    marker = "LOCAL-MARKER-7d1f0c"
+    with mx(running, "eu-dublin") as client:
+        client.send_message(message("x@example.org", "alice@example.test", marker))
+    dublin = running.cloud.region("eu-dublin")
+    [stored] = inbox(dublin, "alice@example.test")
+    assert marker.encode() in stored
+    assert stored.startswith(b"Return-Path: <x@example.org>\r\nReceived: from ")
+    # Encrypted at rest: the home region's own files hold no plaintext either.
+    assert files_containing(dublin.root, marker.encode()) == []
+
+
+def test_cross_region_mail_is_sealed_and_relayed_home(running: RunningCloud) -> None:
+    marker = "SEALED-MARKER-41aa93"
+    with mx(running, "us-east") as client:
+        refused = client.send_message(message("x@example.org", "alice@example.test", marker))
+    assert refused == {}
+    assert running.drained()
+    us, dublin = running.cloud.region("us-east"), running.cloud.region("eu-dublin")
+    [stored] = inbox(dublin, "alice@example.test")
+    assert marker.encode() in stored
+    assert email.message_from_bytes(stored)["Subject"] == "test"
+    # Invariants 1 and 2: not one byte of plaintext in the accepting region, nor the directory.
+    assert files_containing(us.root, marker.encode()) == []
+    assert files_containing(running.cloud.config.cloud.data_dir, marker.encode()) == []
+
+
+def test_unknown_recipient_is_550_at_rcpt(running: RunningCloud) -> None:
+    with mx(running, "us-east") as client:
+        client.ehlo()
+        client.mail("x@example.org")
+        code, text = client.rcpt("nobody@example.test")
+        assert code == 550 and b"no such user" in text
+        code, text = client.rcpt("someone@elsewhere.org")
+        assert code == 550 and b"Relaying denied" in text
+
+
+def test_oversize_message_is_552(running: RunningCloud) -> None:
+    limit = running.cloud.config.cloud.max_message_size
+    with mx(running, "eu-dublin") as client:
+        client.ehlo()
+        code, _ = client.mail("x@example.org", [f"SIZE={limit + 1}"])
+        assert code == 552
+    with mx(running, "eu-dublin") as client, pytest.raises(smtplib.SMTPDataError) as error:
+        client.helo()  # plain SMTP: no SIZE declared, so the limit bites during DATA
+        client.sendmail("x@example.org", ["alice@example.test"], b"0123456789\r\n" * (limit // 10))
+    assert error.value.smtp_code == 552
+    dublin = running.cloud.region("eu-dublin")
+    assert dublin.store.mailbox("alice@example.test", "INBOX").messages == 0
+
+
+def test_store_failure_is_451_never_250(running: RunningCloud) -> None:
+    dublin = running.cloud.region("eu-dublin")
+    writer = dublin.store._writer
+    writer.execute("PRAGMA query_only = ON")
+    try:
+        with mx(running, "eu-dublin") as client, pytest.raises(smtplib.SMTPDataError) as error:
+            client.send_message(message("x@example.org", "alice@example.test", "lost?"))
+        assert error.value.smtp_code == 451
+    finally:
+        writer.execute("PRAGMA query_only = OFF")
+    assert dublin.store.mailbox("alice@example.test", "INBOX").messages == 0
+
+
+def _submission(running: RunningCloud, region_id: str) -> smtplib.SMTP:
+    listen = running.cloud.region(region_id).section.submission
+    assert listen is not None
+    return smtplib.SMTP(listen.host, listen.port, timeout=30)
+
+
+def _client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def test_submission_needs_starttls_and_auth(running: RunningCloud) -> None:
+    with _submission(running, "eu-dublin") as client:
+        client.ehlo()
+        assert not client.has_extn("auth"), "AUTH must not be offered before TLS"
+        code, _ = client.mail("alice@example.test")
+        assert code == 530
+        client.starttls(context=_client_tls())
+        client.ehlo()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("alice@example.test", "wrong password")
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("bob@example.test", PASSWORD)  # homed in us-east, not local here
+        client.login("alice@example.test", PASSWORD)
+        code, _ = client.mail("bob@example.test")
+        assert code == 553, "the envelope sender must be the authenticated account"
+        client.rset()
+        client.send_message(message("alice@example.test", "bob@example.test", "from dublin"))
+    assert running.drained()
+    [stored] = inbox(running.cloud.region("us-east"), "bob@example.test")
+    assert b"from dublin" in stored
+    assert b"with ESMTPSA" in stored
+
+
+def test_multi_recipient_message_splits_by_home_region(running: RunningCloud) -> None:
+    running.cloud.add_account("carol@example.test", "us-east", PASSWORD)
+    msg = message("x@example.org", "alice@example.test, bob@example.test", "to three")
+    with mx(running, "us-east") as client:
+        client.send_message(
+            msg, to_addrs=["alice@example.test", "bob@example.test", "carol@example.test"]
+        )
+    assert running.drained()
+    assert len(inbox(running.cloud.region("eu-dublin"), "alice@example.test")) == 1
+    assert len(inbox(running.cloud.region("us-east"), "bob@example.test")) == 1
+    assert len(inbox(running.cloud.region("us-east"), "carol@example.test")) == 1
+
+
+def test_forged_relay_envelope_is_rejected(running: RunningCloud) -> None:
+    us = running.cloud.region("us-east")
+    envelope = Envelope("x@example.org", ("alice@example.test",), b"Subject: hi\r\n\r\nok", 0.0)
+    sealed = us.planner.plan(envelope).relays[0].sealed
+    genuine = us.planner.relay_message("eu-dublin", sealed)
+    forged = genuine.replace(b"from=us-east", b"from=eu-dublin")
+    with mx(running, "eu-dublin") as client, pytest.raises(smtplib.SMTPDataError) as error:
+        client.sendmail("x@example.org", ["alice@example.test"], forged)
+    assert error.value.smtp_code == 554
+    with mx(running, "eu-dublin") as client:
+        client.sendmail("x@example.org", ["alice@example.test"], genuine)
+    [stored] = inbox(running.cloud.region("eu-dublin"), "alice@example.test")
+    assert stored.endswith(b"\r\n\r\nok")
