@@ -1,0 +1,490 @@
+"""The policy engine: decides each demand item under the law in force on the day of service.
+
+The law is split between data (which rules exist, what they cite and when they apply) and Cedar
+policies (what each rule requires). The engine only gathers facts, asks Cedar four questions in
+turn (bind, disclose/preserve, refer, oblige) and assembles the answers with their citations.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import cedarpy
+from pydantic import BaseModel, ConfigDict
+
+from borderline.law.facts import AccountLocation, Custodian, Facts
+from borderline.law.knowledge import (
+    DATA_DIR,
+    Category,
+    InstrumentType,
+    LawBook,
+    LawDataError,
+)
+from borderline.law.request import LegalRequest
+
+POLICY_DIR = Path(__file__).parent / "policies"
+NO_ACCOUNT = "account.not_found"
+
+Outcome = Literal["disclose", "reject", "refer", "preserve", "no_data"]
+Action = Literal["bind", "disclose", "preserve", "refer", "oblige"]
+
+
+class LawError(ValueError):
+    """The request cannot be decided: it names something the law data or the facts do not know."""
+
+
+class CedarEvaluationError(RuntimeError):
+    """Cedar reported errors while evaluating: a broken policy must never pass as a deny."""
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Item(_Out):
+    account: str
+    category: Category
+
+
+class Reason(_Out):
+    """One policy that produced (part of) a decision, with what it means in this case."""
+
+    policy_id: str
+    role: str
+    text: str
+    citations: list[str]
+
+
+class Obligation(_Out):
+    policy_id: str
+    text: str
+    due: datetime | None
+    citations: list[str]
+
+
+class Deadline(_Out):
+    id: str
+    label: str
+    due: datetime
+    extension_days: int | None
+    citation: str
+
+
+class Location(_Out):
+    region: str
+    jurisdiction: str
+    custodian: str
+
+
+class Decision(_Out):
+    item: Item
+    outcome: Outcome
+    ground: str | None
+    route: str | None
+    obligations: list[Obligation]
+    deadlines: list[Deadline]
+    policy_ids: list[str]
+    citations: list[str]
+    reasons: list[Reason]
+    law_date: date
+    served_at: datetime
+    location: Location | None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class _Target:
+    item: Item
+    location: AccountLocation
+
+    @property
+    def uid(self) -> str:
+        return f"{self.item.account}/{self.item.category}"
+
+
+def _ref(kind: str, ident: str) -> dict[str, dict[str, str]]:
+    return {"__entity": {"type": kind, "id": ident}}
+
+
+class LawEngine:
+    """Loads, validates and applies the law; one instance serves any number of requests."""
+
+    def __init__(self, book: LawBook, policies: str, schema: str) -> None:
+        self.book = book
+        self._schema = cedarpy.Schema.from_json_str(schema)
+        self._policies = cedarpy.PolicySet.from_str(policies)
+        self._order = {pid: n for n, pid in enumerate(book.policies)}
+        self._check(policies)
+
+    @classmethod
+    def load(cls, data_dir: Path = DATA_DIR, policy_dir: Path = POLICY_DIR) -> LawEngine:
+        book = LawBook(data_dir)
+        files = sorted(policy_dir.glob("*.cedar"))
+        if not files:
+            raise LawDataError(f"{policy_dir}: no *.cedar policy files")
+        text = "\n".join(f.read_text(encoding="utf-8") for f in files)
+        try:
+            return cls(book, text, (policy_dir / "schema.json").read_text(encoding="utf-8"))
+        except ValueError as exc:
+            if isinstance(exc, LawDataError):
+                raise
+            raise LawDataError(f"{policy_dir}: {exc}") from exc
+
+    def _check(self, policies: str) -> None:
+        """Schema-validate the policies and tie every @id to the data, both ways."""
+        result = cedarpy.validate_policies(policies, self._schema)
+        if not result.validation_passed:
+            names = result.id_annotations_by_policy_id
+            raise LawDataError(
+                "policies fail schema validation:\n"
+                + "\n".join(
+                    f"  {names.get(e.policy_id, e.policy_id)}: {e.error}" for e in result.errors
+                )
+            )
+        static = json.loads(cedarpy.policies_to_json_str(policies))["staticPolicies"]
+        ids = [p.get("annotations", {}).get("id") for p in static.values()]
+        if None in ids:
+            raise LawDataError("every Cedar policy needs an @id annotation")
+        known = {pid for pid, m in self.book.policies.items() if m.role != "engine"}
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        missing = sorted(set(ids) - known)
+        unused = sorted(known - set(ids))
+        for problem, found in (
+            ("duplicate @id", dupes),
+            ("@id without an entry in data/policies.toml", missing),
+            ("data/policies.toml entry without a Cedar policy", unused),
+        ):
+            if found:
+                raise LawDataError(f"{problem}: {', '.join(map(str, found))}")
+        for law in sorted(set(re.findall(r'Law::"([^"]+)"', policies))):
+            if law not in self.book.laws:
+                raise LawDataError(f'policies name Law::"{law}", not in data/laws.toml')
+        for pid, meaning in self.book.policies.items():
+            if meaning.role == "engine" and pid in ids:
+                raise LawDataError(f"{pid}: role 'engine' but also a Cedar policy")
+
+    def decide(self, request: LegalRequest, facts: Facts) -> list[Decision]:
+        """One decision per (account, category), in request order."""
+        spec = self._instrument(request)
+        served = facts.custodian(request.instrument.served_on)
+        if served is None:
+            raise LawError(
+                f"instrument.served_on: unknown custodian {request.instrument.served_on!r}"
+            )
+        decisions: dict[tuple[str, str], Decision] = {}
+        targets: list[_Target] = []
+        for account in request.scope.accounts:
+            location = facts.locate(account)
+            for category in request.scope.categories:
+                item = Item(account=account, category=category)
+                if location is None:
+                    decisions[(account, category)] = self._no_data(request, item)
+                else:
+                    targets.append(_Target(item, location))
+        if targets:
+            for target, decision in zip(
+                targets, self._decide(request, spec, served, targets), strict=True
+            ):
+                decisions[(target.item.account, target.item.category)] = decision
+        return [decisions[(a, c)] for a in request.scope.accounts for c in request.scope.categories]
+
+    def _instrument(self, request: LegalRequest) -> InstrumentType:
+        spec = self.book.instruments.get(request.instrument.type)
+        if spec is None:
+            known = ", ".join(sorted(self.book.instruments))
+            raise LawError(
+                f"instrument.type: unknown instrument type {request.instrument.type!r} "
+                f"(known: {known})"
+            )
+        country = request.authority.country
+        if country not in self.book.jurisdictions:
+            raise LawError(f"authority.country: unknown jurisdiction {country!r}")
+        where = spec.issued_in
+        ok = where in ("*", country) or self.book.member_of(country, where, request.law_date)
+        if not ok:
+            raise LawError(
+                f"authority.country: a {spec.id} is issued in {where}, not by an authority "
+                f"of {country!r} on {request.law_date}"
+            )
+        residence = request.scope.subject_residence
+        if residence is not None and residence not in self.book.jurisdictions:
+            raise LawError(f"scope.subject_residence: unknown jurisdiction {residence!r}")
+        return spec
+
+    def _decide(
+        self,
+        request: LegalRequest,
+        spec: InstrumentType,
+        served: Custodian,
+        targets: list[_Target],
+    ) -> list[Decision]:
+        day = request.law_date
+        entities = self._entities(request, spec, served, targets)
+        base = {
+            "in_force": [_ref("Law", law) for law in self.book.in_force(day)],
+            "bound": False,
+            "denied_by": [],
+            "nondisclosure": request.nondisclosure is not None,
+        }
+        bind = self._ask(entities, "bind", targets, [base] * len(targets))
+        act: Literal["disclose", "preserve"] = "preserve" if spec.preservation else "disclose"
+        acted = self._ask(entities, act, targets, [{**base, "bound": ok} for ok, _ in bind])
+        refer = self._ask(
+            entities,
+            "refer",
+            targets,
+            [{**base, "denied_by": ids if not ok else []} for ok, ids in acted],
+        )
+        oblige = self._ask(entities, "oblige", targets, [base] * len(targets))
+        out = []
+        for n, target in enumerate(targets):
+            fields = self._fields(request, spec, served, target)
+            bound, bind_ids = bind[n]
+            allowed, act_ids = acted[n]
+            if allowed:
+                ids = bind_ids + act_ids
+                outcome: Outcome = act
+                obligations = [self._obligation(pid, fields, request) for pid in oblige[n][1]]
+                ids += [o.policy_id for o in obligations]
+                deadlines = self._deadlines(request, spec)
+            else:
+                ids = ([] if bound else bind_ids) + act_ids
+                routable, route_ids = refer[n]
+                outcome = "refer" if routable else "reject"
+                ids += route_ids if routable else []
+                obligations, deadlines = [], []
+            out.append(
+                self._decision(request, target, outcome, ids, fields, obligations, deadlines)
+            )
+        return out
+
+    def _ask(
+        self,
+        entities: cedarpy.Entities,
+        action: Action,
+        targets: list[_Target],
+        contexts: list[dict[str, Any]],
+    ) -> list[tuple[bool, list[str]]]:
+        """One Cedar batch; any evaluation error raises instead of counting as a deny."""
+        requests = [
+            {
+                "principal": {"type": "Instrument", "id": "instrument"},
+                "action": {"type": "Action", "id": action},
+                "resource": {"type": "Item", "id": t.uid},
+                "context": ctx,
+            }
+            for t, ctx in zip(targets, contexts, strict=True)
+        ]
+        try:
+            results = cedarpy.is_authorized_batch(requests, self._policies, entities, self._schema)
+        except ValueError as exc:
+            raise CedarEvaluationError(f"Cedar rejected the {action} request: {exc}") from exc
+        answers = []
+        for target, result in zip(targets, results, strict=True):
+            diagnostics = result.diagnostics
+            if diagnostics.errors:
+                raise CedarEvaluationError(
+                    f"{action} {target.uid}: " + "; ".join(map(str, diagnostics.errors))
+                )
+            names = diagnostics.id_annotations_by_reason
+            ids = sorted((names[r] for r in diagnostics.reasons), key=self._order.__getitem__)
+            answers.append((result.allowed, ids))
+        return answers
+
+    def _entities(
+        self,
+        request: LegalRequest,
+        spec: InstrumentType,
+        served: Custodian,
+        targets: list[_Target],
+    ) -> cedarpy.Entities:
+        day = request.law_date
+        country = request.authority.country
+        custodians = {served.id: served} | {
+            t.location.custodian.id: t.location.custodian for t in targets
+        }
+        for custodian in custodians.values():
+            if custodian.jurisdiction not in self.book.jurisdictions:
+                raise LawError(
+                    f"custodian {custodian.id!r}: unknown jurisdiction {custodian.jurisdiction!r}"
+                )
+        for t in targets:
+            if t.location.region_jurisdiction not in self.book.jurisdictions:
+                raise LawError(
+                    f"region {t.location.region_id!r}: unknown jurisdiction "
+                    f"{t.location.region_jurisdiction!r}"
+                )
+        offence = (request.instrument.offence or "").lower()
+        instrument: dict[str, Any] = {
+            "kind": spec.id,
+            "family": spec.family,
+            "issuing": _ref("Jurisdiction", country),
+            "issuer": request.instrument.issued_by,
+            "issuers": list(spec.issuers),
+            "served_on": _ref("Custodian", served.id),
+            "reaches": list(spec.reaches),
+            "preservation": spec.preservation,
+            "emergency": request.emergency,
+            "listed_offence": any(o in offence for o in self.book.listed_offences),
+            "offence_in_issuing_state": request.instrument.offence_country == country,
+        }
+        if request.instrument.max_penalty_years is not None:
+            instrument["max_penalty_years"] = request.instrument.max_penalty_years
+        residence = request.scope.subject_residence
+        entities: list[dict[str, Any]] = [
+            {"uid": {"type": "Bloc", "id": b}, "attrs": {}, "parents": []} for b in self.book.blocs
+        ]
+        entities += [
+            {"uid": {"type": "Law", "id": law}, "attrs": {}, "parents": []}
+            for law in self.book.laws
+        ]
+        entities += [
+            {
+                "uid": {"type": "Jurisdiction", "id": code},
+                "attrs": {},
+                "parents": [{"type": "Bloc", "id": b} for b in j.blocs_on(day)],
+            }
+            for code, j in self.book.jurisdictions.items()
+        ]
+        entities += [
+            {
+                "uid": {"type": "Custodian", "id": c.id},
+                "attrs": {"jurisdiction": _ref("Jurisdiction", c.jurisdiction)},
+                "parents": [],
+            }
+            for c in custodians.values()
+        ]
+        entities.append(
+            {"uid": {"type": "Instrument", "id": "instrument"}, "attrs": instrument, "parents": []}
+        )
+        for t in targets:
+            attrs: dict[str, Any] = {
+                "account": t.item.account,
+                "category": t.item.category,
+                "region": t.location.region_id,
+                "data_jurisdiction": _ref("Jurisdiction", t.location.region_jurisdiction),
+                "custodian": _ref("Custodian", t.location.custodian.id),
+            }
+            if residence is not None:
+                attrs["subject_residence"] = _ref("Jurisdiction", residence)
+            entities.append({"uid": {"type": "Item", "id": t.uid}, "attrs": attrs, "parents": []})
+        try:
+            return cedarpy.Entities.from_json_str(json.dumps(entities), self._schema)
+        except ValueError as exc:
+            raise CedarEvaluationError(f"entities do not fit the Cedar schema: {exc}") from exc
+
+    def _fields(
+        self, request: LegalRequest, spec: InstrumentType, served: Custodian, target: _Target
+    ) -> dict[str, str]:
+        names = self.book.jurisdictions
+        holder = target.location.custodian
+        return {
+            "instrument": spec.name,
+            "issuing": names[request.authority.country].name,
+            "issuer": request.instrument.issued_by.replace("_", " "),
+            "served": served.name,
+            "served_jurisdiction": names[served.jurisdiction].name,
+            "holder": holder.name,
+            "holder_jurisdiction": names[holder.jurisdiction].name,
+            "region": target.location.region_id,
+            "data_jurisdiction": names[target.location.region_jurisdiction].name,
+            "category": target.item.category,
+            "account": target.item.account,
+        }
+
+    def _reason(self, policy_id: str, fields: dict[str, str], day: date) -> Reason:
+        meaning = self.book.policies[policy_id]
+        return Reason(
+            policy_id=policy_id,
+            role=meaning.role,
+            text=meaning.text.format(**fields),
+            citations=self.book.citations(list(meaning.laws), day),
+        )
+
+    def _obligation(
+        self, policy_id: str, fields: dict[str, str], request: LegalRequest
+    ) -> Obligation:
+        reason = self._reason(policy_id, fields, request.law_date)
+        meaning = self.book.policies[policy_id]
+        due = request.served_at + timedelta(days=meaning.days) if meaning.days else None
+        if meaning.until == "nondisclosure" and request.nondisclosure:
+            due = datetime.combine(request.nondisclosure.until, time(), UTC)
+        return Obligation(
+            policy_id=policy_id, text=reason.text, due=due, citations=reason.citations
+        )
+
+    def _deadlines(self, request: LegalRequest, spec: InstrumentType) -> list[Deadline]:
+        wanted = {"always", "emergency" if request.emergency else "normal"}
+        return [
+            Deadline(
+                id=rule.id,
+                label=rule.label,
+                due=request.served_at + timedelta(days=rule.days or 0, hours=rule.hours or 0),
+                extension_days=rule.extension_days,
+                citation=self.book.laws[rule.law].citation,
+            )
+            for rule in spec.deadlines
+            if rule.when in wanted
+        ]
+
+    def _decision(
+        self,
+        request: LegalRequest,
+        target: _Target,
+        outcome: Outcome,
+        ids: list[str],
+        fields: dict[str, str],
+        obligations: list[Obligation],
+        deadlines: list[Deadline],
+    ) -> Decision:
+        reasons = [self._reason(pid, fields, request.law_date) for pid in ids]
+        grounds = [r.text for r in reasons if r.role == "ground"]
+        routes = [r.text for r in reasons if r.role == "route"]
+        instrument_laws = self.book.instruments[request.instrument.type].laws
+        citations = self.book.citations(list(instrument_laws), request.law_date)
+        for reason in reasons:
+            citations += reason.citations
+        return Decision(
+            item=target.item,
+            outcome=outcome,
+            ground=grounds[0] if grounds and outcome in ("reject", "refer") else None,
+            route=routes[0] if outcome == "refer" else None,
+            obligations=obligations,
+            deadlines=deadlines,
+            policy_ids=ids,
+            citations=list(dict.fromkeys(citations)),
+            reasons=reasons,
+            law_date=request.law_date,
+            served_at=request.served_at,
+            location=Location(
+                region=target.location.region_id,
+                jurisdiction=target.location.region_jurisdiction,
+                custodian=target.location.custodian.id,
+            ),
+        )
+
+    def _no_data(self, request: LegalRequest, item: Item) -> Decision:
+        meaning = self.book.policies[NO_ACCOUNT]
+        text = meaning.text.format(account=item.account)
+        citations = self.book.citations(list(meaning.laws), request.law_date)
+        return Decision(
+            item=item,
+            outcome="no_data",
+            ground=None,
+            route=None,
+            obligations=[],
+            deadlines=[],
+            policy_ids=[NO_ACCOUNT],
+            citations=citations,
+            reasons=[Reason(policy_id=NO_ACCOUNT, role="engine", text=text, citations=citations)],
+            law_date=request.law_date,
+            served_at=request.served_at,
+            location=None,
+        )
