@@ -77,7 +77,7 @@ CASES = [
         {"subscriber": "refer", "traffic": "refer", "content": "refer"},
         ("control.keys", "route.us_ie_mlat"),
         "US-Ireland MLAT",
-        routes={"content": "MLAT request to Ireland"},
+        routes={"content": "Central Authority for Mutual Assistance"},
     ),
     Case(
         "mlat-executed-irish-court-order",
@@ -182,6 +182,14 @@ CASES = [
         {"content": "refer"},
         ("eu.eevidence.not_yet_applicable", "route.eu_mla_2000"),
         "EU MLA Convention 2000",
+    ),
+    Case(
+        "epoc-for-us-held-data-goes-through-eu-us-mla",
+        {**EPOC, "issued_by": "judge", "received": "2026-09-01"}
+        | {"categories": ("content",), "accounts": ("bob@example.test",), "max_penalty_years": 5},
+        {"bob@example.test/content": "refer"},
+        ("control.keys", "route.us_eu_mla"),
+        "EU-US MLA Agreement",
     ),
     Case(
         "epoc-from-denmark",
