@@ -342,18 +342,18 @@ while True:
 
 def test_kill_during_appends_recovers_to_a_consistent_log(tmp_path: pathlib.Path) -> None:
     raw = KEY.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path), ORIGIN, raw.hex()],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert child.stdout is not None
-    acked = -1
-    deadline = time.monotonic() + 30
-    while acked < 5000 and time.monotonic() < deadline:
-        acked = int(child.stdout.readline())
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    ) as child:
+        assert child.stdout is not None
+        acked = -1
+        deadline = time.monotonic() + 30
+        while acked < 5000 and time.monotonic() < deadline:
+            acked = int(child.stdout.readline())
+        child.send_signal(signal.SIGKILL)
+        child.wait()
     saved = (tmp_path / "checkpoint").read_bytes()
     with open_log(tmp_path) as log:
         assert log.size > acked
