@@ -46,7 +46,8 @@ class Region:
 
     @property
     def transparency_log(self) -> TransparencyLog:
-        assert self.log is not None, "the vault opens the log when it starts"
+        self.vault.access_log  # noqa: B018 - opens the log (and sets self.log) on first use
+        assert self.log is not None
         return self.log
 
     def check_password(self, address: str, password: str) -> bool:
@@ -64,7 +65,8 @@ class Region:
     def close(self) -> None:
         self.store.close()
         self.vault.close()
-        self.transparency_log.close()
+        if self.log is not None:
+            self.log.close()
 
 
 class Cloud:

@@ -14,9 +14,15 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, cloud: Cloud) -> None:
+    """All listeners and workers of this process. An `ingest_only` process (an extra
+    ingest worker) accepts MX mail on a shared port and does nothing else."""
+
+    def __init__(self, cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
         self.cloud = cloud
-        self.smtp = [RegionSmtp(region, cloud.config) for region in cloud.regions.values()]
+        self.smtp = [
+            RegionSmtp(region, cloud.config, ingest_only, reuse_port)
+            for region in cloud.regions.values()
+        ]
 
     async def start(self) -> None:
         for service in self.smtp:
@@ -50,8 +56,8 @@ def listeners(config: Config, region_ids: list[str]) -> list[tuple[str, str, str
     return rows
 
 
-async def serve_forever(cloud: Cloud) -> None:
-    runtime = Runtime(cloud)
+async def serve_forever(cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
+    runtime = Runtime(cloud, ingest_only, reuse_port)
     await runtime.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

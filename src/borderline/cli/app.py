@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -46,15 +48,40 @@ def serve(
     region: Annotated[
         str | None, typer.Option("--region", "-r", help="Serve only this region (scale-out).")
     ] = None,
+    ingest_workers: Annotated[
+        int, typer.Option(min=1, help="Processes accepting SMTP on the MX ports (SO_REUSEPORT).")
+    ] = 1,
+    ingest_only: Annotated[bool, typer.Option(hidden=True)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve every region (or one) until interrupted."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    shared_port = ingest_workers > 1 or ingest_only
     with open_cloud(config, region) as cloud:
-        for region_id, name, address in listeners(cloud.config, list(cloud.regions)):
-            console.print(f"{region_id:<12} {name:<11} {address}")
-        console.print("serving; Ctrl-C to stop")
-        asyncio.run(serve_forever(cloud))
+        # Workers start once this process has created any missing keys and databases.
+        workers = [] if ingest_only else _spawn_ingest_workers(config, region, ingest_workers - 1)
+        try:
+            if not ingest_only:
+                for region_id, name, address in listeners(cloud.config, list(cloud.regions)):
+                    console.print(f"{region_id:<12} {name:<11} {address}")
+                console.print(f"serving with {ingest_workers} ingest process(es); Ctrl-C to stop")
+            asyncio.run(serve_forever(cloud, ingest_only, reuse_port=shared_port))
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(10)
+
+
+def _spawn_ingest_workers(
+    config: Path, region: str | None, count: int
+) -> list[subprocess.Popen[bytes]]:
+    """Extra processes accepting MX mail on the same ports: SMTP parsing is CPU-bound and
+    one Python process cannot use a second core. They share the region's database."""
+    command = [sys.executable, "-m", "borderline", "serve", "-c", str(config), "--ingest-only"]
+    if region is not None:
+        command += ["--region", region]
+    return [subprocess.Popen(command) for _ in range(count)]
 
 
 def main() -> None:

@@ -6,11 +6,10 @@ import asyncio
 import socket
 import warnings
 
-from aiosmtpd.smtp import SMTP
-
 from borderline.cloud import Region
 from borderline.config import Config, Listen
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
+from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
 from borderline.smtp.tls import server_context
 
@@ -19,9 +18,15 @@ warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 
 class RegionSmtp:
-    def __init__(self, region: Region, config: Config) -> None:
+    """A region's MX and submission listeners; `ingest_only` workers run just the MX."""
+
+    def __init__(
+        self, region: Region, config: Config, ingest_only: bool = False, reuse_port: bool = False
+    ) -> None:
         self.region = region
         self.config = config
+        self.ingest_only = ingest_only
+        self.reuse_port = reuse_port
         self.committer = GroupCommitter(region)
         self.relay = RelayWorker(region, config, self.committer)
         self.tls = server_context(region.root / "tls", f"{region.id}.{config.primary_domain}")
@@ -29,9 +34,11 @@ class RegionSmtp:
 
     async def start(self) -> None:
         self.committer.start()
-        self.relay.start()
         section = self.region.section
         self._servers.append(await self._listen(section.smtp, submission=False))
+        if self.ingest_only:
+            return
+        self.relay.start()
         if section.submission is not None:
             self._servers.append(await self._listen(section.submission, submission=True))
 
@@ -39,8 +46,8 @@ class RegionSmtp:
         handler = IngressHandler(self.region, self.committer, submission=submission)
         hostname = f"{self.region.id}.{self.config.primary_domain}"
 
-        def protocol() -> SMTP:
-            return SMTP(
+        def protocol() -> FastDataSMTP:
+            return FastDataSMTP(
                 handler,
                 data_size_limit=self.config.cloud.max_message_size,
                 hostname=hostname,
@@ -55,7 +62,11 @@ class RegionSmtp:
             )
 
         server = await asyncio.get_running_loop().create_server(
-            protocol, address.host, address.port, reuse_address=True
+            protocol,
+            address.host,
+            address.port,
+            reuse_address=True,
+            reuse_port=self.reuse_port and not submission,
         )
         for sock in server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -98,7 +98,8 @@ class Vault:
                 directory / "signing.key", lambda: Ed25519PrivateKey.generate().private_bytes_raw()
             )
         )
-        self._access_log = open_log(self.signing_key)
+        self._open_log = open_log
+        self._log: AccessLog | None = None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(directory / "keys.sqlite", check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -114,6 +115,13 @@ class Vault:
                 " revealed_at INTEGER)"
             )
         self._writers: dict[str, AESGCM] = {}
+
+    @property
+    def access_log(self) -> AccessLog:
+        """Opened on first use: ingest-only processes encrypt but never release keys."""
+        if self._log is None:
+            self._log = self._open_log(self.signing_key)
+        return self._log
 
     @property
     def sealing_public_key(self) -> bytes:
@@ -188,7 +196,7 @@ class Vault:
         index = (
             self._append_sealed(event, sealed_until)
             if sealed_until is not None
-            else self._access_log.append(event.to_entry())
+            else self.access_log.append(event.to_entry())
         )
         return ContentKey(address, aead, index)
 
@@ -202,7 +210,7 @@ class Vault:
             "commitment": hashlib.sha256(salt + body).hexdigest(),
         }
         with self._lock:
-            index = self._access_log.append(
+            index = self.access_log.append(
                 json.dumps(commitment, sort_keys=True, separators=(",", ":")).encode()
             )
             with self._db:
@@ -228,7 +236,7 @@ class Vault:
                 "salt": bytes(salt).hex(),
                 "event": json.loads(body),
             }
-            entry_index = self._access_log.append(
+            entry_index = self.access_log.append(
                 json.dumps(reveal, sort_keys=True, separators=(",", ":")).encode()
             )
             with self._lock, self._db:
