@@ -169,6 +169,7 @@ categories = ["subscriber"]
         ("received = 2026-03-01", 'received = "yesterday"', r"received: .*'yesterday'"),
         ('accounts = ["bob@example.test"]', 'accounts = ["bob"]', r"scope\.accounts: .*'bob'"),
         ("[scope]", 'colour = "red"\n[scope]', r"instrument\.colour: Extra inputs"),
+        ('["subscriber"]', '["subscriber", "subscriber"]', r"scope\.categories: .*more than once"),
     ],
 )
 def test_bad_request_file_names_the_field_and_file(

@@ -109,6 +109,9 @@ class _Target:
         return f"{self.item.account}/{self.item.category}"
 
 
+_IN_FORCE = {"type": "InForce", "id": "on_service_date"}
+
+
 def _ref(kind: str, ident: str) -> dict[str, dict[str, str]]:
     return {"__entity": {"type": kind, "id": ident}}
 
@@ -225,10 +228,8 @@ class LawEngine:
         served: Custodian,
         targets: list[_Target],
     ) -> list[Decision]:
-        day = request.law_date
         entities = self._entities(request, spec, served, targets)
         base = {
-            "in_force": [_ref("Law", law) for law in self.book.in_force(day)],
             "bound": False,
             "denied_by": [],
             "nondisclosure": request.nondisclosure is not None,
@@ -341,8 +342,16 @@ class LawEngine:
         entities: list[dict[str, Any]] = [
             {"uid": {"type": "Bloc", "id": b}, "attrs": {}, "parents": []} for b in self.book.blocs
         ]
+        # The law in force on the service date is data: each applicable law is placed in
+        # InForce::"on_service_date", which the policies test with `in`.
+        in_force = set(self.book.in_force(day))
+        entities.append({"uid": _IN_FORCE, "attrs": {}, "parents": []})
         entities += [
-            {"uid": {"type": "Law", "id": law}, "attrs": {}, "parents": []}
+            {
+                "uid": {"type": "Law", "id": law},
+                "attrs": {},
+                "parents": [_IN_FORCE] if law in in_force else [],
+            }
             for law in self.book.laws
         ]
         entities += [

@@ -6,13 +6,14 @@ import json
 import tomllib
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from borderline.law.knowledge import Category, IssuerKind, describe_errors
 
 _CODE = r"^[A-Z]{2}$"
+V = TypeVar("V")
 
 
 class RequestFileError(ValueError):
@@ -66,13 +67,26 @@ class Scope(_Strict):
         for address in value:
             if address.count("@") != 1 or address.startswith("@") or address.endswith("@"):
                 raise ValueError(f"not an email address: {address!r}")
-        return value
+        return _distinct([a.lower() for a in value], value)
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, value: tuple[Category, ...]) -> tuple[Category, ...]:
+        return _distinct(list(value), value)
 
     @model_validator(mode="after")
     def _ordered(self) -> Scope:
         if self.start and self.to and self.to < self.start:
             raise ValueError(f"'to' ({self.to}) is before 'from' ({self.start})")
         return self
+
+
+def _distinct(keys: list[str], value: V) -> V:
+    """Each demand item must be unique: it gets exactly one decision."""
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"listed more than once: {', '.join(repeated)}")
+    return value
 
 
 class Nondisclosure(_Strict):
