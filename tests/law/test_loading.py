@@ -242,3 +242,9 @@ def test_examples_replay(
     text = explain_text(request, decisions)
     assert request.reference in text
     assert text.count("policies: ") == len(decisions)
+
+
+def test_docs_list_every_policy() -> None:
+    docs = Path(__file__).parents[2] / "docs" / "law.md"
+    listed = set(re.findall(r"^\| `([^`]+)` \|", docs.read_text(), flags=re.MULTILINE))
+    assert listed == set(LawBook().policies)
