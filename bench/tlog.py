@@ -15,6 +15,7 @@ import pathlib
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -72,6 +73,41 @@ def bench_sqlite(
     return db, timed(run)
 
 
+def bench_threads(root: pathlib.Path, threads: int, per_thread: int) -> tuple[float, float]:
+    """Single-entry appends from many threads: group commit vs one SQLite commit each."""
+    log = TransparencyLog(root / "threads-log", ORIGIN, KEY)
+    db_path = root / "threads-peer.db"
+    setup = sqlite3.connect(db_path, isolation_level=None)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+    setup.close()
+
+    def tlog_worker(t: int) -> None:
+        for i in range(per_thread):
+            log.append(make_entry(t * per_thread + i))
+
+    def sqlite_worker(t: int) -> None:
+        db = sqlite3.connect(db_path, isolation_level=None, timeout=60)
+        db.execute("PRAGMA synchronous=FULL")
+        for i in range(per_thread):
+            db.execute("INSERT INTO events (body) VALUES (?)", (make_entry(t * per_thread + i),))
+        db.close()
+
+    def run(worker: Callable[[int], None]) -> float:
+        pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+        start = time.perf_counter()
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
+        return time.perf_counter() - start
+
+    total = threads * per_thread
+    rates = total / run(tlog_worker), total / run(sqlite_worker)
+    log.close()
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -97,6 +133,11 @@ def main() -> None:
         print(f"durable appends/s   tlog {log_rate:12,.0f}   ({t_log:.2f} s)")
         print(f"                    peer {db_rate:12,.0f}   SQLite WAL synchronous=FULL")
         print(f"                    ratio tlog/peer {log_rate / db_rate:.2f}")
+
+        t_rate, s_rate = bench_threads(root, 8, 2500)
+        print(f"single appends/s    tlog {t_rate:12,.0f}   8 threads, group commit")
+        print(f"                    peer {s_rate:12,.0f}   SQLite WAL FULL, 8 threads, autocommit")
+        print(f"                    ratio tlog/peer {t_rate / s_rate:.2f}")
 
         t_cp = timed(log.checkpoint)
         print(f"first checkpoint at {n:,} (partial tiles + fsync of all tiles) {t_cp:.2f} s")

@@ -360,3 +360,29 @@ def test_kill_during_appends_recovers_to_a_consistent_log(tmp_path: pathlib.Path
         assert log.entry(acked) == b"crash %d" % acked
         log.checkpoint()
         verify_directory(tmp_path, log.verifier_key(), old_checkpoint=saved)
+
+
+def test_a_failed_fsync_stops_the_log_until_reopened(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(tmp_path)
+    log.append(b"kept")
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("borderline.tlog.log.os.fdatasync", broken_disk)
+        with pytest.raises(TlogError, match="journal write failed"):
+            log.append(b"maybe lost")
+    # After a failed fsync the page cache cannot be trusted: refuse until reopened.
+    with pytest.raises(TlogError, match="reopened"):
+        log.append(b"refused")
+    with pytest.raises(TlogError):
+        log.checkpoint()
+    log.close()
+    with open_log(tmp_path) as again:
+        assert again.entry(0) == b"kept"
+        again.append(b"after")
+        again.checkpoint()
+        verify_directory(tmp_path, again.verifier_key())

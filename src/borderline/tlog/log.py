@@ -74,6 +74,14 @@ def write_atomic(path: pathlib.Path, data: bytes, *, sync: bool) -> None:
         _fsync_path(path.parent)
 
 
+class _Pending:
+    """One caller's batch waiting for the group commit."""
+
+    def __init__(self, payload: bytes, leaves: list[bytes], lengths: list[int]) -> None:
+        self.payload, self.leaves, self.lengths = payload, leaves, lengths
+        self.result: list[int] | None = None
+
+
 class TransparencyLog:
     """An append-only Merkle log stored as C2SP tiles, opened by one process at a time."""
 
@@ -83,7 +91,10 @@ class TransparencyLog:
         self._origin = origin
         self._signer = signer
         self._vkey = VerifierKey.for_key(origin, signer)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending: list[_Pending] = []
+        self._committing = False
         self._tree = HashTree()
         self._offsets = array("Q")
         self._lengths = array("H")
@@ -184,7 +195,11 @@ class TransparencyLog:
         return self.append_batch([entry])[0]
 
     def append_batch(self, entries: Sequence[bytes]) -> list[int]:
-        """Append entries durably with one fdatasync; all or none survive a crash."""
+        """Append entries durably; all or none survive a crash.
+
+        Group commit: batches from threads that arrive while a journal write is in flight
+        are written together by the next thread, with one fdatasync for all of them.
+        """
         if not entries:
             return []
         pack, parts, leaves, lengths = _LEN.pack, [], [], []
@@ -196,33 +211,59 @@ class TransparencyLog:
             parts.append(e)
             lengths.append(n)
             leaves.append(leaf_hash(e))
-        payload = b"".join(parts)
-        with self._lock:
-            self._check_usable()
-            start = self.size
-            header = _HEADER.pack(_MAGIC, start, len(entries), len(payload))
-            record = header + payload + hashlib.sha256(header + payload).digest()
-            try:
-                _write_all(self._journal_fd, record, self._journal_end)
-                os.fdatasync(self._journal_fd)
-            except OSError as exc:
-                self._failed = f"journal write failed: {exc}"
-                raise
-            pos = self._journal_end + _HEADER.size
-            offsets = self._offsets
-            for n in lengths:
+        request = _Pending(b"".join(parts), leaves, lengths)
+        with self._cond:
+            self._pending.append(request)
+            while request.result is None:
+                try:
+                    self._check_usable()
+                except TlogError:
+                    if request in self._pending:
+                        self._pending.remove(request)
+                    raise
+                if self._committing:
+                    self._cond.wait()
+                else:
+                    self._commit_pending()
+            return request.result
+
+    def _commit_pending(self) -> None:
+        """Write every queued batch as one journal record; the lock is released for the I/O."""
+        group, self._pending = self._pending, []
+        self._committing = True
+        start, offset = self.size, self._journal_end
+        payload = b"".join(r.payload for r in group)
+        count = sum(len(r.lengths) for r in group)
+        header = _HEADER.pack(_MAGIC, start, count, len(payload))
+        record = header + payload + hashlib.sha256(header + payload).digest()
+        error: OSError | None = None
+        self._cond.release()
+        try:
+            _write_all(self._journal_fd, record, offset)
+            os.fdatasync(self._journal_fd)
+        except OSError as exc:
+            error = exc
+        finally:
+            self._cond.acquire()
+            self._committing = False
+            self._cond.notify_all()
+        if error is not None:
+            self._failed = f"journal write failed: {error}"
+            return
+        pos, offsets = offset + _HEADER.size, self._offsets
+        for r in group:
+            r.result = list(range(self.size, self.size + len(r.lengths)))
+            for n in r.lengths:
                 offsets.append(pos + 2)
                 pos += 2 + n
-            self._lengths.extend(lengths)
-            self._journal_end += len(record)
-            self._tree.extend(leaves)
-            if self.size - self._tiled >= _TILE_FLUSH:
-                try:
-                    self._flush_full_tiles()
-                except OSError as exc:
-                    self._failed = f"tile write failed after a durable append: {exc}"
-                    raise
-            return list(range(start, self.size))
+            self._lengths.extend(r.lengths)
+            self._tree.extend(r.leaves)
+        self._journal_end += len(record)
+        if self.size - self._tiled >= _TILE_FLUSH:
+            try:
+                self._flush_full_tiles()
+            except OSError as exc:
+                self._failed = f"tile write failed after a durable append: {exc}"
 
     # -- tiles -------------------------------------------------------------------------
 
@@ -343,31 +384,34 @@ class TransparencyLog:
         current tree, so two signed checkpoints can never be inconsistent.
         """
         with self._lock:
-            self._check_usable()
-            size, previous = self.size, self._checkpoint
-            if previous is not None and previous.size == size:
-                return self._checkpoint_note
-            if previous is not None and self._tree.root(previous.size) != previous.root:
-                raise CorruptLogError("tree no longer extends the last signed checkpoint")
-            checkpoint = Checkpoint(self._origin, size, self._tree.root(size))
-            note = sign_note(checkpoint.text(), self._origin, self._signer)
-            try:
-                self._flush_full_tiles()
-                self._write_partial_tiles(size)
-                self._sync_tiles()
-                write_atomic(self._dir / CHECKPOINT, note, sync=True)
-            except OSError as exc:
-                self._failed = f"checkpoint write failed: {exc}"
-                raise
-            self._checkpoint, self._checkpoint_note = checkpoint, note
-            return note
+            return self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> bytes:
+        self._check_usable()
+        size, previous = self.size, self._checkpoint
+        if previous is not None and previous.size == size:
+            return self._checkpoint_note
+        if previous is not None and self._tree.root(previous.size) != previous.root:
+            raise CorruptLogError("tree no longer extends the last signed checkpoint")
+        checkpoint = Checkpoint(self._origin, size, self._tree.root(size))
+        note = sign_note(checkpoint.text(), self._origin, self._signer)
+        try:
+            self._flush_full_tiles()
+            self._write_partial_tiles(size)
+            self._sync_tiles()
+            write_atomic(self._dir / CHECKPOINT, note, sync=True)
+        except OSError as exc:
+            self._failed = f"checkpoint write failed: {exc}"
+            raise
+        self._checkpoint, self._checkpoint_note = checkpoint, note
+        return note
 
     def receipt(self, index: int) -> bytes:
         """C2SP tlog-proof of an entry against a checkpoint that covers it."""
         with self._lock:
             if not 0 <= index < self.size:
                 raise IndexError(f"no entry {index} in a log of {self.size}")
-            note = self.checkpoint()
+            note = self._checkpoint_locked()
             assert self._checkpoint is not None
             proof = self._tree.inclusion_proof(index, self._checkpoint.size)
             return format_receipt(index, proof, note)
@@ -385,7 +429,9 @@ class TransparencyLog:
             self._lock_fd = -1
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
+            while self._committing:
+                self._cond.wait()
             self._release()
 
     def __enter__(self) -> TransparencyLog:
