@@ -121,8 +121,8 @@ def test_cedar_evaluation_error_raises_instead_of_denying(tmp_path: Path) -> Non
         ),
         (
             "policies.toml",
-            'text = "a {instrument} cannot compel {category} data"',
-            'text = "a {instrument} cannot compel {kategory} data"',
+            'text = "{instrument}: cannot compel {category} data"',
+            'text = "{instrument}: cannot compel {kategory} data"',
             r"policies\.toml: policy\.reach\.category: .*kategory",
         ),
         (
