@@ -192,6 +192,15 @@ CASES = [
         "EU-US MLA Agreement",
     ),
     Case(
+        "epoc-in-a-domestic-case-needs-a-national-order",
+        {**EPOC, "country": "IE", "issued_by": "judge", "received": "2026-10-01"}
+        | {"categories": ("subscriber",)},
+        {"subscriber": "refer"},
+        ("eu.eevidence.domestic", "route.national_order"),
+        "Regulation (EU) 2023/1543",
+        routes={"subscriber": "national order of Ireland"},
+    ),
+    Case(
         "epoc-from-denmark",
         {**EPOC, "country": "DK", "issued_by": "judge", "received": "2026-10-01"}
         | {"categories": ("subscriber",)},
