@@ -6,6 +6,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -386,3 +387,39 @@ def test_a_failed_fsync_stops_the_log_until_reopened(
         again.append(b"after")
         again.checkpoint()
         verify_directory(tmp_path, again.verifier_key())
+
+
+def test_receipts_reuse_the_latest_checkpoint_that_covers_the_entry(
+    tmp_path: pathlib.Path,
+) -> None:
+    with open_log(tmp_path) as log:
+        log.append_batch(entries(10))
+        note = log.checkpoint()
+        log.append_batch(entries(5, 10))
+        assert parse_receipt(log.receipt(9)).note == note
+        later = parse_receipt(log.receipt(12)).note
+        assert verify_checkpoint(later, log.verifier_key()).size == 15
+        verify_receipt(log.receipt(3), log.verifier_key(), b"access event 3")
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 300), st.booleans()), min_size=1, max_size=6))
+def test_any_sequence_of_batches_checkpoints_and_reopens_verifies(
+    steps: list[tuple[int, bool]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path, total, notes = pathlib.Path(tmp), 0, []
+        for count, reopen in steps:
+            with open_log(path) as log:
+                log.append_batch(entries(count, total))
+                total += count
+                notes.append(log.checkpoint())
+                if not reopen:
+                    continue
+            with open_log(path) as log:
+                assert log.size == total
+        vkey = str(VerifierKey.for_key(ORIGIN, KEY))
+        for note in notes:
+            assert verify_directory(path, vkey, old_checkpoint=note).size == total
+        with open_log(path) as log:
+            assert [log.entry(i) for i in range(total)] == entries(total)

@@ -407,14 +407,15 @@ class TransparencyLog:
         return note
 
     def receipt(self, index: int) -> bytes:
-        """C2SP tlog-proof of an entry against a checkpoint that covers it."""
+        """C2SP tlog-proof of an entry, against the latest checkpoint if it covers the entry."""
         with self._lock:
             if not 0 <= index < self.size:
                 raise IndexError(f"no entry {index} in a log of {self.size}")
-            note = self._checkpoint_locked()
+            if self._checkpoint is None or self._checkpoint.size <= index:
+                self._checkpoint_locked()
             assert self._checkpoint is not None
             proof = self._tree.inclusion_proof(index, self._checkpoint.size)
-            return format_receipt(index, proof, note)
+            return format_receipt(index, proof, self._checkpoint_note)
 
     # -- closing -----------------------------------------------------------------------
 
