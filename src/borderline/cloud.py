@@ -123,3 +123,9 @@ class Cloud:
         for region in self.regions.values():
             region.close()
         self.directory.close()
+
+    def __enter__(self) -> Cloud:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
-import time
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +33,7 @@ class Envelope:
     rcpts: tuple[str, ...]
     content: bytes
     received: float
+    relay_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class DeliveryPlanner:
         received: float,
         mailbox: str = "INBOX",
         flags: frozenset[str] = frozenset(),
+        relay_id: str | None = None,
     ) -> Delivery:
         return Delivery(
             account=address,
@@ -68,6 +70,7 @@ class DeliveryPlanner:
             internal_date=received,
             mailbox=mailbox,
             flags=flags,
+            relay_id=relay_id,
         )
 
     def plan(self, envelope: Envelope) -> Plan:
@@ -80,7 +83,11 @@ class DeliveryPlanner:
                 raise ValueError(f"{rcpt} has no home region")
             if home == self.region_id:
                 with_path = b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + content
-                deliveries.append(self.local_delivery(rcpt, with_path, envelope.received))
+                deliveries.append(
+                    self.local_delivery(
+                        rcpt, with_path, envelope.received, relay_id=envelope.relay_id
+                    )
+                )
             else:
                 remote.setdefault(home, []).append(rcpt)
         relays = tuple(
@@ -98,6 +105,7 @@ class DeliveryPlanner:
         header = json.dumps(
             {
                 "v": 1,
+                "id": secrets.token_hex(16),
                 "from_region": self.region_id,
                 "mail_from": envelope.mail_from,
                 "rcpts": list(rcpts),
@@ -157,16 +165,18 @@ class DeliveryPlanner:
         try:
             header, _, content = self.vault.open_sealed(sealed).partition(b"\n")
             meta = json.loads(header)
-        except (SealedMessageError, ValueError) as exc:
-            raise RelayRejected(str(exc)) from exc
+            envelope = Envelope(
+                mail_from=str(meta["mail_from"]),
+                rcpts=tuple(str(r) for r in meta["rcpts"]),
+                content=content,
+                received=float(meta["received"]),
+                relay_id=str(meta["id"]),
+            )
+        except (SealedMessageError, ValueError, KeyError, TypeError) as exc:
+            raise RelayRejected(f"sealed relay envelope is malformed: {exc}") from exc
         if meta.get("from_region") != from_region:
             raise RelayRejected("sealed header names another sending region")
-        return Envelope(
-            mail_from=str(meta["mail_from"]),
-            rcpts=tuple(str(r) for r in meta["rcpts"]),
-            content=content,
-            received=float(meta.get("received", time.time())),
-        )
+        return envelope
 
 
 def is_relay_message(data: bytes) -> bool:

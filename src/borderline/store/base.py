@@ -58,6 +58,8 @@ class Delivery:
     internal_date: float
     mailbox: str = "INBOX"
     flags: frozenset[str] = frozenset()
+    # Set for mail relayed from another region: a retried relay is stored only once.
+    relay_id: str | None = None
 
 
 @dataclass(frozen=True)

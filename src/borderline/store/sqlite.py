@@ -76,6 +76,12 @@ CREATE TABLE IF NOT EXISTS relay_queue (
     next_attempt REAL NOT NULL,
     last_error TEXT
 );
+CREATE TABLE IF NOT EXISTS relay_received (
+    relay_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    received REAL NOT NULL,
+    PRIMARY KEY (relay_id, account)
+);
 CREATE TABLE IF NOT EXISTS holds (
     id INTEGER PRIMARY KEY,
     account TEXT NOT NULL,
@@ -341,6 +347,10 @@ class SqliteMailStore:
         with self._transaction() as db:
             for delivery in deliveries:
                 account = delivery.account.lower()
+                if delivery.relay_id is not None and not self._first_receipt(
+                    db, delivery.relay_id, account, now
+                ):
+                    continue
                 row = db.execute(
                     "SELECT id FROM mailboxes WHERE account = ? AND name = ?",
                     (account, delivery.mailbox),
@@ -372,6 +382,15 @@ class SqliteMailStore:
                     ),
                 )
         return placed
+
+    @staticmethod
+    def _first_receipt(db: sqlite3.Connection, relay_id: str, account: str, now: float) -> bool:
+        """Record a relayed message's arrival; False if it was stored before (a retry)."""
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO relay_received (relay_id, account, received) VALUES (?, ?, ?)",
+            (relay_id, account, now),
+        )
+        return cursor.rowcount == 1
 
     def messages(self, mailbox_id: int) -> list[MessageInfo]:
         rows = (

@@ -1,0 +1,89 @@
+"""The `borderline` command as a user runs it: init, accounts, one-line errors, JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "borderline", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+
+
+def test_init_then_accounts(tmp_path: Path) -> None:
+    assert run("init", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "borderline.toml").exists()
+    again = run("init", cwd=tmp_path)
+    assert again.returncode == 1 and "exists" in again.stderr
+
+    added = run(
+        "account",
+        "add",
+        "alice@example.test",
+        "--region",
+        "eu-dublin",
+        "--password",
+        "long enough pw",
+        cwd=tmp_path,
+    )
+    assert added.returncode == 0, added.stderr
+    duplicate = run(
+        "account",
+        "add",
+        "ALICE@example.test",
+        "--region",
+        "us-east",
+        "--password",
+        "long enough pw",
+        cwd=tmp_path,
+    )
+    assert duplicate.returncode == 1
+    assert "already exists, homed in eu-dublin" in duplicate.stderr
+    assert len(duplicate.stderr.strip().splitlines()) == 1
+
+    listed = json.loads(run("account", "list", "--json", cwd=tmp_path).stdout)
+    assert listed == [{"address": "alice@example.test", "region": "eu-dublin"}]
+    shown = json.loads(run("account", "show", "alice@example.test", "--json", cwd=tmp_path).stdout)
+    assert shown["region"] == "eu-dublin" and shown["custodian"] == "Borderline Ireland Ltd"
+    assert [m["name"] for m in shown["mailboxes"]] == ["Drafts", "INBOX", "Junk", "Sent", "Trash"]
+    # Data only in the home region's folder; the other region knows nothing of alice.
+    assert not any(
+        b"alice" in p.read_bytes() for p in (tmp_path / "data/us-east").rglob("*") if p.is_file()
+    )
+
+
+def test_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
+    missing = run("account", "list", cwd=tmp_path)
+    assert missing.returncode == 1 and "borderline init" in missing.stderr
+    run("init", cwd=tmp_path)
+    for args, reason in [
+        (
+            ("account", "add", "bad-address", "-r", "eu-dublin", "--password", "12345678"),
+            "not a valid mail address",
+        ),
+        (
+            ("account", "add", "x@other.org", "-r", "eu-dublin", "--password", "12345678"),
+            "not a domain of this cloud",
+        ),
+        (
+            ("account", "add", "x@example.test", "-r", "mars", "--password", "12345678"),
+            "region 'mars' is not served here",
+        ),
+        (
+            ("account", "add", "x@example.test", "-r", "us-east", "--password", "short"),
+            "at least 8",
+        ),
+        (("account", "show", "nobody@example.test"), "no account"),
+    ]:
+        result = run(*args, cwd=tmp_path)
+        assert result.returncode == 1, args
+        assert reason in result.stderr, (args, result.stderr)

@@ -1,0 +1,47 @@
+"""Config validation: a working example, and errors that name the key and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from borderline.config import ConfigError, example_config, load_config, parse_config
+
+
+def test_example_config_is_valid_with_two_regions(tmp_path: Path) -> None:
+    config = parse_config(example_config(tmp_path))
+    assert config.region_ids == ["us-east", "eu-dublin"]
+    assert config.custodian(config.region("eu-dublin").custodian).jurisdiction == "IE"
+    assert config.region("us-east").smtp.port == 2525
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('location = "IE"', 'location = "Ireland"', "borderline.toml:31: regions.1.location"),
+        ('smtp = "127.0.0.1:2525"', 'smtp = "nowhere"', "borderline.toml:24: regions.0.smtp"),
+        ('custodian = "ie-custodian"', 'custodian = "nobody"', "'nobody' is not a custodian id"),
+        ("max_message_size = 26214400", "max_size = 1", "borderline.toml:8: cloud.max_size"),
+        ('jurisdiction = "US"', 'jurisdiction = "usa"', "borderline.toml:13: custodians.0"),
+    ],
+)
+def test_errors_name_the_key_and_line(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    text = example_config(tmp_path)
+    assert old in text
+    with pytest.raises(ConfigError) as error:
+        parse_config(text.replace(old, new, 1))
+    assert expected in str(error.value)
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_config("[cloud\n")
+    with pytest.raises(ConfigError, match="borderline init"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_relative_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "borderline.toml"
+    path.write_text(example_config(Path("data")))
+    assert load_config(path).cloud.data_dir == tmp_path / "data"
