@@ -8,6 +8,7 @@ import signal
 
 from borderline.cloud import Cloud
 from borderline.config import Config
+from borderline.imap import RegionImap
 from borderline.smtp.server import RegionSmtp
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,19 @@ class Runtime:
             RegionSmtp(region, cloud.config, ingest_only, reuse_port)
             for region in cloud.regions.values()
         ]
+        self.imap = (
+            [] if ingest_only else [RegionImap(r, cloud.config) for r in cloud.regions.values()]
+        )
 
     async def start(self) -> None:
         for service in self.smtp:
             await service.start()
+        for imap in self.imap:
+            await imap.start()
 
     async def stop(self) -> None:
+        for imap in self.imap:
+            await imap.stop()
         for service in self.smtp:
             await service.stop()
 

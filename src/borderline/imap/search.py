@@ -1,0 +1,216 @@
+"""SEARCH keys (RFC 3501 6.4.4) parsed into a predicate tree over one message at a time."""
+
+from __future__ import annotations
+
+import email.message
+import email.utils
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.header import decode_header, make_header
+
+from borderline.imap.mime import Part
+from borderline.imap.protocol import (
+    Args,
+    Atom,
+    ParseError,
+    SequenceSet,
+    Token,
+    as_text,
+    parse_date,
+    utc_day,
+)
+from borderline.store import MessageInfo
+
+
+@dataclass
+class Candidate:
+    """One message as a search sees it; `part` parses the content only when a key needs it."""
+
+    seq: int
+    info: MessageInfo
+    largest_seq: int
+    largest_uid: int
+    part: Callable[[], Part]
+
+
+Predicate = Callable[[Candidate], bool]
+
+FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True),
+    "DELETED": ("\\Deleted", True),
+    "DRAFT": ("\\Draft", True),
+    "FLAGGED": ("\\Flagged", True),
+    "SEEN": ("\\Seen", True),
+    "UNANSWERED": ("\\Answered", False),
+    "UNDELETED": ("\\Deleted", False),
+    "UNDRAFT": ("\\Draft", False),
+    "UNFLAGGED": ("\\Flagged", False),
+    "UNSEEN": ("\\Seen", False),
+    "OLD": ("\\Recent", False),
+    "NEW": ("\\Recent", True),
+    "RECENT": ("\\Recent", True),
+}
+ADDRESS_KEYS = ("BCC", "CC", "FROM", "TO", "SUBJECT")
+
+
+def decoded_header(part: Part, name: str) -> str:
+    raw = part.raw_value(name)
+    if raw is None:
+        return ""
+    text = raw.decode("utf-8", "replace")
+    try:
+        return str(make_header(decode_header(text)))
+    except (ValueError, LookupError):
+        return text
+
+
+def decoded_body(part: Part) -> str:
+    """Searchable text of every leaf part, transfer-decoded where the email package can."""
+    if part.message is not None:
+        return decoded_body(part.message)
+    if part.children:
+        return "\n".join(decoded_body(child) for child in part.children)
+    data = part.body
+    encoding = str(part.fields.get("content-transfer-encoding", "")).strip().lower()
+    if encoding in ("base64", "quoted-printable"):
+        # get_payload does the transfer decoding, tolerant of broken input.
+        holder = email.message.Message()
+        holder["Content-Transfer-Encoding"] = encoding
+        holder.set_payload(part.body.decode("ascii", "replace"))
+        decoded = holder.get_payload(decode=True)
+        data = decoded if isinstance(decoded, bytes) else data
+    charset = part.fields.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+class BadCharset(ParseError):
+    """Answered with NO [BADCHARSET] rather than BAD (RFC 3501 6.4.4)."""
+
+
+class SearchParser:
+    def __init__(self, args: Args) -> None:
+        self.args = args
+        self.needs_content = False
+
+    def parse_all(self) -> Predicate:
+        first = self.args.peek()
+        if isinstance(first, Atom) and first.upper() == "CHARSET":
+            self.args.next("CHARSET")
+            charset = self.args.astring("charset").upper()
+            if charset not in ("UTF-8", "US-ASCII"):
+                raise BadCharset(charset)
+        keys = [self.key()]
+        while self.args.more():
+            keys.append(self.key())
+        return _all(keys)
+
+    def key(self) -> Predicate:
+        token = self.args.next("search key")
+        if isinstance(token, list):
+            nested = SearchParser(Args(token, "SEARCH"))
+            predicate = nested.parse_all()
+            self.needs_content |= nested.needs_content
+            return predicate
+        if not isinstance(token, Atom):
+            raise ParseError("SEARCH: expected a search key")
+        name = token.upper()
+        if name == "ALL":
+            return lambda c: True
+        if name in FLAG_KEYS:
+            flag, present = FLAG_KEYS[name]
+            return lambda c: (flag in c.info.flags) == present
+        if name in ("KEYWORD", "UNKEYWORD"):
+            keyword = self.args.astring("keyword")
+            present = name == "KEYWORD"
+            return lambda c: (keyword in c.info.flags) == present
+        if name == "NOT":
+            inner = self.key()
+            return lambda c: not inner(c)
+        if name == "OR":
+            left, right = self.key(), self.key()
+            return lambda c: left(c) or right(c)
+        if name in ("LARGER", "SMALLER"):
+            size = self._number()
+            if name == "LARGER":
+                return lambda c: c.info.size > size
+            return lambda c: c.info.size < size
+        if name in ("BEFORE", "ON", "SINCE"):
+            day = parse_date(self.args.astring("date"))
+            return _compare_day(name, day, lambda c: utc_day(c.info.internal_date))
+        if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+            day = parse_date(self.args.astring("date"))
+            self.needs_content = True
+            return _compare_day(name[4:], day, _sent_day)
+        if name == "UID":
+            uids = SequenceSet.parse(self.args.atom("UID set"))
+            return lambda c: uids.contains(c.info.uid, c.largest_uid)
+        if name in ADDRESS_KEYS:
+            return self._header(name.lower(), self.args.astring("search string"))
+        if name == "HEADER":
+            field = self.args.astring("header field name")
+            return self._header(field, self.args.astring("search string"))
+        if name in ("BODY", "TEXT"):
+            needle = self.args.astring("search string").casefold()
+            self.needs_content = True
+            if name == "BODY":
+                return lambda c: needle in decoded_body(c.part()).casefold()
+            return lambda c: (
+                needle in c.part().header.decode("utf-8", "replace").casefold()
+                or needle in decoded_body(c.part()).casefold()
+            )
+        if name[:1].isdigit() or name[:1] == "*":
+            numbers = SequenceSet.parse(name)
+            return lambda c: numbers.contains(c.seq, c.largest_seq)
+        raise ParseError(f"SEARCH: unknown search key {as_text(token, '')!r}")
+
+    def _number(self) -> int:
+        text = self.args.atom("number")
+        if not text.isdigit():
+            raise ParseError(f"SEARCH: {text!r} is not a number")
+        return int(text)
+
+    def _header(self, field: str, needle: str) -> Predicate:
+        self.needs_content = True
+        folded = needle.casefold()
+        if not folded:
+            return lambda c: c.part().raw_value(field) is not None
+        return lambda c: folded in decoded_header(c.part(), field).casefold()
+
+
+def _all(keys: list[Predicate]) -> Predicate:
+    if len(keys) == 1:
+        return keys[0]
+    return lambda c: all(key(c) for key in keys)
+
+
+def _sent_day(candidate: Candidate) -> tuple[int, int, int]:
+    raw = candidate.part().raw_value("date")
+    parsed = None
+    if raw is not None:
+        try:
+            parsed = email.utils.parsedate_to_datetime(raw.decode("ascii", "replace"))
+        except (TypeError, ValueError, IndexError):
+            parsed = None
+    if parsed is None:
+        return utc_day(candidate.info.internal_date)
+    return parsed.year, parsed.month, parsed.day
+
+
+def _compare_day(
+    kind: str, day: tuple[int, int, int], of: Callable[[Candidate], tuple[int, int, int]]
+) -> Predicate:
+    if kind == "BEFORE":
+        return lambda c: of(c) < day
+    if kind == "ON":
+        return lambda c: of(c) == day
+    return lambda c: of(c) >= day
+
+
+def parse_search(tokens: list[Token]) -> tuple[Predicate, bool]:
+    """The predicate and whether it reads message content (which needs a key release)."""
+    parser = SearchParser(Args(tokens, "SEARCH"))
+    predicate = parser.parse_all()
+    return predicate, parser.needs_content

@@ -1,0 +1,967 @@
+"""One IMAP connection: reading commands with their literals, state, and every command."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from borderline.imap.fetch import Contents, FetchItem, fetch_response, parse_items
+from borderline.imap.mime import Part
+from borderline.imap.protocol import (
+    Args,
+    Atom,
+    ParseError,
+    SequenceSet,
+    Token,
+    as_text,
+    decode_mailbox,
+    encode_mailbox,
+    flag_list,
+    literal_announced,
+    parse_date_time,
+    quoted_or_literal,
+    tokenize,
+    uid_set_text,
+)
+from borderline.imap.search import BadCharset, Candidate, parse_search
+from borderline.imap.selected import Selected
+from borderline.store import MailboxInfo, MailboxNotFound, MessageInfo, StoreError
+from borderline.vault import Justification, KeyReleaseDenied
+
+if TYPE_CHECKING:
+    from borderline.imap.server import RegionImap
+
+log = logging.getLogger(__name__)
+
+LINE_LIMIT = 64 * 1024
+OTHER_LITERAL_LIMIT = 64 * 1024
+FLUSH_AT = 256 * 1024
+PREAUTH_TIMEOUT = 120.0
+AUTOLOGOUT = 30 * 60.0
+IDLE_POLL = 1.0
+MAX_BAD_COMMANDS = 20
+SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+TAG = re.compile(rb"^[\x21\x23\x24\x26\x27\x2c-\x5a\x5e-\x7a\x7c\x7e]+$")
+NOT_AUTH, AUTH, SELECTED = "not authenticated", "authenticated", "selected"
+
+
+class Reply(Exception):
+    """Ends a command with a tagged NO or BAD; the text is what the client sees."""
+
+    def __init__(self, status: str, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+def no(text: str) -> Reply:
+    return Reply("NO", text)
+
+
+class Session:
+    def __init__(
+        self,
+        server: RegionImap,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls: bool,
+    ) -> None:
+        self.server = server
+        self.region = server.region
+        self.store = server.region.store
+        self.reader = reader
+        self.writer = writer
+        self.tls = tls
+        peer = writer.get_extra_info("peername")
+        self.ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        self.state = NOT_AUTH
+        self.address = ""
+        self.selected: Selected | None = None
+        self.contents: Contents | None = None
+        self.utf8 = False
+        self.closing = False
+        self.bad_commands = 0
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._handlers: dict[str, tuple[Callable[[str, Args], Awaitable[str]], str]] = {
+            "CAPABILITY": (self.cmd_capability, NOT_AUTH),
+            "NOOP": (self.cmd_noop, NOT_AUTH),
+            "LOGOUT": (self.cmd_logout, NOT_AUTH),
+            "ID": (self.cmd_id, NOT_AUTH),
+            "STARTTLS": (self.cmd_starttls, NOT_AUTH),
+            "LOGIN": (self.cmd_login, NOT_AUTH),
+            "AUTHENTICATE": (self.cmd_authenticate, NOT_AUTH),
+            "ENABLE": (self.cmd_enable, AUTH),
+            "NAMESPACE": (self.cmd_namespace, AUTH),
+            "LIST": (self.cmd_list, AUTH),
+            "LSUB": (self.cmd_lsub, AUTH),
+            "STATUS": (self.cmd_status, AUTH),
+            "CREATE": (self.cmd_create, AUTH),
+            "DELETE": (self.cmd_delete, AUTH),
+            "RENAME": (self.cmd_rename, AUTH),
+            "SUBSCRIBE": (self.cmd_subscribe, AUTH),
+            "UNSUBSCRIBE": (self.cmd_unsubscribe, AUTH),
+            "SELECT": (self.cmd_select, AUTH),
+            "EXAMINE": (self.cmd_examine, AUTH),
+            "APPEND": (self.cmd_append, AUTH),
+            "IDLE": (self.cmd_idle, AUTH),
+            "CHECK": (self.cmd_check, SELECTED),
+            "CLOSE": (self.cmd_close, SELECTED),
+            "UNSELECT": (self.cmd_unselect, SELECTED),
+            "EXPUNGE": (self.cmd_expunge, SELECTED),
+            "FETCH": (self.cmd_fetch, SELECTED),
+            "STORE": (self.cmd_store, SELECTED),
+            "COPY": (self.cmd_copy, SELECTED),
+            "MOVE": (self.cmd_move, SELECTED),
+            "SEARCH": (self.cmd_search, SELECTED),
+            "UID": (self.cmd_uid, SELECTED),
+        }
+
+    # output
+
+    def emit(self, line: bytes) -> None:
+        self._out.append(line + b"\r\n")
+        self._out_size += len(line) + 2
+
+    def emit_chunks(self, chunks: list[bytes]) -> None:
+        self._out.extend(chunks)
+        self._out_size += sum(len(c) for c in chunks)
+
+    async def flush(self) -> None:
+        if self._out:
+            self.writer.writelines(self._out)
+            self._out.clear()
+            self._out_size = 0
+        await self.writer.drain()
+
+    async def flush_if_full(self) -> None:
+        if self._out_size >= FLUSH_AT:
+            await self.flush()
+
+    # the connection
+
+    async def run(self) -> None:
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.emit(
+            b"* OK [CAPABILITY "
+            + self.capabilities().encode()
+            + b"] Borderline IMAP ("
+            + self.region.id.encode()
+            + b") ready"
+        )
+        try:
+            await self.flush()
+            while not self.closing:
+                timeout = PREAUTH_TIMEOUT if self.state == NOT_AUTH else AUTOLOGOUT
+                try:
+                    command = await asyncio.wait_for(self.read_command(), timeout)
+                except TimeoutError:
+                    self.emit(b"* BYE Autologout; idle for too long")
+                    break
+                except asyncio.LimitOverrunError:
+                    self.emit(b"* BYE Command line too long")
+                    break
+                if command is not None:
+                    await self.execute(command)
+                if self.bad_commands >= MAX_BAD_COMMANDS:
+                    self.emit(b"* BYE Too many invalid commands")
+                    break
+            await self.flush()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            self.server.unwatch(self)
+            self.writer.close()
+
+    async def readline(self) -> bytes:
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError:
+            raise
+        except ValueError as exc:  # the reader's own limit check on a partial buffer
+            raise asyncio.LimitOverrunError(str(exc), 0) from exc
+
+    async def read_command(self) -> bytes | None:
+        """A whole command with its literals inline, or None when it was refused for size."""
+        parts = [await self.readline()]
+        total = 0
+        while True:
+            announced = literal_announced(parts[-1])
+            if announced is None:
+                return b"".join(parts)
+            size, nonsync = announced
+            words = parts[0].split(b" ", 2)
+            tag = words[0].decode("ascii", "replace")
+            is_append = len(words) > 1 and words[1].upper() == b"APPEND"
+            limit = self.server.max_message_size if is_append else OTHER_LITERAL_LIMIT
+            total += size
+            if total > limit:
+                if nonsync:
+                    await self._discard(size)
+                what = "message" if is_append else "literal"
+                self.emit(
+                    f"{tag} {'NO [TOOBIG]' if is_append else 'BAD'} {what} of {total} octets is"
+                    f" over the limit of {limit} octets".encode()
+                )
+                await self.flush()
+                return None
+            if not nonsync:
+                self.emit(b"+ Ready for literal data")
+                await self.flush()
+            parts.append(await self.reader.readexactly(size))
+            parts.append(await self.readline())
+
+    async def _discard(self, size: int) -> None:
+        """Swallow a refused non-synchronizing literal and the rest of its command."""
+        while size:
+            chunk = await self.reader.read(min(size, 1 << 20))
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", size)
+            size -= len(chunk)
+        line = await self.readline()
+        announced = literal_announced(line)
+        if announced is not None and announced[1]:
+            await self._discard(announced[0])
+
+    async def execute(self, command: bytes) -> None:
+        tag_bytes, _, rest = command.partition(b" ")
+        if not TAG.match(tag_bytes) or not rest.strip():
+            self.bad_commands += 1
+            self.emit(b"* BAD Expected: tag SP command")
+            await self.flush()
+            return
+        tag = tag_bytes.decode("ascii")
+        name = ""
+        try:
+            tokens = tokenize(rest)
+            if not tokens or not isinstance(tokens[0], Atom):
+                raise ParseError("expected a command name")
+            name = tokens[0].upper()
+            if name not in self._handlers:
+                raise ParseError(f"unknown command {str(tokens[0])[:40]!r}")
+            handler, needed = self._handlers[name]
+            if needed == AUTH and self.state == NOT_AUTH:
+                raise ParseError(f"{name} needs an authenticated session: LOGIN first")
+            if needed == SELECTED and self.state != SELECTED:
+                raise ParseError(f"{name} needs a selected mailbox: SELECT one first")
+            if name in ("LOGIN", "AUTHENTICATE", "STARTTLS") and self.state != NOT_AUTH:
+                raise ParseError(f"{name}: already authenticated")
+            status = "OK " + await handler(tag, Args(tokens[1:], name))
+            self.bad_commands = 0
+        except Reply as reply:
+            status = f"{reply.status} {reply.text}"
+            if reply.status == "BAD":
+                self.bad_commands += 1
+        except ParseError as exc:
+            status = f"BAD {exc}"
+            self.bad_commands += 1
+        except (KeyReleaseDenied, StoreError) as exc:
+            status = f"NO {exc}"
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            raise
+        except Exception:
+            log.exception("imap %s: %s failed", self.region.id, name or "command")
+            status = "NO [SERVERBUG] internal error; the command was not completed"
+        if self.selected is not None and name not in ("LOGOUT", "IDLE"):
+            self._sync(allow_expunge=name not in ("FETCH", "STORE", "SEARCH", "COPY"))
+        self.emit(f"{tag} {status}".encode("utf-8", "replace"))
+        await self.flush()
+        if self.closing:
+            return
+        if name == "STARTTLS" and status.startswith("OK"):
+            await self._start_tls()
+
+    def _sync(self, allow_expunge: bool) -> None:
+        assert self.selected is not None
+        for line in self.selected.sync(allow_expunge):
+            self.emit(line)
+
+    # capabilities and greeting state
+
+    def plaintext_allowed(self) -> bool:
+        """Passwords only over TLS, except from loopback (local clients and tests)."""
+        if self.tls:
+            return True
+        try:
+            return ipaddress.ip_address(self.ip).is_loopback
+        except ValueError:
+            return False
+
+    def capabilities(self) -> str:
+        caps = [
+            "IMAP4rev1",
+            "LITERAL+",
+            "SASL-IR",
+            "LOGIN-REFERRALS",
+            "ID",
+            "ENABLE",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "UIDPLUS",
+            "MOVE",
+            "UTF8=ACCEPT",
+            f"APPENDLIMIT={self.server.max_message_size}",
+        ]
+        if self.state == NOT_AUTH:
+            if not self.tls and self.server.tls is not None:
+                caps.append("STARTTLS")
+            caps.append("AUTH=PLAIN" if self.plaintext_allowed() else "LOGINDISABLED")
+        return " ".join(caps)
+
+    async def cmd_capability(self, tag: str, args: Args) -> str:
+        args.end()
+        self.emit(b"* CAPABILITY " + self.capabilities().encode())
+        return "CAPABILITY completed"
+
+    async def cmd_noop(self, tag: str, args: Args) -> str:
+        args.end()
+        return "NOOP completed"
+
+    async def cmd_check(self, tag: str, args: Args) -> str:
+        args.end()
+        return "CHECK completed"
+
+    async def cmd_logout(self, tag: str, args: Args) -> str:
+        args.end()
+        self.emit(b"* BYE Borderline logging out")
+        self.closing = True
+        return "LOGOUT completed"
+
+    async def cmd_id(self, tag: str, args: Args) -> str:
+        token = args.next("ID parameters")
+        if not (isinstance(token, list) or (isinstance(token, Atom) and token.upper() == "NIL")):
+            raise ParseError("ID: expected a parameter list or NIL")
+        args.end()
+        self.emit(b'* ID ("name" "Borderline" "vendor" "Borderline" "version" "0.1.0")')
+        return "ID completed"
+
+    async def cmd_starttls(self, tag: str, args: Args) -> str:
+        args.end()
+        if self.tls or self.server.tls is None:
+            raise Reply("BAD", "STARTTLS: TLS is already active or not offered here")
+        return "Begin TLS negotiation now"
+
+    async def _start_tls(self) -> None:
+        assert self.server.tls is not None
+        # Anything pipelined after STARTTLS arrived in cleartext: refuse it (CVE-2011-0411).
+        if getattr(self.reader, "_buffer", b""):
+            self.closing = True
+            return
+        await self.writer.start_tls(self.server.tls)
+        self.tls = True
+
+    # authentication
+
+    async def cmd_login(self, tag: str, args: Args) -> str:
+        user = args.astring("user name")
+        password = args.astring("password")
+        args.end()
+        return await self._login(user, password)
+
+    async def cmd_authenticate(self, tag: str, args: Args) -> str:
+        mechanism = args.atom("SASL mechanism").upper()
+        initial = args.raw("initial response") if args.more() else None
+        args.end()
+        if mechanism != "PLAIN":
+            raise no(f"AUTHENTICATE: mechanism {mechanism} is not supported (use PLAIN)")
+        if initial is None:
+            self.emit(b"+ ")
+            await self.flush()
+            initial = (await self.readline()).rstrip(b"\r\n")
+        if initial == b"*":
+            raise Reply("BAD", "AUTHENTICATE cancelled")
+        try:
+            decoded = b"" if initial == b"=" else base64.b64decode(initial, validate=True)
+            authzid, authcid, password = decoded.split(b"\0")
+        except (binascii.Error, ValueError):
+            raise Reply("BAD", "AUTHENTICATE: malformed PLAIN response") from None
+        user = authcid.decode("utf-8", "replace")
+        if authzid and authzid.decode("utf-8", "replace").lower() != user.lower():
+            raise no("[AUTHORIZATIONFAILED] authorization identity must be the user")
+        return await self._login(user, password.decode("utf-8", "replace"))
+
+    async def _login(self, user: str, password: str) -> str:
+        if not self.plaintext_allowed():
+            raise no("[PRIVACYREQUIRED] use STARTTLS or the implicit TLS port first")
+        address = user.strip().lower()
+        throttle = self.server.throttle
+        if throttle.locked(address, self.ip):
+            raise no("[UNAVAILABLE] too many failed logins; try again later")
+        home = self.region.directory.home(address) if "@" in address else None
+        if home is not None and home != self.region.id:
+            raise no(self.server.referral(address, home))
+        ok = home == self.region.id and await asyncio.to_thread(
+            self.region.check_password, address, password
+        )
+        if not ok:
+            delay = throttle.failed(address, self.ip)
+            await asyncio.sleep(delay)
+            raise no("[AUTHENTICATIONFAILED] invalid user name or password")
+        throttle.succeeded(address, self.ip)
+        self.address = address
+        self.state = AUTH
+        return f"[CAPABILITY {self.capabilities()}] logged in"
+
+    async def content(self) -> Contents:
+        """The session's first content read releases the account key, logged first."""
+        if self.contents is None:
+            key = await asyncio.to_thread(
+                self.region.vault.release,
+                self.address,
+                Justification.CUSTOMER_INITIATED_ACCESS,
+                f"imap:{self.address}@{self.ip}",
+            )
+            self.contents = Contents(self.store, key)
+        return self.contents
+
+    # authenticated state
+
+    async def cmd_enable(self, tag: str, args: Args) -> str:
+        enabled = []
+        while args.more():
+            if args.atom("capability").upper() == "UTF8=ACCEPT":
+                self.utf8 = True
+                enabled.append("UTF8=ACCEPT")
+        self.emit(("* ENABLED " + " ".join(enabled)).rstrip().encode())
+        return "ENABLE completed"
+
+    async def cmd_namespace(self, tag: str, args: Args) -> str:
+        args.end()
+        self.emit(b'* NAMESPACE (("" "/")) NIL NIL')
+        return "NAMESPACE completed"
+
+    def mailbox_name(self, args: Args) -> str:
+        name = args.astring("mailbox name")
+        if not self.utf8:
+            name = decode_mailbox(name)
+        if name.upper() == "INBOX":
+            return "INBOX"
+        name = name.rstrip("/")
+        if not name or "//" in name or name.startswith("/") or any(c in name for c in "*%"):
+            raise no(f"[CANNOT] {name!r} is not a valid mailbox name")
+        return name
+
+    def encode_name(self, name: str) -> bytes:
+        encoded = name.encode() if self.utf8 else encode_mailbox(name)
+        return quoted_or_literal(encoded)
+
+    def mailbox(self, name: str, trycreate: bool = False) -> MailboxInfo:
+        try:
+            return self.store.mailbox(self.address, name)
+        except MailboxNotFound:
+            code = "TRYCREATE" if trycreate else "NONEXISTENT"
+            raise no(f"[{code}] no mailbox {name!r}") from None
+
+    async def cmd_list(self, tag: str, args: Args) -> str:
+        selection: set[str] = set()
+        if isinstance(args.peek(), list):
+            selection = {as_text(t, "LIST: bad option").upper() for t in args.list("options")}
+        reference = args.astring("reference name")
+        patterns = [as_text(t, "LIST: bad pattern") for t in _one_or_list(args.next("pattern"))]
+        returns: set[str] = set()
+        if args.more():
+            if args.atom("RETURN").upper() != "RETURN":
+                raise ParseError("LIST: expected RETURN")
+            returns = {as_text(t, "LIST: bad option").upper() for t in args.list("options")}
+        args.end()
+        self._list("LIST", reference, patterns, selection, returns)
+        return "LIST completed"
+
+    async def cmd_lsub(self, tag: str, args: Args) -> str:
+        reference = args.astring("reference name")
+        pattern = args.astring("pattern")
+        args.end()
+        self._list("LSUB", reference, [pattern], {"SUBSCRIBED"}, set())
+        return "LSUB completed"
+
+    def _list(
+        self, kind: str, reference: str, patterns: list[str], selection: set[str], returns: set[str]
+    ) -> None:
+        if patterns == [""]:
+            self.emit(b'* LIST (\\Noselect) "/" ""')
+            return
+        regexes = []
+        for pattern in patterns:
+            full = reference + pattern
+            if not self.utf8:
+                full = decode_mailbox(full)
+            body = "".join(
+                ".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full
+            )
+            regexes.append(re.compile(f"^{body}$", re.DOTALL))
+        boxes = self.store.mailboxes(self.address)
+        names = {box.name for box in boxes}
+        for box in boxes:
+            matched = any(
+                r.match(box.name) or (box.name == "INBOX" and r.match("inbox")) for r in regexes
+            ) or any(box.name == "INBOX" and r.match("INBOX") for r in regexes)
+            if not matched:
+                continue
+            if "SUBSCRIBED" in selection and not box.subscribed:
+                continue
+            if "SPECIAL-USE" in selection and not box.special_use:
+                continue
+            children = any(n.startswith(box.name + "/") for n in names)
+            attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
+            if box.special_use and kind == "LIST":
+                attributes.append(box.special_use)
+            if box.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
+                attributes.append("\\Subscribed")
+            self.emit(
+                f'* {kind} ({" ".join(attributes)}) "/" '.encode() + self.encode_name(box.name)
+            )
+
+    async def cmd_status(self, tag: str, args: Args) -> str:
+        name = self.mailbox_name(args)
+        wanted = [as_text(t, "STATUS: bad item").upper() for t in args.list("status items")]
+        args.end()
+        box = self.mailbox(name)
+        messages: list[MessageInfo] | None = None
+        values = []
+        for item in wanted:
+            if item == "MESSAGES":
+                value = box.messages
+            elif item == "UIDNEXT":
+                value = box.uidnext
+            elif item == "UIDVALIDITY":
+                value = box.uidvalidity
+            elif item == "UNSEEN":
+                value = box.unseen
+            elif item == "RECENT":
+                value = 0
+            elif item in ("SIZE", "DELETED"):
+                messages = messages if messages is not None else self.store.messages(box.id)
+                if item == "SIZE":
+                    value = sum(m.size for m in messages)
+                else:
+                    value = sum(1 for m in messages if "\\Deleted" in m.flags)
+            else:
+                raise ParseError(f"STATUS: unknown item {item}")
+            values.append(f"{item} {value}")
+        self.emit(b"* STATUS " + self.encode_name(name) + f" ({' '.join(values)})".encode())
+        return "STATUS completed"
+
+    async def cmd_create(self, tag: str, args: Args) -> str:
+        name = self.mailbox_name(args)
+        args.end()
+        if name == "INBOX":
+            raise no("[ALREADYEXISTS] INBOX always exists")
+        existing = {box.name for box in self.store.mailboxes(self.address)}
+        if name in existing:
+            raise no(f"[ALREADYEXISTS] mailbox {name!r} already exists")
+        await asyncio.to_thread(self._create_with_parents, name, existing)
+        return "CREATE completed"
+
+    def _create_with_parents(self, name: str, existing: set[str]) -> None:
+        parts = name.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/".join(parts[:depth])
+            if path not in existing:
+                self.store.create_mailbox(self.address, path)
+
+    async def cmd_delete(self, tag: str, args: Args) -> str:
+        name = self.mailbox_name(args)
+        args.end()
+        if name == "INBOX":
+            raise no("[CANNOT] INBOX cannot be deleted")
+        box = self.mailbox(name)
+        if any(b.name.startswith(name + "/") for b in self.store.mailboxes(self.address)):
+            raise no(f"[INUSE] mailbox {name!r} has child mailboxes; delete them first")
+        await asyncio.to_thread(self.store.delete_mailbox, self.address, name)
+        if self.selected is not None and self.selected.id == box.id:
+            self.selected = None
+            self.state = AUTH
+        self.server.changed(box.id)
+        return "DELETE completed"
+
+    async def cmd_rename(self, tag: str, args: Args) -> str:
+        old = self.mailbox_name(args)
+        new = self.mailbox_name(args)
+        args.end()
+        existing = {box.name for box in self.store.mailboxes(self.address)}
+        if old not in existing:
+            raise no(f"[NONEXISTENT] no mailbox {old!r}")
+        if new in existing or new == "INBOX":
+            raise no(f"[ALREADYEXISTS] mailbox {new!r} already exists")
+        parent = new.rpartition("/")[0]
+        if parent and parent not in existing:
+            await asyncio.to_thread(self._create_with_parents, parent, existing)
+        if old == "INBOX":
+            await asyncio.to_thread(self._rename_inbox, new)
+        else:
+            await asyncio.to_thread(self.store.rename_mailbox, self.address, old, new)
+        return "RENAME completed"
+
+    def _rename_inbox(self, new: str) -> None:
+        """RFC 3501 6.3.5: renaming INBOX moves its messages and leaves INBOX empty."""
+        inbox = self.store.mailbox(self.address, "INBOX")
+        target = self.store.create_mailbox(self.address, new)
+        uids = [m.uid for m in self.store.messages(inbox.id)]
+        self.store.copy(inbox.id, uids, target.id)
+        self.store.set_flags(inbox.id, uids, frozenset({"\\Deleted"}), "add")
+        self.store.expunge(inbox.id, uids)
+        self.server.changed(inbox.id)
+
+    async def cmd_subscribe(self, tag: str, args: Args) -> str:
+        return await self._subscribe(args, True)
+
+    async def cmd_unsubscribe(self, tag: str, args: Args) -> str:
+        return await self._subscribe(args, False)
+
+    async def _subscribe(self, args: Args, subscribed: bool) -> str:
+        name = self.mailbox_name(args)
+        args.end()
+        try:
+            await asyncio.to_thread(self.store.set_subscribed, self.address, name, subscribed)
+        except MailboxNotFound:
+            raise no(f"[NONEXISTENT] no mailbox {name!r}") from None
+        return ("SUBSCRIBE" if subscribed else "UNSUBSCRIBE") + " completed"
+
+    async def cmd_select(self, tag: str, args: Args) -> str:
+        return await self._select(args, readonly=False)
+
+    async def cmd_examine(self, tag: str, args: Args) -> str:
+        return await self._select(args, readonly=True)
+
+    async def _select(self, args: Args, readonly: bool) -> str:
+        name = self.mailbox_name(args)
+        if isinstance(args.peek(), list):
+            args.list("select parameters")
+        args.end()
+        if self.selected is not None:
+            self.server.unwatch(self)
+            self.selected = None
+            self.state = AUTH
+            self.emit(b"* OK [CLOSED] previous mailbox closed")
+        box = self.mailbox(name)
+        selected = Selected(self.store, box, readonly)
+        self.emit(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
+        permanent = "" if readonly else "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
+        self.emit(f"* OK [PERMANENTFLAGS ({permanent})] flags permitted".encode())
+        self.emit(b"* %d EXISTS" % selected.exists)
+        self.emit(b"* 0 RECENT")
+        first_unseen = next(
+            (
+                i + 1
+                for i, uid in enumerate(selected.uids)
+                if "\\Seen" not in selected.info[uid].flags
+            ),
+            None,
+        )
+        if first_unseen is not None:
+            self.emit(b"* OK [UNSEEN %d] first unseen message" % (first_unseen + 1))
+        self.emit(b"* OK [UIDVALIDITY %d] UIDs valid" % box.uidvalidity)
+        self.emit(b"* OK [UIDNEXT %d] predicted next UID" % box.uidnext)
+        self.selected = selected
+        self.state = SELECTED
+        self.server.watch(self, box.id)
+        mode = "READ-ONLY" if readonly else "READ-WRITE"
+        return f"[{mode}] {'EXAMINE' if readonly else 'SELECT'} completed"
+
+    async def cmd_append(self, tag: str, args: Args) -> str:
+        name = self.mailbox_name(args)
+        flags: frozenset[str] = frozenset()
+        internal_date = time.time()
+        if isinstance(args.peek(), list):
+            flags = self._flags(args.list("flag list"))
+        if isinstance(args.peek(), bytes) and args.more() and args.pos + 1 < len(args.tokens):
+            internal_date = parse_date_time(args.astring("date-time"))
+        content = args.next("message literal")
+        if not isinstance(content, bytes):
+            raise ParseError("APPEND: the message must be a literal")
+        args.end()
+        if not content:
+            raise no("APPEND: empty message")
+        box = self.mailbox(name, trycreate=True)
+        planner = self.region.planner
+
+        def deliver() -> int:
+            delivery = planner.local_delivery(
+                self.address, content, internal_date, mailbox=name, flags=flags
+            )
+            return self.store.deliver([delivery])[0][1]
+
+        uid = await asyncio.to_thread(deliver)
+        self.server.changed(box.id)
+        return f"[APPENDUID {box.uidvalidity} {uid}] APPEND completed"
+
+    def _flags(self, tokens: list[Token]) -> frozenset[str]:
+        flags = set()
+        for token in tokens:
+            if not isinstance(token, Atom):
+                raise ParseError("expected flag names")
+            flag = str(token)
+            if flag.startswith("\\"):
+                canonical = next((f for f in SYSTEM_FLAGS if f.lower() == flag.lower()), None)
+                if canonical is None:
+                    if flag.lower() == "\\recent":
+                        continue
+                    raise ParseError(f"unknown system flag {flag}")
+                flag = canonical
+            elif any(c in flag for c in "*%]"):
+                raise ParseError(f"bad keyword {flag}")
+            flags.add(flag)
+        return frozenset(flags)
+
+    async def cmd_idle(self, tag: str, args: Args) -> str:
+        args.end()
+        self.emit(b"+ idling")
+        await self.flush()
+        done = asyncio.ensure_future(self.readline())
+        try:
+            while not done.done():
+                if self.selected is not None:
+                    self._sync(allow_expunge=True)
+                    await self.flush()
+                wake = self.server.wake_event(self)
+                waiter = asyncio.ensure_future(wake.wait())
+                await asyncio.wait({done, waiter}, timeout=IDLE_POLL, return_when="FIRST_COMPLETED")
+                waiter.cancel()
+                wake.clear()
+            line = done.result()
+        finally:
+            done.cancel()
+        if line.strip().upper() != b"DONE":
+            raise Reply("BAD", "IDLE: expected DONE")
+        return "IDLE terminated"
+
+    # selected state
+
+    def _require_selected(self) -> Selected:
+        assert self.selected is not None
+        return self.selected
+
+    def _require_writable(self) -> Selected:
+        selected = self._require_selected()
+        if selected.readonly:
+            raise no("[READ-ONLY] the mailbox was opened with EXAMINE")
+        return selected
+
+    async def cmd_close(self, tag: str, args: Args) -> str:
+        args.end()
+        selected = self._require_selected()
+        if not selected.readonly:
+            await asyncio.to_thread(self.store.expunge, selected.id)
+            self.server.changed(selected.id)
+        self._deselect()
+        return "CLOSE completed"
+
+    async def cmd_unselect(self, tag: str, args: Args) -> str:
+        args.end()
+        self._deselect()
+        return "UNSELECT completed"
+
+    def _deselect(self) -> None:
+        self.server.unwatch(self)
+        self.selected = None
+        self.state = AUTH
+
+    async def cmd_uid(self, tag: str, args: Args) -> str:
+        sub = args.atom("UID command").upper()
+        handlers = {
+            "FETCH": self._fetch,
+            "STORE": self._store,
+            "COPY": self._copy,
+            "MOVE": self._move,
+            "SEARCH": self._search,
+            "EXPUNGE": self._uid_expunge,
+        }
+        if sub not in handlers:
+            raise ParseError(f"UID {sub}: not a UID command")
+        args.what = f"UID {sub}"
+        return "UID " + await handlers[sub](args, True)
+
+    async def cmd_expunge(self, tag: str, args: Args) -> str:
+        args.end()
+        selected = self._require_writable()
+        removed = await asyncio.to_thread(self.store.expunge, selected.id)
+        self._removed(selected, removed)
+        return "EXPUNGE completed"
+
+    async def _uid_expunge(self, args: Args, by_uid: bool) -> str:
+        numbers = SequenceSet.parse(args.atom("UID set"))
+        args.end()
+        selected = self._require_writable()
+        uids = [m.uid for _, m in selected.resolve(numbers, by_uid=True)]
+        removed = await asyncio.to_thread(self.store.expunge, selected.id, uids) if uids else []
+        self._removed(selected, removed)
+        return "EXPUNGE completed"
+
+    def _removed(self, selected: Selected, uids: list[int]) -> None:
+        for line in selected.remove(uids):
+            self.emit(line)
+        if uids:
+            self.server.changed(selected.id)
+
+    async def cmd_fetch(self, tag: str, args: Args) -> str:
+        return await self._fetch(args, False)
+
+    async def _fetch(self, args: Args, by_uid: bool) -> str:
+        selected = self._require_selected()
+        numbers = SequenceSet.parse(args.atom("sequence set"))
+        items = parse_items(args.next("data items"))
+        if isinstance(args.peek(), list):
+            args.list("fetch modifiers")
+        args.end()
+        if by_uid and not any(item.kind == "UID" for item in items):
+            items.insert(0, FetchItem("UID"))
+        messages = selected.resolve(numbers, by_uid)
+        contents = await self.content() if any(i.needs_content for i in items) else None
+        if not selected.readonly and any(item.sets_seen for item in items):
+            unseen = [m.uid for _, m in messages if "\\Seen" not in m.flags]
+            if unseen:
+                await self._set_seen(selected, unseen, items)
+                messages = [(seq, selected.info.get(m.uid, m)) for seq, m in messages]
+        missing = 0
+        for seq, info in messages:
+            try:
+                self.emit_chunks(fetch_response(seq, info, items, contents))
+            except StoreError:
+                missing += 1  # expunged by another session, not yet announced here
+            await self.flush_if_full()
+        if missing:
+            raise no(f"{missing} of the messages were expunged meanwhile")
+        return "FETCH completed"
+
+    async def _set_seen(self, selected: Selected, uids: list[int], items: list[FetchItem]) -> None:
+        changed = await asyncio.to_thread(
+            self.store.set_flags, selected.id, uids, frozenset({"\\Seen"}), "add"
+        )
+        selected.update(changed)
+        if not any(item.kind == "FLAGS" for item in items):
+            items.append(FetchItem("FLAGS"))
+        self.server.changed(selected.id)
+
+    async def cmd_store(self, tag: str, args: Args) -> str:
+        return await self._store(args, False)
+
+    async def _store(self, args: Args, by_uid: bool) -> str:
+        selected = self._require_writable()
+        numbers = SequenceSet.parse(args.atom("sequence set"))
+        if isinstance(args.peek(), list):
+            raise no("STORE: modifiers such as UNCHANGEDSINCE need CONDSTORE")
+        action = args.atom("FLAGS, +FLAGS or -FLAGS").upper()
+        match = re.fullmatch(r"([+-]?)FLAGS(\.SILENT)?", action)
+        if match is None:
+            raise ParseError(f"STORE: unknown item {action}")
+        rest = args.tokens[args.pos :]
+        args.pos = len(args.tokens)
+        tokens = rest[0] if len(rest) == 1 and isinstance(rest[0], list) else rest
+        flags = self._flags(tokens)
+        mode = {"": "set", "+": "add", "-": "remove"}[match[1]]
+        messages = selected.resolve(numbers, by_uid)
+        uids = [m.uid for _, m in messages]
+        changed = await asyncio.to_thread(self.store.set_flags, selected.id, uids, flags, mode)
+        selected.update(changed)
+        if changed:
+            self.server.changed(selected.id)
+        if not match[2]:
+            for seq, message in messages:
+                info = selected.info.get(message.uid)
+                if info is None:
+                    continue
+                uid_part = b"UID %d " % info.uid if by_uid else b""
+                self.emit(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flag_list(info.flags)))
+        return "STORE completed"
+
+    async def cmd_copy(self, tag: str, args: Args) -> str:
+        return await self._copy(args, False)
+
+    async def _copy(self, args: Args, by_uid: bool) -> str:
+        code = await self._copy_messages(args, by_uid)
+        return f"{code}COPY completed"
+
+    async def _copy_messages(self, args: Args, by_uid: bool) -> str:
+        selected = self._require_selected()
+        numbers = SequenceSet.parse(args.atom("sequence set"))
+        dest = self.mailbox(self.mailbox_name(args), trycreate=True)
+        args.end()
+        uids = [m.uid for _, m in selected.resolve(numbers, by_uid)]
+        if not uids:
+            return ""
+        mapping = await asyncio.to_thread(self.store.copy, selected.id, uids, dest.id)
+        self.server.changed(dest.id)
+        if not mapping:
+            return ""
+        return (
+            f"[COPYUID {dest.uidvalidity} {uid_set_text([a for a, _ in mapping])}"
+            f" {uid_set_text([b for _, b in mapping])}] "
+        )
+
+    async def cmd_move(self, tag: str, args: Args) -> str:
+        return await self._move(args, False)
+
+    async def _move(self, args: Args, by_uid: bool) -> str:
+        """RFC 6851: copy, then expunge the originals, announcing COPYUID untagged."""
+        selected = self._require_writable()
+        position = args.pos
+        numbers = SequenceSet.parse(args.atom("sequence set"))
+        uids = [m.uid for _, m in selected.resolve(numbers, by_uid)]
+        args.pos = position
+        code = await self._copy_messages(args, by_uid)
+        if code:
+            self.emit(f"* OK {code.strip()}".encode())
+        if uids:
+            removed = await asyncio.to_thread(self._expunge_uids, selected.id, uids)
+            self._removed(selected, removed)
+        return "MOVE completed"
+
+    def _expunge_uids(self, mailbox_id: int, uids: list[int]) -> list[int]:
+        self.store.set_flags(mailbox_id, uids, frozenset({"\\Deleted"}), "add")
+        return self.store.expunge(mailbox_id, uids)
+
+    async def cmd_search(self, tag: str, args: Args) -> str:
+        return await self._search(args, False)
+
+    async def _search(self, args: Args, by_uid: bool) -> str:
+        selected = self._require_selected()
+        if isinstance(args.peek(), Atom) and str(args.peek()).upper() == "RETURN":
+            raise no("SEARCH RETURN (ESEARCH) is not supported")
+        try:
+            predicate, needs_content = parse_search(args.tokens[args.pos :])
+        except BadCharset as exc:
+            raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {exc} is not supported") from None
+        contents = await self.content() if needs_content else None
+        hits = []
+        for index, uid in enumerate(selected.uids):
+            info = selected.info[uid]
+            candidate = Candidate(
+                seq=index + 1,
+                info=info,
+                largest_seq=selected.exists,
+                largest_uid=selected.largest_uid,
+                part=_part_getter(contents, info),
+            )
+            try:
+                if predicate(candidate):
+                    hits.append(uid if by_uid else index + 1)
+            except StoreError:
+                continue
+        self.emit(("* SEARCH " + " ".join(map(str, hits))).rstrip().encode())
+        return "SEARCH completed"
+
+
+def _part_getter(contents: Contents | None, info: MessageInfo) -> Callable[[], Part]:
+    def get() -> Part:
+        assert contents is not None, "the parser asked for content, so the key was released"
+        return contents.part(info)
+
+    return get
+
+
+def _one_or_list(token: Token) -> list[Token]:
+    return token if isinstance(token, list) else [token]
