@@ -423,3 +423,18 @@ def test_any_sequence_of_batches_checkpoints_and_reopens_verifies(
             assert verify_directory(path, vkey, old_checkpoint=note).size == total
         with open_log(path) as log:
             assert [log.entry(i) for i in range(total)] == entries(total)
+
+
+def test_reopen_puts_back_tiles_removed_from_under_the_checkpoint(
+    tmp_path: pathlib.Path,
+) -> None:
+    with open_log(tmp_path) as log:
+        log.append_batch(entries(600))
+        log.checkpoint()
+        vkey = log.verifier_key()
+    for rel in ("tile/0/001", "tile/entries/000", "tile/0/002.p/88", "tile/1/000.p/2"):
+        (tmp_path / rel).unlink()
+    with pytest.raises(VerificationError, match="missing"):
+        verify_directory(tmp_path, vkey)
+    open_log(tmp_path).close()
+    assert verify_directory(tmp_path, vkey).size == 600

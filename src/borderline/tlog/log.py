@@ -18,7 +18,8 @@ import pathlib
 import struct
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from types import TracebackType
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,6 +41,7 @@ _LEN = struct.Struct(">H")
 # Full tiles are written in bursts, not after every batch: creating files between journal
 # fsyncs makes each create wait for the filesystem's journal commit (10x slower on ext4).
 _TILE_FLUSH = 64 * 256
+_Tile = tuple[str, Callable[[], bytes]]  # path below the log directory, and its contents
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:
@@ -150,8 +152,13 @@ class TransparencyLog:
                 )
             if self._tree.root(cp.size) != cp.root:
                 raise CorruptLogError("journal does not reproduce the persisted checkpoint root")
+        # Tiles the checkpoint covers were fsynced before it was signed; put back any that an
+        # operator removed, then rebuild those that filled up after it.
+        self._write_tiles(self._full_tiles(0, durable), only_missing=True)
+        self._write_tiles(self._partial_tiles(durable), only_missing=True)
         self._tiled = durable
         self._flush_full_tiles()
+        self._sync_tiles()
 
     def _scan_journal(self) -> int:
         """Load every intact batch; returns the offset just past the last one."""
@@ -267,11 +274,14 @@ class TransparencyLog:
 
     # -- tiles -------------------------------------------------------------------------
 
-    def _write_tile(self, rel: str, data: bytes) -> None:
-        path = self._dir / rel
-        write_atomic(path, data, sync=False)
-        self._dirty_files.add(path)
-        self._dirty_dirs.add(path.parent)
+    def _write_tiles(self, tiles: Iterable[_Tile], only_missing: bool = False) -> None:
+        for rel, make in tiles:
+            path = self._dir / rel
+            if only_missing and path.exists():
+                continue
+            write_atomic(path, make(), sync=False)
+            self._dirty_files.add(path)
+            self._dirty_dirs.add(path.parent)
 
     def _bundle(self, lo: int, hi: int) -> bytes:
         """Entries [lo, hi) in bundle encoding: one journal read, minus batch framing."""
@@ -291,38 +301,43 @@ class TransparencyLog:
         return b"".join(parts)
 
     def _flush_full_tiles(self) -> None:
-        self._write_full_tiles(self._tiled, self.size)
+        self._write_tiles(self._full_tiles(self._tiled, self.size))
         self._tiled = self.size
 
-    def _write_full_tiles(self, old_size: int, new_size: int) -> None:
-        """Write every tile and entry bundle that became full between the two sizes."""
+    def _full_tiles(self, old_size: int, new_size: int) -> Iterator[_Tile]:
+        """Every tile and entry bundle that became full between the two sizes."""
         for n in range(old_size // TILE_WIDTH, new_size // TILE_WIDTH):
-            self._write_tile(
-                tile_path("entries", n), self._bundle(n * TILE_WIDTH, (n + 1) * TILE_WIDTH)
+            yield (
+                tile_path("entries", n),
+                partial(self._bundle, n * TILE_WIDTH, (n + 1) * TILE_WIDTH),
             )
         level = 0
         while (new_size >> (level * TILE_HEIGHT)) >= TILE_WIDTH:
             height = level * TILE_HEIGHT
             lo, hi = old_size >> height, new_size >> height
             for n in range(lo // TILE_WIDTH, hi // TILE_WIDTH):
-                data = self._tree.level_bytes(height, n * TILE_WIDTH, (n + 1) * TILE_WIDTH)
-                self._write_tile(tile_path(level, n), data)
+                hashes = partial(
+                    self._tree.level_bytes, height, n * TILE_WIDTH, (n + 1) * TILE_WIDTH
+                )
+                yield tile_path(level, n), hashes
             level += 1
 
-    def _write_partial_tiles(self, size: int) -> None:
+    def _partial_tiles(self, size: int) -> Iterator[_Tile]:
+        """The partial tiles and bundle a checkpoint of `size` needs."""
         width = size % TILE_WIDTH
         if width:
             start = size - width
-            self._write_tile(
-                tile_path("entries", start // TILE_WIDTH, width), self._bundle(start, size)
+            yield (
+                tile_path("entries", start // TILE_WIDTH, width),
+                partial(self._bundle, start, size),
             )
         level = 0
         while (count := size >> (level * TILE_HEIGHT)) > 0:
             width = count % TILE_WIDTH
             if width:
                 start = count - width
-                data = self._tree.level_bytes(level * TILE_HEIGHT, start, count)
-                self._write_tile(tile_path(level, start // TILE_WIDTH, width), data)
+                hashes = partial(self._tree.level_bytes, level * TILE_HEIGHT, start, count)
+                yield tile_path(level, start // TILE_WIDTH, width), hashes
             level += 1
 
     def _sync_tiles(self) -> None:
@@ -397,7 +412,7 @@ class TransparencyLog:
         note = sign_note(checkpoint.text(), self._origin, self._signer)
         try:
             self._flush_full_tiles()
-            self._write_partial_tiles(size)
+            self._write_tiles(self._partial_tiles(size))
             self._sync_tiles()
             write_atomic(self._dir / CHECKPOINT, note, sync=True)
         except OSError as exc:
