@@ -438,3 +438,17 @@ def test_reopen_puts_back_tiles_removed_from_under_the_checkpoint(
         verify_directory(tmp_path, vkey)
     open_log(tmp_path).close()
     assert verify_directory(tmp_path, vkey).size == 600
+
+
+def test_damage_inside_the_journal_is_not_mistaken_for_a_torn_tail(
+    tmp_path: pathlib.Path,
+) -> None:
+    with open_log(tmp_path) as log:
+        log.append_batch(entries(3))
+        log.append_batch(entries(3, 3))
+    journal = tmp_path / "journal"
+    data = bytearray(journal.read_bytes())
+    data[30] ^= 1
+    journal.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError, match="offset 0 is damaged"):
+        open_log(tmp_path)

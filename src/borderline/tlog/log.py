@@ -175,6 +175,11 @@ class TransparencyLog:
                 break
             payload = body[:length]
             if hashlib.sha256(header + payload).digest() != body[length:]:
+                # Only the last record can be torn: nothing is written after it until it is
+                # durable. An intact record after this one means damage, not a crash.
+                after = os.pread(fd, _HEADER.size, pos + _HEADER.size + length + _DIGEST)
+                if after[:4] == _MAGIC and after[4:12] == (start + count).to_bytes(8, "big"):
+                    raise CorruptLogError(f"journal record at offset {pos} is damaged")
                 break
             base, p, seen = pos + _HEADER.size, 0, 0
             while p < length and seen < count:
