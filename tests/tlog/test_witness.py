@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from borderline.tlog import (
     TransparencyLog,
+    VerificationError,
     VerifierKey,
     Witness,
     WitnessError,
@@ -51,7 +52,7 @@ def test_cosigns_a_growing_log_and_the_cosignature_verifies(tmp_path: pathlib.Pa
         receipt = log.receipt(5).replace(new, cosigned)
         got = verify_receipt(receipt, log.verifier_key(), b"event 5", [wkey], quorum=1)
         assert got.cosigners == ("witness.example/w1",)
-        with pytest.raises(Exception, match="1 required"):
+        with pytest.raises(VerificationError, match="1 required"):
             verify_receipt(log.receipt(5), log.verifier_key(), b"event 5", [wkey], quorum=1)
 
 
@@ -123,3 +124,30 @@ def test_state_survives_a_restart(tmp_path: pathlib.Path) -> None:
         with pytest.raises(WitnessError) as err:
             restarted.add_checkpoint(format_add_checkpoint(0, [], grow(log, 1)))
         assert err.value.status == 409
+
+
+def test_log_collects_cosignatures_into_its_receipts(tmp_path: pathlib.Path) -> None:
+    witness = make_witness()
+    wkey = witness.verifier_key()
+    with TransparencyLog(tmp_path, ORIGIN, LOG_KEY) as log:
+        log.append_batch([b"a", b"b"])
+        lines = witness.add_checkpoint(log.witness_request(0))
+        log.add_cosignature(lines, wkey)
+        receipt = log.receipt(1)
+        got = verify_receipt(receipt, log.verifier_key(), b"b", [wkey], quorum=1)
+        assert got.cosigners == ("witness.example/w1",)
+        log.append(b"c")
+        lines = witness.add_checkpoint(log.witness_request(2))
+        stranger = make_witness_named("witness.example/w2")
+        with pytest.raises(VerificationError, match="only cosignatures"):
+            log.add_cosignature(lines, stranger.verifier_key())
+        log.add_cosignature(lines, wkey)
+        vkey = log.verifier_key()
+    # The cosigned checkpoint survives a reopen (cosignatures are ignored as unknown keys).
+    with TransparencyLog(tmp_path, ORIGIN, LOG_KEY) as log:
+        verify_receipt(log.receipt(2), vkey, b"c", [wkey], quorum=1)
+
+
+def make_witness_named(name: str) -> Witness:
+    vkey = str(VerifierKey.for_key(ORIGIN, LOG_KEY))
+    return Witness(name, Ed25519PrivateKey.generate(), {ORIGIN: vkey})

@@ -26,10 +26,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from borderline.tlog.checkpoint import Checkpoint, verify_checkpoint
 from borderline.tlog.errors import CorruptLogError, LogLockedError, TlogError, VerificationError
+from borderline.tlog.files import fsync_path, write_all, write_atomic
 from borderline.tlog.merkle import HashTree, leaf_hash
-from borderline.tlog.note import VerifierKey, check_key_name, sign_note
+from borderline.tlog.note import (
+    VerifierKey,
+    check_key_name,
+    parse_note,
+    sign_note,
+    verify_cosignature,
+)
 from borderline.tlog.proof import format_receipt
 from borderline.tlog.tiles import MAX_ENTRY, TILE_HEIGHT, TILE_WIDTH, tile_path
+from borderline.tlog.witness import format_add_checkpoint
 
 JOURNAL = "journal"
 CHECKPOINT = "checkpoint"
@@ -42,38 +50,6 @@ _LEN = struct.Struct(">H")
 # fsyncs makes each create wait for the filesystem's journal commit (10x slower on ext4).
 _TILE_FLUSH = 64 * 256
 _Tile = tuple[str, Callable[[], bytes]]  # path below the log directory, and its contents
-
-
-def _write_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
-        offset += n
-
-
-def _fsync_path(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: pathlib.Path, data: bytes, *, sync: bool) -> None:
-    """Write via a temporary file and rename, so readers never see a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, data, 0)
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if sync:
-        _fsync_path(path.parent)
 
 
 class _Pending:
@@ -138,7 +114,7 @@ class TransparencyLog:
         self._journal_fd = os.open(self._dir / JOURNAL, os.O_RDWR | os.O_CREAT, 0o644)
         if created:
             os.fsync(self._journal_fd)
-            _fsync_path(self._dir)
+            fsync_path(self._dir)
         self._journal_end = self._scan_journal()
         if os.fstat(self._journal_fd).st_size != self._journal_end:
             os.ftruncate(self._journal_fd, self._journal_end)
@@ -251,7 +227,7 @@ class TransparencyLog:
         error: OSError | None = None
         self._cond.release()
         try:
-            _write_all(self._journal_fd, record, offset)
+            write_all(self._journal_fd, record, offset)
             os.fdatasync(self._journal_fd)
         except OSError as exc:
             error = exc
@@ -347,7 +323,7 @@ class TransparencyLog:
 
     def _sync_tiles(self) -> None:
         for path in sorted(self._dirty_files):
-            _fsync_path(path)
+            fsync_path(path)
         dirs: set[pathlib.Path] = set()
         for path in self._dirty_dirs:
             while path not in dirs:
@@ -356,7 +332,7 @@ class TransparencyLog:
                     break
                 path = path.parent
         for path in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            _fsync_path(path)
+            fsync_path(path)
         self._dirty_files.clear()
         self._dirty_dirs.clear()
 
@@ -436,6 +412,31 @@ class TransparencyLog:
             assert self._checkpoint is not None
             proof = self._tree.inclusion_proof(index, self._checkpoint.size)
             return format_receipt(index, proof, self._checkpoint_note)
+
+    def witness_request(self, old_size: int) -> bytes:
+        """tlog-witness add-checkpoint body for the current checkpoint, from a witness's size."""
+        with self._lock:
+            note = self._checkpoint_locked()
+            proof = self._tree.consistency_proof(old_size, self.size) if old_size else []
+            return format_add_checkpoint(old_size, proof, note)
+
+    def add_cosignature(self, signature_lines: bytes, witness_key: str) -> bytes:
+        """Attach a witness's cosignature to the current checkpoint; receipts then carry it."""
+        key = VerifierKey.parse(witness_key)
+        with self._lock:
+            self._check_usable()
+            note = self._checkpoint_note + signature_lines
+            added = parse_note(note).signatures[len(parse_note(self._checkpoint_note).signatures) :]
+            if not added or any(s.name != key.name or s.key_id != key.key_id for s in added):
+                raise VerificationError("only cosignatures by the given witness can be added")
+            verify_cosignature(note, key)
+            try:
+                write_atomic(self._dir / CHECKPOINT, note, sync=True)
+            except OSError as exc:
+                self._failed = f"checkpoint write failed: {exc}"
+                raise
+            self._checkpoint_note = note
+            return note
 
     # -- closing -----------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from borderline.tlog.checkpoint import Checkpoint, parse_checkpoint
 from borderline.tlog.errors import TlogError, VerificationError
-from borderline.tlog.log import write_atomic
+from borderline.tlog.files import write_atomic
 from borderline.tlog.merkle import HASH_SIZE, verify_consistency
 from borderline.tlog.note import (
     COSIGNATURE_V1,
