@@ -108,3 +108,27 @@ def test_authenticate_plain_with_initial_response(running: RunningCloud) -> None
     assert typ == "OK"
     assert client.select("INBOX")[0] == "OK"
     client.logout()
+
+
+def test_uidplus_copyuid_and_move(running: RunningCloud) -> None:
+    region = running.cloud.region("eu-dublin")
+    fill(region, "alice@example.test", [make_message(i) for i in range(4)])
+    validity = region.store.mailbox("alice@example.test", "Trash").uidvalidity
+    raw = Raw(running)
+    raw.command(b"a", b'LOGIN alice@example.test "%s"' % PASSWORD.encode())
+    raw.command(b"b", b"SELECT INBOX")
+    assert raw.command(b"c", b"UID COPY 2:3 Trash") == [
+        b"c OK [COPYUID %d 2:3 1:2] UID COPY completed\r\n" % validity
+    ]
+    assert raw.command(b"d", b"UID MOVE 1,4 Trash") == [
+        b"* OK [COPYUID %d 1,4 3:4]\r\n" % validity,
+        b"* 4 EXPUNGE\r\n",
+        b"* 1 EXPUNGE\r\n",
+        b"d OK UID MOVE completed\r\n",
+    ]
+    assert raw.command(b"e", b"UID SEARCH ALL")[0] == b"* SEARCH 2 3\r\n"
+    assert raw.command(b"f", b"UID EXPUNGE 2") == [b"f OK UID EXPUNGE completed\r\n"]
+    assert raw.command(b"g", b"APPEND Trash (\\Seen) {5+}\r\nhello") == [
+        b"g OK [APPENDUID %d 5] APPEND completed\r\n" % validity
+    ]
+    raw.close()

@@ -783,7 +783,11 @@ class Session:
         if sub not in handlers:
             raise ParseError(f"UID {sub}: not a UID command")
         args.what = f"UID {sub}"
-        return "UID " + await handlers[sub](args, True)
+        text = await handlers[sub](args, True)
+        if text.startswith("["):  # a response code stays first: "[COPYUID ...] UID COPY ..."
+            code, _, rest = text.partition("] ")
+            return f"{code}] UID {rest}"
+        return "UID " + text
 
     async def cmd_expunge(self, tag: str, args: Args) -> str:
         args.end()
