@@ -73,8 +73,11 @@ def test_home_region_down_then_up_delivers_once(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_after_the_retry_window_the_sender_gets_a_bounce(tmp_path: Path) -> None:
     config_path = write_config(
-        tmp_path, **{"max_message_size = 26214400": "max_message_size = 26214400\n"
-                     "relay_retry_window_seconds = 1"}
+        tmp_path,
+        **{
+            "max_message_size = 26214400": "max_message_size = 26214400\n"
+            "relay_retry_window_seconds = 1"
+        },
     )
     config = load_config(config_path)
     with Cloud(config) as setup:
