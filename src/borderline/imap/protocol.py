@@ -247,12 +247,25 @@ def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
 # Output strings
 
 
-def quoted_or_literal(value: bytes | str) -> bytes:
-    """A string as IMAP output: quoted when safe, otherwise a literal."""
+def quoted_or_literal(value: bytes | str, utf8: bool = False) -> bytes:
+    """A string as IMAP output: quoted when safe, otherwise a literal. With UTF8=ACCEPT
+    enabled, quoted strings may carry UTF-8 (RFC 6855)."""
     data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    if len(data) < 1024 and not any(c in data for c in b"\r\n\0") and data.isascii():
+    if (
+        len(data) < 1024
+        and not any(c in data for c in b"\r\n\0")
+        and (data.isascii() or (utf8 and _is_utf8(data)))
+    ):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(data) + data
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def nstring(value: bytes | str | None) -> bytes:

@@ -251,7 +251,7 @@ class Session:
             if name not in self._handlers:
                 raise ParseError(f"unknown command {str(tokens[0])[:40]!r}")
             handler, needed = self._handlers[name]
-            if needed == AUTH and self.state == NOT_AUTH:
+            if needed != NOT_AUTH and self.state == NOT_AUTH:
                 raise ParseError(f"{name} needs an authenticated session: LOGIN first")
             if needed == SELECTED and self.state != SELECTED:
                 raise ParseError(f"{name} needs a selected mailbox: SELECT one first")
@@ -457,7 +457,7 @@ class Session:
 
     def encode_name(self, name: str) -> bytes:
         encoded = name.encode() if self.utf8 else encode_mailbox(name)
-        return quoted_or_literal(encoded)
+        return quoted_or_literal(encoded, self.utf8)
 
     def mailbox(self, name: str, trycreate: bool = False) -> MailboxInfo:
         try:
@@ -663,7 +663,7 @@ class Session:
             None,
         )
         if first_unseen is not None:
-            self.emit(b"* OK [UNSEEN %d] first unseen message" % (first_unseen + 1))
+            self.emit(b"* OK [UNSEEN %d] first unseen message" % first_unseen)
         self.emit(b"* OK [UIDVALIDITY %d] UIDs valid" % box.uidvalidity)
         self.emit(b"* OK [UIDNEXT %d] predicted next UID" % box.uidnext)
         self.selected = selected
@@ -783,6 +783,7 @@ class Session:
         if sub not in handlers:
             raise ParseError(f"UID {sub}: not a UID command")
         args.what = f"UID {sub}"
+        self._sync(allow_expunge=True)  # so the responses use current sequence numbers
         text = await handlers[sub](args, True)
         if text.startswith("["):  # a response code stays first: "[COPYUID ...] UID COPY ..."
             code, _, rest = text.partition("] ")

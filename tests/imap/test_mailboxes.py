@@ -1,0 +1,114 @@
+"""Mailbox commands: LIST with SPECIAL-USE, LSUB, STATUS, CREATE/DELETE/RENAME, SUBSCRIBE."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from tests.conftest import PASSWORD, RunningCloud
+from tests.imap.conftest import Raw, fill, make_message
+
+
+@pytest.fixture
+def client(running: RunningCloud) -> Iterator[IMAPClient]:
+    listen = running.cloud.region("eu-dublin").section.imap
+    assert listen is not None
+    client = IMAPClient(listen.host, port=listen.port, ssl=False, timeout=30)
+    client.login("alice@example.test", PASSWORD)
+    yield client
+    client.logout()
+
+
+def test_list_special_use_and_hierarchy(client: IMAPClient) -> None:
+    folders = {name: flags for flags, _, name in client.list_folders()}
+    assert folders == {
+        "Drafts": (b"\\HasNoChildren", b"\\Drafts"),
+        "INBOX": (b"\\HasNoChildren",),
+        "Junk": (b"\\HasNoChildren", b"\\Junk"),
+        "Sent": (b"\\HasNoChildren", b"\\Sent"),
+        "Trash": (b"\\HasNoChildren", b"\\Trash"),
+    }
+    assert client.find_special_folder(b"\\Sent") == "Sent"
+    client.create_folder("Projects/2026/Q1")
+    assert client.folder_exists("Projects/2026")
+    assert [n for _, _, n in client.list_folders("Projects/", "%")] == ["Projects/2026"]
+    assert [n for _, _, n in client.list_folders("", "Projects/*")] == [
+        "Projects/2026",
+        "Projects/2026/Q1",
+    ]
+    assert dict((n, f) for f, _, n in client.list_folders("", "Projects"))["Projects"] == (
+        b"\\HasChildren",
+    )
+    assert client.list_folders("", "inbox")[0][2] == "INBOX"
+    with pytest.raises(IMAPClientError, match="INUSE"):
+        client.delete_folder("Projects")
+    client.rename_folder("Projects", "Archive")
+    assert sorted(n for _, _, n in client.list_folders("Archive")) == [
+        "Archive",
+        "Archive/2026",
+        "Archive/2026/Q1",
+    ]
+    client.delete_folder("Archive/2026/Q1")
+    with pytest.raises(IMAPClientError, match="NONEXISTENT"):
+        client.delete_folder("Archive/2026/Q1")
+    with pytest.raises(IMAPClientError, match="ALREADYEXISTS"):
+        client.create_folder("Archive")
+    with pytest.raises(IMAPClientError, match="CANNOT"):
+        client.delete_folder("INBOX")
+
+
+def test_non_ascii_names_use_modified_utf7(client: IMAPClient) -> None:
+    client.create_folder("Reçus/日本")
+    names = [n for _, _, n in client.list_folders("", "Re*")]
+    assert names == ["Reçus", "Reçus/日本"]
+    raw_names = client._imap.list('""', "Re*")[1]
+    assert b'"Re&AOc-us/&ZeVnLA-"' in raw_names[1]
+
+
+def test_subscribe_lsub_and_status(running: RunningCloud, client: IMAPClient) -> None:
+    fill(
+        running.cloud.region("eu-dublin"), "alice@example.test", [make_message(i) for i in range(4)]
+    )
+    client.unsubscribe_folder("Junk")
+    assert "Junk" not in [n for _, _, n in client.list_sub_folders()]
+    assert "Sent" in [n for _, _, n in client.list_sub_folders()]
+    client.subscribe_folder("Junk")
+    assert "Junk" in [n for _, _, n in client.list_sub_folders()]
+    client.select_folder("INBOX")
+    client.add_flags([1], [b"\\Seen"])
+    client.add_flags([2], [b"\\Deleted"])
+    status = client.folder_status(
+        "INBOX", ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY", "RECENT", "SIZE", "DELETED"]
+    )
+    sizes = sum(len(make_message(i)) for i in range(4))
+    assert status[b"MESSAGES"] == 4 and status[b"UNSEEN"] == 3 and status[b"UIDNEXT"] == 5
+    assert status[b"SIZE"] == sizes and status[b"DELETED"] == 1 and status[b"RECENT"] == 0
+
+
+def test_namespace_id_enable_examine_unselect_close(running: RunningCloud) -> None:
+    fill(
+        running.cloud.region("eu-dublin"), "alice@example.test", [make_message(i) for i in range(2)]
+    )
+    raw = Raw(running)
+    assert raw.command(b"a", b'ID ("name" "test")')[0].startswith(b'* ID ("name" "Borderline"')
+    raw.command(b"b", b'LOGIN alice@example.test "%s"' % PASSWORD.encode())
+    assert raw.command(b"c", b"NAMESPACE")[0] == b'* NAMESPACE (("" "/")) NIL NIL\r\n'
+    assert raw.command(b"d", b"ENABLE UTF8=ACCEPT CONDSTORE")[0] == b"* ENABLED UTF8=ACCEPT\r\n"
+    assert raw.command(b"e", 'CREATE "Ünï"'.encode())[-1] == b"e OK CREATE completed\r\n"
+    assert b'"\xc3\x9cn\xc3\xaf"' in b"".join(raw.command(b"f", b'LIST "" "*"'))
+    examine = raw.command(b"g", b"EXAMINE INBOX")
+    assert examine[-1] == b"g OK [READ-ONLY] EXAMINE completed\r\n"
+    assert b"* 2 EXISTS\r\n" in examine and b"* OK [UNSEEN 1] first unseen message\r\n" in examine
+    raw.command(b"h", b"FETCH 1 BODY[]")
+    assert raw.command(b"i", b"FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS ())\r\n", (
+        "EXAMINE: no \\Seen"
+    )
+    assert raw.command(b"j", b"UNSELECT")[-1] == b"j OK UNSELECT completed\r\n"
+    raw.command(b"k", b"SELECT INBOX")
+    raw.command(b"l", b"STORE 1 +FLAGS (\\Deleted)")
+    assert raw.command(b"m", b"CLOSE") == [b"m OK CLOSE completed\r\n"], "CLOSE expunges silently"
+    assert raw.command(b"n", b"STATUS INBOX (MESSAGES)")[0] == b'* STATUS "INBOX" (MESSAGES 1)\r\n'
+    raw.close()
