@@ -9,6 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from borderline.config import Config, CustodianSection, RegionSection
 from borderline.delivery import DeliveryPlanner
 from borderline.directory import Directory, DirectoryError, RegionKeys, normalize_address
+from borderline.law import Custodian as LawCustodian
+from borderline.law import Region as LawRegion
+from borderline.law import StaticFacts
 from borderline.store import SqliteMailStore
 from borderline.tlog import TransparencyLog
 from borderline.vault import Vault
@@ -114,6 +117,15 @@ class Cloud:
             self.directory.remove(address)
             raise
         return address
+
+    def facts(self) -> StaticFacts:
+        """The law engine's facts: custodians and every region from the config (not only those
+        served here), accounts from the directory."""
+        return StaticFacts(
+            [LawCustodian(c.id, c.name, c.jurisdiction) for c in self.config.custodians],
+            [LawRegion(r.id, r.location, r.custodian) for r in self.config.regions],
+            dict(self.directory.accounts()),
+        )
 
     def home_region(self, address: str) -> Region | None:
         home = self.directory.home(address)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from borderline.cli import accounts, demo
+from borderline.cli import accounts, demo, legal_cmd, log_cmd
 from borderline.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, open_cloud
 from borderline.config import example_config
 from borderline.runtime import listeners, serve_forever
@@ -23,7 +23,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(accounts.app, name="account")
+app.add_typer(legal_cmd.request_app, name="request")
+app.add_typer(legal_cmd.hold_app, name="hold")
+app.add_typer(legal_cmd.law_app, name="law")
 app.command("demo")(demo.demo)
+app.add_typer(log_cmd.app, name="log")
+app.command("access-history")(log_cmd.access_history)
 
 
 @app.command()

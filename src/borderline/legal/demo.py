@@ -1,0 +1,101 @@
+"""Replay the Dublin warrant (as served today) and the MLAT-route Irish order end to end."""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from borderline.law import load_request
+from borderline.legal.desk import LegalDesk
+from borderline.legal.package import verify_package
+from borderline.legal.records import LegalError, RequestRecord
+
+if TYPE_CHECKING:
+    from borderline.cloud import Cloud
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "law" / "examples"
+DUBLIN_WARRANT = EXAMPLES / "dublin_warrant_today.toml"
+MLAT_ORDER = EXAMPLES / "irish_court_order_mlat.toml"
+# The accounts the example request files name, and where the example config homes them.
+CASE_ACCOUNTS = (("alice@example.test", "eu-dublin"), ("bob@example.test", "us-east"))
+REVIEWERS = ("Dana Okafor (legal)", "Eli Brandt (security)")
+
+
+def _seed(cloud: Cloud) -> None:
+    """Make sure the case accounts exist and hold mail dated inside (2026-06-01) and outside
+    (2025-06-01) the requests' scope, so the package shows the date filter at work."""
+    for address, region_id in CASE_ACCOUNTS:
+        if cloud.directory.home(address) is None:
+            cloud.add_account(address, region_id, secrets.token_urlsafe(16))
+        region = cloud.home_region(address)
+        if region is None:
+            continue
+        for day in ("2026-06-01", "2025-06-01"):
+            message = EmailMessage()
+            message["From"] = "carol@example.test"
+            message["To"] = address
+            message["Subject"] = f"case file {day}"
+            message["Date"] = f"{day}T10:00:00+00:00"
+            message.set_content(f"Shipment notes for {address}, {day}.\n")
+            received = datetime.fromisoformat(f"{day}T10:00:00+00:00").timestamp()
+            region.store.deliver(
+                [region.planner.local_delivery(address, message.as_bytes(), received)]
+            )
+
+
+def _decisions(record: RequestRecord) -> list[str]:
+    lines = []
+    for item in record.items:
+        d = item.decision
+        where = f" [{d.location.region}, keys: {d.location.custodian}]" if d.location else ""
+        detail = f" -> {d.route}" if d.route else f" ({d.ground})" if d.ground else ""
+        lines.append(f"    {item.account} / {item.category}: {d.outcome.upper()}{where}{detail}")
+    return lines
+
+
+def _replay(desk: LegalDesk, path: Path, out: Path) -> list[str]:
+    record = desk.submit(load_request(path), actor="demo intake")
+    ins = record.request.instrument
+    lines = [
+        f"request {record.id} {record.reference}: {ins.type} served on {ins.served_on}"
+        f" (law of {record.request.law_date})",
+        *_decisions(record),
+    ]
+    if not any(i.outcome == "disclose" for i in record.items):
+        refused = desk.reject(record.id, REVIEWERS[0], "no item may lawfully be disclosed")
+        return [*lines, f"  -> {refused.state}: {refused.reject_reason}"]
+    desk.approve(record.id, REVIEWERS[0])
+    try:
+        desk.approve(record.id, REVIEWERS[0].upper())
+    except LegalError as exc:
+        lines.append(f"  two-person rule: {exc}")
+    approved = desk.approve(record.id, REVIEWERS[1])
+    lines.append(f"  {approved.state} by {' and '.join(approved.approvers)}")
+    for region_id, folder in desk.export(record.id, out).items():
+        trusted = [desk.cloud.directory.region_keys(region_id).signing_key]
+        check = verify_package(folder, trusted)
+        verdict = "verified" if check.ok else "FAILED: " + "; ".join(check.problems)
+        lines.append(f"  package {folder}: {check.files_checked} files, signature {verdict}")
+    closed = desk.close(record.id, REVIEWERS[1])
+    lines.append(f"  {closed.state}; notices queued: {len(desk.records.notifications())}")
+    return lines
+
+
+def demo_replay(cloud: Cloud, out: Path | None = None) -> list[str]:
+    """Submit the two example requests, decide, approve with two people, export signed
+    packages of what may be disclosed (to `out`, or a new temp dir) and verify them.
+    Returns the lines to print."""
+    out = out or Path(tempfile.mkdtemp(prefix="borderline-disclosures-"))
+    _seed(cloud)
+    with LegalDesk(cloud) as desk:
+        lines = ["Dublin warrant, served today on the US custodian:"]
+        lines += _replay(desk, DUBLIN_WARRANT, out)
+        lines.append("The MLAT route: an Irish court order served on the Irish custodian:")
+        lines += _replay(desk, MLAT_ORDER, out)
+        due = desk.due_notifications(datetime.now(UTC).date())
+        lines.append(f"user notices due today: {', '.join(n.account for n in due) or 'none'}")
+    return lines
