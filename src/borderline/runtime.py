@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from borderline.api import ApiServer
 from borderline.cloud import Cloud
 from borderline.config import Config
 from borderline.imap import RegionImap
@@ -27,14 +28,19 @@ class Runtime:
         self.imap = (
             [] if ingest_only else [RegionImap(r, cloud.config) for r in cloud.regions.values()]
         )
+        self.api = [] if ingest_only else [ApiServer(cloud)]
 
     async def start(self) -> None:
         for service in self.smtp:
             await service.start()
         for imap in self.imap:
             await imap.start()
+        for api in self.api:
+            await api.start()
 
     async def stop(self) -> None:
+        for api in self.api:
+            await api.stop()
         for imap in self.imap:
             await imap.stop()
         for service in self.smtp:

@@ -1,0 +1,100 @@
+"""The HTTP API as one more service of the runtime: uvicorn embedded in the running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from borderline.api.app import PublishedLog, create_app
+from borderline.api.witness import load_witness
+from borderline.cloud import Cloud
+from borderline.config import Listen
+
+log = logging.getLogger(__name__)
+
+
+def published_logs(cloud: Cloud) -> list[PublishedLog]:
+    """Every region this process serves, with its log open (so checkpoints can be made)."""
+    return [
+        PublishedLog(
+            region=region.id,
+            origin=region.origin,
+            directory=region.root / "log",
+            verifier_key=region.transparency_log.verifier_key(),
+            witness=load_witness(cloud, region.id),
+        )
+        for region in cloud.regions.values()
+    ]
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """Signals belong to the runtime, which stops every service together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiServer:
+    """Serves the log API on `[api] listen` and publishes a fresh checkpoint every
+    `checkpoint_interval` seconds, so what the API serves trails the log by at most that."""
+
+    def __init__(
+        self, cloud: Cloud, listen: Listen | None = None, checkpoint_interval: float = 1.0
+    ) -> None:
+        self.cloud = cloud
+        self.listen = listen or cloud.config.api.listen
+        self.checkpoint_interval = checkpoint_interval
+        self._server: _EmbeddedServer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = self.listen.port
+
+    async def start(self) -> None:
+        await self.publish_checkpoints()
+        app = create_app(published_logs(self.cloud))
+        family = socket.AF_INET6 if ":" in self.listen.host else socket.AF_INET
+        # Bound here, not by uvicorn, so a port in use fails start() with a clear OSError.
+        sock = socket.create_server((self.listen.host, self.listen.port), family=family)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app, host=self.listen.host, port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = _EmbeddedServer(config)
+        self._tasks = [
+            asyncio.create_task(self._server.serve(sockets=[sock])),
+            asyncio.create_task(self._publish_forever()),
+        ]
+        while not self._server.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()
+            await asyncio.sleep(0.01)
+
+    async def publish_checkpoints(self) -> None:
+        for region in self.cloud.regions.values():
+            await asyncio.to_thread(region.transparency_log.checkpoint)
+
+    async def _publish_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.checkpoint_interval)
+            try:
+                await self.publish_checkpoints()
+            except Exception:
+                log.exception("publishing a checkpoint failed")
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        serve, publish = self._tasks
+        publish.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publish
+        await serve
+        await self.publish_checkpoints()
+        self._server = None

@@ -1,0 +1,5 @@
+"""Transparency reports and the public view of the access logs they are checked against."""
+
+from borderline.report.logview import LogEvent, LogSnapshot, region_verifier_key
+
+__all__ = ["LogEvent", "LogSnapshot", "region_verifier_key"]

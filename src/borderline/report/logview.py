@@ -1,0 +1,155 @@
+"""A region's transparency log as anyone can read it: the published checkpoint and tiles.
+
+Everything here works from the files alone (the directory a server publishes, or a copy
+fetched over HTTP), so the same code serves an operator, a user and an outside auditor,
+and it works while `borderline serve` holds the log open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from borderline.tlog import Checkpoint, VerificationError, VerifierKey, verify_checkpoint
+from borderline.tlog.log import CHECKPOINT
+from borderline.tlog.merkle import HashTree
+from borderline.tlog.note import ED25519
+from borderline.tlog.proof import format_receipt
+from borderline.tlog.tiles import TILE_WIDTH, decode_entries, tile_path
+from borderline.tlog.verify import load_tree
+
+
+def region_verifier_key(origin: str, signing_public_key: bytes) -> VerifierKey:
+    """The note verifier key of a region's log, from the public key the directory publishes."""
+    return VerifierKey(origin, ED25519, signing_public_key)
+
+
+def canonical_json(record: dict[str, Any]) -> bytes:
+    """The vault's entry encoding: sorted keys, no spaces."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One access event, as logged (`access`) or as revealed after a nondisclosure order."""
+
+    index: int  # where the event's own record is: the access entry, or the reveal entry
+    region: str
+    account: str
+    justification: str
+    principal: str
+    time: datetime
+    decision: str | None
+    sealed_index: int | None  # for a revealed event: the index of its commitment
+
+    @classmethod
+    def from_record(
+        cls, index: int, record: dict[str, Any], sealed_index: int | None = None
+    ) -> LogEvent:
+        try:
+            return cls(
+                index=index,
+                region=str(record["region"]),
+                account=str(record["account"]),
+                justification=str(record["justification"]),
+                principal=str(record["principal"]),
+                time=datetime.fromisoformat(str(record["time"])),
+                decision=None if record.get("decision") is None else str(record["decision"]),
+                sealed_index=sealed_index,
+            )
+        except (KeyError, ValueError) as exc:
+            raise VerificationError(f"entry {index} is not a valid access event: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class LogSnapshot:
+    """A verified, immutable view of a log at its published checkpoint."""
+
+    directory: pathlib.Path
+    verifier_key: VerifierKey
+    note: bytes
+    checkpoint: Checkpoint
+    tree: HashTree
+    entries: tuple[bytes, ...]
+
+    @classmethod
+    def load(cls, directory: pathlib.Path, verifier_key: VerifierKey) -> LogSnapshot:
+        """Read and verify the checkpoint, every tile and every entry bundle it covers."""
+        directory = pathlib.Path(directory)
+        try:
+            note = (directory / CHECKPOINT).read_bytes()
+        except FileNotFoundError as exc:
+            raise VerificationError(f"{directory} has no published checkpoint") from exc
+        checkpoint = verify_checkpoint(note, verifier_key)
+        tree = load_tree(directory, checkpoint.size)
+        if tree.root() != checkpoint.root:
+            raise VerificationError("tiles do not reproduce the checkpoint root")
+        entries: list[bytes] = []
+        for start in range(0, checkpoint.size, TILE_WIDTH):
+            width = min(checkpoint.size - start, TILE_WIDTH)
+            bundle = directory / tile_path("entries", start // TILE_WIDTH, width)
+            entries.extend(decode_entries(bundle.read_bytes()))
+        return cls(directory, verifier_key, note, checkpoint, tree, tuple(entries))
+
+    @property
+    def size(self) -> int:
+        return self.checkpoint.size
+
+    def receipt(self, index: int) -> bytes:
+        """C2SP tlog-proof of entry `index` against this snapshot's signed checkpoint."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"no entry {index} under the checkpoint of size {self.size}")
+        return format_receipt(index, self.tree.inclusion_proof(index, self.size), self.note)
+
+    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Every entry decoded as the vault's JSON record; other entries are skipped."""
+        for index, entry in enumerate(self.entries):
+            try:
+                record = json.loads(entry)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield index, record
+
+    def sealed_indices(self) -> list[int]:
+        return [i for i, r in self.records() if r.get("type") == "sealed-access"]
+
+    def revealed(self) -> dict[int, LogEvent]:
+        """Sealed index -> revealed event, each reveal checked against its commitment."""
+        out: dict[int, LogEvent] = {}
+        for index, record in self.records():
+            if record.get("type") != "reveal":
+                continue
+            sealed_index = record.get("index")
+            if not isinstance(sealed_index, int) or not 0 <= sealed_index < index:
+                raise VerificationError(f"reveal {index} names no earlier entry")
+            sealed = json.loads(self.entries[sealed_index])
+            if not isinstance(sealed, dict) or sealed.get("type") != "sealed-access":
+                raise VerificationError(f"reveal {index} names entry {sealed_index}, not a seal")
+            event = record.get("event")
+            if not isinstance(event, dict):
+                raise VerificationError(f"reveal {index} carries no event")
+            try:
+                salt = bytes.fromhex(str(record.get("salt", "")))
+            except ValueError as exc:
+                raise VerificationError(f"reveal {index} has a malformed salt") from exc
+            digest = hashlib.sha256(salt + canonical_json(event)).hexdigest()
+            if digest != sealed.get("commitment"):
+                raise VerificationError(
+                    f"reveal {index} does not match the commitment at {sealed_index}"
+                )
+            out[sealed_index] = LogEvent.from_record(index, event, sealed_index)
+        return out
+
+    def events(self) -> list[LogEvent]:
+        """Every access event visible in the log: logged openly or revealed, by index."""
+        events = [
+            LogEvent.from_record(i, r) for i, r in self.records() if r.get("type") == "access"
+        ]
+        events.extend(self.revealed().values())
+        return sorted(events, key=lambda e: e.index)

@@ -1,0 +1,177 @@
+"""`borderline log ...` and `borderline access-history` as a user runs them, in a temp dir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from borderline.cloud import Cloud
+from borderline.config import load_config
+from borderline.report import LogSnapshot, region_verifier_key
+from borderline.tlog import Checkpoint, sign_note, verify_receipt
+from borderline.tlog.tiles import tile_path
+from borderline.vault import Justification
+from tests.test_cli import run
+
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+
+
+def ok(*args: str, cwd: Path) -> str:
+    done = run(*args, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def fails(*args: str, cwd: Path) -> str:
+    """The command exits 1 with a one-line reason."""
+    done = run(*args, cwd=cwd)
+    assert done.returncode == 1, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr
+
+
+def release(root: Path, address: str, *, sealed_until: date | None = None) -> None:
+    """Produce log events the way the servers do: a key release through the vault."""
+    with Cloud(load_config(root / "borderline.toml")) as cloud:
+        region = cloud.home_region(address)
+        assert region is not None
+        region.vault.release(
+            address,
+            Justification.THIRD_PARTY_DATA_REQUEST
+            if sealed_until
+            else Justification.CUSTOMER_INITIATED_ACCESS,
+            "legal:team" if sealed_until else "imap:session",
+            decision_id="D-1" if sealed_until else None,
+            sealed_until=sealed_until,
+        )
+
+
+def reveal(root: Path, region_id: str) -> list[int]:
+    with Cloud(load_config(root / "borderline.toml")) as cloud:
+        return cloud.region(region_id).vault.reveal_lapsed(date.today())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    ok("init", cwd=tmp_path)
+    for address in (ALICE, BOB):
+        ok(
+            "account",
+            "add",
+            address,
+            "--region",
+            "eu-dublin",
+            "--password",
+            "long enough pw",
+            cwd=tmp_path,
+        )
+    return tmp_path
+
+
+def test_log_round_trip(root: Path) -> None:
+    release(root, ALICE)  # 0
+    release(root, ALICE, sealed_until=date.today() - timedelta(days=1))  # 1, revealed at 4
+    release(root, ALICE, sealed_until=date.today() + timedelta(days=90))  # 2
+    release(root, BOB)  # 3
+    assert reveal(root, "eu-dublin") == [4]
+
+    saved = ok("log", "checkpoint", "--region", "eu-dublin", cwd=root)
+    (root / "saved").write_text(saved)
+    assert saved.startswith("example.test/eu-dublin\n5\n")
+    listed = json.loads(ok("log", "checkpoint", "--json", cwd=root))
+    assert {r["region"]: r["size"] for r in listed} == {"eu-dublin": 5, "us-east": 0}
+
+    release(root, ALICE)  # 5
+    verified = ok("log", "verify", "--region", "eu-dublin", "--since", "saved", cwd=root)
+    assert "size 6" in verified and "extends the saved checkpoint of size 5" in verified
+
+    history = json.loads(ok("access-history", ALICE, "--json", cwd=root))
+    assert [(e["index"], e["revealed_from"]) for e in history["events"]] == [
+        (0, None),
+        (4, 1),
+        (5, None),
+    ]
+    assert history["events"][1]["justification"] == "THIRD_PARTY_DATA_REQUEST"
+    assert history["events"][1]["decision"] == "D-1"
+    assert history["sealed_in_log"] == 2 and history["still_sealed_in_log"] == 1
+    with Cloud(load_config(root / "borderline.toml")) as cloud:
+        vkey = region_verifier_key(
+            "example.test/eu-dublin", cloud.directory.region_keys("eu-dublin").signing_key
+        )
+    view = LogSnapshot.load(root / "data/eu-dublin/log", vkey)
+    for event in history["events"]:
+        got = verify_receipt(event["receipt"].encode(), vkey, view.entries[event["index"]])
+        assert got.checkpoint.size == 6
+    human = ok("access-history", ALICE, cwd=root)
+    assert "revealed (sealed at #1)" in human and "still sealed: 1" in human
+
+    receipt = ok("log", "prove", "--region", "eu-dublin", "--index", "3", cwd=root)
+    assert receipt.startswith("c2sp.org/tlog-proof@v1\nindex 3\n")
+    verify_receipt(receipt.encode(), vkey, view.entries[3])
+    older = ok(
+        "log",
+        "prove",
+        "--region",
+        "eu-dublin",
+        "--index",
+        "3",
+        "--size",
+        "5",
+        "--checkpoint",
+        "saved",
+        cwd=root,
+    )
+    assert verify_receipt(older.encode(), vkey, view.entries[3]).checkpoint.size == 5
+    assert "no signed checkpoint of size 4" in fails(
+        "log", "prove", "--region", "eu-dublin", "--index", "1", "--size", "4", cwd=root
+    )
+    assert "not under the checkpoint" in fails(
+        "log", "prove", "--region", "eu-dublin", "--index", "9", cwd=root
+    )
+
+    # A copy of the log verifies on its own; the same copy with one byte changed does not.
+    shutil.copytree(
+        root / "data/eu-dublin/log", root / "copy", ignore=shutil.ignore_patterns("journal", "lock")
+    )
+    ok("log", "verify", "--region", "eu-dublin", "--dir", "copy", cwd=root)
+    bundle = root / "copy" / tile_path("entries", 0, 6)
+    bundle.write_bytes(bundle.read_bytes().replace(b"imap:session", b"imap:sessioN", 1))
+    assert "does not match" in fails(
+        "log", "verify", "--region", "eu-dublin", "--dir", "copy", cwd=root
+    )
+
+
+def test_tampered_log_fails_verification(root: Path) -> None:
+    release(root, ALICE)
+    release(root, BOB)
+    saved = ok("log", "checkpoint", "--region", "eu-dublin", cwd=root)
+    (root / "saved").write_text(saved)
+    tile = root / "data/eu-dublin/log" / tile_path(0, 0, 2)
+    data = bytearray(tile.read_bytes())
+    data[5] ^= 1
+    tile.write_bytes(bytes(data))
+    assert "does not match" in fails("log", "verify", "--region", "eu-dublin", cwd=root)
+    assert "does not match" in fails("access-history", ALICE, cwd=root)
+
+    tile.write_bytes(bytes(data[:5]) + bytes([data[5] ^ 1]) + bytes(data[6:]))
+    ok("log", "verify", "--region", "eu-dublin", "--since", "saved", cwd=root)
+
+    # A checkpoint the region signed for another history (a fork) is caught by --since.
+    with Cloud(load_config(root / "borderline.toml")) as cloud:
+        region = cloud.region("eu-dublin")
+        fork = Checkpoint(region.origin, 1, bytes(32)).text()
+        (root / "fork").write_bytes(sign_note(fork, region.origin, region.vault.signing_key))
+    reason = fails("log", "verify", "--region", "eu-dublin", "--since", "fork", cwd=root)
+    assert "consistency" in reason or "root" in reason
+
+
+def test_unknown_account_and_region(root: Path) -> None:
+    assert "no account nobody@example.test" in fails(
+        "access-history", "nobody@example.test", cwd=root
+    )
+    assert "mars" in fails("log", "verify", "--region", "mars", cwd=root)
