@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from borderline.cli.common import (
@@ -18,7 +19,7 @@ from borderline.cli.common import (
     ConfigOption,
     JsonOption,
     console,
-    fail,
+    err_console,
     open_cloud,
     print_json,
 )
@@ -36,13 +37,21 @@ RequestId = Annotated[int, typer.Argument(help="The request's id (see `request l
 ByOption = Annotated[str, typer.Option("--by", help="Who does this (recorded).")]
 
 
+def _fail(message: str) -> typer.Exit:
+    """Like common.fail, but never wrapped: errors naming a file path and a field run long,
+    and scripts read the reason from exactly one line."""
+    one_line = "; ".join(message.splitlines())
+    err_console.print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """One-line errors: a request file with several bad fields reports them on one line."""
     try:
         yield
     except (*USER_ERRORS, KeyReleaseDenied) as exc:
-        raise fail("; ".join(str(exc).splitlines())) from exc
+        raise _fail(str(exc)) from exc
 
 
 @contextmanager
@@ -242,7 +251,7 @@ def verify(
     elif result.ok:
         console.print(f"{folder}: intact, {result.files_checked} files, key {result.public_key}")
     if not result.ok:
-        raise fail(f"{folder}: " + "; ".join(result.problems))
+        raise _fail(f"{folder}: " + "; ".join(result.problems))
 
 
 @request_app.command("close")

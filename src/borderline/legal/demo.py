@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import tempfile
 from datetime import UTC, datetime
@@ -80,8 +81,20 @@ def _replay(desk: LegalDesk, path: Path, out: Path) -> list[str]:
         check = verify_package(folder, trusted)
         verdict = "verified" if check.ok else "FAILED: " + "; ".join(check.problems)
         lines.append(f"  package {folder}: {check.files_checked} files, signature {verdict}")
+        log = desk.cloud.region(region_id).transparency_log
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        for item in manifest["items"]:
+            if item["key_release"]:
+                index = item["key_release"]["log_index"]
+                event = json.loads(log.entry(index))
+                lines.append(
+                    f"  key release on {log.origin} log entry {index}: "
+                    f"{event['justification']}, decision {event['decision']},"
+                    f" {item['messages']} message(s) in scope"
+                )
     closed = desk.close(record.id, REVIEWERS[1])
-    lines.append(f"  {closed.state}; notices queued: {len(desk.records.notifications())}")
+    notices = [n for n in desk.records.notifications() if n.request_id == record.id]
+    lines.append(f"  {closed.state}; user notices queued: {len(notices)}")
     return lines
 
 

@@ -1,0 +1,174 @@
+"""Disclosure packages: contents, scope dates, hashes and signature, tamper detection, and the
+key release on the region's transparency log."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from borderline.cloud import Cloud
+from borderline.legal import LegalDesk, verify_package
+from borderline.vault.access import account_hash
+
+from .conftest import ALICE, BOB, REVIEWERS, deliver, request
+
+
+def _approved(desk: LegalDesk, **kwargs: Any) -> int:
+    record = desk.submit(request(**kwargs))
+    desk.approve(record.id, REVIEWERS[0])
+    desk.approve(record.id, REVIEWERS[1])
+    return record.id
+
+
+@pytest.fixture
+def mail(cloud: Cloud) -> list[bytes]:
+    """Two messages inside the scope (2026-01-01 .. 2026-11-16 inclusive), one before it."""
+    return [
+        deliver(cloud, ALICE, "inside 1", "2026-06-01T10:00:00"),
+        deliver(cloud, ALICE, "outside", "2025-12-31T23:00:00"),
+        deliver(cloud, ALICE, "inside 2", "2026-11-16T23:30:00"),
+    ]
+
+
+def test_package_contents_and_logged_release(
+    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+) -> None:
+    request_id = _approved(desk)
+    log = cloud.region("eu-dublin").transparency_log
+    folders = desk.export(request_id, tmp_path / "out")
+    assert desk.get(request_id).state == "fulfilled"
+    assert list(folders) == ["eu-dublin"]
+    folder = folders["eu-dublin"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+
+    emls = sorted((folder / ALICE / "content").glob("*.eml"))
+    assert [p.read_bytes() for p in emls] == [mail[0], mail[2]]
+    box = mailbox.mbox(folder / ALICE / "content" / "messages.mbox")
+    assert [m["Subject"] for m in box] == ["inside 1", "inside 2"]
+    traffic = json.loads((folder / ALICE / "traffic.json").read_text())
+    assert traffic["count"] == 2 and traffic["total_size"] == len(mail[0]) + len(mail[2])
+    assert "Subject" not in json.dumps(traffic)  # non-content only
+    subscriber = json.loads((folder / ALICE / "subscriber.json").read_text())
+    assert subscriber["account"]["address"] == ALICE
+    assert subscriber["account"]["home_region"] == "eu-dublin"
+    assert manifest["custodian"]["id"] == "ie-custodian"
+    assert manifest["approved_by"] == list(REVIEWERS)
+
+    # Exactly one key release: for the content item, logged before the key left the vault.
+    releases = [i["key_release"] for i in manifest["items"] if i["key_release"]]
+    assert [i["category"] for i in manifest["items"] if i["key_release"]] == ["content"]
+    entry = json.loads(log.entry(releases[0]["log_index"]))
+    content_item = next(i for i in desk.get(request_id).items if i.category == "content")
+    assert entry["justification"] == "THIRD_PARTY_DATA_REQUEST"
+    assert entry["decision"] == content_item.id
+    assert entry["principal"] == ", ".join(REVIEWERS)
+    assert entry["account"] == account_hash(ALICE)
+
+    trusted = [cloud.directory.region_keys("eu-dublin").signing_key]
+    result = verify_package(folder, trusted)
+    assert result.ok, result.problems
+    assert result.files_checked == len(manifest["files"]) == 5
+    assert result.public_key == cloud.region("eu-dublin").vault.signing_public_key.hex()
+    # The wrong region's key is not trusted.
+    other = [cloud.directory.region_keys("us-east").signing_key]
+    assert any("not trusted" in p for p in verify_package(folder, other).problems)
+
+
+def test_tampering_is_detected(
+    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+) -> None:
+    folder = desk.export(_approved(desk), tmp_path)["eu-dublin"]
+    eml = sorted((folder / ALICE / "content").glob("*.eml"))[0]
+    original = eml.read_bytes()
+    eml.write_bytes(original.replace(b"inside 1", b"inside X"))
+    assert [p for p in verify_package(folder).problems if "SHA-256 differs" in p] == [
+        f"{eml.relative_to(folder).as_posix()}: SHA-256 differs from the manifest"
+    ]
+    eml.write_bytes(original)
+    assert verify_package(folder).ok
+
+    (folder / ALICE / "planted.eml").write_bytes(b"From: nobody\n\nhi\n")
+    assert any("not in the manifest" in p for p in verify_package(folder).problems)
+    (folder / ALICE / "planted.eml").unlink()
+
+    manifest = folder / "manifest.json"
+    body = manifest.read_bytes()
+    manifest.write_bytes(body.replace(b'"count"', b'"count" ') + b" ")
+    assert any("signature does not match" in p for p in verify_package(folder).problems)
+    manifest.write_bytes(body)
+    eml.unlink()
+    assert any("missing" in p for p in verify_package(folder).problems)
+
+
+def test_non_content_disclosure_releases_no_key(
+    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+) -> None:
+    log = cloud.region("eu-dublin").transparency_log
+    before = log.size
+    folder = desk.export(_approved(desk, categories=("subscriber", "traffic")), tmp_path)
+    assert log.size == before
+    assert verify_package(folder["eu-dublin"]).ok
+    assert not list(folder["eu-dublin"].rglob("*.eml"))
+
+
+def test_mixed_request_discloses_only_what_the_served_custodian_controls(
+    cloud: Cloud, desk: LegalDesk, tmp_path: Path
+) -> None:
+    deliver(cloud, ALICE, "dublin mail", "2026-06-01T10:00:00")
+    bob_mail = deliver(cloud, BOB, "us mail", "2026-06-01T10:00:00")
+    request_id = _approved(
+        desk,
+        type="us_sca_warrant",
+        country="US",
+        served_on="us-custodian",
+        accounts=(ALICE, BOB),
+        categories=("subscriber", "content"),
+    )
+    dublin_log = cloud.region("eu-dublin").transparency_log.size
+    folders = desk.export(request_id, tmp_path)
+    assert list(folders) == ["us-east"]  # Alice's Dublin mail is referred, never read
+    assert cloud.region("eu-dublin").transparency_log.size == dublin_log
+    emls = list(folders["us-east"].rglob("*.eml"))
+    assert [p.read_bytes() for p in emls] == [bob_mail]
+    manifest = json.loads((folders["us-east"] / "manifest.json").read_text())
+    assert {(i["account"], i["outcome"]) for i in manifest["not_disclosed"]} == {(ALICE, "refer")}
+    assert manifest["custodian"]["id"] == "us-custodian"
+
+
+def test_nondisclosure_order_seals_the_log_entry_and_defers_notice(
+    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+) -> None:
+    today = date.today()
+    until = today + timedelta(days=90)
+    request_id = _approved(desk, nondisclosure={"until": until.isoformat()})
+    log = cloud.region("eu-dublin").transparency_log
+    folder = desk.export(request_id, tmp_path, today=today)["eu-dublin"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    release = next(i["key_release"] for i in manifest["items"] if i["key_release"])
+    assert release["sealed_until"] == until.isoformat()
+    entry = json.loads(log.entry(release["log_index"]))
+    # Only a salted commitment is public: no account, principal or decision until it lapses.
+    assert entry["type"] == "sealed-access" and set(entry) == {"type", "region", "commitment"}
+
+    desk.close(request_id, REVIEWERS[0], today=today)
+    assert desk.due_notifications(today) == []
+    assert desk.due_notifications(until - timedelta(days=1)) == []
+    due = desk.due_notifications(until)
+    assert [(n.account, n.due) for n in due] == [(ALICE, until)]
+    desk.mark_notified(due[0].id)
+    assert desk.due_notifications(until) == []
+
+
+def test_notice_due_at_close_without_nondisclosure(
+    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+) -> None:
+    request_id = _approved(desk)
+    desk.export(request_id, tmp_path)
+    today = date(2026, 11, 28)
+    desk.close(request_id, REVIEWERS[1], today=today)
+    assert [(n.account, n.due) for n in desk.due_notifications(today)] == [(ALICE, today)]
