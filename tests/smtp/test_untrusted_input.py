@@ -1,0 +1,64 @@
+"""Untrusted input never crashes a server: random SMTP lines and forged relay envelopes."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from borderline.delivery import RelayRejected
+from tests.conftest import RunningCloud
+
+VERBS = ["HELO", "EHLO", "MAIL FROM:", "RCPT TO:", "DATA", "RSET", "NOOP", "VRFY", "AUTH", "BDAT"]
+
+
+def _session(port: int, lines: list[bytes]) -> bytes:
+    """Send the lines, end any DATA or AUTH exchange with '.', QUIT, read to the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        script = [*lines, b".", b"QUIT"]
+        conn.sendall(b"".join(line + b"\r\n" for line in script))
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+        return received
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=300).map(lambda b: b.replace(b"\n", b"")),
+            st.tuples(st.sampled_from(VERBS), st.binary(max_size=80)).map(
+                lambda t: t[0].encode() + t[1].replace(b"\n", b"")
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_random_command_lines_get_replies_and_server_survives(
+    running: RunningCloud, lines: list[bytes]
+) -> None:
+    port = running.cloud.region("eu-dublin").section.smtp.port
+    reply = _session(port, lines)
+    assert reply.startswith(b"220 ")
+    assert reply.endswith(b"221 Bye\r\n"), reply[-200:]
+    # The server is still healthy for the next, well-formed client.
+    assert b"\r\n250 OK\r\n" in _session(port, [b"NOOP"])
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.binary(max_size=2000))
+def test_garbage_relay_envelopes_are_rejected_cleanly(running: RunningCloud, data: bytes) -> None:
+    planner = running.cloud.region("eu-dublin").planner
+    forged = b"X-Borderline-Relay: v1; from=us-east; to=eu-dublin\r\n" + data
+    with pytest.raises(RelayRejected):
+        planner.open_relay_message(forged)
