@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from borderline.legal.demo import DUBLIN_WARRANT, MLAT_ORDER
-
-
-def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "borderline", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
-    )
+from tests.test_cli import run as borderline
 
 
 def ok(cwd: Path, *args: str) -> str:
-    done = run(cwd, *args)
+    done = borderline(*args, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def error(cwd: Path, *args: str) -> str:
-    done = run(cwd, *args)
+    done = borderline(*args, cwd=cwd)
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     return done.stderr
