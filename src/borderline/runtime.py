@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from borderline.api import ApiServer
@@ -70,6 +71,14 @@ def listeners(config: Config, region_ids: list[str]) -> list[tuple[str, str, str
     return rows
 
 
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """An ingest worker must not outlive the server that started it (even a SIGKILLed one)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1)
+    stop.set()
+
+
 async def serve_forever(cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
     runtime = Runtime(cloud, ingest_only, reuse_port)
     await runtime.start()
@@ -77,7 +86,10 @@ async def serve_forever(cloud: Cloud, ingest_only: bool = False, reuse_port: boo
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watchdog = loop.create_task(_stop_when_orphaned(stop)) if ingest_only else None
     try:
         await stop.wait()
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         await runtime.stop()

@@ -34,9 +34,9 @@ def _wait_for_port(port: int, timeout: float = 30) -> None:
     raise AssertionError(f"server did not listen on {port}")
 
 
-def _serve(config_path: Path) -> subprocess.Popen[bytes]:
+def _serve(config_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "borderline", "serve", "-c", str(config_path)],
+        [sys.executable, "-m", "borderline", "serve", "-c", str(config_path), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -127,3 +127,49 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(tmp_path: Path)
     duplicates = {m for m in stored if stored.count(m) > 1}
     assert not missing, f"{len(missing)} acknowledged messages lost"
     assert not duplicates, f"stored more than once: {sorted(duplicates)[:5]}"
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def test_extra_ingest_workers_share_the_port_and_the_store(tmp_path: Path) -> None:
+    config_path = write_config(tmp_path)
+    config = load_config(config_path)
+    with Cloud(config) as cloud:
+        cloud.add_account("alice@example.test", "eu-dublin", PASSWORD)
+    port = config.region("eu-dublin").smtp.port
+    server = _serve(config_path, "--ingest-workers", "2")
+    try:
+        _wait_for_port(port)
+        deadline = time.monotonic() + 30
+        while not _children(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [worker] = _children(server.pid)
+        acked: list[str] = []
+        stop = threading.Event()
+        senders = [
+            threading.Thread(
+                target=_sender, args=(port, "alice@example.test", f"w{i}", acked, stop)
+            )
+            for i in range(6)
+        ]
+        for thread in senders:
+            thread.start()
+        while len(acked) < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        for thread in senders:
+            thread.join(15)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    assert (
+        not Path(f"/proc/{worker}").exists()
+        or "zombie" in Path(f"/proc/{worker}/status").read_text()
+    ), "the ingest worker stops with the server"
+    with Cloud(config) as cloud:
+        stored = _message_ids(cloud, "eu-dublin", "alice@example.test")
+    assert len(acked) >= 200
+    assert sorted(stored) == sorted(set(acked))
