@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import imaplib
+import json
 import secrets
 import socket
 import tempfile
@@ -21,7 +23,6 @@ from borderline.cloud import Cloud, Region
 from borderline.config import example_config, load_config
 from borderline.residency import files_containing
 from borderline.runtime import Runtime, listeners
-from borderline.vault import Justification
 
 DEMO_PASSWORD = "demo-password-1"
 ACCOUNTS = (
@@ -55,17 +56,34 @@ def _message(sender: str, rcpt: str, subject: str, marker: str) -> EmailMessage:
     return message
 
 
-def _read_inbox(region: Region, address: str) -> list[str]:
-    """Read an inbox the way a user session does: a logged key release, then decrypt."""
-    key = region.vault.release(address, Justification.CUSTOMER_INITIATED_ACCESS, "demo-user")
-    inbox = region.store.mailbox(address, "INBOX")
-    subjects = []
-    for info in region.store.messages(inbox.id):
-        parsed = email.message_from_bytes(
-            key.decrypt(region.store.blob(info.blob_id)), policy=email.policy.default
-        )
-        subjects.append(str(parsed["Subject"]))
+def _imap_subjects(region: Region, address: str) -> list[str]:
+    """Read an inbox as a mail client does; the server's first read is a logged key release."""
+    listen = region.section.imap
+    assert listen is not None
+    with imaplib.IMAP4(listen.host, listen.port, timeout=30) as client:
+        client.login(address, DEMO_PASSWORD)
+        client.select("INBOX", readonly=True)
+        _, data = client.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        subjects = [
+            str(email.message_from_bytes(part[1], policy=email.policy.default)["Subject"])
+            for part in data
+            if isinstance(part, tuple)
+        ]
+        client.logout()
     return subjects
+
+
+def _imap_referral(region: Region, address: str) -> str:
+    """Log in at a region that is not the account's home: the answer is a referral."""
+    listen = region.section.imap
+    assert listen is not None
+    with imaplib.IMAP4(listen.host, listen.port, timeout=30) as client:
+        try:
+            client.login(address, DEMO_PASSWORD)
+        except imaplib.IMAP4.error as refused:
+            reason = refused.args[0]
+            return reason.decode() if isinstance(reason, bytes) else str(reason)
+    raise RuntimeError(f"{region.id} served {address}, which is homed elsewhere")
 
 
 async def _run_demo(cloud: Cloud, once: bool) -> bool:
@@ -109,7 +127,13 @@ async def _run_demo(cloud: Cloud, once: bool) -> bool:
             raise RuntimeError("relays did not drain within 30 s")
 
         console.rule("2. where each message lives")
-        table = Table("message", "accepted in", "home region", "stored in", "plaintext elsewhere")
+        table = Table(
+            "message (read over IMAP)",
+            "accepted in",
+            "home region",
+            "stored in",
+            "plaintext elsewhere",
+        )
         ok = True
         for label, accepted, rcpt, home, other in (
             ("to-alice", us, "alice@example.test", eu, us),
@@ -117,7 +141,7 @@ async def _run_demo(cloud: Cloud, once: bool) -> bool:
         ):
             marker = markers[label].encode()
             leaks = files_containing(other.root, marker)
-            subjects = _read_inbox(home, rcpt)
+            subjects = await asyncio.to_thread(_imap_subjects, home, rcpt)
             ok = ok and not leaks and len(subjects) == 1
             table.add_row(
                 f"{rcpt}: {subjects[0] if subjects else '(missing)'}",
@@ -132,10 +156,17 @@ async def _run_demo(cloud: Cloud, once: bool) -> bool:
             f" [bold]{'zero hits' if ok else 'LEAK'}[/]"
         )
 
+        referral = await asyncio.to_thread(_imap_referral, us, "alice@example.test")
+        console.print(f"alice logs in to us-east's IMAP server and is referred home: {referral}")
+
         console.rule("3. every read is on the log")
         for region in (eu, us):
             log = region.transparency_log
-            console.print(f"[bold]{region.id}[/] log: {log.size} access event(s); checkpoint:")
+            last = json.loads(log.entry(log.size - 1)) if log.size else {}
+            console.print(
+                f"[bold]{region.id}[/] log: {log.size} access event(s), the last"
+                f" {last.get('justification')} by {last.get('principal')}; checkpoint:"
+            )
             console.print(log.checkpoint().decode(), highlight=False)
         if not once:
             console.rule("serving; Ctrl-C to stop")

@@ -1,0 +1,23 @@
+"""`make demo` runs `borderline demo --once`: it must succeed and show the boundary held."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_once(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "borderline", "demo", "--once", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "zero hits" in out
+    assert "[REFERRAL imap://alice%40example.test@" in out
+    assert "CUSTOMER_INITIATED_ACCESS" in out
+    assert "— example.test/eu-dublin" in out, "a signed checkpoint is shown"
