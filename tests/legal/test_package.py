@@ -172,3 +172,17 @@ def test_notice_due_at_close_without_nondisclosure(
     today = date(2026, 11, 28)
     desk.close(request_id, REVIEWERS[1], today=today)
     assert [(n.account, n.due) for n in desk.due_notifications(today)] == [(ALICE, today)]
+
+
+def test_existing_target_refused_before_any_release(
+    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+) -> None:
+    request_id = _approved(desk)
+    (tmp_path / f"request-{request_id}-T-1-eu-dublin").mkdir()
+    log = cloud.region("eu-dublin").transparency_log
+    before = log.size
+    with pytest.raises(FileExistsError):
+        desk.export(request_id, tmp_path)
+    assert log.size == before
+    assert desk.get(request_id).state == "approved"
+    assert [p.name for p in tmp_path.iterdir()] == [f"request-{request_id}-T-1-eu-dublin"]

@@ -22,6 +22,7 @@ from borderline.legal.records import (
     LegalRecords,
     Notification,
     RequestRecord,
+    State,
     TransitionError,
 )
 from borderline.store import Hold, MailStore, MessageInfo
@@ -123,12 +124,11 @@ class LegalDesk:
                 "preserved): reject it with a reason"
             )
         self._start_review(record, by)
-        needed = 2 if "disclose" in outcomes else 1
-        approvers = self.records.add_approval(request_id, by, needed)
-        if len(approvers) >= needed and "disclose" not in outcomes:
-            self.records.transition(
-                request_id, "fulfilled", by, "preservation holds placed on receipt"
-            )
+        if "disclose" in outcomes:
+            self.records.add_approval(request_id, by, needed=2)
+        else:
+            done: tuple[State, str] = ("fulfilled", "preservation holds placed on receipt")
+            self.records.add_approval(request_id, by, needed=1, then=done)
         return self.records.get(request_id)
 
     def reject(self, request_id: int, by: str, reason: str) -> RequestRecord:
@@ -138,9 +138,7 @@ class LegalDesk:
             raise LegalError("--reason: a rejection must give a reason")
         record = self.records.get(request_id)
         self._start_review(record, by)
-        self.records.set_reject_reason(request_id, reason)
-        self.records.transition(request_id, "rejected", by, reason)
-        self.records.transition(request_id, "refused", by, refusal_note(record))
+        self.records.reject(request_id, by, reason, refusal_note(record))
         return self.records.get(request_id)
 
     def close(self, request_id: int, by: str, today: date | None = None) -> RequestRecord:
@@ -192,10 +190,13 @@ class LegalDesk:
         for item in record.items:
             if item.outcome == "disclose":
                 groups.setdefault(self._region(item.account).id, []).append(item)
-        writers = {
-            rid: PackageWriter(out / f"request-{record.id}-{_slug(record.reference)}-{rid}")
-            for rid in groups
+        targets = {
+            rid: out / f"request-{record.id}-{_slug(record.reference)}-{rid}" for rid in groups
         }
+        for target in targets.values():
+            if target.exists():
+                raise FileExistsError(f"{target} exists: choose another --out or remove it")
+        writers = {rid: PackageWriter(target) for rid, target in targets.items()}
         folders: dict[str, Path] = {}
         try:
             for rid, items in groups.items():

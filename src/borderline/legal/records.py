@@ -274,9 +274,19 @@ class LegalRecords:
         with self._tx() as db:
             self._move(db, request_id, to, actor, note)
 
-    def add_approval(self, request_id: int, approver: str, needed: int) -> tuple[str, ...]:
+    def reject(self, request_id: int, actor: str, reason: str, refusal: str) -> None:
+        """Rejected and refused in one transaction, so no request is left half rejected."""
+        with self._tx() as db:
+            db.execute("UPDATE requests SET reject_reason = ? WHERE id = ?", (reason, request_id))
+            self._move(db, request_id, "rejected", actor, reason)
+            self._move(db, request_id, "refused", actor, refusal)
+
+    def add_approval(
+        self, request_id: int, approver: str, needed: int, then: tuple[State, str] | None = None
+    ) -> tuple[str, ...]:
         """Record one approver; the same person (case-insensitively) twice is refused. With
-        `needed` distinct approvers the request becomes approved in the same transaction."""
+        `needed` distinct approvers the request becomes approved (and then `then`, if given)
+        in the same transaction."""
         name = " ".join(approver.split())
         if not name:
             raise LegalError("--by: an approver must be named")
@@ -296,6 +306,8 @@ class LegalRecords:
             approvers = self._approvers(db, request_id)
             if len(approvers) >= needed:
                 self._move(db, request_id, "approved", name, " and ".join(approvers))
+                if then is not None:
+                    self._move(db, request_id, then[0], name, then[1])
             return approvers
 
     @staticmethod
@@ -304,10 +316,6 @@ class LegalRecords:
             "SELECT approver FROM approvals WHERE request_id = ? ORDER BY rowid", (request_id,)
         ).fetchall()
         return tuple(str(r[0]) for r in rows)
-
-    def set_reject_reason(self, request_id: int, reason: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE requests SET reject_reason = ? WHERE id = ?", (reason, request_id))
 
     def set_hold(self, item_id: str, region: str, hold_id: int) -> None:
         with self._tx() as db:
