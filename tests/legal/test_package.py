@@ -178,11 +178,12 @@ def test_existing_target_refused_before_any_release(
     cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
 ) -> None:
     request_id = _approved(desk)
-    (tmp_path / f"request-{request_id}-T-1-eu-dublin").mkdir()
+    out = tmp_path / "out"
+    (out / f"request-{request_id}-T-1-eu-dublin").mkdir(parents=True)
     log = cloud.region("eu-dublin").transparency_log
     before = log.size
     with pytest.raises(FileExistsError):
-        desk.export(request_id, tmp_path)
+        desk.export(request_id, out)
     assert log.size == before
     assert desk.get(request_id).state == "approved"
-    assert [p.name for p in tmp_path.iterdir()] == [f"request-{request_id}-T-1-eu-dublin"]
+    assert [p.name for p in out.iterdir()] == [f"request-{request_id}-T-1-eu-dublin"]
