@@ -7,32 +7,13 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
-import pytest
-
 from borderline.cloud import Cloud
 from borderline.config import load_config
 from borderline.report import LogSnapshot, region_verifier_key
 from borderline.tlog import Checkpoint, sign_note, verify_receipt
 from borderline.tlog.tiles import tile_path
 from borderline.vault import Justification
-from tests.test_cli import run
-
-ALICE = "alice@example.test"
-BOB = "bob@example.test"
-
-
-def ok(*args: str, cwd: Path) -> str:
-    done = run(*args, cwd=cwd)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def fails(*args: str, cwd: Path) -> str:
-    """The command exits 1 with a one-line reason."""
-    done = run(*args, cwd=cwd)
-    assert done.returncode == 1, done.stdout
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    return done.stderr
+from tests.report.conftest import ALICE, BOB, fails, ok
 
 
 def release(root: Path, address: str, *, sealed_until: date | None = None) -> None:
@@ -54,23 +35,6 @@ def release(root: Path, address: str, *, sealed_until: date | None = None) -> No
 def reveal(root: Path, region_id: str) -> list[int]:
     with Cloud(load_config(root / "borderline.toml")) as cloud:
         return cloud.region(region_id).vault.reveal_lapsed(date.today())
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    ok("init", cwd=tmp_path)
-    for address in (ALICE, BOB):
-        ok(
-            "account",
-            "add",
-            address,
-            "--region",
-            "eu-dublin",
-            "--password",
-            "long enough pw",
-            cwd=tmp_path,
-        )
-    return tmp_path
 
 
 def test_log_round_trip(root: Path) -> None:

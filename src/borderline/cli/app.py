@@ -29,6 +29,7 @@ app.add_typer(legal_cmd.law_app, name="law")
 app.command("demo")(demo.demo)
 app.add_typer(log_cmd.app, name="log")
 app.command("access-history")(log_cmd.access_history)
+app.command("report")(log_cmd.report)
 
 
 @app.command()

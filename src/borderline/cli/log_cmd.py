@@ -12,6 +12,8 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +33,9 @@ from borderline.cli.common import (
 )
 from borderline.cloud import Cloud, Region
 from borderline.report import LogSnapshot, region_verifier_key
+from borderline.report.render import RENDERERS
+from borderline.report.sources import legal_requests
+from borderline.report.transparency import RegionLog, build_report
 from borderline.tlog import (
     LogLockedError,
     TlogError,
@@ -270,3 +275,37 @@ def access_history(
         f"sealed accesses (nondisclosure orders) in this log: {sealed},"
         f" of which still sealed: {sealed - revealed} (they name no account until revealed)"
     )
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    csv = "csv"
+    json = "json"
+
+
+def report(
+    start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day.")],
+    end: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day.")],
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here, not stdout.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Transparency report: legal requests by country, instrument and outcome, the e-Evidence
+    Art. 28 breakdown, key releases and sealed accesses, at verified log checkpoints."""
+    with open_cloud(config) as cloud, user_errors(), log_errors():
+        first, last = start.date(), end.date()
+        logs = [
+            RegionLog.from_snapshot(r.id, snapshot(cloud, r), first, last)
+            for r in cloud.regions.values()
+        ]
+        built = build_report(
+            legal_requests(cloud.config.cloud.data_dir), logs, first, last, cloud.config.cloud.name
+        )
+        text = RENDERERS[fmt.value](built)
+        if out is not None:
+            out.write_text(text, encoding="utf-8")
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        sizes = ", ".join(f"{log.region} at size {log.size}" for log in logs)
+        console.print(f"wrote {out} ({fmt.value}); logs: {sizes}", highlight=False)

@@ -78,9 +78,11 @@ class LogSnapshot:
     entries: tuple[bytes, ...]
 
     @classmethod
-    def load(cls, directory: pathlib.Path, verifier_key: VerifierKey) -> LogSnapshot:
+    def load(cls, directory: pathlib.Path, verifier_key: str | VerifierKey) -> LogSnapshot:
         """Read and verify the checkpoint, every tile and every entry bundle it covers."""
         directory = pathlib.Path(directory)
+        if isinstance(verifier_key, str):
+            verifier_key = VerifierKey.parse(verifier_key)
         try:
             note = (directory / CHECKPOINT).read_bytes()
         except FileNotFoundError as exc:
