@@ -6,7 +6,7 @@ import pytest
 
 from borderline.cloud import Cloud
 from borderline.law import LawError
-from borderline.legal import TRANSITIONS, LegalDesk, LegalError, TransitionError
+from borderline.legal import TRANSITIONS, LegalDesk, LegalError, State, TransitionError
 
 from .conftest import ALICE, BOB, REVIEWERS, request
 
@@ -110,3 +110,32 @@ def test_unknown_account_is_no_data(desk: LegalDesk) -> None:
     assert [i.outcome for i in record.items] == ["no_data"]
     with pytest.raises(LegalError, match="nothing to approve"):
         desk.approve(record.id, REVIEWERS[0])
+
+
+PATHS: list[tuple[State, ...]] = [
+    ("decided",),
+    ("decided", "in_review"),
+    ("decided", "in_review", "approved"),
+    ("decided", "in_review", "approved", "fulfilled"),
+    ("decided", "in_review", "approved", "fulfilled", "closed"),
+    ("decided", "in_review", "rejected"),
+    ("decided", "in_review", "rejected", "refused"),
+    ("decided", "in_review", "rejected", "refused", "closed"),
+]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p[-1])
+def test_every_step_outside_the_lifecycle_is_refused(
+    desk: LegalDesk, path: tuple[State, ...]
+) -> None:
+    record = desk.submit(request())
+    for state in path[1:]:
+        desk.records.transition(record.id, state, "tester")
+    current = path[-1]
+    assert desk.get(record.id).state == current
+    for target in TRANSITIONS:
+        if target in TRANSITIONS[current]:
+            continue
+        with pytest.raises(TransitionError, match=f"is {current}: it cannot become {target}"):
+            desk.records.transition(record.id, target, "tester")
+    assert desk.get(record.id).state == current

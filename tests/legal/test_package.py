@@ -69,6 +69,12 @@ def test_package_contents_and_logged_release(
     assert entry["principal"] == ", ".join(REVIEWERS)
     assert entry["account"] == account_hash(ALICE)
 
+    # Residency: no byte of the content outside Alice's region but the package itself.
+    data_dir = cloud.config.cloud.data_dir
+    outside = [p for p in data_dir.rglob("*") if p.is_file() and "eu-dublin" not in p.parts]
+    assert data_dir / "legal.sqlite" in outside
+    assert not [p for p in outside if b"body of inside 1" in p.read_bytes()]
+
     trusted = [cloud.directory.region_keys("eu-dublin").signing_key]
     result = verify_package(folder, trusted)
     assert result.ok, result.problems
