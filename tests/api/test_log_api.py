@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pathlib
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from borderline.tlog import (
 from borderline.tlog.tiles import TILE_WIDTH, tile_path
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
+from tests.report.conftest import fails, ok
 
 WITNESS = "witness.example.test/us-east"
 
@@ -240,3 +242,57 @@ def test_serve_runtime_publishes_the_log(running: RunningCloud) -> None:
         "example.test/eu-dublin", running.cloud.directory.region_keys("eu-dublin").signing_key
     )
     assert verify_checkpoint(note, vkey).origin == "example.test/eu-dublin"
+
+
+def test_cli_reads_the_log_while_serve_holds_it(
+    running: RunningCloud, config_path: pathlib.Path
+) -> None:
+    """The log is locked by the serving process; the CLI reads what the server publishes."""
+    region = running.cloud.region("eu-dublin")
+    key = region.vault.release(
+        "alice@example.test", Justification.CUSTOMER_INITIATED_ACCESS, "imap:test"
+    )
+    for _ in range(200):
+        published = (region.root / "log/checkpoint").read_bytes()
+        if (
+            verify_checkpoint(published, region.transparency_log.verifier_key()).size
+            > key.log_index
+        ):
+            break
+        threading.Event().wait(0.05)
+    history = json.loads(
+        ok(
+            "access-history",
+            "alice@example.test",
+            "--json",
+            "-c",
+            str(config_path),
+            cwd=config_path.parent,
+        )
+    )
+    assert [e["index"] for e in history["events"]] == [key.log_index]
+
+    made = ok(
+        "log",
+        "witness-key",
+        "--region",
+        "us-east",
+        "--name",
+        "w.example.test/1",
+        "-c",
+        str(config_path),
+        cwd=config_path.parent,
+    )
+    assert VerifierKey.parse(made.strip().splitlines()[-1]).name == "w.example.test/1"
+    again = fails(
+        "log",
+        "witness-key",
+        "--region",
+        "us-east",
+        "--name",
+        "w2",
+        "-c",
+        str(config_path),
+        cwd=config_path.parent,
+    )
+    assert "never replaced" in again

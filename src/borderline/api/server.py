@@ -14,18 +14,20 @@ from borderline.api.app import PublishedLog, create_app
 from borderline.api.witness import load_witness
 from borderline.cloud import Cloud
 from borderline.config import Listen
+from borderline.report.logview import region_verifier_key
+from borderline.tlog import LogLockedError
 
 log = logging.getLogger(__name__)
 
 
 def published_logs(cloud: Cloud) -> list[PublishedLog]:
-    """Every region this process serves, with its log open (so checkpoints can be made)."""
+    """Every region this process serves: where its log files are and how to verify them."""
     return [
         PublishedLog(
             region=region.id,
             origin=region.origin,
             directory=region.root / "log",
-            verifier_key=region.transparency_log.verifier_key(),
+            verifier_key=str(region_verifier_key(region.origin, region.vault.signing_public_key)),
             witness=load_witness(cloud, region.id),
         )
         for region in cloud.regions.values()
@@ -76,8 +78,13 @@ class ApiServer:
             await asyncio.sleep(0.01)
 
     async def publish_checkpoints(self) -> None:
+        """Sign and write a checkpoint for each region whose log grew (cheap otherwise)."""
         for region in self.cloud.regions.values():
-            await asyncio.to_thread(region.transparency_log.checkpoint)
+            try:
+                await asyncio.to_thread(region.transparency_log.checkpoint)
+            except LogLockedError as exc:
+                # A CLI command holds it for a moment; the next round publishes.
+                log.warning("%s: checkpoint not published yet: %s", region.id, exc)
 
     async def _publish_forever(self) -> None:
         while True:

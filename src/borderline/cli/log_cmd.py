@@ -39,6 +39,7 @@ from borderline.report.transparency import RegionLog, build_report
 from borderline.tlog import (
     LogLockedError,
     TlogError,
+    TransparencyLog,
     VerifierKey,
     verify_checkpoint,
     verify_consistency,
@@ -70,9 +71,13 @@ def verifier_key(cloud: Cloud, region: Region) -> VerifierKey:
 def snapshot(cloud: Cloud, region: Region, directory: Path | None = None) -> LogSnapshot:
     """The verified log at its latest checkpoint, signing one first if nobody serves it."""
     if directory is None:
+        # Opened only for as long as signing takes, so a starting server is not locked out.
         # If `borderline serve` holds the log, it publishes checkpoints itself.
-        with contextlib.suppress(LogLockedError):
-            region.transparency_log.checkpoint()
+        with (
+            contextlib.suppress(LogLockedError),
+            TransparencyLog(region.root / "log", region.origin, region.vault.signing_key) as log,
+        ):
+            log.checkpoint()
         directory = region.root / "log"
     return LogSnapshot.load(directory, verifier_key(cloud, region))
 
