@@ -7,6 +7,7 @@ import json
 import pathlib
 import threading
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import httpx
@@ -168,6 +169,33 @@ def test_tile_path_grammar() -> None:
     assert valid_tile_path("entries/x001/000.p/1")
     for bad in ("64/000", "0/000.p/256", "-1/000", "0/000/", "/0/000", "0/../000", "0/0000"):
         assert not valid_tile_path(bad), bad
+
+
+def test_index_and_head(served: Served) -> None:
+    listed = served.client.get("/log").json()
+    assert [r["region"] for r in listed] == ["us-east", "eu-dublin"]
+    assert listed[0]["witness_key"].startswith(WITNESS + "+")
+    head = served.client.head("/log/eu-dublin/checkpoint")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_server_reveals_lapsed_seals(served: Served, cloud: Cloud) -> None:
+    region = cloud.region("eu-dublin")
+    sealed = region.vault.release(
+        "alice@example.test",
+        Justification.THIRD_PARTY_DATA_REQUEST,
+        "legal",
+        decision_id="req1-item1",
+        sealed_until=date.today(),
+    )
+    vkey = served.client.get("/log/eu-dublin").json()["verifier_key"]
+    for _ in range(200):
+        view = LogSnapshot.load(region.root / "log", vkey)
+        if view.revealed():
+            break
+        threading.Event().wait(0.02)
+    assert view.revealed()[sealed.log_index].decision == "req1-item1"
 
 
 def test_unknown_region_and_missing_tile(served: Served) -> None:

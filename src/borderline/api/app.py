@@ -72,9 +72,7 @@ def create_app(logs: Sequence[PublishedLog]) -> FastAPI:
             raise HTTPException(404, f"no region {region!r} here (regions: {', '.join(by_region)})")
         return log
 
-    @app.get("/log/{region}", summary="The region's log origin and verifier key")
-    def info(region: str) -> dict[str, str | None]:
-        log = region_log(region)
+    def describe(log: PublishedLog) -> dict[str, str | None]:
         return {
             "region": log.region,
             "origin": log.origin,
@@ -82,14 +80,28 @@ def create_app(logs: Sequence[PublishedLog]) -> FastAPI:
             "witness_key": log.witness.verifier_key() if log.witness else None,
         }
 
-    @app.get("/log/{region}/checkpoint", summary="The latest signed checkpoint")
+    @app.get("/log", summary="Every region log served here")
+    def index() -> list[dict[str, str | None]]:
+        return [describe(log) for log in logs]
+
+    @app.get("/log/{region}", summary="The region's log origin and verifier key")
+    def info(region: str) -> dict[str, str | None]:
+        return describe(region_log(region))
+
+    @app.api_route(
+        "/log/{region}/checkpoint", methods=["GET", "HEAD"], summary="The latest signed checkpoint"
+    )
     def checkpoint(region: str) -> Response:
         data = _read(region_log(region).directory / "checkpoint")
         if data is None:
             raise HTTPException(404, "this log has not published a checkpoint yet")
         return Response(data, media_type=CHECKPOINT_TYPE, headers={"Cache-Control": MUTABLE})
 
-    @app.get("/log/{region}/tile/{path:path}", summary="A hash tile or entry bundle")
+    @app.api_route(
+        "/log/{region}/tile/{path:path}",
+        methods=["GET", "HEAD"],
+        summary="A hash tile or entry bundle",
+    )
     def tile(region: str, path: str) -> Response:
         log = region_log(region)
         if not valid_tile_path(path):

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import uvicorn
 
@@ -43,8 +44,8 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class ApiServer:
-    """Serves the log API on `[api] listen` and publishes a fresh checkpoint every
-    `checkpoint_interval` seconds, so what the API serves trails the log by at most that."""
+    """Serves the log API and publishes the log every `checkpoint_interval` seconds (lapsed
+    seals revealed, a fresh checkpoint), so what it serves trails the log by at most that."""
 
     def __init__(
         self, cloud: Cloud, listen: Listen | None = None, checkpoint_interval: float = 1.0
@@ -57,7 +58,7 @@ class ApiServer:
         self.port = self.listen.port
 
     async def start(self) -> None:
-        await self.publish_checkpoints()
+        await self.publish()
         app = create_app(published_logs(self.cloud))
         family = socket.AF_INET6 if ":" in self.listen.host else socket.AF_INET
         # Bound here, not by uvicorn, so a port in use fails start() with a clear OSError.
@@ -74,13 +75,17 @@ class ApiServer:
         ]
         while not self._server.started:
             if self._tasks[0].done():
+                self._tasks[1].cancel()
                 self._tasks[0].result()
             await asyncio.sleep(0.01)
 
-    async def publish_checkpoints(self) -> None:
-        """Sign and write a checkpoint for each region whose log grew (cheap otherwise)."""
+    async def publish(self) -> None:
+        """Reveal sealed accesses whose orders lapsed (invariant 6), then sign and write a
+        checkpoint for each region whose log grew; both are cheap when nothing changed."""
+        today = datetime.now(UTC).date()
         for region in self.cloud.regions.values():
             try:
+                await asyncio.to_thread(region.vault.reveal_lapsed, today)
                 await asyncio.to_thread(region.transparency_log.checkpoint)
             except LogLockedError as exc:
                 # A CLI command holds it for a moment; the next round publishes.
@@ -90,9 +95,9 @@ class ApiServer:
         while True:
             await asyncio.sleep(self.checkpoint_interval)
             try:
-                await self.publish_checkpoints()
+                await self.publish()
             except Exception:
-                log.exception("publishing a checkpoint failed")
+                log.exception("publishing the log failed")
 
     async def stop(self) -> None:
         if self._server is None:
@@ -103,5 +108,5 @@ class ApiServer:
         with contextlib.suppress(asyncio.CancelledError):
             await publish
         await serve
-        await self.publish_checkpoints()
+        await self.publish()
         self._server = None
