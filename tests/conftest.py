@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -12,28 +11,12 @@ from typing import Any
 
 import pytest
 
+from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import Config, example_config, load_config
 from borderline.runtime import Runtime
 
 PASSWORD = "correct horse battery"
-
-
-def free_base_port() -> int:
-    """A base port whose example-config listeners (base+25 ... base+193) are all free."""
-    offsets = (25, 87, 43, 93, 125, 187, 143, 193, 80)
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1] % 40000 + 20000
-        try:
-            for offset in offsets:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
 
 
 def write_config(root: Path, **replace: str) -> Path:

@@ -19,7 +19,7 @@ def test_example_config_is_valid_with_two_regions(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('location = "IE"', 'location = "Ireland"', "borderline.toml:31: regions.1.location"),
+        ('location = "IE"', 'location = "Ireland"', "borderline.toml:32: regions.1.location"),
         ('smtp = "127.0.0.1:2525"', 'smtp = "nowhere"', "borderline.toml:24: regions.0.smtp"),
         ('custodian = "ie-custodian"', 'custodian = "nobody"', "'nobody' is not a custodian id"),
         ("max_message_size = 26214400", "max_size = 1", "borderline.toml:8: cloud.max_size"),

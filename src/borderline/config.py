@@ -92,6 +92,9 @@ class RegionSection(_Strict):
     submission: ListenField | None = None
     imap: ListenField | None = None
     imaps: ListenField | None = None
+    # The log API of a process that serves this region alone (`serve --region`);
+    # a process serving every region uses [api] listen.
+    api: ListenField | None = None
     store: str | None = None
 
     @field_validator("id")
@@ -256,6 +259,7 @@ smtp = "127.0.0.1:{base_port + 25}"
 submission = "127.0.0.1:{base_port + 87}"
 imap = "127.0.0.1:{base_port + 43}"
 imaps = "127.0.0.1:{base_port + 93}"
+api = "127.0.0.1:{base_port + 81}"
 
 [[regions]]
 id = "eu-dublin"
@@ -265,6 +269,7 @@ smtp = "127.0.0.1:{base_port + 125}"
 submission = "127.0.0.1:{base_port + 187}"
 imap = "127.0.0.1:{base_port + 143}"
 imaps = "127.0.0.1:{base_port + 193}"
+api = "127.0.0.1:{base_port + 181}"
 
 [api]
 listen = "127.0.0.1:{base_port + 80}"

@@ -5,10 +5,11 @@ It holds no content and no names, so it may be replicated to every region.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from borderline.durable_sqlite import open_durable
 
 ADDRESS_MAX = 254
 
@@ -41,12 +42,8 @@ def normalize_address(address: str) -> str:
 
 class Directory:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db = open_durable(path)
         with self._db:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS accounts (address TEXT PRIMARY KEY,"

@@ -9,7 +9,7 @@ import signal
 
 from borderline.api import ApiServer
 from borderline.cloud import Cloud
-from borderline.config import Config
+from borderline.config import Listen
 from borderline.imap import RegionImap
 from borderline.smtp.server import RegionSmtp
 
@@ -29,7 +29,8 @@ class Runtime:
         self.imap = (
             [] if ingest_only else [RegionImap(r, cloud.config) for r in cloud.regions.values()]
         )
-        self.api = [] if ingest_only else [ApiServer(cloud)]
+        api_listen = _api_listen(cloud)
+        self.api = [] if ingest_only or api_listen is None else [ApiServer(cloud, api_listen)]
 
     async def start(self) -> None:
         for service in self.smtp:
@@ -59,15 +60,28 @@ class Runtime:
         return False
 
 
-def listeners(config: Config, region_ids: list[str]) -> list[tuple[str, str, str]]:
-    """(region, protocol, address) of every listener the given regions open."""
+def _api_listen(cloud: Cloud) -> Listen | None:
+    """[api] listen for a process serving every region; else the one region's own `api`."""
+    if set(cloud.regions) == set(cloud.config.region_ids):
+        return cloud.config.api.listen
+    addresses = [r.section.api for r in cloud.regions.values() if r.section.api is not None]
+    if len(addresses) != 1 or len(cloud.regions) != 1:
+        log.warning("no log API: set `api` on the region this process serves alone")
+        return None
+    return addresses[0]
+
+
+def listeners(cloud: Cloud) -> list[tuple[str, str, str]]:
+    """(region, protocol, address) of every listener this process opens."""
     rows = []
-    for region_id in region_ids:
-        section = config.region(region_id)
+    for region in cloud.regions.values():
         for name in ("smtp", "submission", "imap", "imaps"):
-            address = getattr(section, name)
+            address = getattr(region.section, name)
             if address is not None:
-                rows.append((region_id, name, str(address)))
+                rows.append((region.id, name, str(address)))
+    api = _api_listen(cloud)
+    if api is not None:
+        rows.append((", ".join(cloud.regions), "log api", str(api)))
     return rows
 
 

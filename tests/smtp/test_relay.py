@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import smtplib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from borderline.cloud import Cloud
-from borderline.config import load_config
+from borderline.config import Config, load_config
 from borderline.smtp.relay import backoff
 from borderline.vault import Justification
 from tests.conftest import PASSWORD, RunningCloud, write_config
@@ -37,14 +39,24 @@ def test_backoff_doubles_and_caps() -> None:
     assert backoff(30) == 3600.0
 
 
-def test_home_region_down_then_up_delivers_once(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path))
+@contextmanager
+def us_region_alone(config_path: Path) -> Iterator[tuple[Config, Cloud, RunningCloud]]:
+    """Alice homed in Dublin, Bob in the US; only the US region is up."""
+    config = load_config(config_path)
     with Cloud(config) as setup:
         setup.add_account("alice@example.test", "eu-dublin", PASSWORD)
         setup.add_account("bob@example.test", "us-east", PASSWORD)
     us_only = Cloud(config, only="us-east")
     us = RunningCloud(us_only)
     try:
+        yield config, us_only, us
+    finally:
+        us.stop()
+        us_only.close()
+
+
+def test_home_region_down_then_up_delivers_once(tmp_path: Path) -> None:
+    with us_region_alone(write_config(tmp_path)) as (config, us_only, us):
         _send_to_alice_via_us(us_only, "waiting for dublin")
         store = us_only.region("us-east").store
         deadline = time.monotonic() + 10
@@ -62,9 +74,6 @@ def test_home_region_down_then_up_delivers_once(tmp_path: Path) -> None:
         finally:
             dublin.stop()
             dublin_only.close()
-    finally:
-        us.stop()
-        us_only.close()
     with Cloud(config) as cloud:
         [stored] = _inbox(cloud, "eu-dublin", "alice@example.test")
         assert b"waiting for dublin" in stored
@@ -79,13 +88,7 @@ def test_after_the_retry_window_the_sender_gets_a_bounce(tmp_path: Path) -> None
             "relay_retry_window_seconds = 1"
         },
     )
-    config = load_config(config_path)
-    with Cloud(config) as setup:
-        setup.add_account("alice@example.test", "eu-dublin", PASSWORD)
-        setup.add_account("bob@example.test", "us-east", PASSWORD)
-    us_only = Cloud(config, only="us-east")
-    us = RunningCloud(us_only)
-    try:
+    with us_region_alone(config_path) as (_, us_only, us):
         _send_to_alice_via_us(us_only, "never arrives")
         time.sleep(1.2)
         store = us_only.region("us-east").store
@@ -93,9 +96,6 @@ def test_after_the_retry_window_the_sender_gets_a_bounce(tmp_path: Path) -> None
         store.relay_failed(item.id, "retry now", time.time())
         assert us.drained(20)
         [bounce] = _inbox(us_only, "us-east", "bob@example.test")
-    finally:
-        us.stop()
-        us_only.close()
     assert b"Undelivered Mail Returned to Sender" in bounce
     assert b"message/delivery-status" in bounce
     assert b"Final-Recipient: rfc822; alice@example.test" in bounce

@@ -48,7 +48,9 @@ def test_random_command_lines_get_replies_and_server_survives(
     port = running.cloud.region("eu-dublin").section.smtp.port
     reply = _session(port, lines)
     assert reply.startswith(b"220 ")
-    assert reply.endswith(b"221 Bye\r\n"), reply[-200:]
+    last = reply.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1]
+    # An orderly end: our QUIT answered, or aiosmtpd's own limit on unknown commands.
+    assert last in (b"221 Bye", b"502 5.5.1 Too many unrecognized commands, goodbye."), last
     # The server is still healthy for the next, well-formed client.
     assert b"\r\n250 OK\r\n" in _session(port, [b"NOOP"])
 

@@ -68,7 +68,7 @@ def serve(
         workers = [] if ingest_only else _spawn_ingest_workers(config, region, ingest_workers - 1)
         try:
             if not ingest_only:
-                for region_id, name, address in listeners(cloud.config, list(cloud.regions)):
+                for region_id, name, address in listeners(cloud):
                     console.print(f"{region_id:<12} {name:<11} {address}")
                 console.print(f"serving with {ingest_workers} ingest process(es); Ctrl-C to stop")
             asyncio.run(serve_forever(cloud, ingest_only, reuse_port=shared_port))

@@ -30,10 +30,10 @@ ACCOUNTS = (
     ("carol@example.test", "eu-dublin"),
     ("bob@example.test", "us-east"),
 )
-LISTENER_OFFSETS = (25, 87, 43, 93, 125, 187, 143, 193, 80)
+LISTENER_OFFSETS = (25, 87, 43, 93, 81, 125, 187, 143, 193, 181, 80)
 
 
-def _free_base_port() -> int:
+def free_base_port() -> int:
     """A base port whose every demo listener is free right now."""
     for _ in range(200):
         base = 20000 + secrets.randbelow(40000)
@@ -170,7 +170,7 @@ async def _run_demo(cloud: Cloud, once: bool) -> bool:
             console.print(log.checkpoint().decode(), highlight=False)
         if not once:
             console.rule("serving; Ctrl-C to stop")
-            for region_id, name, address in listeners(cloud.config, list(cloud.regions)):
+            for region_id, name, address in listeners(cloud):
                 console.print(f"{region_id:<12} {name:<11} {address}")
             await asyncio.Event().wait()
         return ok
@@ -189,7 +189,7 @@ def demo(
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "borderline.toml"
     config_path.write_text(
-        example_config(root / "data", base_port=_free_base_port()), encoding="utf-8"
+        example_config(root / "data", base_port=free_base_port()), encoding="utf-8"
     )
     console.print(f"demo cloud in {root}")
     cloud = Cloud(load_config(config_path))

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from borderline.durable_sqlite import open_durable
 from borderline.vault.access import AccessEvent, AccessLog, Justification
 from borderline.vault.sealing import open_sealed
 
@@ -101,9 +101,7 @@ class Vault:
         self._open_log = open_log
         self._log: AccessLog | None = None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(directory / "keys.sqlite", check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_durable(directory / "keys.sqlite")
         with self._db:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS data_keys"
