@@ -35,7 +35,9 @@ def request(
         "reference": reference,
         "received": received,
         "authority": {"name": "Test authority", "country": country, "kind": "court"},
-        "instrument": {"type": type, "issued_by": issued_by, "served_on": served_on},
+        "instrument": extra.pop(
+            "instrument", {"type": type, "issued_by": issued_by, "served_on": served_on}
+        ),
         "scope": {
             "accounts": list(accounts),
             "categories": list(categories),

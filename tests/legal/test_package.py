@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import mailbox
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from borderline.cloud import Cloud
-from borderline.legal import LegalDesk, verify_package
+from borderline.legal import LegalDesk, LegalError, verify_package
 from borderline.vault.access import account_hash
 
 from .conftest import ALICE, BOB, REVIEWERS, deliver, request
@@ -153,7 +153,7 @@ def test_nondisclosure_order_seals_the_log_entry_and_defers_notice(
     until = today + timedelta(days=90)
     request_id = _approved(desk, nondisclosure={"until": until.isoformat()})
     log = cloud.region("eu-dublin").transparency_log
-    folder = desk.export(request_id, tmp_path, today=today)["eu-dublin"]
+    folder = desk.export(request_id, tmp_path)["eu-dublin"]
     manifest = json.loads((folder / "manifest.json").read_text())
     release = next(i["key_release"] for i in manifest["items"] if i["key_release"])
     assert release["sealed_until"] == until.isoformat()
@@ -193,3 +193,35 @@ def test_existing_target_refused_before_any_release(
     assert log.size == before
     assert desk.get(request_id).state == "approved"
     assert [p.name for p in out.iterdir()] == [f"request-{request_id}-T-1-eu-dublin"]
+
+
+def test_eevidence_transfer_waits_for_the_enforcing_state(
+    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+) -> None:
+    epoc = {
+        "type": "eu_epoc",
+        "country": "FR",
+        "categories": ("content",),
+        "instrument": {
+            "type": "eu_epoc",
+            "issued_by": "judge",
+            "served_on": "ie-custodian",
+            "offence": "fraud",
+            "max_penalty_years": 5,
+        },
+    }
+    request_id = _approved(desk, **epoc)
+    obligation = desk.get(request_id).items[0].decision.obligations[0]
+    assert obligation.policy_id == "eu.eevidence.art8_notification" and obligation.due
+    log = cloud.region("eu-dublin").transparency_log
+    before = log.size
+    served = datetime(2026, 11, 20, tzinfo=UTC)
+    with pytest.raises(LegalError, match="enforcing state may refuse"):
+        desk.export(request_id, tmp_path / "early", now=served + timedelta(days=3))
+    assert log.size == before and desk.get(request_id).state == "approved"
+    desk.export(request_id, tmp_path / "confirmed", served, enforcing_state_confirmed=True)
+    assert "enforcing state confirmed" in desk.get(request_id).history[-1].note
+    assert log.size == before + 1
+
+    later = _approved(desk, **{**epoc, "reference": "T-2"})
+    assert desk.export(later, tmp_path / "later", now=obligation.due + timedelta(seconds=1))

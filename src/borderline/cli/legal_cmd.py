@@ -203,13 +203,21 @@ def reject(
 def export(
     request_id: RequestId,
     out: Annotated[Path, typer.Option("--out", help="Folder to write the package(s) in.")],
+    enforcing_state_confirmed: Annotated[
+        bool,
+        typer.Option(
+            "--enforcing-state-confirmed",
+            help="e-Evidence: the enforcing state confirmed it raises no ground for refusal, so"
+            " the transfer need not wait for its deadline (Art. 8, 12).",
+        ),
+    ] = False,
     config: ConfigOption = DEFAULT_CONFIG,
     as_json: JsonOption = False,
 ) -> None:
     """Write the signed disclosure package(s) of an approved request; content keys are
     released through the vault, logged with THIRD_PARTY_DATA_REQUEST and the decision id."""
     with _desk(config) as desk:
-        folders = desk.export(request_id, out)
+        folders = desk.export(request_id, out, enforcing_state_confirmed=enforcing_state_confirmed)
         trusted = {r: desk.cloud.directory.region_keys(r).signing_key for r in folders}
     checks = {r: verify_package(f, [trusted[r]]) for r, f in folders.items()}
     if as_json:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 DEFAULT_PRESERVATION = timedelta(days=90)
 ACTIONABLE = ("disclose", "preserve")
 CONTENT = "content"
+# Obligations that bar the transfer until they fall due: the enforcing state may still refuse
+# (e-Evidence Art. 8 and 12). Other obligations (a comity motion) are the reviewers' choice.
+WAIT_FOR = ("eu.eevidence.art8_notification",)
 
 
 def _slug(text: str) -> str:
@@ -177,14 +180,38 @@ class LegalDesk:
 
     # disclosure
 
-    def export(self, request_id: int, out: Path, today: date | None = None) -> dict[str, Path]:
+    def export(
+        self,
+        request_id: int,
+        out: Path,
+        now: datetime | None = None,
+        enforcing_state_confirmed: bool = False,
+    ) -> dict[str, Path]:
         """Write one signed package per region for the approved disclose items; the request
-        becomes fulfilled. Returns the package folder of each region."""
-        today = today or datetime.now(UTC).date()
+        becomes fulfilled. Returns the package folder of each region.
+
+        While an e-Evidence enforcing state may still raise grounds for refusal, nothing is
+        transferred unless it has confirmed (`enforcing_state_confirmed`)."""
+        now = now or datetime.now(UTC)
+        today = now.date()
         record = self.records.get(request_id)
         if record.state != "approved":
             raise TransitionError(
                 f"request {request_id} is {record.state}: only an approved request is exported"
+            )
+        waiting = [
+            (item, o)
+            for item in record.items
+            if item.outcome == "disclose"
+            for o in item.decision.obligations
+            if o.policy_id in WAIT_FOR and o.due is not None and o.due > now
+        ]
+        if waiting and not enforcing_state_confirmed:
+            item, obligation = waiting[0]
+            raise LegalError(
+                f"{item.id}: wait until {obligation.due.isoformat() if obligation.due else ''}"
+                f" ({obligation.policy_id}: the enforcing state may refuse), or record that it"
+                " confirmed (--enforcing-state-confirmed)"
             )
         groups: dict[str, list[ItemRecord]] = {}
         for item in record.items:
@@ -207,11 +234,12 @@ class LegalDesk:
             for writer in writers.values():
                 if not writer.final.exists():
                     writer.abandon()
+        confirmed = "; the enforcing state confirmed (Art. 8)" if waiting else ""
         self.records.transition(
             request_id,
             "fulfilled",
             ", ".join(record.approvers),
-            "disclosed: " + ", ".join(str(f) for f in folders.values()),
+            "disclosed: " + ", ".join(str(f) for f in folders.values()) + confirmed,
         )
         return folders
 
