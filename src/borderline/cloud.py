@@ -12,7 +12,7 @@ from borderline.directory import Directory, DirectoryError, RegionKeys, normaliz
 from borderline.law import Custodian as LawCustodian
 from borderline.law import Region as LawRegion
 from borderline.law import StaticFacts
-from borderline.store import SqliteMailStore
+from borderline.store import MailStore, PostgresMailStore, SqliteMailStore
 from borderline.tlog import TransparencyLog
 from borderline.vault import Vault
 
@@ -36,7 +36,11 @@ class Region:
         self.root.mkdir(parents=True, exist_ok=True)
         self.log: TransparencyLog | None = None
         self.vault = Vault(section.id, self.root / "vault", self._open_log)
-        self.store = SqliteMailStore(self.root / "mail.sqlite")
+        self.store: MailStore = (
+            PostgresMailStore(section.store)
+            if section.store
+            else SqliteMailStore(self.root / "mail.sqlite")
+        )
         self.directory = directory
         self.planner = DeliveryPlanner(section.id, self.vault, directory)
         directory.publish_region(

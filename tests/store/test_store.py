@@ -1,31 +1,22 @@
-"""SQLite store: UIDs, MODSEQ change log, flags, expunge under holds, copies, relay dedupe."""
+"""Both stores: UIDs, MODSEQ change log, flags, expunge under holds, copies, relay dedupe."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from borderline.store import Delivery, MailboxNotFound, OutboundRelay, SqliteMailStore, StoreError
-
-ALICE = "alice@example.test"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> SqliteMailStore:
-    store = SqliteMailStore(tmp_path / "mail.sqlite")
-    store.create_account(ALICE, "hash")
-    return store
+from borderline.store import Delivery, MailboxNotFound, MailStore, OutboundRelay, StoreError
+from tests.store.conftest import ALICE
 
 
-def deliver(store: SqliteMailStore, count: int, **kw: object) -> list[tuple[int, int]]:
+def deliver(store: MailStore, count: int, **kw: object) -> list[tuple[int, int]]:
     return store.deliver(
         [Delivery(ALICE, f"blob{i}".encode(), 10 + i, time.time(), **kw) for i in range(count)]  # type: ignore[arg-type]
     )
 
 
-def test_special_use_mailboxes_and_uids(store: SqliteMailStore) -> None:
+def test_special_use_mailboxes_and_uids(store: MailStore) -> None:
     names = {m.name: m.special_use for m in store.mailboxes(ALICE)}
     assert names == {
         "INBOX": None,
@@ -45,7 +36,7 @@ def test_special_use_mailboxes_and_uids(store: SqliteMailStore) -> None:
     )
 
 
-def test_flags_modseq_and_change_log(store: SqliteMailStore) -> None:
+def test_flags_modseq_and_change_log(store: MailStore) -> None:
     deliver(store, 2)
     inbox = store.mailbox(ALICE, "INBOX")
     before = inbox.highestmodseq
@@ -58,7 +49,7 @@ def test_flags_modseq_and_change_log(store: SqliteMailStore) -> None:
         store.set_flags(inbox.id, [1], frozenset(), "toggle")
 
 
-def test_expunge_deletes_or_retains_under_a_hold(store: SqliteMailStore) -> None:
+def test_expunge_deletes_or_retains_under_a_hold(store: MailStore) -> None:
     deliver(store, 3)
     inbox = store.mailbox(ALICE, "INBOX")
     store.set_flags(inbox.id, [1, 2], frozenset({"\\Deleted"}), "add")
@@ -75,7 +66,7 @@ def test_expunge_deletes_or_retains_under_a_hold(store: SqliteMailStore) -> None
         store.delete_mailbox(ALICE, "INBOX")
 
 
-def test_copy_shares_ciphertext_and_rename_moves_children(store: SqliteMailStore) -> None:
+def test_copy_shares_ciphertext_and_rename_moves_children(store: MailStore) -> None:
     deliver(store, 2)
     inbox = store.mailbox(ALICE, "INBOX")
     work = store.create_mailbox(ALICE, "Work")
@@ -94,7 +85,7 @@ def test_copy_shares_ciphertext_and_rename_moves_children(store: SqliteMailStore
 
 
 def test_relayed_message_is_stored_once_and_relays_commit_atomically(
-    store: SqliteMailStore,
+    store: MailStore,
 ) -> None:
     twice = Delivery(ALICE, b"x", 1, time.time(), relay_id="r-1")
     assert len(store.deliver([twice])) == 1

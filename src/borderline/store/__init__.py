@@ -1,4 +1,4 @@
-"""Mail storage: the MailStore protocol and its SQLite implementation."""
+"""Mail storage: the MailStore protocol, its SQLite and PostgreSQL implementations."""
 
 from borderline.store.base import (
     SPECIAL_USE_MAILBOXES,
@@ -12,6 +12,7 @@ from borderline.store.base import (
     RelayItem,
     StoreError,
 )
+from borderline.store.postgres import PostgresMailStore
 from borderline.store.sqlite import SqliteMailStore
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "MailboxNotFound",
     "MessageInfo",
     "OutboundRelay",
+    "PostgresMailStore",
     "RelayItem",
     "SqliteMailStore",
     "StoreError",

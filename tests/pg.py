@@ -1,0 +1,85 @@
+"""A real, throwaway PostgreSQL server for tests: initdb into a temp folder, loopback only."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+
+
+def server_binaries() -> Path | None:
+    """The newest installed PostgreSQL bin directory (Debian layout), or None."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4])
+    )
+    return Path(found[-1]).parent if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PostgresServer:
+    """initdb refuses to run as root, so as root the server runs as the `postgres` user."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.root = Path(tempfile.mkdtemp(prefix="borderline-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(
+            [*self._as_user, *args], check=True, capture_output=True, text=True, timeout=60
+        )
+
+    def start(self) -> None:
+        # --no-sync only skips flushing initdb's own files; the server itself runs fsync=on.
+        self._run(
+            str(self.bin_dir / "initdb"),
+            *("-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8"),
+            *("--locale=C.UTF-8", "--no-sync"),
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
+            " -c fsync=on -c synchronous_commit=on -c max_connections=200"
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            *("-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options),
+            *("-w", "-t", "30", "start"),
+        )
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self) -> str:
+        """A fresh, empty database; returns its URL."""
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        name = url.rpartition("/")[2]
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        try:
+            self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
