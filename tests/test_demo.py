@@ -21,3 +21,7 @@ def test_demo_once(tmp_path: Path) -> None:
     assert "[REFERRAL imap://alice%40example.test@" in out
     assert "CUSTOMER_INITIATED_ACCESS" in out
     assert "— example.test/eu-dublin" in out, "a signed checkpoint is shown"
+    # The legal replay: 2013 law refers Alice's data; the MLAT-route order discloses it.
+    assert "alice@example.test / content: REFER" in out
+    assert out.count("signature verified") == 2
+    assert "THIRD_PARTY_DATA_REQUEST, decision req2-item3" in out

@@ -21,6 +21,9 @@ from rich.table import Table
 from borderline.cli.common import console, fail
 from borderline.cloud import Cloud, Region
 from borderline.config import example_config, load_config
+from borderline.law import LawEngine, load_request
+from borderline.legal import demo_replay
+from borderline.legal.demo import EXAMPLES
 from borderline.residency import files_containing
 from borderline.runtime import Runtime, listeners
 
@@ -30,6 +33,7 @@ ACCOUNTS = (
     ("carol@example.test", "eu-dublin"),
     ("bob@example.test", "us-east"),
 )
+DUBLIN_2013 = EXAMPLES / "dublin_warrant_2013.toml"
 LISTENER_OFFSETS = (25, 87, 43, 93, 81, 125, 187, 143, 193, 181, 80)
 
 
@@ -86,7 +90,7 @@ def _imap_referral(region: Region, address: str) -> str:
     raise RuntimeError(f"{region.id} served {address}, which is homed elsewhere")
 
 
-async def _run_demo(cloud: Cloud, once: bool) -> bool:
+async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
     runtime = Runtime(cloud)
     await runtime.start()
     try:
@@ -159,7 +163,20 @@ async def _run_demo(cloud: Cloud, once: bool) -> bool:
         referral = await asyncio.to_thread(_imap_referral, us, "alice@example.test")
         console.print(f"alice logs in to us-east's IMAP server and is referred home: {referral}")
 
-        console.rule("3. every read is on the log")
+        console.rule("3. the law at the boundary: the Dublin warrant and the MLAT route")
+        console.print("The 2013 Dublin warrant, decided under the law of 2013 (dry run):")
+        for decision in LawEngine.load().decide(load_request(DUBLIN_2013), cloud.facts()):
+            detail = decision.ground or decision.route or ""
+            console.print(
+                f"    {decision.item.account} / {decision.item.category}:"
+                f" {decision.outcome.upper()} {detail}",
+                highlight=False,
+                markup=False,
+            )
+        for line in await asyncio.to_thread(demo_replay, cloud, disclosures):
+            console.print(line, highlight=False, markup=False)
+
+        console.rule("4. every read is on the log")
         for region in (eu, us):
             log = region.transparency_log
             last = json.loads(log.entry(log.size - 1)) if log.size else {}
@@ -184,7 +201,8 @@ def demo(
         Path | None, typer.Option(help="Keep the demo cloud here (default: a temp dir).")
     ] = None,
 ) -> None:
-    """Set up two regions, send mail across them, show it stays home and is logged."""
+    """Two regions: mail across them stays home, legal requests decided under the law,
+    and every read on the log."""
     root = data_dir or Path(tempfile.mkdtemp(prefix="borderline-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "borderline.toml"
@@ -197,7 +215,7 @@ def demo(
         for address, region in ACCOUNTS:
             cloud.add_account(address, region, DEMO_PASSWORD)
             console.print(f"account {address} homed in {region}")
-        ok = asyncio.run(_run_demo(cloud, once))
+        ok = asyncio.run(_run_demo(cloud, once, root / "disclosures"))
     except KeyboardInterrupt:
         return
     finally:
