@@ -10,6 +10,7 @@ import json
 import secrets
 import socket
 import tempfile
+from collections import Counter
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated
@@ -179,10 +180,13 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
         console.rule("4. every read is on the log")
         for region in (eu, us):
             log = region.transparency_log
-            last = json.loads(log.entry(log.size - 1)) if log.size else {}
+            reasons = Counter(
+                json.loads(log.entry(i)).get("justification", "sealed") for i in range(log.size)
+            )
+            summary = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
             console.print(
-                f"[bold]{region.id}[/] log: {log.size} access event(s), the last"
-                f" {last.get('justification')} by {last.get('principal')}; checkpoint:"
+                f"[bold]{region.id}[/] log: {log.size} access event(s) ({summary}); checkpoint:",
+                highlight=False,
             )
             console.print(log.checkpoint().decode(), highlight=False)
         if not once:
