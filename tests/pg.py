@@ -53,15 +53,7 @@ class PostgresServer:
             *("-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8"),
             *("--locale=C.UTF-8", "--no-sync"),
         )
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
-            " -c fsync=on -c synchronous_commit=on -c max_connections=200"
-        )
-        self._run(
-            str(self.bin_dir / "pg_ctl"),
-            *("-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options),
-            *("-w", "-t", "30", "start"),
-        )
+        self._pg_ctl_start()
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -77,6 +69,23 @@ class PostgresServer:
         name = url.rpartition("/")[2]
         with psycopg.connect(self.url(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def crash_and_restart(self) -> None:
+        """Kill the server without a shutdown checkpoint (as a power cut would), then start it:
+        what was committed must come back from the WAL."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
+            " -c fsync=on -c synchronous_commit=on -c max_connections=200"
+        )
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            *("-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options),
+            *("-w", "-t", "30", "start"),
+        )
 
     def stop(self) -> None:
         try:

@@ -1,0 +1,81 @@
+"""A cloud whose eu-dublin region keeps its mail in PostgreSQL, driven over real SMTP."""
+
+from __future__ import annotations
+
+import smtplib
+from email.message import EmailMessage
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from borderline.cloud import Region
+from borderline.residency import files_containing
+from borderline.store import PostgresMailStore
+from borderline.vault import Justification
+from tests.conftest import RunningCloud, write_config
+from tests.store.conftest import ALICE
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, pg_url: str) -> Path:
+    """The shared cloud fixtures (tests/conftest.py), with eu-dublin on PostgreSQL."""
+    region = 'custodian = "ie-custodian"\n'
+    return write_config(tmp_path, **{region: f'{region}store = "{pg_url}"\n'})
+
+
+def send(running: RunningCloud, region_id: str, marker: str) -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "x@example.org", ALICE, "pg"
+    msg.set_content(marker)
+    listen = running.cloud.region(region_id).section.smtp
+    with smtplib.SMTP(listen.host, listen.port, timeout=30) as client:
+        assert client.send_message(msg) == {}
+
+
+def inbox(region: Region) -> list[bytes]:
+    key = region.vault.release(ALICE, Justification.CUSTOMER_INITIATED_ACCESS, "test")
+    box = region.store.mailbox(ALICE, "INBOX")
+    return [key.decrypt(region.store.blob(m.blob_id)) for m in region.store.messages(box.id)]
+
+
+def test_mail_to_a_postgres_region_arrives_and_stays_there(
+    running: RunningCloud, pg_url: str
+) -> None:
+    dublin, us = running.cloud.region("eu-dublin"), running.cloud.region("us-east")
+    assert isinstance(dublin.store, PostgresMailStore)
+    local, relayed = "PG-LOCAL-MARKER-5e2b", "PG-RELAYED-MARKER-c07d"
+    send(running, "eu-dublin", local)
+    send(running, "us-east", relayed)
+    assert running.drained()
+    stored = inbox(dublin)
+    assert [local.encode() in m for m in stored] == [True, False]
+    assert [relayed.encode() in m for m in stored] == [False, True]
+    for marker in (local, relayed):
+        # Residency: nothing in the other region's folder; the home region's folder has no
+        # mail database (it is in PostgreSQL), and there the mail is ciphertext only.
+        assert files_containing(us.root, marker.encode()) == []
+        assert files_containing(running.cloud.config.cloud.data_dir, marker.encode()) == []
+    assert not (dublin.root / "mail.sqlite").exists()
+    with psycopg.connect(pg_url) as db:
+        blobs = [bytes(r[0]) for r in db.execute("SELECT data FROM blobs")]
+    assert len(blobs) == 2
+    assert not any(m.encode() in b for b in blobs for m in (local, relayed))
+
+
+def test_an_unavailable_database_is_451_never_250(running: RunningCloud, pg_url: str) -> None:
+    dublin = running.cloud.region("eu-dublin")
+    name = pg_url.rpartition("/")[2]
+    admin_url = pg_url.rpartition("/")[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        with pytest.raises(smtplib.SMTPDataError) as error:
+            send(running, "eu-dublin", "lost?")
+        assert error.value.smtp_code == 451
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    send(running, "eu-dublin", "after the outage")
+    [stored] = inbox(dublin)
+    assert b"after the outage" in stored
