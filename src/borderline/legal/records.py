@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 
+from borderline.durable_sqlite import open_durable
 from borderline.law import Decision, LegalRequest
 
 State = Literal[
@@ -189,13 +190,8 @@ class LegalRecords:
     """The SQLite database of legal requests (data_dir/legal.sqlite)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db = open_durable(path)
         with self._db:
             self._db.executescript(SCHEMA)
 
