@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
 
-from borderline.store import Delivery, MailboxNotFound, MailStore, OutboundRelay, StoreError
+from borderline.store import (
+    Delivery,
+    MailboxNotFound,
+    MailStore,
+    OutboundRelay,
+    SqliteMailStore,
+    StoreError,
+)
 from tests.store.conftest import ALICE
 
 
@@ -100,3 +108,30 @@ def test_relayed_message_is_stored_once_and_relays_commit_atomically(
     assert store.due_relays(time.time()) == []
     store.relay_done(item.id)
     assert store.queued_relays() == 0
+
+
+def test_a_mailbox_with_only_retained_messages_is_kept_until_the_hold_lapses(
+    store: MailStore, request: pytest.FixtureRequest
+) -> None:
+    if isinstance(store, SqliteMailStore):
+        request.applymarker(
+            pytest.mark.xfail(
+                raises=sqlite3.IntegrityError,
+                strict=True,
+                reason="sqlite.py counts only live messages, then the retained ones fail its FK",
+            )
+        )
+    box = store.create_mailbox(ALICE, "Old")
+    store.deliver([Delivery(ALICE, b"kept", 4, time.time(), mailbox="Old")])
+    store.add_hold(ALICE, "REQ-2", time.time() + 0.5)
+    store.set_flags(box.id, [1], frozenset({"\\Deleted"}), "add")
+    assert store.expunge(box.id) == [1]
+    with pytest.raises(StoreError, match="preservation hold"):
+        store.delete_mailbox(ALICE, "Old")
+    [kept] = store.retained(ALICE)
+    assert store.blob(kept.blob_id) == b"kept"
+    time.sleep(0.6)
+    store.delete_mailbox(ALICE, "Old")
+    assert store.retained(ALICE) == []
+    with pytest.raises(StoreError, match="no blob"):
+        store.blob(kept.blob_id)

@@ -367,12 +367,10 @@ class PostgresMailStore:
             if row is None:
                 raise MailboxNotFound(f"no mailbox {name!r}")
             mailbox_id = int(row[0])
+            # Retained messages count too: they are what a hold keeps. Once it lapses they go.
             uids = [
                 int(r[0])
-                for r in db.execute(
-                    "SELECT uid FROM messages WHERE mailbox_id = %s AND NOT expunged",
-                    (mailbox_id,),
-                )
+                for r in db.execute("SELECT uid FROM messages WHERE mailbox_id = %s", (mailbox_id,))
             ]
             if uids and self._held(db, account):
                 raise StoreError(f"mailbox {name!r} holds messages under a preservation hold")
@@ -446,7 +444,9 @@ class PostgresMailStore:
                     db, delivery.relay_id, account, now
                 ):
                     continue
-                mailbox_id = targets[(account, delivery.mailbox)]
+                mailbox_id = targets.get((account, delivery.mailbox))
+                if mailbox_id is None:
+                    raise MailboxNotFound(f"no mailbox {delivery.mailbox!r} for {account}")
                 row = db.execute(
                     "INSERT INTO blobs (account, data) VALUES (%s, %s) RETURNING id",
                     (account, delivery.blob),
@@ -474,18 +474,15 @@ class PostgresMailStore:
 
     @staticmethod
     def _delivery_targets(db: Db, deliveries: Sequence[Delivery]) -> dict[tuple[str, str], int]:
-        """Every delivery's mailbox id, before anything is written (a missing one aborts all)."""
+        """The mailbox ids the deliveries name (those that exist), looked up before any lock
+        is taken so that all of them can be locked in id order."""
         targets: dict[tuple[str, str], int] = {}
-        for delivery in deliveries:
-            key = (delivery.account.lower(), delivery.mailbox)
-            if key in targets:
-                continue
+        for key in {(d.account.lower(), d.mailbox) for d in deliveries}:
             row = db.execute(
                 "SELECT id FROM mailboxes WHERE account = %s AND name = %s", key
             ).fetchone()
-            if row is None:
-                raise MailboxNotFound(f"no mailbox {delivery.mailbox!r} for {key[0]}")
-            targets[key] = int(row[0])
+            if row is not None:
+                targets[key] = int(row[0])
         return targets
 
     @staticmethod
