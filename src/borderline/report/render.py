@@ -54,11 +54,13 @@ def to_csv(report: Report) -> str:
 
 def chart_svg(table: Table) -> str:
     """A horizontal bar chart; a "<5" count is drawn as a hatched bar up to 5, never exact."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     labels = [" / ".join(labels) for labels, _ in table.rows]
     values = [shown(n) for _, n in table.rows]
     figure = Figure(figsize=(7.5, 0.45 * len(labels) + 0.9))
+    FigureCanvasAgg(figure)  # headless: no pyplot, no GUI backend is ever chosen
     axes = figure.subplots()
     positions = range(len(labels))
     for y, value in zip(positions, values, strict=True):
