@@ -36,7 +36,7 @@ class Listen(BaseModel):
     @classmethod
     def parse(cls, value: str) -> Listen:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             raise ValueError(f"expected host:port, got {value!r}")
         return cls(host=host.strip("[]"), port=int(port))
 
