@@ -207,7 +207,7 @@ def witness_key(
         except FileExistsError as exc:
             raise fail(f"{exc.filename} exists; a witness key is never replaced") from exc
         _, key = parse_signer_key(path.read_text())
-    console.print(f"wrote {path}; restart `borderline serve` to start the witness")
+    console.print(f"wrote {path}; restart `borderline serve` to start the witness", soft_wrap=True)
     typer.echo(str(VerifierKey.for_key(name, key, COSIGNATURE_V1)))
 
 
