@@ -23,8 +23,8 @@ def _worker(url: str, worker: int, start: Event, results: Queue[tuple[int, objec
     """One ingest process: its own store, a mailbox of its own, then batches to two mailboxes
     in an order opposite to its neighbour's (which would deadlock without ordered locks)."""
     try:
-        store = PostgresMailStore(url)
         start.wait(30)
+        store = PostgresMailStore(url)  # opening races the others' deliveries, on purpose
         own = store.create_mailbox(ALICE, f"Worker{worker}")
         order = ("INBOX", "Junk") if worker % 2 == 0 else ("Junk", "INBOX")
         placed: list[tuple[int, int]] = []

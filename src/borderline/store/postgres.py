@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -101,6 +102,7 @@ CREATE TABLE IF NOT EXISTS holds (
 # Concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalog; processes opening
 # the same database at once take this advisory lock first. The number is arbitrary but fixed.
 SCHEMA_LOCK = 0x626F72646572
+SCHEMA_OBJECTS = re.findall(r"IF NOT EXISTS (\w+)", SCHEMA)
 
 FLAG_MODES = ("set", "add", "remove")
 URL_SCHEMES = ("postgresql://", "postgres://")
@@ -165,7 +167,15 @@ class PostgresMailStore:
         self._writer_connection: Db | None = None
         with self._transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            db.execute(SCHEMA)
+            # DDL locks tables even when there is nothing to create (CREATE INDEX IF NOT
+            # EXISTS takes a SHARE lock first), which would deadlock with other processes'
+            # deliveries: run it only when something is missing.
+            missing = db.execute(
+                "SELECT count(*) FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
+                (SCHEMA_OBJECTS,),
+            ).fetchone()
+            if missing != (0,):
+                db.execute(SCHEMA)
 
     # connections
 
@@ -333,6 +343,12 @@ class PostgresMailStore:
                 "SELECT 1 FROM mailboxes WHERE account = %s AND name = %s", (account, new)
             ).fetchone():
                 raise StoreError(f"mailbox {new!r} already exists")
+            # The mailbox and its children, locked in id order like every other writer.
+            db.execute(
+                "SELECT id FROM mailboxes WHERE account = %s AND (name = %s OR left(name, %s) = %s)"
+                " ORDER BY id FOR UPDATE",
+                (account, old, len(prefix), prefix),
+            )
             try:
                 cursor = db.execute(
                     "UPDATE mailboxes SET name = %s WHERE account = %s AND name = %s",
