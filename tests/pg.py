@@ -42,9 +42,11 @@ class PostgresServer:
             self._as_user = ["runuser", "-u", "postgres", "--"]
 
     def _run(self, *args: str) -> None:
-        subprocess.run(
-            [*self._as_user, *args], check=True, capture_output=True, text=True, timeout=60
+        done = subprocess.run(
+            [*self._as_user, *args], capture_output=True, text=True, timeout=60, check=False
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"{Path(args[0]).name} failed: {done.stderr.strip()}")
 
     def start(self) -> None:
         # --no-sync only skips flushing initdb's own files; the server itself runs fsync=on.
@@ -53,6 +55,12 @@ class PostgresServer:
             *("-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8"),
             *("--locale=C.UTF-8", "--no-sync"),
         )
+        for _ in range(3):  # the free port may be taken between probing and binding
+            try:
+                self._pg_ctl_start()
+                return
+            except RuntimeError:
+                self.port = free_port()
         self._pg_ctl_start()
 
     def url(self, dbname: str = "postgres") -> str:
@@ -88,7 +96,7 @@ class PostgresServer:
         )
 
     def stop(self) -> None:
-        try:
+        """Stop the server if it runs, and remove its folder."""
+        if (self.data / "postmaster.pid").exists():
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -29,9 +29,11 @@ def pg_server() -> Iterator[PostgresServer]:
         except KeyError:
             pytest.skip("running as root and there is no `postgres` user to run initdb as")
     server = PostgresServer(bin_dir)
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
