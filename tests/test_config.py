@@ -23,6 +23,7 @@ def test_example_config_is_valid_with_two_regions(tmp_path: Path) -> None:
         ('smtp = "127.0.0.1:2525"', 'smtp = "nowhere"', "borderline.toml:24: regions.0.smtp"),
         ('smtp = "127.0.0.1:2525"', 'smtp = "127.0.0.1:²"', "expected host:port"),
         ('smtp = "127.0.0.1:2525"', 'smtp = "127.0.0.1:70000"', "expected host:port"),
+        ('location = "US"', 'location = "US"\nstore = "mysql://x"', "regions.0.store"),
         ('custodian = "ie-custodian"', 'custodian = "nobody"', "'nobody' is not a custodian id"),
         ("max_message_size = 26214400", "max_size = 1", "borderline.toml:8: cloud.max_size"),
         ('jurisdiction = "US"', 'jurisdiction = "usa"', "borderline.toml:13: custodians.0"),

@@ -109,6 +109,13 @@ class RegionSection(_Strict):
     def _location(cls, value: str) -> str:
         return CustodianSection._iso_code(value)
 
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("use a postgresql:// URL, or omit `store` for the SQLite default")
+        return value
+
 
 class ApiSection(_Strict):
     listen: ListenField = Listen(host="127.0.0.1", port=8080)

@@ -12,6 +12,7 @@ import pytest
 from borderline.cloud import Region
 from borderline.delivery import Envelope
 from borderline.residency import files_containing
+from borderline.store import SqliteMailStore
 from borderline.vault import Justification
 from tests.conftest import PASSWORD, RunningCloud
 
@@ -87,6 +88,7 @@ def test_oversize_message_is_552(running: RunningCloud) -> None:
 
 def test_store_failure_is_451_never_250(running: RunningCloud) -> None:
     dublin = running.cloud.region("eu-dublin")
+    assert isinstance(dublin.store, SqliteMailStore)
     writer = dublin.store._writer
     writer.execute("PRAGMA query_only = ON")
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
@@ -12,7 +11,6 @@ from borderline.store import (
     MailboxNotFound,
     MailStore,
     OutboundRelay,
-    SqliteMailStore,
     StoreError,
 )
 from tests.store.conftest import ALICE
@@ -111,16 +109,8 @@ def test_relayed_message_is_stored_once_and_relays_commit_atomically(
 
 
 def test_a_mailbox_with_only_retained_messages_is_kept_until_the_hold_lapses(
-    store: MailStore, request: pytest.FixtureRequest
+    store: MailStore,
 ) -> None:
-    if isinstance(store, SqliteMailStore):
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=sqlite3.IntegrityError,
-                strict=True,
-                reason="sqlite.py counts only live messages, then the retained ones fail its FK",
-            )
-        )
     box = store.create_mailbox(ALICE, "Old")
     store.deliver([Delivery(ALICE, b"kept", 4, time.time(), mailbox="Old")])
     store.add_hold(ALICE, "REQ-2", time.time() + 0.5)

@@ -276,11 +276,10 @@ class SqliteMailStore:
             if row is None:
                 raise MailboxNotFound(f"no mailbox {name!r}")
             mailbox_id = int(row[0])
+            # Retained (expunged under a hold) messages count too: they are still held.
             uids = [
                 int(r[0])
-                for r in db.execute(
-                    "SELECT uid FROM messages WHERE mailbox_id = ? AND expunged = 0", (mailbox_id,)
-                )
+                for r in db.execute("SELECT uid FROM messages WHERE mailbox_id = ?", (mailbox_id,))
             ]
             if uids and self._held(db, account):
                 raise StoreError(f"mailbox {name!r} holds messages under a preservation hold")
