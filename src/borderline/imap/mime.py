@@ -12,6 +12,7 @@ import re
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from functools import cached_property
 
 from borderline.imap.protocol import nstring, quoted_or_literal
 
@@ -35,15 +36,13 @@ class Part:
         self.raw = raw
         self.header = raw[:split]
         self.body = raw[split:]
-        self.fields: Message = _HEADER_PARSER.parsebytes(self.header)
-        self.fields.set_default_type(default_type)
+        self._default_type = default_type
         self.children: list[Part] = []
         self.message: Part | None = None
-        self.content_type = self.fields.get_content_type()
-        maintype = self.content_type.partition("/")[0]
+        self.content_type = self._content_type()
         if depth >= MAX_DEPTH:
             return
-        if maintype == "multipart":
+        if self.content_type.startswith("multipart/"):
             boundary = self.fields.get_boundary()
             if boundary:
                 child_type = "message/rfc822" if self.content_type == "multipart/digest" else None
@@ -53,6 +52,24 @@ class Part:
                 ]
         elif self.content_type in ("message/rfc822", "message/global"):
             self.message = Part(self.body, "text/plain", depth + 1)
+
+    def _content_type(self) -> str:
+        """The type without parsing the whole header: ENVELOPE-only fetches stay cheap."""
+        raw = self.raw_value("content-type")
+        if raw is None:
+            return self._default_type
+        kind = raw.split(b";", 1)[0].strip().lower().decode("ascii", "replace")
+        maintype, slash, subtype = kind.partition("/")
+        if not slash or not maintype or not subtype or " " in kind:
+            return "text/plain"  # RFC 2045 5.2: an invalid Content-Type means text/plain
+        return kind
+
+    @cached_property
+    def fields(self) -> Message:
+        """The header parsed by the email package, for parameters (RFC 2231) and charsets."""
+        fields = _HEADER_PARSER.parsebytes(self.header)
+        fields.set_default_type(self._default_type)
+        return fields
 
     @property
     def is_multipart(self) -> bool:
@@ -69,6 +86,7 @@ class Part:
             raise KeyError(number)
         return part
 
+    @cached_property
     def header_lines(self) -> list[tuple[bytes, bytes]]:
         """(lowercased name, raw field with its folding and CRLF) for every header field."""
         block = self.header.rstrip(b"\r\n") + b"\r\n" if self.header.strip() else b""
@@ -82,13 +100,13 @@ class Part:
 
     def header_fields(self, names: list[str], exclude: bool) -> bytes:
         wanted = {n.lower().encode() for n in names}
-        kept = [raw for name, raw in self.header_lines() if (name in wanted) != exclude]
+        kept = [raw for name, raw in self.header_lines if (name in wanted) != exclude]
         return b"".join(kept) + b"\r\n"
 
     def raw_value(self, name: str) -> bytes | None:
         """A header's raw, unfolded value; envelope fields are sent undecoded (RFC 3501)."""
         target = name.lower().encode()
-        for field_name, field in self.header_lines():
+        for field_name, field in self.header_lines:
             if field_name == target:
                 value = field.partition(b":")[2]
                 return UNFOLD.sub(b"", value).strip()
