@@ -29,6 +29,7 @@ SECTION_SPEC = re.compile(
     re.IGNORECASE,
 )
 PART_CACHE = 16
+PART_CACHE_BYTES = 32 * 1024 * 1024
 STRUCTURE_CACHE = 50_000
 
 
@@ -85,6 +86,7 @@ class Contents:
         self.store = store
         self.key = key
         self._parts: OrderedDict[int, Part] = OrderedDict()
+        self._cached_bytes = 0
         self._structures: dict[tuple[int, str], bytes] = {}
 
     def raw(self, info: MessageInfo) -> bytes:
@@ -93,15 +95,18 @@ class Contents:
             return cached.raw
         return self.key.decrypt(self.store.blob(info.blob_id))
 
-    def part(self, info: MessageInfo, raw: bytes | None = None) -> Part:
+    def part(self, info: MessageInfo) -> Part:
         cached = self._parts.get(info.blob_id)
         if cached is not None:
             self._parts.move_to_end(info.blob_id)
             return cached
-        part = Part(raw if raw is not None else self.raw(info))
+        part = Part(self.raw(info))
         self._parts[info.blob_id] = part
-        if len(self._parts) > PART_CACHE:
-            self._parts.popitem(last=False)
+        self._cached_bytes += len(part.raw)
+        while len(self._parts) > 1 and (
+            len(self._parts) > PART_CACHE or self._cached_bytes > PART_CACHE_BYTES
+        ):
+            self._cached_bytes -= len(self._parts.popitem(last=False)[1].raw)
         return part
 
     def structure(self, info: MessageInfo, kind: str) -> bytes:

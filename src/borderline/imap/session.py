@@ -203,7 +203,7 @@ class Session:
             size, nonsync = announced
             words = parts[0].split(b" ", 2)
             tag = words[0].decode("ascii", "replace")
-            is_append = len(words) > 1 and words[1].upper() == b"APPEND"
+            is_append = self.state != NOT_AUTH and len(words) > 1 and words[1].upper() == b"APPEND"
             limit = self.server.max_message_size if is_append else OTHER_LITERAL_LIMIT
             total += size
             if total > limit:
