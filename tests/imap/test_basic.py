@@ -8,6 +8,7 @@ import json
 import pytest
 
 from borderline.cloud import Region
+from borderline.residency import files_containing
 from tests.conftest import PASSWORD, RunningCloud
 from tests.imap.conftest import Raw, client_tls, connect, fill, make_message
 
@@ -132,3 +133,18 @@ def test_uidplus_copyuid_and_move(running: RunningCloud) -> None:
         b"g OK [APPENDUID %d 5] APPEND completed\r\n" % validity
     ]
     raw.close()
+
+
+def test_appended_mail_is_encrypted_at_rest_in_the_home_region_only(running: RunningCloud) -> None:
+    marker = b"IMAP-APPEND-MARKER-5e2b"
+    raw = Raw(running)
+    raw.command(b"a", b'LOGIN alice@example.test "%s"' % PASSWORD.encode())
+    message = b"Subject: " + marker + b"\r\n\r\n" + marker + b"\r\n"
+    assert raw.command(b"b", b"APPEND Drafts {%d+}\r\n%s" % (len(message), message))[-1].startswith(
+        b"b OK [APPENDUID"
+    )
+    raw.command(b"c", b"SELECT Drafts")
+    fetched = b"".join(raw.command(b"d", b"FETCH 1 BODY.PEEK[]"))
+    assert message in fetched
+    raw.close()
+    assert files_containing(running.cloud.config.cloud.data_dir, marker) == []

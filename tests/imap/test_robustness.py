@@ -196,3 +196,21 @@ def test_random_command_lines_never_break_the_server(running: RunningCloud) -> N
 
     check()
     raw.close()
+
+
+def test_commands_pipelined_after_starttls_close_the_connection(running: RunningCloud) -> None:
+    raw = Raw(running)
+    raw.send(b"a STARTTLS\r\nb LOGIN alice@example.test x\r\n")
+    assert raw.file.readline() == b"a OK Begin TLS negotiation now\r\n"
+    assert raw.file.readline() == b""
+    raw.close()
+
+
+def test_a_stream_of_garbage_is_cut_off(running: RunningCloud) -> None:
+    raw = Raw(running)
+    for i in range(20):
+        raw.send(b"x%d BLAH\r\n" % i)
+    lines = raw.file.read().splitlines()
+    assert lines[-1] == b"* BYE Too many invalid commands"
+    assert len(lines) == 21
+    raw.close()
