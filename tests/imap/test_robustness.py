@@ -138,6 +138,8 @@ TOKENS = st.one_of(
         max_size=12,
     ),
 )
+# Non-synchronizing literals of arbitrary bytes, including invalid UTF-8.
+LITERALS = st.binary(max_size=8).map(lambda b: b"{%d+}\r\n" % len(b) + b)
 COMMANDS = st.sampled_from(
     [
         "FETCH",
@@ -186,9 +188,12 @@ def test_random_command_lines_never_break_the_server(running: RunningCloud) -> N
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-    @given(command=COMMANDS, args=st.lists(TOKENS, max_size=5))
-    def check(command: str, args: list[str]) -> None:
-        line = " ".join([command, *args]).encode("utf-8")
+    @given(
+        command=COMMANDS,
+        args=st.lists(st.one_of(TOKENS.map(str.encode), LITERALS), max_size=5),
+    )
+    def check(command: str, args: list[bytes]) -> None:
+        line = b" ".join([command.encode(), *args])
         reply = raw.command(b"t", line)
         assert reply[-1][:4] in (b"t OK", b"t NO", b"t BA"), reply
         assert not any(b"SERVERBUG" in r for r in reply), (line, reply)

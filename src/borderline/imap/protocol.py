@@ -120,7 +120,10 @@ class Tokenizer:
         if pos == start:
             raise ParseError(f"unexpected {chr(data[pos])!r}")
         self.pos = pos
-        return Atom(data[start:pos].decode("utf-8", "surrogateescape"))
+        try:
+            return Atom(data[start:pos].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ParseError("an atom is not valid UTF-8") from None
 
 
 def tokenize(data: bytes) -> list[Token]:
@@ -161,7 +164,7 @@ class Args:
         token = self.next(expected)
         if isinstance(token, list):
             raise ParseError(f"{self.what}: expected {expected}")
-        return token.encode("utf-8", "surrogateescape") if isinstance(token, str) else token
+        return token.encode("utf-8") if isinstance(token, str) else token
 
     def list(self, expected: str) -> list[Token]:
         token = self.next(expected)
@@ -178,7 +181,10 @@ def as_text(token: Token, error: str) -> str:
     if isinstance(token, list):
         raise ParseError(error)
     if isinstance(token, bytes):
-        return token.decode("utf-8", "surrogateescape")
+        try:
+            return token.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ParseError(f"{error}: the string is not valid UTF-8") from None
     return str(token)
 
 
