@@ -146,6 +146,7 @@ class Session:
     async def flush_if_full(self) -> None:
         if self._out_size >= FLUSH_AT:
             await self.flush()
+            await asyncio.sleep(0)  # a long FETCH must not starve SMTP on the same loop
 
     # the connection
 
@@ -499,6 +500,8 @@ class Session:
             full = reference + pattern
             if not self.utf8:
                 full = decode_mailbox(full)
+            if full[:5].upper() == "INBOX":  # INBOX is case-insensitive (RFC 3501 5.1)
+                full = "INBOX" + full[5:]
             body = "".join(
                 ".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full
             )
@@ -506,10 +509,7 @@ class Session:
         boxes = self.store.mailboxes(self.address)
         names = {box.name for box in boxes}
         for box in boxes:
-            matched = any(
-                r.match(box.name) or (box.name == "INBOX" and r.match("inbox")) for r in regexes
-            ) or any(box.name == "INBOX" and r.match("INBOX") for r in regexes)
-            if not matched:
+            if not any(r.match(box.name) for r in regexes):
                 continue
             if "SUBSCRIBED" in selection and not box.subscribed:
                 continue
@@ -722,8 +722,13 @@ class Session:
         self.emit(b"+ idling")
         await self.flush()
         done = asyncio.ensure_future(self.readline())
+        deadline = time.monotonic() + AUTOLOGOUT
         try:
             while not done.done():
+                if time.monotonic() > deadline:
+                    self.emit(b"* BYE Autologout; idle for too long")
+                    self.closing = True
+                    return "IDLE terminated by autologout"
                 if self.selected is not None:
                     self._sync(allow_expunge=True)
                     await self.flush()
