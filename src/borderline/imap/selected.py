@@ -79,6 +79,13 @@ class Selected:
             lines.append(b"* %d EXPUNGE" % seq)
         return lines
 
+    def _known(self, change: tuple[int, int, str]) -> bool:
+        modseq, uid, kind = change
+        if kind == "flags":
+            info = self.info.get(uid)
+            return info is not None and info.modseq == modseq
+        return kind == "expunge" and uid not in self.info
+
     def sync(self, allow_expunge: bool) -> list[bytes]:
         """Untagged EXPUNGE / FETCH FLAGS / EXISTS for what changed in the store since the
         last sync. While expunges may not be announced (during FETCH, STORE, SEARCH), the
@@ -88,6 +95,8 @@ class Selected:
             return []
         if changes:
             self.modseq = changes[-1][0]
+            if not self.expunge_pending and all(self._known(c) for c in changes):
+                return []  # this session's own STORE/EXPUNGE: no reload of a big mailbox
         fresh = {m.uid: m for m in self.store.messages(self.id)}
         lines: list[bytes] = []
         gone = [uid for uid in self.uids if uid not in fresh]

@@ -179,7 +179,13 @@ class Session:
                     self.emit(b"* BYE Too many invalid commands")
                     break
             await self.flush()
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+        except (
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,  # an overlong line inside a command (IDLE, AUTHENTICATE)
+            ssl.SSLError,
+            TimeoutError,  # a TLS handshake after STARTTLS that never completes
+        ):
             pass
         finally:
             self.server.unwatch(self)
