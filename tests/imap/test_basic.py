@@ -31,6 +31,9 @@ def test_capability_login_select_fetch(running: RunningCloud, alice: imaplib.IMA
     typ, data = alice.uid("FETCH", "2", "(BODY.PEEK[])")
     assert typ == "OK"
     assert isinstance(data[0], tuple) and data[0][1] == make_message(1)
+    typ, data = alice.fetch("1", "(body.peek[header.fields (subject)])")
+    assert isinstance(data[0], tuple)
+    assert data[0][0] == b"1 (BODY[HEADER.FIELDS (SUBJECT)] {22}"
     typ, data = alice.fetch("3", "(FLAGS)")
     assert data == [b"3 (FLAGS ())"], "PEEK must not set \\Seen"
 

@@ -75,7 +75,9 @@ def _item(token: Token) -> FetchItem:
     if not SECTION_SPEC.match(spec):
         raise ParseError(f"FETCH: bad section [{spec}]")
     partial = (int(offset), int(length)) if offset is not None else None
-    return FetchItem("SECTION", f"BODY[{spec}]", spec, partial, sets_seen=command.upper() == "BODY")
+    return FetchItem(
+        "SECTION", f"BODY[{spec.upper()}]", spec, partial, sets_seen=command.upper() == "BODY"
+    )
 
 
 class Contents:
