@@ -6,7 +6,7 @@ from __future__ import annotations
 import imaplib
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import PASSWORD, RunningCloud
@@ -188,6 +188,8 @@ def test_random_command_lines_never_break_the_server(running: RunningCloud) -> N
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
+    @example(command="FETCH", args=["²".encode()])  # isdigit() is true, int() refuses it
+    @example(command="UID SEARCH", args=["²0".encode()])
     @given(
         command=COMMANDS,
         args=st.lists(st.one_of(TOKENS.map(str.encode), LITERALS), max_size=5),

@@ -14,7 +14,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from functools import cached_property
 
-from borderline.imap.protocol import nstring, quoted_or_literal
+from borderline.imap.protocol import is_number, nstring, quoted_or_literal
 
 HEADER_END = re.compile(rb"\r?\n\r?\n")
 FIELD_START = re.compile(rb"^(?=[^ \t\r\n])", re.MULTILINE)
@@ -242,7 +242,7 @@ def section(part: Part, spec: str) -> bytes:
     rest = spec
     while rest:
         head, dot, tail = rest.partition(".")
-        if not head.isdigit():
+        if not is_number(head):
             break
         numbers.append(int(head))
         rest = tail if dot else ""

@@ -20,6 +20,11 @@ ATOM_END = frozenset(b' ()"{\r\n')
 LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\r?\n\Z")
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() then refuses."""
+    return text.isascii() and text.isdigit()
+
+
 class ParseError(Exception):
     """The client sent something that is not IMAP; the text goes into a BAD response."""
 
@@ -222,7 +227,7 @@ class SequenceSet:
 def _seq_number(text: str) -> int | None:
     if text == "*":
         return None
-    if not text.isdigit() or text.startswith("0") or len(text) > 10:
+    if not is_number(text) or text.startswith("0") or len(text) > 10:
         raise ParseError(f"bad sequence number {text!r}")
     number = int(text)
     if number > 0xFFFFFFFF:
@@ -320,7 +325,7 @@ def parse_date(text: str) -> tuple[int, int, int]:
     """A search date (d-Mon-yyyy) as (year, month, day)."""
     day, _, rest = text.partition("-")
     month, _, year = rest.partition("-")
-    if not (day.isdigit() and year.isdigit() and len(year) == 4):
+    if not (is_number(day) and is_number(year) and len(year) == 4):
         raise ParseError(f"bad date {text!r}")
     try:
         datetime(int(year), _month(month), int(day))

@@ -16,6 +16,7 @@ from borderline.imap.protocol import (
     SequenceSet,
     Token,
     as_text,
+    is_number,
     parse_date,
     utc_day,
 )
@@ -94,6 +95,8 @@ class SearchParser:
     def __init__(self, args: Args) -> None:
         self.args = args
         self.needs_content = False
+        self.uses_modseq = False
+        self.predicate: Predicate = lambda c: True
 
     def parse_all(self) -> Predicate:
         first = self.args.peek()
@@ -113,6 +116,7 @@ class SearchParser:
             nested = SearchParser(Args(token, "SEARCH"))
             predicate = nested.parse_all()
             self.needs_content |= nested.needs_content
+            self.uses_modseq |= nested.uses_modseq
             return predicate
         if not isinstance(token, Atom):
             raise ParseError("SEARCH: expected a search key")
@@ -144,6 +148,13 @@ class SearchParser:
             day = parse_date(self.args.astring("date"))
             self.needs_content = True
             return _compare_day(name[4:], day, _sent_day)
+        if name == "MODSEQ":  # RFC 7162 3.1.5; the optional entry name and type are ignored
+            if isinstance(self.args.peek(), bytes):
+                self.args.next("entry name")
+                self.args.atom("entry type")
+            modseq = self._number()
+            self.uses_modseq = True
+            return lambda c: c.info.modseq >= modseq
         if name == "UID":
             uids = SequenceSet.parse(self.args.atom("UID set"))
             return lambda c: uids.contains(c.info.uid, c.largest_uid)
@@ -161,14 +172,14 @@ class SearchParser:
                 needle in c.part().header.decode("utf-8", "replace").casefold()
                 or needle in decoded_body(c.part()).casefold()
             )
-        if name[:1].isdigit() or name[:1] == "*":
+        if is_number(name[:1]) or name[:1] == "*":
             numbers = SequenceSet.parse(name)
             return lambda c: numbers.contains(c.seq, c.largest_seq)
         raise ParseError(f"SEARCH: unknown search key {as_text(token, '')!r}")
 
     def _number(self) -> int:
         text = self.args.atom("number")
-        if not text.isdigit():
+        if not is_number(text):
             raise ParseError(f"SEARCH: {text!r} is not a number")
         return int(text)
 
@@ -209,8 +220,9 @@ def _compare_day(
     return lambda c: of(c) >= day
 
 
-def parse_search(tokens: list[Token]) -> tuple[Predicate, bool]:
-    """The predicate and whether it reads message content (which needs a key release)."""
+def parse_search(tokens: list[Token]) -> SearchParser:
+    """The parsed keys: `.predicate`, whether they read message content (which needs a key
+    release) and whether they use MODSEQ (CONDSTORE)."""
     parser = SearchParser(Args(tokens, "SEARCH"))
-    predicate = parser.parse_all()
-    return predicate, parser.needs_content
+    parser.predicate = parser.parse_all()
+    return parser
