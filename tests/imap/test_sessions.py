@@ -118,3 +118,40 @@ def test_pipelined_commands_answer_in_order(running: RunningCloud) -> None:
     assert b"* 2 FETCH (FLAGS (\\Seen))\r\n" in lines
     assert b"* BYE Borderline logging out\r\n" in lines
     raw.close()
+
+
+def test_condstore(running: RunningCloud) -> None:
+    fill(
+        running.cloud.region("eu-dublin"), "alice@example.test", [make_message(i) for i in range(3)]
+    )
+    one, two = session(running), session(running)
+    select = one.command(b"a", b"SELECT INBOX (CONDSTORE)")
+    [highest] = [line for line in select if b"HIGHESTMODSEQ" in line]
+    start = int(highest.split()[3].rstrip(b"]"))
+    modseqs = {
+        int(line.split()[1]): int(line.split(b"MODSEQ (")[1].split(b")")[0])
+        for line in one.command(b"b", b"FETCH 1:* (MODSEQ)")[:-1]
+    }
+    assert max(modseqs.values()) <= start
+    # Another session changes message 2: a conditional STORE on it must fail for it only.
+    two.command(b"c", b"STORE 2 +FLAGS (\\Flagged)")
+    reply = one.command(b"d", b"STORE 1:3 (UNCHANGEDSINCE %d) +FLAGS (\\Seen)" % start)
+    assert reply[-1] == b"d OK [MODIFIED 2] STORE completed\r\n"
+    stored = [line for line in reply if b"\\Seen" in line]
+    assert [line.split()[1] for line in stored] == [b"1", b"3"]
+    assert all(b"MODSEQ (" in line for line in stored)
+    assert b"* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ (" in b"".join(reply)
+    changed = one.command(b"e", b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % start)
+    assert [line.split()[4] for line in changed[:-1]] == [b"1", b"2", b"3"]
+    later = max(int(line.split(b"MODSEQ (")[1].split(b")")[0]) for line in changed[:-1])
+    assert one.command(b"f", b"FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % later) == [
+        b"f OK FETCH completed\r\n"
+    ]
+    assert (
+        one.command(b"g", b"SEARCH MODSEQ %d" % later)[0] == b"* SEARCH 3 (MODSEQ %d)\r\n" % later
+    )
+    assert one.command(b"h", b"STATUS Trash (HIGHESTMODSEQ)")[0].startswith(
+        b'* STATUS "Trash" (HIGHESTMODSEQ '
+    )
+    one.close()
+    two.close()

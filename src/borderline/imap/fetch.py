@@ -12,7 +12,7 @@ from borderline.store import MailStore, MessageInfo
 from borderline.vault import ContentKey
 
 SIMPLE = frozenset(
-    {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE", "BODY"}
+    {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE", "BODY", "MODSEQ"}
 )
 MACROS = {
     "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
@@ -150,6 +150,8 @@ def fetch_response(
             )
         elif kind == "RFC822.SIZE":
             chunks.append(b"RFC822.SIZE %d" % info.size)
+        elif kind == "MODSEQ":
+            chunks.append(b"MODSEQ (%d)" % info.modseq)
         elif contents is None:
             raise ValueError("content items need a released key")
         elif kind == "SECTION":

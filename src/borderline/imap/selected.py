@@ -86,10 +86,11 @@ class Selected:
             return info is not None and info.modseq == modseq
         return kind == "expunge" and uid not in self.info
 
-    def sync(self, allow_expunge: bool) -> list[bytes]:
+    def sync(self, allow_expunge: bool, modseq: bool = False) -> list[bytes]:
         """Untagged EXPUNGE / FETCH FLAGS / EXISTS for what changed in the store since the
         last sync. While expunges may not be announced (during FETCH, STORE, SEARCH), the
-        vanished messages stay in the view and are announced at the next chance."""
+        vanished messages stay in the view and are announced at the next chance. With
+        `modseq` (CONDSTORE enabled) flag changes carry the message's MODSEQ."""
         changes = self.store.changes_since(self.id, self.modseq)
         if not changes and not (allow_expunge and self.expunge_pending):
             return []
@@ -109,9 +110,8 @@ class Selected:
             now = fresh.get(uid)
             if now is not None and now.flags != self.info[uid].flags:
                 self.info[uid] = now
-                lines.append(
-                    b"* %d FETCH (UID %d FLAGS %s)" % (index + 1, uid, flag_list(now.flags))
-                )
+                line = b"* %d FETCH (UID %d FLAGS %s" % (index + 1, uid, flag_list(now.flags))
+                lines.append(line + (b" MODSEQ (%d))" % now.modseq if modseq else b")"))
         added = sorted(uid for uid in fresh if uid > self.largest_uid)
         if added:
             self._load(fresh[uid] for uid in added)

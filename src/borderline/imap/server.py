@@ -91,6 +91,7 @@ class RegionImap:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: dict[int, set[Session]] = {}
         self._wake: dict[Session, asyncio.Event] = {}
+        self._flag_locks: dict[int, asyncio.Lock] = {}
 
     async def start(self) -> None:
         section = self.region.section
@@ -147,6 +148,11 @@ class RegionImap:
             host = f"[{host}]"
         url = f"imap://{quote(address, safe='')}@{host}:{listen.port}/"
         return f"[REFERRAL {url}] {address} is served by region {home}; log in there"
+
+    def flag_lock(self, mailbox_id: int) -> asyncio.Lock:
+        """Serializes flag writes to a mailbox so STORE UNCHANGEDSINCE (RFC 7162) checks and
+        writes atomically: only this region's IMAP sessions, all in this process, write flags."""
+        return self._flag_locks.setdefault(mailbox_id, asyncio.Lock())
 
     # change notices between sessions of this region
 

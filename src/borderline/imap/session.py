@@ -26,6 +26,7 @@ from borderline.imap.protocol import (
     decode_mailbox,
     encode_mailbox,
     flag_list,
+    is_number,
     literal_announced,
     parse_date_time,
     quoted_or_literal,
@@ -88,6 +89,7 @@ class Session:
         self.selected: Selected | None = None
         self.contents: Contents | None = None
         self.utf8 = False
+        self.condstore = False
         self.closing = False
         self.bad_commands = 0
         self._out: list[bytes] = []
@@ -291,7 +293,7 @@ class Session:
 
     def _sync(self, allow_expunge: bool) -> None:
         assert self.selected is not None
-        for line in self.selected.sync(allow_expunge):
+        for line in self.selected.sync(allow_expunge, self.condstore):
             self.emit(line)
 
     # capabilities and greeting state
@@ -320,6 +322,7 @@ class Session:
             "SPECIAL-USE",
             "UIDPLUS",
             "MOVE",
+            "CONDSTORE",
             "UTF8=ACCEPT",
             f"APPENDLIMIT={self.server.max_message_size}",
         ]
@@ -440,9 +443,13 @@ class Session:
     async def cmd_enable(self, tag: str, args: Args) -> str:
         enabled = []
         while args.more():
-            if args.atom("capability").upper() == "UTF8=ACCEPT":
+            capability = args.atom("capability").upper()
+            if capability == "UTF8=ACCEPT":
                 self.utf8 = True
-                enabled.append("UTF8=ACCEPT")
+                enabled.append(capability)
+            elif capability == "CONDSTORE":
+                self.condstore = True
+                enabled.append(capability)
         self.emit(("* ENABLED " + " ".join(enabled)).rstrip().encode())
         return "ENABLE completed"
 
@@ -549,6 +556,9 @@ class Session:
                 value = box.unseen
             elif item == "RECENT":
                 value = 0
+            elif item == "HIGHESTMODSEQ":
+                self.condstore = True
+                value = box.highestmodseq
             elif item in ("SIZE", "DELETED"):
                 messages = messages if messages is not None else self.store.messages(box.id)
                 if item == "SIZE":
@@ -646,7 +656,9 @@ class Session:
     async def _select(self, args: Args, readonly: bool) -> str:
         name = self.mailbox_name(args)
         if isinstance(args.peek(), list):
-            args.list("select parameters")
+            parameters = args.list("select parameters")
+            if any(isinstance(p, Atom) and p.upper() == "CONDSTORE" for p in parameters):
+                self.condstore = True
         args.end()
         if self.selected is not None:
             self.server.unwatch(self)
@@ -672,6 +684,7 @@ class Session:
             self.emit(b"* OK [UNSEEN %d] first unseen message" % first_unseen)
         self.emit(b"* OK [UIDVALIDITY %d] UIDs valid" % box.uidvalidity)
         self.emit(b"* OK [UIDNEXT %d] predicted next UID" % box.uidnext)
+        self.emit(b"* OK [HIGHESTMODSEQ %d] highest modseq" % box.highestmodseq)
         self.selected = selected
         self.state = SELECTED
         self.server.watch(self, box.id)
@@ -830,18 +843,28 @@ class Session:
         selected = self._require_selected()
         numbers = SequenceSet.parse(args.atom("sequence set"))
         items = parse_items(args.next("data items"))
-        if isinstance(args.peek(), list):
-            args.list("fetch modifiers")
+        changed_since = self._modifier(args, "CHANGEDSINCE")
         args.end()
         if by_uid and not any(item.kind == "UID" for item in items):
             items.insert(0, FetchItem("UID"))
+        if changed_since is not None or any(item.kind == "MODSEQ" for item in items):
+            self.condstore = True
         messages = selected.resolve(numbers, by_uid)
+        if changed_since is not None:
+            messages = [(seq, m) for seq, m in messages if m.modseq > changed_since]
         contents = await self.content() if any(i.needs_content for i in items) else None
         if not selected.readonly and any(item.sets_seen for item in items):
             unseen = [m.uid for _, m in messages if "\\Seen" not in m.flags]
             if unseen:
                 await self._set_seen(selected, unseen, items)
                 messages = [(seq, selected.info.get(m.uid, m)) for seq, m in messages]
+        kinds = {item.kind for item in items}
+        if (
+            self.condstore
+            and "MODSEQ" not in kinds
+            and (changed_since is not None or "FLAGS" in kinds)
+        ):
+            items.append(FetchItem("MODSEQ"))  # RFC 7162 3.1.4.1, 3.2
         missing = 0
         for seq, info in messages:
             try:
@@ -854,9 +877,10 @@ class Session:
         return "FETCH completed"
 
     async def _set_seen(self, selected: Selected, uids: list[int], items: list[FetchItem]) -> None:
-        changed = await asyncio.to_thread(
-            self.store.set_flags, selected.id, uids, frozenset({"\\Seen"}), "add"
-        )
+        async with self.server.flag_lock(selected.id):
+            changed = await asyncio.to_thread(
+                self.store.set_flags, selected.id, uids, frozenset({"\\Seen"}), "add"
+            )
         selected.update(changed)
         if not any(item.kind == "FLAGS" for item in items):
             items.append(FetchItem("FLAGS"))
@@ -868,8 +892,9 @@ class Session:
     async def _store(self, args: Args, by_uid: bool) -> str:
         selected = self._require_writable()
         numbers = SequenceSet.parse(args.atom("sequence set"))
-        if isinstance(args.peek(), list):
-            raise no("STORE: modifiers such as UNCHANGEDSINCE need CONDSTORE")
+        unchanged_since = self._modifier(args, "UNCHANGEDSINCE")
+        if unchanged_since is not None:
+            self.condstore = True
         action = args.atom("FLAGS, +FLAGS or -FLAGS").upper()
         match = re.fullmatch(r"([+-]?)FLAGS(\.SILENT)?", action)
         if match is None:
@@ -880,19 +905,50 @@ class Session:
         flags = self._flags(tokens)
         mode = {"": "set", "+": "add", "-": "remove"}[match[1]]
         messages = selected.resolve(numbers, by_uid)
-        uids = [m.uid for _, m in messages]
-        changed = await asyncio.to_thread(self.store.set_flags, selected.id, uids, flags, mode)
+        modified: list[int] = []
+        async with self.server.flag_lock(selected.id):
+            if unchanged_since is not None:
+                # Checked against the store, not this session's view, under the lock every
+                # flag writer of this mailbox takes: no write can slip in between.
+                current = {m.uid: m.modseq for m in self.store.messages(selected.id)}
+                late = {m.uid for _, m in messages if current.get(m.uid, 0) > unchanged_since}
+                modified = [m.uid if by_uid else seq for seq, m in messages if m.uid in late]
+                messages = [(seq, m) for seq, m in messages if m.uid not in late]
+            uids = [m.uid for _, m in messages]
+            changed = await asyncio.to_thread(self.store.set_flags, selected.id, uids, flags, mode)
         selected.update(changed)
         if changed:
             self.server.changed(selected.id)
-        if not match[2]:
+        if not match[2] or (self.condstore and changed):
+            touched = {m.uid for m in changed}
             for seq, message in messages:
                 info = selected.info.get(message.uid)
-                if info is None:
+                if info is None or (match[2] and info.uid not in touched):
                     continue
-                uid_part = b"UID %d " % info.uid if by_uid else b""
-                self.emit(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flag_list(info.flags)))
+                items = [b"UID %d" % info.uid] if by_uid else []
+                if not match[2]:  # .SILENT with CONDSTORE: only the new MODSEQ (RFC 7162 3.2)
+                    items.append(b"FLAGS " + flag_list(info.flags))
+                if self.condstore:
+                    items.append(b"MODSEQ (%d)" % info.modseq)
+                self.emit(b"* %d FETCH (%s)" % (seq, b" ".join(items)))
+        if modified:
+            return f"[MODIFIED {uid_set_text(sorted(modified))}] STORE completed"
         return "STORE completed"
+
+    def _modifier(self, args: Args, name: str) -> int | None:
+        """A `(NAME n)` modifier list after the sequence set (RFC 7162)."""
+        if not isinstance(args.peek(), list):
+            return None
+        modifiers = args.list(f"{name} modifier")
+        if (
+            len(modifiers) != 2
+            or not isinstance(modifiers[0], Atom)
+            or modifiers[0].upper() != name
+            or not isinstance(modifiers[1], Atom)
+            or not is_number(modifiers[1])
+        ):
+            raise ParseError(f"{args.what}: expected ({name} mod-sequence)")
+        return int(modifiers[1])
 
     async def cmd_copy(self, tag: str, args: Args) -> str:
         return await self._copy(args, False)
@@ -932,7 +988,8 @@ class Session:
         if code:
             self.emit(f"* OK {code.strip()}".encode())
         if uids:
-            removed = await asyncio.to_thread(self._expunge_uids, selected.id, uids)
+            async with self.server.flag_lock(selected.id):
+                removed = await asyncio.to_thread(self._expunge_uids, selected.id, uids)
             self._removed(selected, removed)
         return "MOVE completed"
 
@@ -948,11 +1005,14 @@ class Session:
         if isinstance(args.peek(), Atom) and str(args.peek()).upper() == "RETURN":
             raise no("SEARCH RETURN (ESEARCH) is not supported")
         try:
-            predicate, needs_content = parse_search(args.tokens[args.pos :])
+            parsed = parse_search(args.tokens[args.pos :])
         except BadCharset as exc:
             raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {exc} is not supported") from None
-        contents = await self.content() if needs_content else None
+        predicate = parsed.predicate
+        contents = await self.content() if parsed.needs_content else None
+        self.condstore |= parsed.uses_modseq
         hits = []
+        highest = 0
         for index, uid in enumerate(selected.uids):
             info = selected.info[uid]
             candidate = Candidate(
@@ -965,9 +1025,13 @@ class Session:
             try:
                 if predicate(candidate):
                     hits.append(uid if by_uid else index + 1)
+                    highest = max(highest, info.modseq)
             except StoreError:
                 continue
-        self.emit(("* SEARCH " + " ".join(map(str, hits))).rstrip().encode())
+        line = ("* SEARCH " + " ".join(map(str, hits))).rstrip()
+        if parsed.uses_modseq and hits:
+            line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
+        self.emit(line.encode())
         return "SEARCH completed"
 
 
