@@ -112,3 +112,17 @@ def test_namespace_id_enable_examine_unselect_close(running: RunningCloud) -> No
     assert raw.command(b"m", b"CLOSE") == [b"m OK CLOSE completed\r\n"], "CLOSE expunges silently"
     assert raw.command(b"n", b"STATUS INBOX (MESSAGES)")[0] == b'* STATUS "INBOX" (MESSAGES 1)\r\n'
     raw.close()
+
+
+def test_rename_inbox_moves_its_messages(running: RunningCloud, client: IMAPClient) -> None:
+    fill(
+        running.cloud.region("eu-dublin"), "alice@example.test", [make_message(i) for i in range(3)]
+    )
+    client.rename_folder("INBOX", "Old/Inbox")
+    assert client.folder_status("INBOX", ["MESSAGES"])[b"MESSAGES"] == 0
+    assert client.folder_status("Old/Inbox", ["MESSAGES"])[b"MESSAGES"] == 3
+    client.select_folder("Old/Inbox")
+    subjects = client.fetch([1, 2, 3], ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+    assert [d[b"BODY[HEADER.FIELDS (SUBJECT)]"] for d in subjects.values()] == [
+        b"Subject: message %d\r\n\r\n" % i for i in range(3)
+    ]

@@ -617,7 +617,8 @@ class Session:
         if parent and parent not in existing:
             await asyncio.to_thread(self._create_with_parents, parent, existing)
         if old == "INBOX":
-            await asyncio.to_thread(self._rename_inbox, new)
+            async with self.server.flag_lock(self.mailbox("INBOX").id):
+                await asyncio.to_thread(self._rename_inbox, new)
         else:
             await asyncio.to_thread(self.store.rename_mailbox, self.address, old, new)
         return "RENAME completed"
