@@ -73,8 +73,7 @@ def test_overlong_line_is_bye(running: RunningCloud) -> None:
 
 
 def test_failed_logins_are_throttled_per_address_and_ip(running: RunningCloud) -> None:
-    [imap, _] = [s for s in running.runtime.imap if s.region.id == "eu-dublin"] + [None]
-    assert imap is not None
+    [imap] = [s for s in running.runtime.imap if s.region.id == "eu-dublin"]
     throttle = imap.throttle
     throttle.base_delay, throttle.lockout = 0.05, 5
     client = connect(running)
@@ -221,3 +220,21 @@ def test_a_stream_of_garbage_is_cut_off(running: RunningCloud) -> None:
     assert lines[-1] == b"* BYE Too many invalid commands"
     assert len(lines) == 21
     raw.close()
+
+
+def test_connections_per_ip_are_capped(running: RunningCloud) -> None:
+    [imap] = [s for s in running.runtime.imap if s.region.id == "eu-dublin"]
+    imap.max_connections_per_ip = 3
+    clients = [Raw(running) for _ in range(3)]
+    assert all(c.greeting.startswith(b"* OK [CAPABILITY") for c in clients)
+    refused = Raw(running)
+    assert refused.greeting == b"* BYE Too many connections from your address\r\n"
+    refused.close()
+    leaving = clients.pop()
+    leaving.command(b"a", b"LOGOUT")
+    assert leaving.file.read() == b"", "the server closed the connection"
+    leaving.close()
+    again = Raw(running)
+    assert again.greeting.startswith(b"* OK"), "a closed session frees its slot"
+    for client in [*clients, again]:
+        client.close()

@@ -87,6 +87,8 @@ class RegionImap:
             region.root / "tls", f"{region.id}.{config.primary_domain}"
         )
         self.throttle = LoginThrottle()
+        self.max_connections_per_ip = 100
+        self._per_ip: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: dict[int, set[Session]] = {}
@@ -104,6 +106,13 @@ class RegionImap:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
+            peer = writer.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+            if self._per_ip.get(ip, 0) >= self.max_connections_per_ip:
+                writer.write(b"* BYE Too many connections from your address\r\n")
+                writer.close()
+                return
+            self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
             self._tasks.add(task)
             try:
                 await Session(self, reader, writer, tls).run()
@@ -115,6 +124,9 @@ class RegionImap:
                 writer.close()
             finally:
                 self._tasks.discard(task)
+                self._per_ip[ip] -= 1
+                if not self._per_ip[ip]:
+                    del self._per_ip[ip]
 
         return await asyncio.start_server(
             serve,
