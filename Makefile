@@ -28,7 +28,11 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
+	@# The IMAP benchmark's peer is Dovecot; install it where we can (root on Debian).
+	@test -x /usr/sbin/dovecot || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends dovecot-imapd >/dev/null)
 	$(BIN)/python bench/smtp_ingest.py
+	$(BIN)/python bench/imap_fetch.py
 	$(BIN)/python bench/tlog.py
 
 clean:
