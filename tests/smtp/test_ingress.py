@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import smtplib
 import ssl
@@ -162,3 +163,37 @@ def test_forged_relay_envelope_is_rejected(running: RunningCloud) -> None:
         client.sendmail("x@example.org", ["alice@example.test"], genuine)
     [stored] = inbox(running.cloud.region("eu-dublin"), "alice@example.test")
     assert stored.endswith(b"\r\n\r\nok")
+
+
+def test_submission_logins_are_throttled(running: RunningCloud) -> None:
+    smtp = running.runtime.smtp[[r.id for r in running.cloud.regions.values()].index("eu-dublin")]
+    smtp.throttle.base_delay, smtp.throttle.lockout = 0.01, 4
+    with _submission(running, "eu-dublin") as client:
+        client.starttls(context=_client_tls())
+        client.ehlo()
+        assert client.esmtp_features["auth"].split() == ["PLAIN"]
+        for _ in range(4):
+            with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                client.login("alice@example.test", "guess")
+            assert refused.value.smtp_code == 535
+        with pytest.raises(smtplib.SMTPAuthenticationError) as locked:
+            client.login("alice@example.test", PASSWORD)
+        assert locked.value.smtp_code == 454, "locked out even with the right password"
+    smtp.throttle.window = 0.0  # the window passes
+    with _submission(running, "eu-dublin") as client:
+        client.starttls(context=_client_tls())
+        client.login("alice@example.test", PASSWORD)
+
+
+def test_plain_authorization_identity_must_be_the_user(running: RunningCloud) -> None:
+    with _submission(running, "eu-dublin") as client:
+        client.starttls(context=_client_tls())
+        client.ehlo()
+        other = base64.b64encode(f"bob@example.test\0alice@example.test\0{PASSWORD}".encode())
+        code, text = client.docmd("AUTH", "PLAIN " + other.decode())
+        assert (code, text) == (535, b"5.7.8 Authorization identity mismatch")
+        code, _ = client.docmd("AUTH", "PLAIN not-base64!")
+        assert code == 501
+        same = base64.b64encode(f"alice@example.test\0alice@example.test\0{PASSWORD}".encode())
+        code, _ = client.docmd("AUTH", "PLAIN " + same.decode())
+        assert code == 235

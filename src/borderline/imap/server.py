@@ -6,76 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from borderline.cloud import Region
 from borderline.config import Config, Listen
 from borderline.imap.session import LINE_LIMIT, Session
 from borderline.smtp.tls import server_context
+from borderline.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
-
-
-@dataclass
-class _Failures:
-    count: int
-    first: float
-
-
-class LoginThrottle:
-    """Failed logins per address and per client IP: after `free` failures each further one
-    is answered only after an exponentially growing delay, and after `lockout` failures
-    within `window` seconds logins from that address or IP get a temporary NO."""
-
-    def __init__(
-        self,
-        free: int = 3,
-        base_delay: float = 0.5,
-        max_delay: float = 8.0,
-        lockout: int = 10,
-        window: float = 15 * 60,
-    ) -> None:
-        self.free = free
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.lockout = lockout
-        self.window = window
-        self._failures: dict[str, _Failures] = {}
-
-    def _count(self, key: str, now: float) -> int:
-        entry = self._failures.get(key)
-        if entry is None or now - entry.first > self.window:
-            return 0
-        return entry.count
-
-    def locked(self, address: str, ip: str) -> bool:
-        now = time.monotonic()
-        return max(self._count("a:" + address, now), self._count("i:" + ip, now)) >= self.lockout
-
-    def failed(self, address: str, ip: str) -> float:
-        """Record a failure; returns how long to wait before answering it."""
-        now = time.monotonic()
-        if len(self._failures) > 100_000:
-            self._failures = {
-                k: v for k, v in self._failures.items() if now - v.first <= self.window
-            }
-        worst = 0
-        for key in ("a:" + address, "i:" + ip):
-            entry = self._failures.get(key)
-            if entry is None or now - entry.first > self.window:
-                entry = self._failures[key] = _Failures(0, now)
-            entry.count += 1
-            worst = max(worst, entry.count)
-        if worst <= self.free:
-            return 0.0
-        return float(min(self.max_delay, self.base_delay * 2 ** (worst - self.free - 1)))
-
-    def succeeded(self, address: str, ip: str) -> None:
-        self._failures.pop("a:" + address, None)
 
 
 class RegionImap:

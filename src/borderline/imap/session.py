@@ -414,14 +414,13 @@ class Session:
         home = self.region.directory.home(address) if "@" in address else None
         if home is not None and home != self.region.id:
             raise no(self.server.referral(address, home))
-        ok = home == self.region.id and await asyncio.to_thread(
-            self.region.check_password, address, password
+        ok = await throttle.attempt(
+            lambda: home == self.region.id and self.region.check_password(address, password),
+            address,
+            self.ip,
         )
         if not ok:
-            delay = throttle.failed(address, self.ip)
-            await asyncio.sleep(delay)
             raise no("[AUTHENTICATIONFAILED] invalid user name or password")
-        throttle.succeeded(address, self.ip)
         self.address = address
         self.state = AUTH
         return f"[CAPABILITY {self.capabilities()}] logged in"

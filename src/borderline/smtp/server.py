@@ -12,6 +12,7 @@ from borderline.smtp.ingress import GroupCommitter, IngressHandler
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
 from borderline.smtp.tls import server_context
+from borderline.throttle import LoginThrottle
 
 # aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH.
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
@@ -31,6 +32,7 @@ class RegionSmtp:
         self.relay = RelayWorker(region, config, self.committer)
         self.tls = server_context(region.root / "tls", f"{region.id}.{config.primary_domain}")
         self._servers: list[asyncio.Server] = []
+        self.throttle = LoginThrottle()
 
     async def start(self) -> None:
         self.committer.start()
@@ -43,7 +45,9 @@ class RegionSmtp:
             self._servers.append(await self._listen(section.submission, submission=True))
 
     async def _listen(self, address: Listen, submission: bool) -> asyncio.Server:
-        handler = IngressHandler(self.region, self.committer, submission=submission)
+        handler = IngressHandler(
+            self.region, self.committer, submission=submission, throttle=self.throttle
+        )
         hostname = f"{self.region.id}.{self.config.primary_domain}"
 
         def protocol() -> FastDataSMTP:
@@ -56,7 +60,7 @@ class RegionSmtp:
                 require_starttls=submission,
                 auth_required=submission,
                 auth_require_tls=True,
-                authenticator=handler.authenticate,
+                auth_exclude_mechanism=["LOGIN"],
                 enable_SMTPUTF8=True,
                 timeout=300,
             )
