@@ -18,7 +18,6 @@ import argparse
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from borderline.config import example_config, load_config
 from borderline.imap.fetch import Contents
 from borderline.imap.mime import Part, envelope
 from borderline.vault import Justification
+from processes import free_port, stop, wait_for_port
 
 ADDRESS = "bench@example.test"
 PASSWORD = "bench password"
@@ -82,23 +82,6 @@ def make_message(index: int, size: int) -> bytes:
     line = f"line of message {index} padded with some text to look like mail.\r\n".encode()
     body = (line * (size // len(line) + 1))[: max(0, size - len(header))]
     return header + body
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 class Client:
@@ -172,7 +155,7 @@ def start_borderline(root: Path, messages: list[bytes]) -> tuple[subprocess.Pope
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    wait_port(listen.port)
+    wait_for_port(listen.port)
     return server, listen.port
 
 
@@ -200,7 +183,7 @@ def start_dovecot(root: Path, messages: list[bytes]) -> tuple[subprocess.Popen[b
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_port(port)
+    wait_for_port(port)
     return server, port
 
 
@@ -224,15 +207,6 @@ def in_process(root: Path, rounds: int) -> tuple[float, float]:
         raw = best(lambda: [contents.raw(info) for info in infos])
         env = best(lambda: [envelope(Part(contents.raw(info))) for info in infos])
         return raw, env
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def main() -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from processes import free_port, stop, wait_for_port
 
 CONNECTIONS = 8
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,23 +49,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 def make_message(size: int, index: int) -> bytes:
@@ -149,14 +132,6 @@ def start_peer(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     )
     wait_for_port(port)
     return server, port
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
+from imapclient import IMAPClient
 
 from borderline.cloud import Region
 from tests.conftest import PASSWORD, RunningCloud
@@ -97,3 +98,14 @@ class Raw:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+@pytest.fixture
+def client(running: RunningCloud) -> Iterator[IMAPClient]:
+    """An IMAPClient logged in as alice at her home region (eu-dublin)."""
+    listen = running.cloud.region("eu-dublin").section.imap
+    assert listen is not None
+    client = IMAPClient(listen.host, port=listen.port, ssl=False, timeout=30)
+    client.login("alice@example.test", PASSWORD)
+    yield client
+    client.logout()

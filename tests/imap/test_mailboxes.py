@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from tests.conftest import PASSWORD, RunningCloud
 from tests.imap.conftest import Raw, fill, make_message
-
-
-@pytest.fixture
-def client(running: RunningCloud) -> Iterator[IMAPClient]:
-    listen = running.cloud.region("eu-dublin").section.imap
-    assert listen is not None
-    client = IMAPClient(listen.host, port=listen.port, ssl=False, timeout=30)
-    client.login("alice@example.test", PASSWORD)
-    yield client
-    client.logout()
 
 
 def test_list_special_use_and_hierarchy(client: IMAPClient) -> None:

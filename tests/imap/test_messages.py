@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from tests.conftest import PASSWORD, RunningCloud
+from tests.conftest import RunningCloud
 from tests.imap.conftest import fill, make_message
 
 ATTACHMENT = bytes(range(256)) * 4
@@ -27,16 +26,6 @@ def multipart() -> bytes:
     msg.add_alternative("<p>html part</p>\n", subtype="html")
     msg.add_attachment(ATTACHMENT, maintype="application", subtype="pdf", filename="r.pdf")
     return msg.as_bytes().replace(b"\n", b"\r\n")
-
-
-@pytest.fixture
-def client(running: RunningCloud) -> Iterator[IMAPClient]:
-    listen = running.cloud.region("eu-dublin").section.imap
-    assert listen is not None
-    client = IMAPClient(listen.host, port=listen.port, ssl=False, timeout=30)
-    client.login("alice@example.test", PASSWORD)
-    yield client
-    client.logout()
 
 
 def test_envelope_bodystructure_and_sections(running: RunningCloud, client: IMAPClient) -> None:
