@@ -100,3 +100,34 @@ def test_after_the_retry_window_the_sender_gets_a_bounce(tmp_path: Path) -> None
     assert b"message/delivery-status" in bounce
     assert b"Final-Recipient: rfc822; alice@example.test" in bounce
     assert b"never arrives" not in bounce, "the queuing region cannot read what it bounces"
+
+
+def test_refused_recipients_bounce_while_the_rest_is_delivered(running: RunningCloud) -> None:
+    running.cloud.add_account("carol@example.test", "eu-dublin", PASSWORD)
+    us = next(s for s in running.runtime.smtp if s.region.id == "us-east")
+    running.call(us.relay.stop())  # queue everything first, then relay in one pass
+    sends = {
+        "first": ["alice@example.test"],
+        "for carol": ["carol@example.test"],
+        "for both": ["alice@example.test", "carol@example.test"],
+        "last": ["alice@example.test"],
+    }
+    listen = running.cloud.config.region("us-east").smtp
+    for body, rcpts in sends.items():
+        message = EmailMessage()
+        message["Subject"] = body
+        message.set_content(body)
+        with smtplib.SMTP(listen.host, listen.port, timeout=30) as client:
+            client.send_message(message, "bob@example.test", rcpts)
+    running.cloud.directory.remove("carol@example.test")  # gone before the relays arrive
+    assert running.call(us.relay.run_once()) == 3, "all but the one for carol alone"
+    assert us.region.store.queued_relays() == 0
+    alice = _inbox(running.cloud, "eu-dublin", "alice@example.test")
+    bodies = sorted(m.split(b"\r\n\r\n", 1)[1].strip() for m in alice)
+    assert bodies == [b"first", b"for both", b"last"]
+    bounces = _inbox(running.cloud, "us-east", "bob@example.test")
+    assert len(bounces) == 2
+    for bounce in bounces:
+        assert b"Final-Recipient: rfc822; carol@example.test" in bounce
+        assert b"550 5.1.1" in bounce
+        assert b"Final-Recipient: rfc822; alice@example.test" not in bounce

@@ -10,7 +10,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
@@ -209,13 +209,16 @@ class IngressHandler:
         return f"250 2.0.0 OK: queued as {queue_id}"
 
     def _open_relay(self, content: bytes, rcpts: Sequence[str]) -> MailEnvelope:
+        """Open a relay envelope and deliver it to the SMTP recipients this region accepted:
+        each must be one the sender sealed (no recipient can be added on the way)."""
         mail = self.region.planner.open_relay_message(content)
-        for rcpt in mail.rcpts:
+        accepted = {r.lower() for r in rcpts}
+        if accepted - set(mail.rcpts):
+            raise RelayRejected("the SMTP envelope names recipients the sealed one does not")
+        for rcpt in accepted:
             if self.region.directory.home(rcpt) != self.region.id:
                 raise RelayRejected(f"{rcpt} is not homed in {self.region.id}")
-        if set(mail.rcpts) - {r.lower() for r in rcpts}:
-            raise RelayRejected("sealed recipients differ from the SMTP envelope")
-        return mail
+        return replace(mail, rcpts=tuple(r for r in mail.rcpts if r in accepted))
 
     def _received_header(self, session: Session, envelope: Envelope, received: float) -> bytes:
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import defaultdict
 from email.utils import formatdate, make_msgid
 
 import aiosmtplib
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 FIRST_RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 3600.0
 POLL_SECONDS = 0.5
+BATCH = 500  # due items per pass
+LANES = 4  # connections per destination region
 
 
 def backoff(attempts: int) -> float:
@@ -63,39 +66,58 @@ class RelayWorker:
     async def run_once(self) -> int:
         """One pass over due items; returns how many were relayed."""
         store = self.region.store
-        due = await asyncio.to_thread(store.due_relays, time.time())
-        relayed = 0
+        due = await asyncio.to_thread(store.due_relays, time.time(), BATCH)
+        by_dest: dict[str, list[RelayItem]] = defaultdict(list)
         for item in due:
-            error = await self._send(item)
-            if error is None:
-                await asyncio.to_thread(store.relay_done, item.id)
-                relayed += 1
-            elif error.startswith("5") or time.time() - item.created > self.retry_window:
-                log.warning("region %s: relay %d bounced: %s", self.region.id, item.id, error)
-                await self._bounce(item, error)
-                await asyncio.to_thread(store.relay_done, item.id)
-            else:
+            by_dest[item.dest_region].append(item)
+        lanes = [items[lane::LANES] for items in by_dest.values() for lane in range(LANES)]
+        outcomes = await asyncio.gather(*(self._send_lane(lane) for lane in lanes if lane))
+        relayed = 0
+        for item, failures in (pair for outcome in outcomes for pair in outcome):
+            expired = time.time() - item.created > self.retry_window
+            if any(not e.startswith("5") for e in failures.values()) and not expired:
+                first = next(iter(failures.values()))
                 await asyncio.to_thread(
-                    store.relay_failed, item.id, error, time.time() + backoff(item.attempts)
+                    store.relay_failed, item.id, first, time.time() + backoff(item.attempts)
                 )
+                continue
+            if failures:
+                log.warning("region %s: relay %d bounced: %s", self.region.id, item.id, failures)
+                await self._bounce(item, failures)
+            if len(failures) < len(item.rcpts):
+                relayed += 1
+            await asyncio.to_thread(store.relay_done, item.id)
         return relayed
 
-    async def _send(self, item: RelayItem) -> str | None:
-        """None on success, else the error; a permanent one starts with '5'."""
-        dest = self.config.region(item.dest_region).smtp
-        data = self.region.planner.relay_message(item.dest_region, item.sealed)
+    async def _send_lane(self, items: list[RelayItem]) -> list[tuple[RelayItem, dict[str, str]]]:
+        """Send items to one region over one connection, in order. Each comes back with the
+        recipients that failed and why (none: delivered); a permanent failure starts with
+        '5'. A retry resends to every recipient: the home region stores a relay id once.
+        Parallel lanes let the home region group-commit what they carry."""
+        dest = self.config.region(items[0].dest_region).smtp
+        results: list[tuple[RelayItem, dict[str, str]]] = []
         try:
             async with aiosmtplib.SMTP(
                 hostname=dest.host, port=dest.port, timeout=30, validate_certs=False
             ) as client:
-                await client.sendmail(item.mail_from, list(item.rcpts), data)
-        except aiosmtplib.SMTPResponseException as exc:
-            return f"{exc.code} {exc.message}"
+                for item in items:
+                    data = self.region.planner.relay_message(item.dest_region, item.sealed)
+                    try:
+                        refused, _ = await client.sendmail(item.mail_from, list(item.rcpts), data)
+                        failures = {r: f"{e.code} {e.message}" for r, e in refused.items()}
+                    except aiosmtplib.SMTPRecipientsRefused as exc:
+                        failures = {r.recipient: f"{r.code} {r.message}" for r in exc.recipients}
+                        await client.rset()
+                    except aiosmtplib.SMTPResponseException as exc:
+                        failures = dict.fromkeys(item.rcpts, f"{exc.code} {exc.message}")
+                        await client.rset()
+                    results.append((item, failures))
         except (aiosmtplib.SMTPException, OSError) as exc:
-            return f"4xx {type(exc).__name__}: {exc}"
-        return None
+            error = f"4xx {type(exc).__name__}: {exc}"
+            results += [(item, dict.fromkeys(item.rcpts, error)) for item in items[len(results) :]]
+        return results
 
-    async def _bounce(self, item: RelayItem, error: str) -> None:
+    async def _bounce(self, item: RelayItem, failures: dict[str, str]) -> None:
         """A DSN (RFC 3464) to the sender, without the sealed content we cannot read."""
         if not item.mail_from or self.region.directory.home(item.mail_from) is None:
             return
@@ -104,7 +126,7 @@ class RelayWorker:
         per_recipient = "".join(
             f"\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.0.0\r\n"
             f"Diagnostic-Code: smtp; {error}\r\n"
-            for rcpt in item.rcpts
+            for rcpt, error in failures.items()
         )
         report = (
             f"From: Mail Delivery System <MAILER-DAEMON@{domain}>\r\n"
@@ -115,10 +137,10 @@ class RelayWorker:
             "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
             f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"'
             f"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-            f"Your message to {', '.join(item.rcpts)} could not be delivered to region"
-            f" {item.dest_region} after {item.attempts + 1} attempts.\r\n\r\n"
-            f"Last error: {error}\r\n"
-            f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+            f"Your message to {', '.join(failures)} could not be delivered to region"
+            f" {item.dest_region} after {item.attempts + 1} attempt(s).\r\n\r\n"
+            + "".join(f"{rcpt}: {error}\r\n" for rcpt, error in failures.items())
+            + f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
             f"Reporting-MTA: dns; {self.region.id}.borderline\r\n{per_recipient}"
             f"\r\n--{boundary}--\r\n"
         )
