@@ -14,8 +14,9 @@ import asyncio
 from aiosmtpd.smtp import MISSING, SMTP
 
 DATA_WINDOW = 1 << 20
-TERMINATOR = b".\r\n"
-LINE_THEN_TERMINATOR = b"\n.\r\n"
+# The lone-dot line, with the line feed that ends the line before it.
+TERMINATOR = b"\n.\r\n"
+END_OF_DATA = b".\r\n"
 
 
 class FastDataSMTP(SMTP):
@@ -54,33 +55,46 @@ class FastDataSMTP(SMTP):
         reader: asyncio.StreamReader = self._reader
         limit = self.data_size_limit
         saved_window: int = reader._limit  # type: ignore[attr-defined]
-        reader._limit = DATA_WINDOW  # type: ignore[attr-defined]  # only for this DATA phase; commands keep aiosmtpd's cap
+        reader._limit = DATA_WINDOW  # type: ignore[attr-defined]
         buffer = bytearray()
         dropped = False
         try:
-            # The terminator's leading LF may already be consumed while the buffer ends in a
-            # line break (at the start, or after one-character lines): check those by hand.
-            while not buffer or buffer.endswith(b"\n"):
-                head = await reader.readexactly(len(TERMINATOR))
-                if head == TERMINATOR:
-                    return buffer
-                buffer += head
             while True:
+                started = _terminator_started(buffer)
+                if started:
+                    # Part of the terminator is already read: check the rest by hand,
+                    # since readuntil() only finds a terminator wholly ahead of it.
+                    rest = await reader.readexactly(len(TERMINATOR) - started)
+                    buffer += rest
+                    if rest == TERMINATOR[started:]:
+                        break
+                    continue
                 try:
-                    buffer += await reader.readuntil(LINE_THEN_TERMINATOR)
+                    buffer += await reader.readuntil(TERMINATOR)
                     break
                 except asyncio.LimitOverrunError as exc:
                     buffer += await reader.read(exc.consumed)
                 if limit and len(buffer) > limit:
                     # Keep only what could begin the terminator; the rest is discarded.
                     dropped = True
-                    del buffer[: -len(LINE_THEN_TERMINATOR)]
+                    del buffer[: -len(TERMINATOR)]
         except asyncio.CancelledError:
             self._writer.close()
             raise
         finally:
             reader._limit = saved_window  # type: ignore[attr-defined]
-        del buffer[-len(TERMINATOR) :]
+        del buffer[-len(END_OF_DATA) :]
         if dropped or (limit and len(buffer) > limit):
             return None
         return buffer
+
+
+def _terminator_started(buffer: bytearray) -> int:
+    """How many bytes of '<LF>.<CR><LF>' the buffer already ends with (the message start
+    counts as just after a line break)."""
+    if not buffer:
+        return 1
+    for length in (3, 2, 1):
+        if buffer.endswith(TERMINATOR[:length]):
+            return length
+    return 0
