@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,6 +21,11 @@ from borderline.tlog import TransparencyLog
 from borderline.vault import Vault
 
 PASSWORD_HASHER = PasswordHasher()
+
+
+@functools.cache
+def _unknown_account_hash() -> str:
+    return PASSWORD_HASHER.hash(secrets.token_urlsafe(16))
 
 
 class AccountError(Exception):
@@ -60,6 +69,9 @@ class Region:
     def check_password(self, address: str, password: str) -> bool:
         stored = self.store.password_hash(address)
         if stored is None:
+            # As slow as a real check, so timing does not tell which accounts exist.
+            with contextlib.suppress(VerificationError):
+                PASSWORD_HASHER.verify(_unknown_account_hash(), password)
             return False
         try:
             PASSWORD_HASHER.verify(stored, password)
