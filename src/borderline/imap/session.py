@@ -415,7 +415,7 @@ class Session:
         if home is not None and home != self.region.id:
             raise no(self.server.referral(address, home))
         ok = await throttle.attempt(
-            lambda: home == self.region.id and self.region.check_password(address, password),
+            lambda: self.region.check_password(address, password) and home == self.region.id,
             address,
             self.ip,
         )

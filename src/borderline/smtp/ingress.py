@@ -143,7 +143,7 @@ class IngressHandler:
         password = password_bytes.decode(errors="replace")
         home_here = self.region.directory.home(login) == self.region.id
         ok = await self.throttle.attempt(
-            lambda: home_here and self.region.check_password(login, password), login, ip
+            lambda: self.region.check_password(login, password) and home_here, login, ip
         )
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
