@@ -91,16 +91,17 @@ async def _connection(port: int, messages: list[bytes], rcpt: str) -> None:
     writer.close()
 
 
+async def send_all(port: int, messages: list[bytes], rcpt: str) -> None:
+    """Send the messages over 8 connections, each waiting for every reply."""
+    shares = [messages[i::CONNECTIONS] for i in range(CONNECTIONS)]
+    await asyncio.gather(*(_connection(port, share, rcpt) for share in shares))
+
+
 def load(port: int, count: int, size: int, rcpt: str) -> tuple[float, float]:
     """Send `count` messages of `size` bytes over 8 connections; (msg/s, MB/s)."""
     messages = [make_message(size, i) for i in range(count)]
-    shares = [messages[i::CONNECTIONS] for i in range(CONNECTIONS)]
-
-    async def run() -> None:
-        await asyncio.gather(*(_connection(port, share, rcpt) for share in shares))
-
     start = time.perf_counter()
-    asyncio.run(run())
+    asyncio.run(send_all(port, messages, rcpt))
     elapsed = time.perf_counter() - start
     total = sum(len(m) for m in messages)
     return count / elapsed, total / elapsed / 1e6

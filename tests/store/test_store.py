@@ -104,7 +104,7 @@ def test_relayed_message_is_stored_once_and_relays_commit_atomically(
     [item] = store.due_relays(time.time() + 1)
     store.relay_failed(item.id, "4xx down", time.time() + 60)
     assert store.due_relays(time.time()) == []
-    store.relay_done(item.id)
+    store.relay_done([item.id])
     assert store.queued_relays() == 0
 
 

@@ -73,6 +73,7 @@ class RelayWorker:
         lanes = [items[lane::LANES] for items in by_dest.values() for lane in range(LANES)]
         outcomes = await asyncio.gather(*(self._send_lane(lane) for lane in lanes if lane))
         relayed = 0
+        done: list[int] = []
         for item, failures in (pair for outcome in outcomes for pair in outcome):
             expired = time.time() - item.created > self.retry_window
             if any(not e.startswith("5") for e in failures.values()) and not expired:
@@ -86,7 +87,11 @@ class RelayWorker:
                 await self._bounce(item, failures)
             if len(failures) < len(item.rcpts):
                 relayed += 1
-            await asyncio.to_thread(store.relay_done, item.id)
+            done.append(item.id)
+        if done:
+            # One commit for the pass; a crash before it only resends, and the home region
+            # stores each relay id once.
+            await asyncio.to_thread(store.relay_done, done)
         return relayed
 
     async def _send_lane(self, items: list[RelayItem]) -> list[tuple[RelayItem, dict[str, str]]]:

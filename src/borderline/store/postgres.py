@@ -665,9 +665,10 @@ class PostgresMailStore:
             RelayItem(r[0], r[1], r[2], tuple(r[3]), r[4], r[5], r[6], r[7], r[8]) for r in rows
         ]
 
-    def relay_done(self, item_id: int) -> None:
+    def relay_done(self, item_ids: Sequence[int]) -> None:
+        """Items relayed (or bounced) in a pass, removed in one commit."""
         with self._transaction() as db:
-            db.execute("DELETE FROM relay_queue WHERE id = %s", (item_id,))
+            db.execute("DELETE FROM relay_queue WHERE id = ANY(%s)", (list(item_ids),))
 
     def relay_failed(self, item_id: int, error: str, next_attempt: float) -> None:
         with self._transaction() as db:

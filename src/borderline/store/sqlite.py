@@ -569,9 +569,10 @@ class SqliteMailStore:
             for r in rows
         ]
 
-    def relay_done(self, item_id: int) -> None:
+    def relay_done(self, item_ids: Sequence[int]) -> None:
+        """Items relayed (or bounced) in a pass, removed in one commit."""
         with self._transaction() as db:
-            db.execute("DELETE FROM relay_queue WHERE id = ?", (item_id,))
+            db.executemany("DELETE FROM relay_queue WHERE id = ?", [(i,) for i in item_ids])
 
     def relay_failed(self, item_id: int, error: str, next_attempt: float) -> None:
         with self._transaction() as db:
