@@ -24,6 +24,20 @@ class MailboxNotFound(StoreError):
     pass
 
 
+FLAG_MODES = ("set", "add", "remove")
+
+
+def check_flag_mode(mode: str) -> None:
+    """Refuse an unknown STORE mode before any row is touched."""
+    if mode not in FLAG_MODES:
+        raise StoreError(f"flag mode must be one of {FLAG_MODES}")
+
+
+def apply_flag_mode(old: frozenset[str], flags: frozenset[str], mode: str) -> frozenset[str]:
+    """A message's flags after STORE FLAGS (set), +FLAGS (add) or -FLAGS (remove)."""
+    return flags if mode == "set" else old | flags if mode == "add" else old - flags
+
+
 @dataclass(frozen=True)
 class MailboxInfo:
     id: int

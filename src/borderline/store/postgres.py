@@ -22,6 +22,8 @@ from borderline.store.base import (
     OutboundRelay,
     RelayItem,
     StoreError,
+    apply_flag_mode,
+    check_flag_mode,
 )
 
 T = TypeVar("T")
@@ -104,7 +106,6 @@ CREATE TABLE IF NOT EXISTS holds (
 SCHEMA_LOCK = 0x626F72646572
 SCHEMA_OBJECTS = re.findall(r"IF NOT EXISTS (\w+)", SCHEMA)
 
-FLAG_MODES = ("set", "add", "remove")
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 _MAILBOX_COLUMNS = (
@@ -531,8 +532,7 @@ class PostgresMailStore:
     def set_flags(
         self, mailbox_id: int, uids: Sequence[int], flags: frozenset[str], mode: str
     ) -> list[MessageInfo]:
-        if mode not in FLAG_MODES:
-            raise StoreError(f"flag mode must be one of {FLAG_MODES}")
+        check_flag_mode(mode)
         changed: list[MessageInfo] = []
         with self._transaction() as db:
             self._lock_mailboxes(db, [mailbox_id])
@@ -548,7 +548,7 @@ class PostgresMailStore:
                 if uid not in current:
                     continue
                 old = current[uid]
-                new = flags if mode == "set" else old | flags if mode == "add" else old - flags
+                new = apply_flag_mode(old, flags, mode)
                 if new == old:
                     continue
                 current[uid] = new

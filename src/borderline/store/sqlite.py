@@ -22,6 +22,8 @@ from borderline.store.base import (
     OutboundRelay,
     RelayItem,
     StoreError,
+    apply_flag_mode,
+    check_flag_mode,
 )
 
 SCHEMA = """
@@ -90,8 +92,6 @@ CREATE TABLE IF NOT EXISTS holds (
     until REAL NOT NULL
 );
 """
-
-FLAG_MODES = ("set", "add", "remove")
 
 
 def _flags(text: str) -> frozenset[str]:
@@ -419,8 +419,7 @@ class SqliteMailStore:
     def set_flags(
         self, mailbox_id: int, uids: Sequence[int], flags: frozenset[str], mode: str
     ) -> list[MessageInfo]:
-        if mode not in FLAG_MODES:
-            raise StoreError(f"flag mode must be one of {FLAG_MODES}")
+        check_flag_mode(mode)
         changed: list[MessageInfo] = []
         with self._transaction() as db:
             for uid in uids:
@@ -431,7 +430,7 @@ class SqliteMailStore:
                 if row is None:
                     continue
                 old = _flags(str(row[0]))
-                new = flags if mode == "set" else old | flags if mode == "add" else old - flags
+                new = apply_flag_mode(old, flags, mode)
                 if new == old:
                     continue
                 modseq = self._next_modseq(db, mailbox_id)
