@@ -11,11 +11,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from borderline.cloud import AccountError, Cloud
 from borderline.config import Config, ConfigError, load_config
 from borderline.directory import DirectoryError
 from borderline.store import StoreError
+from borderline.vault import KeyReleaseDenied
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,11 +35,22 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 DEFAULT_CONFIG = Path(os.environ.get("BORDERLINE_CONFIG", "borderline.toml"))
-USER_ERRORS = (AccountError, ConfigError, DirectoryError, StoreError, ValueError, OSError)
+USER_ERRORS = (
+    AccountError,
+    ConfigError,
+    DirectoryError,
+    KeyReleaseDenied,
+    StoreError,
+    ValueError,
+    OSError,
+)
 
 
 def fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """One unwrapped line, so scripts read the whole reason (errors naming a file path and
+    a field run long; a config with several problems lists them all)."""
+    one_line = "; ".join(message.splitlines())
+    err_console.print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 

@@ -10,22 +10,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from borderline.cli.common import (
     DEFAULT_CONFIG,
-    USER_ERRORS,
     ConfigOption,
     JsonOption,
     console,
-    err_console,
+    fail,
     open_cloud,
     print_json,
+    user_errors,
 )
 from borderline.law import LawEngine, explain_json, explain_text, load_request
 from borderline.legal import LegalDesk, RequestRecord, verify_package
-from borderline.vault import KeyReleaseDenied
 
 request_app = typer.Typer(
     help="Legal requests: submit, review (two people), export, close.", no_args_is_help=True
@@ -37,26 +35,9 @@ RequestId = Annotated[int, typer.Argument(help="The request's id (see `request l
 ByOption = Annotated[str, typer.Option("--by", help="Who does this (recorded).")]
 
 
-def _fail(message: str) -> typer.Exit:
-    """Like common.fail, but never wrapped: errors naming a file path and a field run long,
-    and scripts read the reason from exactly one line."""
-    one_line = "; ".join(message.splitlines())
-    err_console.print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """One-line errors: a request file with several bad fields reports them on one line."""
-    try:
-        yield
-    except (*USER_ERRORS, KeyReleaseDenied) as exc:
-        raise _fail(str(exc)) from exc
-
-
 @contextmanager
 def _desk(config: Path) -> Iterator[LegalDesk]:
-    with open_cloud(config) as cloud, _errors(), LegalDesk(cloud) as desk:
+    with open_cloud(config) as cloud, user_errors(), LegalDesk(cloud) as desk:
         yield desk
 
 
@@ -102,7 +83,7 @@ def explain(
 ) -> None:
     """Dry run: decide REQUEST_FILE against this cloud's custodians and accounts; records
     nothing."""
-    with open_cloud(config) as cloud, _errors():
+    with open_cloud(config) as cloud, user_errors():
         request = load_request(request_file)
         decisions = LawEngine.load().decide(request, cloud.facts())
     if as_json:
@@ -259,7 +240,7 @@ def verify(
     elif result.ok:
         console.print(f"{folder}: intact, {result.files_checked} files, key {result.public_key}")
     if not result.ok:
-        raise _fail(f"{folder}: " + "; ".join(result.problems))
+        raise fail(f"{folder}: " + "; ".join(result.problems))
 
 
 @request_app.command("close")
