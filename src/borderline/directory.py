@@ -98,11 +98,14 @@ class Directory:
         return [(str(a), str(r)) for a, r in rows]
 
     def publish_region(self, keys: RegionKeys) -> None:
+        """Every process publishes at start; unchanged keys write nothing (no fsync)."""
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO regions (id, sealing_key, signing_key) VALUES (?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET sealing_key = excluded.sealing_key,"
-                " signing_key = excluded.signing_key",
+                " signing_key = excluded.signing_key"
+                " WHERE sealing_key != excluded.sealing_key"
+                " OR signing_key != excluded.signing_key",
                 (keys.region_id, keys.sealing_key, keys.signing_key),
             )
 
