@@ -100,3 +100,30 @@ def test_preservation_and_hold_list(tmp_path: Path) -> None:
     assert [(h["region"], h["account"]) for h in holds] == [("us-east", "bob@example.test")]
     assert holds[0]["until"].startswith("2027-02-14")  # served 2026-11-16 + 90 days
     assert "fulfilled" in ok(tmp_path, "request", "approve", rid, "--by", "Ada")
+
+
+def test_untrusted_text_is_printed_not_interpreted(tmp_path: Path) -> None:
+    """An authority writes the reference and staff write reasons: rich markup in them
+    (a stray closing tag crashed every later listing; a link tag was rendered) prints as is."""
+    ok(tmp_path, "init")
+    ok(
+        tmp_path,
+        "account",
+        "add",
+        "alice@example.test",
+        "--region",
+        "eu-dublin",
+        "--password",
+        "long enough",
+    )
+    order = tmp_path / "order.toml"
+    order.write_text(
+        MLAT_ORDER.read_text().replace('reference = "', 'reference = "[/] [bold]x[/bold] ', 1)
+    )
+    rid = str(json.loads(ok(tmp_path, "request", "submit", str(order), "--json"))["id"])
+    link = "[link=https://evil.example]click[/link]"
+    ok(tmp_path, "request", "reject", rid, "--by", "[/bold]", "--reason", link)
+    listed = ok(tmp_path, "request", "list")
+    assert "[/] [bold]x[/bold]" in listed
+    shown = ok(tmp_path, "request", "show", rid)
+    assert "[/] [bold]x[/bold]" in shown and link in shown

@@ -13,6 +13,7 @@ from borderline.cli.common import (
     ConfigOption,
     JsonOption,
     console,
+    emphasis,
     fail,
     open_cloud,
     print_json,
@@ -43,7 +44,7 @@ def add(
             raise fail("the passwords differ")
     with open_cloud(config) as cloud, user_errors():
         added = cloud.add_account(address, region, password)
-    console.print(f"added [bold]{added}[/], homed in region [bold]{region}[/]")
+    console.print(emphasis("added ", added, ", homed in region ", region))
 
 
 @app.command("list")
@@ -98,8 +99,13 @@ def show(
         print_json(info)
         return
     console.print(
-        f"[bold]{info['address']}[/] homed in [bold]{home.id}[/] ({home.section.location}),"
-        f" keys held by {home.custodian.name}"
+        emphasis(
+            "",
+            str(info["address"]),
+            " homed in ",
+            home.id,
+            f" ({home.section.location}), keys held by {home.custodian.name}",
+        )
     )
     table = Table("mailbox", "special use", "messages", "unseen", "uidvalidity", "uidnext")
     for m in mailboxes:

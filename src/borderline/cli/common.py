@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from borderline.cloud import AccountError, Cloud
 from borderline.config import Config, ConfigError, load_config
@@ -19,8 +19,17 @@ from borderline.directory import DirectoryError
 from borderline.store import StoreError
 from borderline.vault import KeyReleaseDenied
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup is off: references, names and reasons come from authorities and staff, and rich
+# would read "[/]" in them as a closing tag (a crash) or "[link=...]" as a link. Styling is
+# applied with Text objects only, never by putting text into a markup string.
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
+
+
+def emphasis(*parts: str) -> Text:
+    """A line whose odd-numbered parts (the names that matter) are bold."""
+    return Text.assemble(*((p, "bold") if i % 2 else p for i, p in enumerate(parts)))
+
 
 ConfigOption = Annotated[
     Path,
@@ -50,7 +59,7 @@ def fail(message: str) -> typer.Exit:
     """One unwrapped line, so scripts read the whole reason (errors naming a file path and
     a field run long; a config with several problems lists them all)."""
     one_line = "; ".join(message.splitlines())
-    err_console.print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", one_line), soft_wrap=True)
     return typer.Exit(code=1)
 
 

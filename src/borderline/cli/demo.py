@@ -19,7 +19,7 @@ import aiosmtplib
 import typer
 from rich.table import Table
 
-from borderline.cli.common import console, fail
+from borderline.cli.common import console, emphasis, fail
 from borderline.cloud import Cloud, Region
 from borderline.config import example_config, load_config
 from borderline.law import LawEngine, load_request
@@ -157,8 +157,10 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
             )
         console.print(table)
         console.print(
-            "scanned every file of the non-home region for each message's marker:"
-            f" [bold]{'zero hits' if ok else 'LEAK'}[/]"
+            emphasis(
+                "scanned every file of the non-home region for each message's marker: ",
+                "zero hits" if ok else "LEAK",
+            )
         )
 
         referral = await asyncio.to_thread(_imap_referral, us, "alice@example.test")
@@ -170,12 +172,10 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
             detail = decision.ground or decision.route or ""
             console.print(
                 f"    {decision.item.account} / {decision.item.category}:"
-                f" {decision.outcome.upper()} {detail}",
-                highlight=False,
-                markup=False,
+                f" {decision.outcome.upper()} {detail}"
             )
         for line in await asyncio.to_thread(demo_replay, cloud, disclosures):
-            console.print(line, highlight=False, markup=False)
+            console.print(line)
 
         console.rule("4. every read is on the log")
         for region in (eu, us):
@@ -185,10 +185,10 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
             )
             summary = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
             console.print(
-                f"[bold]{region.id}[/] log: {log.size} access event(s) ({summary}); checkpoint:",
-                highlight=False,
+                emphasis("", region.id, f" log: {log.size} access event(s) ({summary});"),
+                "checkpoint:",
             )
-            console.print(log.checkpoint().decode(), highlight=False)
+            console.print(log.checkpoint().decode())
         if not once:
             console.rule("serving; Ctrl-C to stop")
             for region_id, name, address in listeners(cloud):

@@ -17,6 +17,7 @@ from borderline.cli.common import (
     ConfigOption,
     JsonOption,
     console,
+    emphasis,
     fail,
     open_cloud,
     print_json,
@@ -48,9 +49,13 @@ def _outcomes(record: RequestRecord) -> str:
 
 def _print_record(record: RequestRecord) -> None:
     console.print(
-        f"[bold]request {record.id}[/] {record.reference}: [bold]{record.state}[/]"
-        f" ({_outcomes(record)})",
-        highlight=False,
+        emphasis(
+            "",
+            f"request {record.id}",
+            f" {record.reference}: ",
+            str(record.state),
+            f" ({_outcomes(record)})",
+        )
     )
     typer.echo(explain_text(record.request, [i.decision for i in record.items]))
     typer.echo("")

@@ -26,6 +26,7 @@ from borderline.cli.common import (
     ConfigOption,
     JsonOption,
     console,
+    emphasis,
     fail,
     open_cloud,
     print_json,
@@ -268,7 +269,8 @@ def access_history(
             note,
         )
     console.print(
-        f"[bold]{data['address']}[/]: {len(events)} access event(s) in {home.id}'s log", table
+        emphasis("", str(data["address"]), f": {len(events)} access event(s) in {home.id}'s log"),
+        table,
     )
     console.print(
         f"each inclusion proof verified against checkpoint {view.checkpoint.origin}"
