@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import mailbox
+import os
+import signal
+import stat
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +17,7 @@ from typing import Any
 import pytest
 
 from borderline.cloud import Cloud
-from borderline.legal import LegalDesk, LegalError, verify_package
+from borderline.legal import LegalDesk, LegalError, PackageWriter, verify_package
 from borderline.vault.access import account_hash
 
 from .conftest import ALICE, BOB, REVIEWERS, deliver, request
@@ -225,3 +230,44 @@ def test_eevidence_transfer_waits_for_the_enforcing_state(
 
     later = _approved(desk, **{**epoc, "reference": "T-2"})
     assert desk.export(later, tmp_path / "later", now=obligation.due + timedelta(seconds=1))
+
+
+def test_package_is_private_while_it_is_written(tmp_path: Path) -> None:
+    """A staging folder a killed export leaves behind holds plaintext: only its owner may
+    read it, whatever the umask."""
+    previous = os.umask(0)
+    try:
+        writer = PackageWriter(tmp_path / "out" / "request-1")
+        writer.write(f"{ALICE}/content/1.eml", b"plaintext")
+        box = mailbox.mbox(writer.path(f"{ALICE}/content/messages.mbox"))
+        box.add(b"Subject: x\n\nplaintext\n")
+        box.close()
+    finally:
+        os.umask(previous)
+    staging = writer.staging
+    folders = [staging, *(p for p in staging.rglob("*") if p.is_dir())]
+    files = [p for p in staging.rglob("*") if p.is_file()]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folders} == {0o700}
+    assert len(files) == 2 and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o600}
+    writer.abandon()
+    assert not staging.exists()
+
+
+def test_terminated_export_removes_its_staging_folder(tmp_path: Path) -> None:
+    """SIGTERM (a stopped job, a service manager) runs the export's cleanup."""
+    script = f"""
+import os, signal
+from pathlib import Path
+from borderline.cli.app import exit_on_terminate
+from borderline.legal import PackageWriter
+exit_on_terminate()
+writer = PackageWriter(Path({str(tmp_path / "request-1")!r}))
+try:
+    writer.write("a.eml", b"plaintext")
+    os.kill(os.getpid(), signal.SIGTERM)
+finally:
+    writer.abandon()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,5 +91,17 @@ def _spawn_ingest_workers(
     return [subprocess.Popen(command) for _ in range(count)]
 
 
+def exit_on_terminate() -> None:
+    """SIGTERM ends a command as Ctrl-C does, through its cleanup (an interrupted export
+    removes its plaintext staging folder) instead of stopping the process where it stands.
+    `serve` installs its own handlers in its event loop."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 def main() -> None:
+    exit_on_terminate()
     app()

@@ -11,8 +11,8 @@ from urllib.parse import quote
 from borderline.cloud import Region
 from borderline.config import Config, Listen
 from borderline.imap.session import LINE_LIMIT, Session
-from borderline.smtp.tls import server_context
 from borderline.throttle import LoginThrottle
+from borderline.tls import server_context
 
 log = logging.getLogger(__name__)
 

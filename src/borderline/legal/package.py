@@ -36,7 +36,10 @@ def sha256_file(path: Path) -> str:
 
 class PackageWriter:
     """Builds a package in a staging folder and moves it into place only once it is signed,
-    so a failed export never leaves a package that looks complete."""
+    so a failed export never leaves a package that looks complete. The package holds
+    plaintext mail: its folders are 0700 and its files 0600 from the moment they exist, so
+    a staging folder left by a killed export is readable by its owner only (and the next
+    export to the same place removes it)."""
 
     def __init__(self, final: Path) -> None:
         if final.exists():
@@ -45,12 +48,16 @@ class PackageWriter:
         self.staging = final.with_name(f".{final.name}.partial")
         if self.staging.exists():
             shutil.rmtree(self.staging)
-        self.staging.mkdir(parents=True)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(mode=0o700)
 
     def path(self, relative: str) -> Path:
-        """Where to write a package file (parents created)."""
+        """A package file, created empty and private (with its folders) for the caller to
+        fill."""
         target = self.staging / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        for folder in reversed(target.relative_to(self.staging).parents[:-1]):
+            (self.staging / folder).mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         return target
 
     def write(self, relative: str, data: bytes) -> None:

@@ -11,8 +11,8 @@ from borderline.config import Config, Listen
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
-from borderline.smtp.tls import server_context
 from borderline.throttle import LoginThrottle
+from borderline.tls import server_context
 
 # aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH.
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")

@@ -1,10 +1,13 @@
-"""A self-signed certificate per region, so STARTTLS works out of the box."""
+"""TLS for every listener (SMTP and IMAP import it; neither imports the other): a
+self-signed certificate per region, so STARTTLS works out of the box."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import ssl
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -15,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 def ensure_certificate(directory: Path, common_name: str) -> tuple[Path, Path]:
     """Create cert.pem/key.pem once; operators replace them with real ones in place."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
@@ -42,16 +45,30 @@ def ensure_certificate(directory: Path, common_name: str) -> tuple[Path, Path]:
         )
         .sign(key, hashes.SHA256())
     )
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    key_path.chmod(0o600)
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    _write_atomically(key_path, private)
+    _write_atomically(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write through a fresh file that is 0600 from its creation (mkstemp opens it O_EXCL),
+    then rename it into place: the key is never readable by others, not even for a moment,
+    and a crash never leaves half a file."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def server_context(directory: Path, common_name: str) -> ssl.SSLContext:
