@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import secrets
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from borderline import accounts
+from borderline.accounts import AccountError
 from borderline.config import Config, CustodianSection, RegionSection
 from borderline.delivery import DeliveryPlanner
-from borderline.directory import Directory, DirectoryError, RegionKeys, normalize_address
+from borderline.directory import Directory, DirectoryError, RegionKeys
 from borderline.law import Custodian as LawCustodian
 from borderline.law import Region as LawRegion
 from borderline.law import StaticFacts
 from borderline.store import MailStore, PostgresMailStore, SqliteMailStore
+from borderline.throttle import LoginThrottle
 from borderline.tlog import TransparencyLog
 from borderline.vault import Vault
-
-PASSWORD_HASHER = PasswordHasher()
-
-
-@functools.cache
-def _unknown_account_hash() -> str:
-    return PASSWORD_HASHER.hash(secrets.token_urlsafe(16))
-
-
-class AccountError(Exception):
-    pass
 
 
 class Region:
@@ -52,6 +38,9 @@ class Region:
         )
         self.directory = directory
         self.planner = DeliveryPlanner(section.id, self.vault, directory)
+        # One per region, shared by IMAP and SMTP submission: a guess costs the same wherever
+        # it is made.
+        self.logins = LoginThrottle()
         directory.publish_region(
             RegionKeys(section.id, self.vault.sealing_public_key, self.vault.signing_public_key)
         )
@@ -67,19 +56,7 @@ class Region:
         return self.log
 
     def check_password(self, address: str, password: str) -> bool:
-        stored = self.store.password_hash(address)
-        if stored is None:
-            # As slow as a real check, so timing does not tell which accounts exist.
-            with contextlib.suppress(VerificationError):
-                PASSWORD_HASHER.verify(_unknown_account_hash(), password)
-            return False
-        try:
-            PASSWORD_HASHER.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return False
-        if PASSWORD_HASHER.check_needs_rehash(stored):
-            self.store.set_password_hash(address, PASSWORD_HASHER.hash(password))
-        return True
+        return accounts.check_password(self.store, address, password)
 
     def close(self) -> None:
         self.store.close()
@@ -110,17 +87,8 @@ class Cloud:
 
     def add_account(self, address: str, region_id: str, password: str) -> str:
         """Home an account: directory entry, data key and mailboxes in its region only."""
-        try:
-            address = normalize_address(address)
-        except DirectoryError as exc:
-            raise AccountError(str(exc)) from exc
-        domain = address.rpartition("@")[2]
-        if domain not in self.config.cloud.domains:
-            raise AccountError(
-                f"{domain} is not a domain of this cloud ({', '.join(self.config.cloud.domains)})"
-            )
-        if len(password) < 8:
-            raise AccountError("the password must be at least 8 characters")
+        address = accounts.new_account_address(address, self.config.cloud.domains)
+        password_hash = accounts.hash_password(password)
         region = self.region(region_id)
         try:
             self.directory.add(address, region_id)
@@ -128,7 +96,7 @@ class Cloud:
             raise AccountError(str(exc)) from exc
         try:
             region.vault.create_account_key(address)
-            region.store.create_account(address, PASSWORD_HASHER.hash(password))
+            region.store.create_account(address, password_hash)
         except Exception:
             self.directory.remove(address)
             raise

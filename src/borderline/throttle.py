@@ -1,5 +1,14 @@
-"""Failed-login throttling shared by IMAP and SMTP submission: slows down password guessing
-per address and per client IP, and keeps slow password hashing off the event loop."""
+"""Failed-login throttling, one per region, shared by IMAP and SMTP submission.
+
+A guess is counted three ways: for the (account, client address) pair, for the client
+address across accounts, and for the account across client addresses. Each failure is
+answered after a delay that grows with the worst of the three, so a guesser slows down
+whatever it spreads its guesses over. Refusals (a temporary NO before any password check)
+aim at the guesser, not at the owner: a pair that failed too often is refused; an address
+or an account that failed too often is refused only for pairs that have not logged in
+successfully before, so the real user keeps getting in from where they always log in.
+State lives in memory (bounded), so a restart forgets it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+MAX_ENTRIES = 100_000
 
 
 @dataclass
@@ -16,9 +27,11 @@ class _Failures:
 
 
 class LoginThrottle:
-    """Failed logins per address and per client IP: after `free` failures each further one
-    is answered only after an exponentially growing delay, and after `lockout` failures
-    within `window` seconds logins from that address or IP get a temporary NO."""
+    """`free` failures are answered at once, then after `base_delay` doubling up to
+    `max_delay`. Within `window` seconds: `lockout` failures refuse the pair;
+    `address_lockout` failures from one client address, or `account_lockout` failures for
+    one account, refuse every pair that has no successful login in the last
+    `trust_seconds`."""
 
     def __init__(
         self,
@@ -26,34 +39,58 @@ class LoginThrottle:
         base_delay: float = 0.5,
         max_delay: float = 8.0,
         lockout: int = 10,
+        address_lockout: int = 100,
+        account_lockout: int = 50,
         window: float = 15 * 60,
+        trust_seconds: float = 30 * 24 * 3600,
     ) -> None:
         self.free = free
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.lockout = lockout
+        self.address_lockout = address_lockout
+        self.account_lockout = account_lockout
         self.window = window
-        self._failures: dict[str, _Failures] = {}
+        self.trust_seconds = trust_seconds
+        self._failures: dict[tuple[str, ...], _Failures] = {}
+        self._trusted: dict[tuple[str, str], float] = {}
 
-    def _count(self, key: str, now: float) -> int:
+    @staticmethod
+    def _keys(account: str, ip: str) -> tuple[tuple[str, ...], ...]:
+        return ("pair", account, ip), ("ip", ip), ("account", account)
+
+    def _count(self, key: tuple[str, ...], now: float) -> int:
         entry = self._failures.get(key)
         if entry is None or now - entry.first > self.window:
             return 0
         return entry.count
 
-    def locked(self, address: str, ip: str) -> bool:
-        now = time.monotonic()
-        return max(self._count("a:" + address, now), self._count("i:" + ip, now)) >= self.lockout
+    def _trusted_pair(self, account: str, ip: str, now: float) -> bool:
+        since = self._trusted.get((account, ip))
+        return since is not None and now - since <= self.trust_seconds
 
-    def failed(self, address: str, ip: str) -> float:
+    def locked(self, account: str, ip: str) -> bool:
+        """Whether to refuse this attempt before checking its password."""
+        now = time.monotonic()
+        pair, address, whole_account = (self._count(k, now) for k in self._keys(account, ip))
+        if pair >= self.lockout:
+            return True
+        if self._trusted_pair(account, ip, now):
+            return False
+        return address >= self.address_lockout or whole_account >= self.account_lockout
+
+    def failed(self, account: str, ip: str) -> float:
         """Record a failure; returns how long to wait before answering it."""
         now = time.monotonic()
-        if len(self._failures) > 100_000:
-            self._failures = {
-                k: v for k, v in self._failures.items() if now - v.first <= self.window
-            }
+        if len(self._failures) > MAX_ENTRIES:
+            live = sorted(
+                ((k, v) for k, v in self._failures.items() if now - v.first <= self.window),
+                key=lambda item: item[1].first,
+            )
+            # Bounded even under guesses from more addresses than it can hold: the oldest go.
+            self._failures = dict(live[-MAX_ENTRIES // 2 :])
         worst = 0
-        for key in ("a:" + address, "i:" + ip):
+        for key in self._keys(account, ip):
             entry = self._failures.get(key)
             if entry is None or now - entry.first > self.window:
                 entry = self._failures[key] = _Failures(0, now)
@@ -63,14 +100,21 @@ class LoginThrottle:
             return 0.0
         return float(min(self.max_delay, self.base_delay * 2 ** (worst - self.free - 1)))
 
-    def succeeded(self, address: str, ip: str) -> None:
-        self._failures.pop("a:" + address, None)
+    def succeeded(self, account: str, ip: str) -> None:
+        """The pair's failures are forgiven and the pair is trusted from now on."""
+        now = time.monotonic()
+        self._failures.pop(("pair", account, ip), None)
+        if len(self._trusted) > MAX_ENTRIES:
+            self._trusted = {
+                k: v for k, v in self._trusted.items() if now - v <= self.trust_seconds
+            }
+        self._trusted[(account, ip)] = now
 
-    async def attempt(self, check: Callable[[], bool], address: str, ip: str) -> bool:
+    async def attempt(self, check: Callable[[], bool], account: str, ip: str) -> bool:
         """Run a password check in a worker thread (argon2 takes ~0.1 s); a failure is
         recorded and answered only after the throttle's delay."""
         if await asyncio.to_thread(check):
-            self.succeeded(address, ip)
+            self.succeeded(account, ip)
             return True
-        await asyncio.sleep(self.failed(address, ip))
+        await asyncio.sleep(self.failed(account, ip))
         return False

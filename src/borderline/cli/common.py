@@ -13,7 +13,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from borderline.cloud import AccountError, Cloud
+from borderline.accounts import AccountError
+from borderline.cloud import Cloud
 from borderline.config import Config, ConfigError, load_config
 from borderline.directory import DirectoryError
 from borderline.store import StoreError

@@ -11,7 +11,6 @@ from urllib.parse import quote
 from borderline.cloud import Region
 from borderline.config import Config, Listen
 from borderline.imap.session import LINE_LIMIT, Session
-from borderline.throttle import LoginThrottle
 from borderline.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ class RegionImap:
         self.tls: ssl.SSLContext | None = server_context(
             region.root / "tls", f"{region.id}.{config.primary_domain}"
         )
-        self.throttle = LoginThrottle()
+        self.throttle = region.logins
         self.max_connections_per_ip = 100
         self._per_ip: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []

@@ -11,7 +11,6 @@ from borderline.config import Config, Listen
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
-from borderline.throttle import LoginThrottle
 from borderline.tls import server_context
 
 # aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH.
@@ -32,7 +31,7 @@ class RegionSmtp:
         self.relay = RelayWorker(region, config, self.committer)
         self.tls = server_context(region.root / "tls", f"{region.id}.{config.primary_domain}")
         self._servers: list[asyncio.Server] = []
-        self.throttle = LoginThrottle()
+        self.throttle = region.logins
 
     async def start(self) -> None:
         self.committer.start()

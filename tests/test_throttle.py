@@ -1,0 +1,96 @@
+"""Login throttling over real connections from several client addresses (all of 127/8 is
+loopback): a guesser slows and locks out itself, never the owner, and IMAP and SMTP
+submission of a region count guesses together."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+
+from borderline.throttle import LoginThrottle
+from tests.conftest import PASSWORD, RunningCloud
+
+ALICE = "alice@example.test"
+OWNER_IP, GUESSER_IP, NEIGHBOUR_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+
+
+def imap_login(running: RunningCloud, source: str, user: str, password: str) -> bytes:
+    """The tagged reply to a LOGIN sent from `source`."""
+    listen = running.cloud.region("eu-dublin").section.imap
+    assert listen is not None
+    with socket.create_connection(
+        (listen.host, listen.port), timeout=30, source_address=(source, 0)
+    ) as sock:
+        lines = sock.makefile("rb")
+        lines.readline()
+        sock.sendall(f'a LOGIN "{user}" "{password}"\r\n'.encode())
+        while not (line := lines.readline()).startswith(b"a "):
+            assert line, "connection closed"
+        return line.strip()
+
+
+def submission_login(running: RunningCloud, source: str, password: str) -> int:
+    listen = running.cloud.region("eu-dublin").section.submission
+    assert listen is not None
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP(listen.host, listen.port, timeout=30, source_address=(source, 0)) as client:
+        client.starttls(context=tls)
+        try:
+            return client.login(ALICE, password)[0]
+        except smtplib.SMTPAuthenticationError as refused:
+            return refused.smtp_code
+
+
+def fast(throttle: LoginThrottle) -> None:
+    throttle.base_delay, throttle.max_delay = 0.001, 0.001
+
+
+def test_guesses_lock_out_the_guesser_not_the_owner(running: RunningCloud) -> None:
+    throttle = running.cloud.region("eu-dublin").logins
+    fast(throttle)
+    throttle.account_lockout = 15
+    assert imap_login(running, OWNER_IP, ALICE, PASSWORD).startswith(b"a OK")
+    for attempt in range(throttle.lockout):
+        assert b"AUTHENTICATIONFAILED" in imap_login(running, GUESSER_IP, ALICE, f"guess {attempt}")
+    assert b"UNAVAILABLE" in imap_login(running, GUESSER_IP, ALICE, PASSWORD)  # even right
+    assert imap_login(running, OWNER_IP, ALICE, PASSWORD).startswith(b"a OK")
+    # Guesses spread over more addresses lock the account for addresses it never logged in
+    # from, still not for the owner's.
+    for attempt in range(throttle.account_lockout - throttle.lockout):
+        imap_login(running, f"127.0.1.{attempt + 1}", ALICE, "spread guess")
+    assert b"UNAVAILABLE" in imap_login(running, NEIGHBOUR_IP, ALICE, PASSWORD)
+    assert imap_login(running, OWNER_IP, ALICE, PASSWORD).startswith(b"a OK")
+
+
+def test_imap_and_submission_count_guesses_together(running: RunningCloud) -> None:
+    throttle = running.cloud.region("eu-dublin").logins
+    fast(throttle)
+    half = throttle.lockout // 2
+    for attempt in range(half):
+        assert b"AUTHENTICATIONFAILED" in imap_login(running, GUESSER_IP, ALICE, f"g{attempt}")
+    for _ in range(throttle.lockout - half):
+        assert submission_login(running, GUESSER_IP, "guess") == 535
+    assert submission_login(running, GUESSER_IP, PASSWORD) == 454
+    assert b"UNAVAILABLE" in imap_login(running, GUESSER_IP, ALICE, PASSWORD)
+    assert submission_login(running, OWNER_IP, PASSWORD) == 235
+
+
+def test_an_address_full_of_failures_spares_the_users_who_logged_in_from_it() -> None:
+    throttle = LoginThrottle(address_lockout=20)
+    throttle.succeeded("known@example.test", NEIGHBOUR_IP)
+    for n in range(20):
+        throttle.failed(f"user{n}@example.test", NEIGHBOUR_IP)
+    assert throttle.locked("new@example.test", NEIGHBOUR_IP)
+    assert not throttle.locked("known@example.test", NEIGHBOUR_IP)
+    assert not throttle.locked("new@example.test", OWNER_IP)
+
+
+def test_delays_grow_with_the_worst_count_and_stay_bounded() -> None:
+    throttle = LoginThrottle(free=2, base_delay=1.0, max_delay=4.0)
+    delays = [throttle.failed("a@example.test", GUESSER_IP) for _ in range(6)]
+    assert delays == [0.0, 0.0, 1.0, 2.0, 4.0, 4.0]
+    assert throttle.failed("b@example.test", GUESSER_IP) == 4.0, "the address counts too"
+    assert throttle.failed("a@example.test", OWNER_IP) == 4.0, "and so does the account"
+    assert throttle.failed("c@example.test", OWNER_IP) == 0.0
