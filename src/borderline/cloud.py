@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from borderline import accounts
@@ -15,6 +18,7 @@ from borderline.law import StaticFacts
 from borderline.store import MailStore, PostgresMailStore, SqliteMailStore
 from borderline.throttle import LoginThrottle
 from borderline.tlog import TransparencyLog
+from borderline.tls import load_certificate, server_context
 from borderline.vault import Vault
 
 
@@ -27,6 +31,7 @@ class Region:
         self.custodian: CustodianSection = config.custodian(section.custodian)
         self.domains = config.cloud.domains
         self.origin = f"{config.primary_domain}/{section.id}"
+        self.host_name = config.host_name(section.id)
         self.root = config.cloud.data_dir / section.id
         self.root.mkdir(parents=True, exist_ok=True)
         self.log: TransparencyLog | None = None
@@ -54,6 +59,17 @@ class Region:
         self.vault.access_log  # noqa: B018 - opens the log (and sets self.log) on first use
         assert self.log is not None
         return self.log
+
+    @functools.cached_property
+    def tls(self) -> ssl.SSLContext:
+        """The TLS context of every listener of this region (created with a self-signed
+        certificate on first use; replace tls/cert.pem and key.pem with real ones)."""
+        return server_context(self.root / "tls", self.host_name)
+
+    def reload_tls(self) -> None:
+        """Pick up replaced certificate files for new connections (SIGHUP)."""
+        if "tls" in self.__dict__:
+            load_certificate(self.tls, self.root / "tls")
 
     def check_password(self, address: str, password: str) -> bool:
         return accounts.check_password(self.store, address, password)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,6 +19,7 @@ from pydantic import (
 
 JURISDICTION_CODE = re.compile(r"^[A-Z]{2}$")
 REGION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 class ConfigError(Exception):
@@ -96,6 +97,9 @@ class RegionSection(_Strict):
     # a process serving every region uses [api] listen.
     api: ListenField | None = None
     store: str | None = None
+    # The name this region's servers give themselves (SMTP banner, Received, DSNs, TLS
+    # certificate); default <id>.<first cloud domain>.
+    host_name: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -121,11 +125,16 @@ class ApiSection(_Strict):
     listen: ListenField = Listen(host="127.0.0.1", port=8080)
 
 
+class LogSection(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "warning"
+
+
 class Config(_Strict):
     cloud: CloudSection
     custodians: list[CustodianSection] = Field(min_length=1)
     regions: list[RegionSection] = Field(min_length=1)
     api: ApiSection = ApiSection()
+    log: LogSection = LogSection()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -141,7 +150,30 @@ class Config(_Strict):
                     f"regions.{region.id}.custodian: {region.custodian!r} is not a custodian id"
                     f" (known: {', '.join(custodian_ids)})"
                 )
+        self._one_listener_per_address()
         return self
+
+    def _one_listener_per_address(self) -> None:
+        """Two listeners on one port fail at bind time, after half the server started: say
+        so at load time instead. A wildcard host takes the port on every address."""
+        taken: dict[int, list[tuple[str, str]]] = {}
+        listeners = [("api.listen", self.api.listen)] + [
+            (f"regions.{region.id}.{name}", address)
+            for region in self.regions
+            for name in ("smtp", "submission", "imap", "imaps", "api")
+            if (address := getattr(region, name)) is not None
+        ]
+        for key, address in listeners:
+            for other_key, other_host in taken.get(address.port, []):
+                if address.host == other_host or {address.host, other_host} & WILDCARD_HOSTS:
+                    raise ValueError(
+                        f"{key} and {other_key} both listen on port {address.port}"
+                        f" ({address} and {other_host}:{address.port})"
+                    )
+            taken.setdefault(address.port, []).append((key, address.host))
+
+    def host_name(self, region_id: str) -> str:
+        return self.region(region_id).host_name or f"{region_id}.{self.primary_domain}"
 
     def region(self, region_id: str) -> RegionSection:
         for region in self.regions:

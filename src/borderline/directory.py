@@ -87,6 +87,11 @@ class Directory:
             self._cache[address] = region
         return region
 
+    def forget_cached_homes(self) -> None:
+        """Look every address up afresh (accounts moved or removed by another process)."""
+        with self._lock:
+            self._cache.clear()
+
     def accounts(self, region_id: str | None = None) -> list[tuple[str, str]]:
         query = "SELECT address, region FROM accounts"
         params: tuple[str, ...] = ()

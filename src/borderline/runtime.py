@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
 
 from borderline.api import ApiServer
 from borderline.cloud import Cloud
-from borderline.config import Listen
+from borderline.config import ConfigError, Listen, load_config
 from borderline.imap import RegionImap
 from borderline.smtp.server import RegionSmtp
 
 log = logging.getLogger(__name__)
+
+
+class ServeError(Exception):
+    """The server cannot start as configured; the message says what to change."""
+
+
+class Service(Protocol):
+    """A listener or worker the runtime starts and stops."""
+
+    @property
+    def name(self) -> str: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class Runtime:
@@ -32,20 +50,28 @@ class Runtime:
         api_listen = _api_listen(cloud)
         self.api = [] if ingest_only or api_listen is None else [ApiServer(cloud, api_listen)]
 
+    @property
+    def services(self) -> list[Service]:
+        return [*self.smtp, *self.imap, *self.api]
+
     async def start(self) -> None:
-        for service in self.smtp:
-            await service.start()
-        for imap in self.imap:
-            await imap.start()
-        for api in self.api:
-            await api.start()
+        """Start every service, or none: if one cannot listen, those already started stop
+        again and the error names the service."""
+        begun: list[Service] = []
+        try:
+            for service in self.services:
+                begun.append(service)  # stopped again on failure, even if half started
+                try:
+                    await service.start()
+                except OSError as exc:
+                    raise ServeError(f"{service.name}: {exc.strerror or exc}") from exc
+        except BaseException:
+            for service in reversed(begun):
+                await service.stop()
+            raise
 
     async def stop(self) -> None:
-        for api in self.api:
-            await api.stop()
-        for imap in self.imap:
-            await imap.stop()
-        for service in self.smtp:
+        for service in reversed(self.services):
             await service.stop()
 
     async def relays_drained(self, timeout: float = 30.0) -> bool:
@@ -93,17 +119,84 @@ async def _stop_when_orphaned(stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def serve_forever(cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
+@contextlib.contextmanager
+def run_lock(cloud: Cloud) -> Iterator[None]:
+    """One server per region's data: a lock file beside each region's data, held while the
+    process lives (the kernel drops it when the process dies, even by SIGKILL)."""
+    held = []
+    try:
+        for region in cloud.regions.values():
+            path = region.root / "serve.pid"
+            file = path.open("a+")
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                pid = file.read().strip() or "unknown"
+                file.close()
+                raise ServeError(
+                    f"region {region.id} is already served from {region.root} (pid {pid})"
+                ) from None
+            file.seek(0)
+            file.truncate()
+            file.write(f"{os.getpid()}\n")
+            file.flush()
+            held.append(file)
+        yield
+    finally:
+        for file in held:
+            file.close()
+
+
+def reload(cloud: Cloud, config_path: Path) -> str:
+    """What SIGHUP reloads: the TLS certificates, the accounts' home regions (accounts added
+    or removed by other processes), and the log level. A config change that needs a restart
+    is refused and named; nothing else is touched."""
+    try:
+        fresh = load_config(config_path)
+    except ConfigError as exc:
+        return f"reload refused: {config_path} is not valid: {exc}"
+    changed = [
+        name
+        for name in ("cloud", "custodians", "regions", "api")
+        if getattr(fresh, name) != getattr(cloud.config, name)
+    ]
+    if changed:
+        return f"reload refused: [{'], ['.join(changed)}] changed; restart to apply"
+    for region in cloud.regions.values():
+        region.reload_tls()
+    cloud.directory.forget_cached_homes()
+    logging.getLogger().setLevel(fresh.log.level.upper())
+    return f"reloaded: TLS certificates, account homes, log level {fresh.log.level}"
+
+
+async def serve_forever(
+    cloud: Cloud,
+    ingest_only: bool = False,
+    reuse_port: bool = False,
+    config_path: Path | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Start everything, then announce it; run until SIGINT/SIGTERM, then stop cleanly.
+    SIGHUP reloads what can be reloaded safely (see `reload`)."""
     runtime = Runtime(cloud, ingest_only, reuse_port)
     await runtime.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if config_path is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: announce(reload(cloud, config_path)))
     watchdog = loop.create_task(_stop_when_orphaned(stop)) if ingest_only else None
+    if not ingest_only:
+        for region_id, name, address in listeners(cloud):
+            announce(f"{region_id:<12} {name:<11} {address}")
+        announce("serving; Ctrl-C or SIGTERM stops, SIGHUP reloads")
     try:
         await stop.wait()
     finally:
         if watchdog is not None:
             watchdog.cancel()
         await runtime.stop()
+    if not ingest_only:
+        announce("stopped")

@@ -72,8 +72,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def server_context(directory: Path, common_name: str) -> ssl.SSLContext:
-    cert_path, key_path = ensure_certificate(directory, common_name)
+    ensure_certificate(directory, common_name)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_path, key_path)
+    load_certificate(context, directory)
     return context
+
+
+def load_certificate(context: ssl.SSLContext, directory: Path) -> None:
+    """(Re)load cert.pem and key.pem into a context; new handshakes use them."""
+    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")

@@ -56,6 +56,7 @@ class ApiServer:
         self._server: _EmbeddedServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = self.listen.port
+        self.name = f"API {self.listen}"
 
     async def start(self) -> None:
         await self.publish()

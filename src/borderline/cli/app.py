@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import subprocess
@@ -13,9 +14,16 @@ from typing import Annotated
 import typer
 
 from borderline.cli import accounts, demo, legal_cmd, log_cmd
-from borderline.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, open_cloud
+from borderline.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    console,
+    fail,
+    open_cloud,
+    user_errors,
+)
 from borderline.config import example_config
-from borderline.runtime import listeners, serve_forever
+from borderline.runtime import run_lock, serve_forever
 
 app = typer.Typer(
     name="borderline",
@@ -61,23 +69,36 @@ def serve(
     ingest_only: Annotated[bool, typer.Option(hidden=True)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Serve every region (or one) until interrupted."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    """Serve every region (or one) until SIGINT or SIGTERM; SIGHUP reloads TLS certificates,
+    account homes and the log level.
+
+    Exit status: 0 after a clean stop; 1 if it cannot start (bad config, a port in use, the
+    region already served by another process), with the reason on one line.
+    """
     shared_port = ingest_workers > 1 or ingest_only
     with open_cloud(config, region) as cloud:
-        # Workers start once this process has created any missing keys and databases.
-        workers = [] if ingest_only else _spawn_ingest_workers(config, region, ingest_workers - 1)
-        try:
-            if not ingest_only:
-                for region_id, name, address in listeners(cloud):
-                    console.print(f"{region_id:<12} {name:<11} {address}")
-                console.print(f"serving with {ingest_workers} ingest process(es); Ctrl-C to stop")
-            asyncio.run(serve_forever(cloud, ingest_only, reuse_port=shared_port))
-        finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(10)
+        level = "info" if verbose else cloud.config.log.level
+        logging.basicConfig(level=level.upper())
+        with user_errors(), run_lock(cloud) if not ingest_only else contextlib.nullcontext():
+            # Workers start once this process has created any missing keys and databases.
+            workers = (
+                [] if ingest_only else _spawn_ingest_workers(config, region, ingest_workers - 1)
+            )
+            try:
+                asyncio.run(
+                    serve_forever(
+                        cloud,
+                        ingest_only,
+                        reuse_port=shared_port,
+                        config_path=config,
+                        announce=console.print,
+                    )
+                )
+            finally:
+                for worker in workers:
+                    worker.terminate()
+                for worker in workers:
+                    worker.wait(10)
 
 
 def _spawn_ingest_workers(

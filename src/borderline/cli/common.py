@@ -17,6 +17,7 @@ from borderline.accounts import AccountError
 from borderline.cloud import Cloud
 from borderline.config import Config, ConfigError, load_config
 from borderline.directory import DirectoryError
+from borderline.runtime import ServeError
 from borderline.store import StoreError
 from borderline.vault import KeyReleaseDenied
 
@@ -50,6 +51,7 @@ USER_ERRORS = (
     ConfigError,
     DirectoryError,
     KeyReleaseDenied,
+    ServeError,
     StoreError,
     ValueError,
     OSError,

@@ -11,7 +11,6 @@ from urllib.parse import quote
 from borderline.cloud import Region
 from borderline.config import Config, Listen
 from borderline.imap.session import LINE_LIMIT, Session
-from borderline.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +20,10 @@ WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 class RegionImap:
     def __init__(self, region: Region, config: Config) -> None:
         self.region = region
+        self.name = f"{region.id} IMAP"
         self.config = config
         self.max_message_size = config.cloud.max_message_size
-        self.tls: ssl.SSLContext | None = server_context(
-            region.root / "tls", f"{region.id}.{config.primary_domain}"
-        )
+        self.tls: ssl.SSLContext | None = region.tls
         self.throttle = region.logins
         self.max_connections_per_ip = 100
         self._per_ip: dict[str, int] = {}

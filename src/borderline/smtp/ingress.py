@@ -230,6 +230,6 @@ class IngressHandler:
         helo = (session.host_name or "unknown").replace("\r", "").replace("\n", "")[:255]
         stamp = email.utils.formatdate(received, usegmt=True)
         return (
-            f"Received: from {helo} ([{peer}])\r\n\tby {self.region.id}.borderline"
+            f"Received: from {helo} ([{peer}])\r\n\tby {self.region.host_name}"
             f" with {protocol}; {stamp}\r\n"
         ).encode()

@@ -11,7 +11,6 @@ from borderline.config import Config, Listen
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
-from borderline.tls import server_context
 
 # aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH.
 warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
@@ -24,12 +23,13 @@ class RegionSmtp:
         self, region: Region, config: Config, ingest_only: bool = False, reuse_port: bool = False
     ) -> None:
         self.region = region
+        self.name = f"{region.id} SMTP"
         self.config = config
         self.ingest_only = ingest_only
         self.reuse_port = reuse_port
         self.committer = GroupCommitter(region)
         self.relay = RelayWorker(region, config, self.committer)
-        self.tls = server_context(region.root / "tls", f"{region.id}.{config.primary_domain}")
+        self.tls = region.tls
         self._servers: list[asyncio.Server] = []
         self.throttle = region.logins
 
@@ -47,7 +47,7 @@ class RegionSmtp:
         handler = IngressHandler(
             self.region, self.committer, submission=submission, throttle=self.throttle
         )
-        hostname = f"{self.region.id}.{self.config.primary_domain}"
+        hostname = self.region.host_name
 
         def protocol() -> FastDataSMTP:
             return FastDataSMTP(

@@ -1,0 +1,121 @@
+"""`borderline serve` as an operator meets it: a busy port, a second server on the same data,
+a config with two listeners on one port, SIGHUP reloads and a clean stop."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from borderline.config import load_config
+from borderline.tls import ensure_certificate
+from tests.conftest import write_config
+from tests.test_cli import run
+
+
+def start(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "borderline", "serve", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+
+
+def read_until(server: subprocess.Popen[str], text: str, timeout: float = 60) -> list[str]:
+    assert server.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        assert line, (
+            f"server ended before {text!r}: {lines} {server.stderr and server.stderr.read()}"
+        )
+        lines.append(line)
+        if text in line:
+            return lines
+    raise AssertionError(f"no {text!r} within {timeout} s: {lines}")
+
+
+def certificate_seen(host: str, port: int) -> bytes:
+    """The DER certificate an IMAPS listener presents."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection((host, port), timeout=30) as sock,
+        context.wrap_socket(sock) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_a_busy_port_fails_before_anything_is_announced(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    imap = load_config(config).region("eu-dublin").imap
+    assert imap is not None
+    with socket.create_server((imap.host, imap.port)):
+        done = run("serve", "-c", str(config), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "serving" not in done.stdout and "eu-dublin" not in done.stdout
+    [line] = done.stderr.strip().splitlines()
+    assert "eu-dublin IMAP" in line and "address already in use" in line.lower()
+
+
+def test_two_listeners_on_one_port_are_a_config_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    text = config.read_text()
+    imap = load_config(config).region("us-east").imap
+    config.write_text(text.replace('imaps = "127.0.0.1:', f'imaps = "0.0.0.0:{imap.port}" #', 1))
+    done = run("account", "list", "-c", str(config), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "regions.us-east.imaps and regions.us-east.imap both listen on port" in done.stderr
+
+
+def test_one_server_per_data_reload_on_sighup_and_a_clean_stop(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    server = start(config)
+    try:
+        announced = read_until(server, "serving")
+        assert any("eu-dublin" in line and "imaps" in line for line in announced)
+
+        second = run("serve", "-c", str(config), cwd=tmp_path)
+        assert second.returncode == 1
+        assert f"already served from {tmp_path / 'data'}" in second.stderr
+        assert f"(pid {server.pid})" in second.stderr
+
+        imaps = load_config(config).region("eu-dublin").imaps
+        assert imaps is not None
+        before = certificate_seen(imaps.host, imaps.port)
+        tls_dir = tmp_path / "data" / "eu-dublin" / "tls"
+        fresh = tmp_path / "fresh"
+        ensure_certificate(fresh, "mail.example.test")
+        for name in ("cert.pem", "key.pem"):
+            shutil.copy(fresh / name, tls_dir / name)
+        server.send_signal(signal.SIGHUP)
+        assert "reloaded: TLS certificates" in read_until(server, "reload")[-1]
+        after = certificate_seen(imaps.host, imaps.port)
+        assert after != before and after == ssl.PEM_cert_to_DER_cert(
+            (fresh / "cert.pem").read_text()
+        )
+
+        config.write_text(
+            config.read_text().replace("max_message_size = 26214400", "max_message_size = 1000")
+        )
+        server.send_signal(signal.SIGHUP)
+        refused = read_until(server, "reload")[-1]
+        assert "reload refused: [cloud] changed; restart to apply" in refused
+        assert certificate_seen(imaps.host, imaps.port) == after  # still serving
+
+        server.send_signal(signal.SIGTERM)
+        assert read_until(server, "stopped")
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
+        server.wait()
