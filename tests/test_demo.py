@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from borderline.directory import Directory
+from borderline.report.logview import region_verifier_key
+from borderline.tlog import verify_checkpoint
 
 
 def test_demo_once(tmp_path: Path) -> None:
@@ -13,7 +18,7 @@ def test_demo_once(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=180,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "80"},  # as narrow as a terminal
     )
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
@@ -25,3 +30,15 @@ def test_demo_once(tmp_path: Path) -> None:
     assert "alice@example.test / content: REFER" in out
     assert out.count("signature verified") == 2
     assert "THIRD_PARTY_DATA_REQUEST, decision req2-item3" in out
+    assert "deprecated" not in out + result.stderr
+
+    # Data is printed whole, never wrapped at 80 columns: the note copied off the screen
+    # verifies against the region's published key.
+    note = re.search(
+        r"^example\.test/eu-dublin\n\d+\n\S+\n\n— example\.test/eu-dublin \S+\n", out, re.M
+    )
+    assert note is not None, out
+    directory = Directory(tmp_path / "data" / "directory.sqlite")
+    key = directory.region_keys("eu-dublin").signing_key
+    directory.close()
+    verify_checkpoint(note.group().encode(), region_verifier_key("example.test/eu-dublin", key))

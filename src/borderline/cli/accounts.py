@@ -6,13 +6,13 @@ import getpass
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from borderline.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
     JsonOption,
     console,
+    data_table,
     emphasis,
     fail,
     open_cloud,
@@ -59,7 +59,7 @@ def list_accounts(
     if as_json:
         print_json([{"address": a, "region": r} for a, r in rows])
         return
-    table = Table("address", "home region")
+    table = data_table("address", "home region")
     for address, home in rows:
         table.add_row(address, home)
     console.print(table)
@@ -107,7 +107,7 @@ def show(
             f" ({home.section.location}), keys held by {home.custodian.name}",
         )
     )
-    table = Table("mailbox", "special use", "messages", "unseen", "uidvalidity", "uidnext")
+    table = data_table("mailbox", "special use", "messages", "unseen", "uidvalidity", "uidnext")
     for m in mailboxes:
         table.add_row(
             m.name,

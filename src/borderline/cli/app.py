@@ -30,6 +30,7 @@ app = typer.Typer(
     help="Borderline: an email cloud that keeps mail inside its legal boundary.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 app.add_typer(accounts.app, name="account")
 app.add_typer(legal_cmd.request_app, name="request")

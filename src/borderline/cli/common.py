@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from borderline.accounts import AccountError
@@ -23,9 +24,20 @@ from borderline.vault import KeyReleaseDenied
 
 # Markup is off: references, names and reasons come from authorities and staff, and rich
 # would read "[/]" in them as a closing tag (a crash) or "[link=...]" as a link. Styling is
-# applied with Text objects only, never by putting text into a markup string.
-console = Console(markup=False, highlight=False)
-err_console = Console(stderr=True, markup=False, highlight=False)
+# applied with Text objects only, never by putting text into a markup string. Soft wrap:
+# a line is printed whole, never broken at the console width (a copied signed note, hash or
+# path must stay intact); the terminal folds it for the eye.
+console = Console(markup=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+
+
+def data_table(*headers: str) -> Table:
+    """A table whose cells wrap onto more lines when narrow but are never cut short, so no
+    two rows ever look the same because their ids were truncated."""
+    grid = Table()
+    for header in headers:
+        grid.add_column(header, overflow="fold")
+    return grid
 
 
 def emphasis(*parts: str) -> Text:

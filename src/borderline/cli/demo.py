@@ -17,9 +17,8 @@ from typing import Annotated
 
 import aiosmtplib
 import typer
-from rich.table import Table
 
-from borderline.cli.common import console, emphasis, fail
+from borderline.cli.common import console, data_table, emphasis, fail
 from borderline.cloud import Cloud, Region
 from borderline.config import example_config, load_config
 from borderline.law import LawEngine, load_request
@@ -132,7 +131,7 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
             raise RuntimeError("relays did not drain within 30 s")
 
         console.rule("2. where each message lives")
-        table = Table(
+        table = data_table(
             "message (read over IMAP)",
             "accepted in",
             "home region",

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from borderline.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
     JsonOption,
     console,
+    data_table,
     emphasis,
     fail,
     open_cloud,
@@ -129,7 +129,7 @@ def list_requests(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = F
             ]
         )
         return
-    table = Table("id", "reference", "instrument", "served on", "state", "outcomes")
+    table = data_table("id", "reference", "instrument", "served on", "state", "outcomes")
     for r in records:
         table.add_row(
             str(r.id), r.reference, r.request.instrument.type, r.served_on, r.state, _outcomes(r)
@@ -294,7 +294,7 @@ def notifications(
             ]
         )
         return
-    table = Table("id", "request", "reference", "account", "due")
+    table = data_table("id", "request", "reference", "account", "due")
     for n in rows:
         table.add_row(str(n.id), str(n.request_id), n.reference, n.account, n.due.isoformat())
     console.print(table)
@@ -318,7 +318,7 @@ def list_holds(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = Fals
     if as_json:
         print_json(rows)
         return
-    table = Table("region", "id", "account", "reference", "until")
+    table = data_table("region", "id", "account", "reference", "until")
     for row in rows:
         table.add_row(*(str(row[k]) for k in ("region", "id", "account", "reference", "until")))
     console.print(table)

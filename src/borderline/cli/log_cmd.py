@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from borderline.api.witness import create_witness_key, parse_signer_key, witness_dir
 from borderline.cli.common import (
@@ -26,6 +25,7 @@ from borderline.cli.common import (
     ConfigOption,
     JsonOption,
     console,
+    data_table,
     emphasis,
     fail,
     open_cloud,
@@ -115,7 +115,7 @@ def checkpoint(
     elif region is not None:
         sys.stdout.write(rows[0]["note"])
     else:
-        table = Table("region", "origin", "size", "root")
+        table = data_table("region", "origin", "size", "root")
         for row in rows:
             table.add_row(row["region"], row["origin"], str(row["size"]), row["root"])
         console.print(table)
@@ -257,7 +257,7 @@ def access_history(
     if as_json:
         print_json(data)
         return
-    table = Table("#", "time (UTC)", "justification", "principal", "decision", "note")
+    table = data_table("#", "time (UTC)", "justification", "principal", "decision", "note")
     for e, _ in events:
         note = f"revealed (sealed at #{e.sealed_index})" if e.sealed_index is not None else ""
         table.add_row(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
-import warnings
 
 from borderline.cloud import Region
 from borderline.config import Config, Listen
@@ -12,8 +12,11 @@ from borderline.smtp.ingress import GroupCommitter, IngressHandler
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
 
-# aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH.
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+# aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH and logs
+# a warning about it each time: about aiosmtpd, not about this server.
+logging.getLogger("mail.log").addFilter(
+    lambda record: "Session.login_data is deprecated" not in record.getMessage()
+)
 
 
 class RegionSmtp:
