@@ -23,7 +23,6 @@ from borderline.cli.common import (
     user_errors,
 )
 from borderline.config import example_config
-from borderline.runtime import run_lock, serve_forever
 
 app = typer.Typer(
     name="borderline",
@@ -76,15 +75,18 @@ def serve(
     Exit status: 0 after a clean stop; 1 if it cannot start (bad config, a port in use, the
     region already served by another process), with the reason on one line.
     """
+    # Imported here, as in `demo`: only the commands that serve load every server.
+    from borderline.runtime import ServeError, run_lock, serve_forever
+
     shared_port = ingest_workers > 1 or ingest_only
     with open_cloud(config, region) as cloud:
         level = "info" if verbose else cloud.config.log.level
         logging.basicConfig(level=level.upper())
-        with user_errors(), run_lock(cloud) if not ingest_only else contextlib.nullcontext():
+        lock = contextlib.nullcontext() if ingest_only else run_lock(cloud)
+        with user_errors(ServeError), lock:
             # Workers start once this process has created any missing keys and databases.
-            workers = (
-                [] if ingest_only else _spawn_ingest_workers(config, region, ingest_workers - 1)
-            )
+            extra_workers = 0 if ingest_only else ingest_workers - 1
+            workers = _spawn_ingest_workers(config, region, extra_workers)
             try:
                 asyncio.run(
                     serve_forever(

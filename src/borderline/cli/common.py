@@ -18,7 +18,6 @@ from borderline.accounts import AccountError
 from borderline.cloud import Cloud
 from borderline.config import Config, ConfigError, load_config
 from borderline.directory import DirectoryError
-from borderline.runtime import ServeError
 from borderline.store import StoreError
 from borderline.vault import KeyReleaseDenied
 
@@ -63,7 +62,6 @@ USER_ERRORS = (
     ConfigError,
     DirectoryError,
     KeyReleaseDenied,
-    ServeError,
     StoreError,
     ValueError,
     OSError,
@@ -79,12 +77,15 @@ def fail(message: str) -> typer.Exit:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into a one-line reason and exit status 1."""
+def user_errors(*more: type[Exception]) -> Iterator[None]:
+    """Turn the errors a user can fix (and `more` of a command's own) into a one-line reason
+    and exit status 1."""
     try:
         yield
-    except USER_ERRORS as exc:
-        raise fail(str(exc)) from exc
+    except Exception as exc:
+        if isinstance(exc, USER_ERRORS + more):
+            raise fail(str(exc)) from exc
+        raise
 
 
 def load(config_path: Path) -> Config:

@@ -25,7 +25,6 @@ from borderline.law import LawEngine, load_request
 from borderline.legal import demo_replay
 from borderline.legal.demo import EXAMPLES
 from borderline.residency import files_containing
-from borderline.runtime import Runtime, listeners
 
 DEMO_PASSWORD = "demo-password-1"
 ACCOUNTS = (
@@ -91,6 +90,10 @@ def _imap_referral(region: Region, address: str) -> str:
 
 
 async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
+    # Imported here: the runtime brings every server (FastAPI, uvicorn, aiosmtpd), which the
+    # commands that serve nothing should not pay for at start.
+    from borderline.runtime import Runtime, listeners
+
     runtime = Runtime(cloud)
     await runtime.start()
     try:
