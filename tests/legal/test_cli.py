@@ -31,7 +31,8 @@ def test_request_round_trip(tmp_path: Path) -> None:
     explained = json.loads(ok(tmp_path, "law", "explain", str(DUBLIN_WARRANT), "--json"))
     outcomes = [(d["item"]["account"], d["outcome"]) for d in explained["decisions"]]
     assert outcomes.count(("alice@example.test", "refer")) == 2
-    assert "route: MLAT request" in ok(tmp_path, "law", "explain", str(DUBLIN_WARRANT))
+    explained_text = ok(tmp_path, "law", "explain", str(DUBLIN_WARRANT))
+    assert "Lawful route: Send a request under the US-Ireland Mutual Legal" in explained_text
     assert json.loads(ok(tmp_path, "request", "list", "--json")) == []  # a dry run records nothing
 
     bad = tmp_path / "bad.toml"

@@ -22,7 +22,7 @@ from borderline.cli.common import (
     print_json,
     user_errors,
 )
-from borderline.law import LawEngine, explain_json, explain_text, load_request
+from borderline.law import LawBook, LawEngine, explain_json, explain_text, load_request
 from borderline.legal import LegalDesk, RequestRecord, verify_package
 
 request_app = typer.Typer(
@@ -46,13 +46,13 @@ def _outcomes(record: RequestRecord) -> str:
     return ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
 
 
-def _print_record(record: RequestRecord) -> None:
+def _print_record(record: RequestRecord, book: LawBook) -> None:
     console.print(
         f"[bold]request {record.id}[/] {record.reference}: [bold]{record.state}[/]"
         f" ({_outcomes(record)})",
         highlight=False,
     )
-    typer.echo(explain_text(record.request, [i.decision for i in record.items]))
+    typer.echo(explain_text(record.request, [i.decision for i in record.items], book))
     typer.echo("")
     for item in record.items:
         hold = f", hold {item.hold_id} in {item.hold_region}" if item.hold_id else ""
@@ -68,11 +68,11 @@ def _print_record(record: RequestRecord) -> None:
         typer.echo(f"  {h.at.isoformat()} {h.state:<10} {h.actor}{note}")
 
 
-def _show(record: RequestRecord, as_json: bool) -> None:
+def _show(record: RequestRecord, book: LawBook, as_json: bool) -> None:
     if as_json:
         print_json(record.to_json())
     else:
-        _print_record(record)
+        _print_record(record, book)
 
 
 @law_app.command("explain")
@@ -85,11 +85,12 @@ def explain(
     nothing."""
     with open_cloud(config) as cloud, user_errors():
         request = load_request(request_file)
-        decisions = LawEngine.load().decide(request, cloud.facts())
+        engine = LawEngine.load()
+        decisions = engine.decide(request, cloud.facts())
     if as_json:
         print_json(explain_json(request, decisions))
     else:
-        typer.echo(explain_text(request, decisions))
+        typer.echo(explain_text(request, decisions, engine.book))
 
 
 @request_app.command("submit")
@@ -101,7 +102,8 @@ def submit(
     """Record a request, decide each item and place preservation holds."""
     with _desk(config) as desk:
         record = desk.submit_file(request_file)
-    _show(record, as_json)
+        book = desk.engine.book
+    _show(record, book, as_json)
 
 
 @request_app.command("list")
@@ -139,7 +141,8 @@ def show(
     """A request's decisions with policies and citations, approvals, holds and history."""
     with _desk(config) as desk:
         record = desk.get(request_id)
-    _show(record, as_json)
+        book = desk.engine.book
+    _show(record, book, as_json)
 
 
 @request_app.command("approve")

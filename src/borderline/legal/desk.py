@@ -245,12 +245,13 @@ class LegalDesk:
 
 
 def refusal_note(record: RequestRecord) -> str:
-    """What the refusal tells the authority, item by item: grounds and the lawful route."""
+    """What the refusal tells the authority, item by item: the ground and the lawful route (or
+    that none exists)."""
     parts = []
     for item in record.items:
         d = item.decision
-        why = f"route: {d.route}" if d.route else d.ground or d.outcome
-        parts.append(f"{item.account}/{item.category}: {why}")
+        why = " ".join(filter(None, (d.ground, d.route and f"Lawful route: {d.route}")))
+        parts.append(f"{item.account}/{item.category}: {why or d.outcome}")
     return "refusal issued; " + "; ".join(parts)
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 
 from borderline.durable_sqlite import open_durable
 from borderline.law import Decision, LegalRequest
+from borderline.law.request import STORED
 
 State = Literal[
     "received", "decided", "in_review", "approved", "rejected", "fulfilled", "refused", "closed"
@@ -344,7 +345,7 @@ class LegalRecords:
             reference=str(row[1]),
             served_on=str(row[2]),
             state=row[3],
-            request=LegalRequest.model_validate_json(row[4]),
+            request=LegalRequest.model_validate_json(row[4], context={STORED: True}),
             ndo_until=date.fromisoformat(row[5]) if row[5] else None,
             submitted_at=datetime.fromisoformat(row[6]),
             reject_reason=row[7],
