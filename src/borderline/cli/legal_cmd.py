@@ -63,6 +63,14 @@ def _print_record(record: RequestRecord, book: LawBook) -> None:
         console.print(f"approved by: {', '.join(record.approvers)}", highlight=False)
     if record.reject_reason:
         console.print(f"rejected: {record.reject_reason}", highlight=False)
+    emergency = record.emergency()
+    if emergency:
+        decided = (
+            f"decided by {' and '.join(record.approvers)} at {emergency['decided_at']}"
+            if emergency["decided_at"]
+            else "not decided yet"
+        )
+        typer.echo(f"emergency: the danger stated: {emergency['danger']}; {decided}")
     for h in record.history:
         note = f": {h.note}" if h.note else ""
         typer.echo(f"  {h.at.isoformat()} {h.state:<10} {h.actor}{note}")

@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 DEFAULT_PRESERVATION = timedelta(days=90)
 ACTIONABLE = ("disclose", "preserve")
 CONTENT = "content"
-# Obligations that bar the transfer until they fall due: the enforcing state may still refuse
-# (e-Evidence Art. 8 and 12). Other obligations (a comity motion) are the reviewers' choice.
-WAIT_FOR = ("eu.eevidence.art8_notification",)
 
 
 def _slug(text: str) -> str:
@@ -127,11 +124,12 @@ class LegalDesk:
                 "preserved): reject it with a reason"
             )
         self._start_review(record, by)
+        note = _emergency_note(record)
         if "disclose" in outcomes:
-            self.records.add_approval(request_id, by, needed=2)
+            self.records.add_approval(request_id, by, needed=2, note=note)
         else:
             done: tuple[State, str] = ("fulfilled", "preservation holds placed on receipt")
-            self.records.add_approval(request_id, by, needed=1, then=done)
+            self.records.add_approval(request_id, by, needed=1, then=done, note=note)
         return self.records.get(request_id)
 
     def reject(self, request_id: int, by: str, reason: str) -> RequestRecord:
@@ -204,7 +202,7 @@ class LegalDesk:
             for item in record.items
             if item.outcome == "disclose"
             for o in item.decision.obligations
-            if o.policy_id in WAIT_FOR and o.due is not None and o.due > now
+            if o.holds_transfer and o.due is not None and o.due > now
         ]
         if waiting and not enforcing_state_confirmed:
             item, obligation = waiting[0]
@@ -255,25 +253,38 @@ def refusal_note(record: RequestRecord) -> str:
     return "refusal issued; " + "; ".join(parts)
 
 
-def _in_scope(request: LegalRequest, info: MessageInfo) -> bool:
+def _emergency_note(record: RequestRecord) -> str:
+    """What the approval records for an emergency: the approvers decided, on the danger stated."""
+    request = record.request
+    if not request.emergency:
+        return ""
+    kind = "voluntary " if any(i.decision.voluntary for i in record.items) else ""
+    return f"; {kind}emergency disclosure decided on the danger stated: {request.danger}"
+
+
+def _in_scope(request: LegalRequest, info: MessageInfo, until: datetime | None) -> bool:
+    """In the request's period, and (for stored-data orders) existing when it was served."""
     scope = request.scope
     if scope.start and info.internal_date < _midnight(scope.start).timestamp():
+        return False
+    if until and info.internal_date > until.timestamp():
         return False
     end = scope.to
     return not (end and info.internal_date >= _midnight(end + timedelta(days=1)).timestamp())
 
 
 def _messages(
-    store: MailStore, request: LegalRequest, account: str
+    store: MailStore, request: LegalRequest, item: ItemRecord
 ) -> Iterator[tuple[str, MessageInfo]]:
-    """Every message of the account in the request's date scope, including those a user
-    expunged but a hold retains."""
-    for box in sorted(store.mailboxes(account), key=lambda b: b.name):
+    """Every message of the item's account in its period, including those a user expunged but
+    a hold retains."""
+    until = item.decision.data_until
+    for box in sorted(store.mailboxes(item.account), key=lambda b: b.name):
         for info in store.messages(box.id):
-            if _in_scope(request, info):
+            if _in_scope(request, info, until):
                 yield box.name, info
-    for info in store.retained(account):
-        if _in_scope(request, info):
+    for info in store.retained(item.account):
+        if _in_scope(request, info, until):
             yield "(retained)", info
 
 
@@ -293,7 +304,7 @@ def _build(
     sealed_until = record.ndo_until if record.ndo_in_force(today) else None
     entries: list[dict[str, Any]] = []
     for item in items:
-        found = list(_messages(region.store, request, item.account))
+        found = list(_messages(region.store, request, item))
         entry: dict[str, Any] = {
             "decision_id": item.id,
             "account": item.account,
@@ -338,6 +349,7 @@ def _build(
             "instrument": request.instrument.model_dump(mode="json"),
             "scope": request.scope.model_dump(mode="json", by_alias=True),
             "nondisclosure_until": record.ndo_until.isoformat() if record.ndo_until else None,
+            "emergency": record.emergency(),
         },
         "region": region.id,
         "custodian": region.custodian.model_dump(mode="json"),

@@ -134,6 +134,19 @@ class RequestRecord:
     def ndo_in_force(self, today: date) -> bool:
         return self.ndo_until is not None and today < self.ndo_until
 
+    def emergency(self) -> dict[str, object] | None:
+        """For an emergency request, what is recorded and reported: the danger stated, who
+        decided and when (the approval), and whether disclosure was voluntary."""
+        if not self.request.emergency:
+            return None
+        approved = next((h for h in self.history if h.state == "approved"), None)
+        return {
+            "danger": self.request.danger,
+            "voluntary": any(i.decision.voluntary for i in self.items),
+            "decided_by": list(self.approvers) if approved else [],
+            "decided_at": approved.at.isoformat() if approved else None,
+        }
+
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
@@ -146,6 +159,7 @@ class RequestRecord:
             "nondisclosure_until": self.ndo_until.isoformat() if self.ndo_until else None,
             "submitted_at": self.submitted_at.isoformat(),
             "reject_reason": self.reject_reason,
+            "emergency": self.emergency(),
             "approvers": list(self.approvers),
             "items": [
                 {
@@ -279,11 +293,16 @@ class LegalRecords:
             self._move(db, request_id, "refused", actor, refusal)
 
     def add_approval(
-        self, request_id: int, approver: str, needed: int, then: tuple[State, str] | None = None
+        self,
+        request_id: int,
+        approver: str,
+        needed: int,
+        then: tuple[State, str] | None = None,
+        note: str = "",
     ) -> tuple[str, ...]:
         """Record one approver; the same person (case-insensitively) twice is refused. With
-        `needed` distinct approvers the request becomes approved (and then `then`, if given)
-        in the same transaction."""
+        `needed` distinct approvers the request becomes approved (its history noting who, and
+        `note`) and then `then`, if given, in the same transaction."""
         name = " ".join(approver.split())
         if not name:
             raise LegalError("--by: an approver must be named")
@@ -302,7 +321,7 @@ class LegalRecords:
             self._log(db, request_id, "in_review", name, "approved")
             approvers = self._approvers(db, request_id)
             if len(approvers) >= needed:
-                self._move(db, request_id, "approved", name, " and ".join(approvers))
+                self._move(db, request_id, "approved", name, " and ".join(approvers) + note)
                 if then is not None:
                     self._move(db, request_id, then[0], name, then[1])
             return approvers
