@@ -101,3 +101,11 @@ def test_preservation_and_hold_list(tmp_path: Path) -> None:
     assert [(h["region"], h["account"]) for h in holds] == [("us-east", "bob@example.test")]
     assert holds[0]["until"].startswith("2027-02-14")  # served 2026-11-16 + 90 days
     assert "fulfilled" in ok(tmp_path, "request", "approve", rid, "--by", "Ada")
+    hold = str(holds[0]["id"])
+    assert "beyond the legal maximum" in error(
+        tmp_path, "hold", "extend", hold, "--by", "Ada", "--until", "2027-06-01"
+    )
+    extended = json.loads(ok(tmp_path, "hold", "extend", hold, "--by", "Ada", "--json"))
+    assert extended["until"].startswith("2027-05-15")  # 90 + 90 days (2703(f)(2))
+    assert json.loads(ok(tmp_path, "hold", "list", "--json"))[0]["until"].startswith("2027-05-15")
+    assert "already extended" in error(tmp_path, "hold", "extend", hold, "--by", "Ben")

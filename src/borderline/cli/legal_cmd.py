@@ -1,4 +1,4 @@
-"""`borderline request ...`, `borderline hold list` and `borderline law explain`."""
+"""`borderline request ...`, `borderline hold list|extend` and `borderline law explain`."""
 
 from __future__ import annotations
 
@@ -328,3 +328,51 @@ def list_holds(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = Fals
     for row in rows:
         table.add_row(*(str(row[k]) for k in ("region", "id", "account", "reference", "until")))
     console.print(table)
+
+
+@hold_app.command("extend")
+def extend_hold(
+    hold_id: Annotated[int, typer.Argument(help="The hold's id (see `hold list`).")],
+    by: ByOption,
+    region: Annotated[
+        str | None, typer.Option("--region", help="The hold's region, if ids repeat.")
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="New end (YYYY-MM-DD or a date-time; default: the legal maximum)."),
+    ] = None,
+    note: Annotated[
+        str, typer.Option(help="The authority's renewed request (recorded in the history).")
+    ] = "",
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: JsonOption = False,
+) -> None:
+    """Extend a preservation hold once, on the authority's renewed request, up to the legal
+    maximum (2703(f): 90 + 90 days; EPOC-PR: 60 + 30); a second extension is refused."""
+    with _desk(config) as desk:
+        end = _instant("--until", until) if until else None
+        rid, new_end, limit = desk.extend_hold(hold_id, by, region, end, note)
+    if as_json:
+        print_json(
+            {
+                "region": rid,
+                "id": hold_id,
+                "until": new_end.isoformat(),
+                "legal_maximum": limit.isoformat(),
+            }
+        )
+    else:
+        console.print(
+            f"hold {hold_id} in {rid}: extended to {new_end.isoformat()} by {by}"
+            f" (legal maximum {limit.isoformat()}; no further extension)",
+            highlight=False,
+        )
+
+
+def _instant(option: str, text: str) -> datetime:
+    """A date (midnight UTC) or a date-time (naive means UTC) given on the command line."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{option}: not a date or date-time: {text}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -176,6 +176,58 @@ class LegalDesk:
             (rid, h) for rid, region in self.cloud.regions.items() for h in region.store.holds()
         ]
 
+    def extend_hold(
+        self,
+        hold_id: int,
+        by: str,
+        region_id: str | None = None,
+        until: datetime | None = None,
+        note: str = "",
+    ) -> tuple[str, datetime, datetime]:
+        """Extend a live preservation hold once, on the authority's renewed request, up to the
+        legal maximum (the instrument's preservation deadline plus its extension: 90 + 90 days
+        for 2703(f), 60 + 30 for an EPOC-PR); `until` defaults to that maximum. Returns the
+        region, the new end and the maximum."""
+        matches = [
+            (rid, h) for rid, h in self.holds() if h.id == hold_id and region_id in (None, rid)
+        ]
+        if not matches:
+            where = f" in {region_id}" if region_id else ""
+            raise LegalError(f"no live hold {hold_id}{where} (see `hold list`)")
+        if len(matches) > 1:
+            regions = ", ".join(rid for rid, _ in matches)
+            raise LegalError(f"hold {hold_id} exists in {regions}: name one with --region")
+        ((rid, hold),) = matches
+        items = self.records.hold_items(rid, hold_id)
+        if not items:
+            raise LegalError(f"hold {hold_id} in {rid} was not placed by a legal request")
+        self.records.check_not_extended(rid, hold_id)
+        rules = [d for i in items for d in i.decision.deadlines if d.extension_days]
+        if not rules:
+            raise LegalError(f"hold {hold_id} in {rid}: its instrument provides no extension")
+        rule = max(rules, key=lambda d: d.due + timedelta(days=d.extension_days or 0))
+        limit = rule.due + timedelta(days=rule.extension_days or 0)
+        end = until or limit
+        if end > limit:
+            raise LegalError(
+                f"--until {end.isoformat()}: beyond the legal maximum {limit.isoformat()}"
+                f" ({rule.label}; {rule.citation})"
+            )
+        if end.timestamp() <= hold.until:
+            current = datetime.fromtimestamp(hold.until, UTC).isoformat()
+            raise LegalError(f"--until {end.isoformat()}: not later than the hold's end, {current}")
+        store = self.cloud.region(rid).store
+        self.records.extend_hold(
+            items[0].request_id,
+            rid,
+            hold_id,
+            end,
+            by,
+            note,
+            lambda: store.extend_hold(hold_id, end.timestamp()),
+        )
+        return rid, end, limit
+
     # disclosure
 
     def export(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -72,6 +72,15 @@ CREATE TABLE IF NOT EXISTS history (
     state TEXT NOT NULL,
     actor TEXT NOT NULL,
     note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hold_extensions (
+    hold_region TEXT NOT NULL,
+    hold_id INTEGER NOT NULL,
+    request_id INTEGER NOT NULL REFERENCES requests (id),
+    until TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (hold_region, hold_id)
 );
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY,
@@ -339,6 +348,66 @@ class LegalRecords:
                 "UPDATE items SET hold_id = ?, hold_region = ? WHERE id = ?",
                 (hold_id, region, item_id),
             )
+
+    def hold_items(self, region: str, hold_id: int) -> list[ItemRecord]:
+        """The items a hold was placed for (all of one request and account)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT request_id FROM items WHERE hold_region = ? AND hold_id = ?",
+                (region, hold_id),
+            ).fetchall()
+        ids = {int(r[0]) for r in rows}
+        return [i for rid in sorted(ids) for i in self.get(rid).items if i.hold_id == hold_id]
+
+    def check_not_extended(self, region: str, hold_id: int) -> None:
+        """Refuse a second extension of a hold, naming the first."""
+        with self._lock:
+            self._not_extended(self._db, region, hold_id)
+
+    @staticmethod
+    def _not_extended(db: sqlite3.Connection, region: str, hold_id: int) -> None:
+        earlier = db.execute(
+            "SELECT actor, at FROM hold_extensions WHERE hold_region = ? AND hold_id = ?",
+            (region, hold_id),
+        ).fetchone()
+        if earlier:
+            raise LegalError(
+                f"hold {hold_id} in {region} was already extended by {earlier[0]} on"
+                f" {earlier[1]}: the law allows one extension"
+            )
+
+    def extend_hold(
+        self,
+        request_id: int,
+        region: str,
+        hold_id: int,
+        until: datetime,
+        actor: str,
+        note: str,
+        apply: Callable[[], None],
+    ) -> None:
+        """Record the one extension a hold may have and `apply` it (to the store) in the same
+        transaction: if the store refuses, nothing is recorded."""
+        name = " ".join(actor.split())
+        if not name:
+            raise LegalError("--by: who extends the hold must be named")
+        with self._tx() as db:
+            self._not_extended(db, region, hold_id)
+            db.execute(
+                "INSERT INTO hold_extensions (hold_region, hold_id, request_id, until, actor, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (region, hold_id, request_id, until.isoformat(), name, _now()),
+            )
+            row = db.execute("SELECT state FROM requests WHERE id = ?", (request_id,)).fetchone()
+            self._log(
+                db,
+                request_id,
+                row[0],
+                name,
+                f"hold {hold_id} in {region} extended to"
+                f" {until.isoformat()}" + (f": {note}" if note else ""),
+            )
+            apply()
 
     def get(self, request_id: int) -> RequestRecord:
         with self._lock:
