@@ -28,6 +28,12 @@ def test_demo_once(tmp_path: Path) -> None:
     assert "— example.test/eu-dublin" in out, "a signed checkpoint is shown"
     # The legal replay: 2013 law refers Alice's data; the MLAT-route order discloses it.
     assert "alice@example.test / content: REFER" in out
+    # The rule of 2013, cited as of 2013; the 2016 decision only as later history.
+    replay_2013 = out.split("The 2013 Dublin warrant")[1].split("served today")[0]
+    assert "presumption against extraterritoriality" in replay_2013
+    assert "Morrison v. National Australia Bank" in replay_2013
+    why, later = replay_2013.split("later, not the law of 2013-12-04", 1)
+    assert "829 F.3d 197" not in why and "829 F.3d 197" in later
     assert out.count("signature verified") == 2
     assert "THIRD_PARTY_DATA_REQUEST, decision req2-item3" in out
     assert "deprecated" not in out + result.stderr

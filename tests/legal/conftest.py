@@ -29,6 +29,7 @@ def request(
     received: str = "2026-11-20",
     reference: str = "T-1",
     issued_by: str = "judge",
+    scope_to: str = "2026-11-16",
     **extra: Any,
 ) -> LegalRequest:
     raw: dict[str, Any] = {
@@ -42,7 +43,7 @@ def request(
             "accounts": list(accounts),
             "categories": list(categories),
             "from": "2026-01-01",
-            "to": "2026-11-16",
+            "to": scope_to,
         },
         **extra,
     }

@@ -31,7 +31,8 @@ def test_request_round_trip(tmp_path: Path) -> None:
     explained = json.loads(ok(tmp_path, "law", "explain", str(DUBLIN_WARRANT), "--json"))
     outcomes = [(d["item"]["account"], d["outcome"]) for d in explained["decisions"]]
     assert outcomes.count(("alice@example.test", "refer")) == 2
-    assert "route: MLAT request" in ok(tmp_path, "law", "explain", str(DUBLIN_WARRANT))
+    explained_text = ok(tmp_path, "law", "explain", str(DUBLIN_WARRANT))
+    assert "Lawful route: Send a request under the US-Ireland Mutual Legal" in explained_text
     assert json.loads(ok(tmp_path, "request", "list", "--json")) == []  # a dry run records nothing
 
     bad = tmp_path / "bad.toml"
@@ -100,6 +101,14 @@ def test_preservation_and_hold_list(tmp_path: Path) -> None:
     assert [(h["region"], h["account"]) for h in holds] == [("us-east", "bob@example.test")]
     assert holds[0]["until"].startswith("2027-02-14")  # served 2026-11-16 + 90 days
     assert "fulfilled" in ok(tmp_path, "request", "approve", rid, "--by", "Ada")
+    hold = str(holds[0]["id"])
+    assert "beyond the legal maximum" in error(
+        tmp_path, "hold", "extend", hold, "--by", "Ada", "--until", "2027-06-01"
+    )
+    extended = json.loads(ok(tmp_path, "hold", "extend", hold, "--by", "Ada", "--json"))
+    assert extended["until"].startswith("2027-05-15")  # 90 + 90 days (2703(f)(2))
+    assert json.loads(ok(tmp_path, "hold", "list", "--json"))[0]["until"].startswith("2027-05-15")
+    assert "already extended" in error(tmp_path, "hold", "extend", hold, "--by", "Ben")
 
 
 def test_untrusted_text_is_printed_not_interpreted(tmp_path: Path) -> None:

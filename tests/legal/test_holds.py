@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from borderline.cloud import Cloud
-from borderline.legal import LegalDesk
+import pytest
 
-from .conftest import BOB, REVIEWERS, deliver, request
+from borderline.cloud import Cloud
+from borderline.legal import LegalDesk, LegalError
+
+from .conftest import ALICE, BOB, REVIEWERS, deliver, request
 
 PRESERVE: dict[str, Any] = {
     "type": "us_2703f_preservation",
@@ -58,3 +60,43 @@ def test_without_a_hold_expunge_deletes(cloud: Cloud) -> None:
     deliver(cloud, BOB, "ledger", "2026-03-01T09:00:00")
     assert len(_expunge_all(cloud, BOB)) == 1
     assert cloud.region("us-east").store.retained(BOB) == []
+
+
+def test_2703f_hold_is_extended_once_up_to_90_plus_90_days(desk: LegalDesk) -> None:
+    record = desk.submit(request(**PRESERVE, received="2026-11-20"))
+    served = datetime(2026, 11, 20, tzinfo=UTC)
+    ((region, hold),) = desk.holds()
+    with pytest.raises(LegalError, match="beyond the legal maximum 2027-05-19T00:00:00"):
+        desk.extend_hold(hold.id, "Ada", until=served + timedelta(days=181))
+    with pytest.raises(LegalError, match="not later than the hold's end"):
+        desk.extend_hold(hold.id, "Ada", until=served + timedelta(days=90))
+    assert desk.holds()[0][1].until == hold.until  # refusals change nothing
+
+    rid, end, limit = desk.extend_hold(hold.id, "Ada", note="renewed request R-2")
+    assert (rid, end, limit) == (region, served + timedelta(days=180), end)
+    assert desk.holds()[0][1].until == end.timestamp()
+    assert desk.get(record.id).history[-1].note == (
+        f"hold {hold.id} in us-east extended to 2027-05-19T00:00:00+00:00: renewed request R-2"
+    )
+    with pytest.raises(LegalError, match=r"already extended by Ada on .*one extension"):
+        desk.extend_hold(hold.id, "Ben", until=end)
+
+
+def test_epoc_pr_hold_is_extended_by_30_days(desk: LegalDesk) -> None:
+    desk.submit(
+        request(
+            "eu_epoc_pr",
+            country="FR",
+            served_on="ie-custodian",
+            issued_by="prosecutor",
+            accounts=(ALICE,),
+            categories=("content",),
+        )
+    )
+    ((_, hold),) = desk.holds()
+    served = datetime(2026, 11, 20, tzinfo=UTC)
+    assert hold.until == (served + timedelta(days=60)).timestamp()
+    _, end, _ = desk.extend_hold(hold.id, "Ada")
+    assert end == served + timedelta(days=90)
+    with pytest.raises(LegalError, match="no live hold 99"):
+        desk.extend_hold(99, "Ada")

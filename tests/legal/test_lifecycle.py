@@ -92,7 +92,7 @@ def test_nothing_to_approve_when_every_item_is_referred(desk: LegalDesk) -> None
     with pytest.raises(LegalError, match="nothing to approve"):
         desk.approve(record.id, REVIEWERS[0])
     refused = desk.reject(record.id, REVIEWERS[0], "no control of the keys: use the MLAT")
-    assert "route: MLAT request" in refused.history[-1].note
+    assert "Lawful route: Send a request under the US-Ireland Mutual" in refused.history[-1].note
 
 
 def test_bad_requests_are_not_recorded(desk: LegalDesk) -> None:

@@ -200,22 +200,23 @@ def test_existing_target_refused_before_any_release(
     assert [p.name for p in out.iterdir()] == [f"request-{request_id}-T-1-eu-dublin"]
 
 
+EPOC: dict[str, Any] = {
+    "type": "eu_epoc",
+    "country": "FR",
+    "categories": ("content",),
+    "instrument": {
+        "type": "eu_epoc",
+        "issued_by": "judge",
+        "served_on": "ie-custodian",
+        "max_penalty_years": 5,
+    },
+}
+
+
 def test_eevidence_transfer_waits_for_the_enforcing_state(
     cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
 ) -> None:
-    epoc = {
-        "type": "eu_epoc",
-        "country": "FR",
-        "categories": ("content",),
-        "instrument": {
-            "type": "eu_epoc",
-            "issued_by": "judge",
-            "served_on": "ie-custodian",
-            "offence": "fraud",
-            "max_penalty_years": 5,
-        },
-    }
-    request_id = _approved(desk, **epoc)
+    request_id = _approved(desk, **EPOC)
     obligation = desk.get(request_id).items[0].decision.obligations[0]
     assert obligation.policy_id == "eu.eevidence.art8_notification" and obligation.due
     log = cloud.region("eu-dublin").transparency_log
@@ -228,8 +229,79 @@ def test_eevidence_transfer_waits_for_the_enforcing_state(
     assert "enforcing state confirmed" in desk.get(request_id).history[-1].note
     assert log.size == before + 1
 
-    later = _approved(desk, **{**epoc, "reference": "T-2"})
+    later = _approved(desk, **{**EPOC, "reference": "T-2"})
     assert desk.export(later, tmp_path / "later", now=obligation.due + timedelta(seconds=1))
+
+
+def test_emergency_epoc_is_not_held_back_by_the_notification(
+    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+) -> None:
+    """Art. 10(4): an emergency EPOC is answered within 8 hours; the enforcing state objects
+    within 96 hours afterwards, so the transfer does not wait (it used to wait 10 days)."""
+    danger = "an attack on a hospital is planned for tonight"
+    request_id = _approved(desk, **EPOC, emergency=True, danger=danger)
+    (obligation,) = desk.get(request_id).items[0].decision.obligations
+    assert obligation.policy_id == "eu.eevidence.art8_emergency" and not obligation.holds_transfer
+    served = datetime(2026, 11, 20, tzinfo=UTC)
+    folders = desk.export(request_id, tmp_path / "out", now=served + timedelta(hours=1))
+    manifest = json.loads((folders["eu-dublin"] / "manifest.json").read_text())
+    assert manifest["request"]["emergency"]["danger"] == danger
+    assert manifest["request"]["emergency"]["voluntary"] is False
+
+
+def test_us_emergency_disclosure_is_recorded_as_one(
+    cloud: Cloud, desk: LegalDesk, tmp_path: Path
+) -> None:
+    """2702(b)(8) is voluntary: the record says who decided, on what danger, and when."""
+    deliver(cloud, BOB, "ransom note", "2026-06-01T10:00:00")
+    danger = "a named child is held and threatened with death"
+    record = desk.submit(
+        request(
+            "us_emergency_request",
+            country="US",
+            served_on="us-custodian",
+            issued_by="police",
+            accounts=(BOB,),
+            categories=("content",),
+            received="2026-11-20T03:00:00Z",
+            emergency=True,
+            danger=danger,
+        )
+    )
+    (item,) = record.items
+    assert item.decision.voluntary and "disclose.compelled" not in item.decision.policy_ids
+    assert record.emergency() == {
+        "danger": danger,
+        "voluntary": True,
+        "decided_by": [],
+        "decided_at": None,
+    }
+    desk.approve(record.id, REVIEWERS[0])
+    approved = desk.approve(record.id, REVIEWERS[1])
+    emergency = approved.emergency()
+    assert emergency is not None and emergency["decided_by"] == list(REVIEWERS)
+    decided = next(h for h in approved.history if h.state == "approved")
+    assert emergency["decided_at"] == decided.at.isoformat()
+    assert f"voluntary emergency disclosure decided on the danger stated: {danger}" in decided.note
+    assert approved.to_json()["emergency"] == emergency
+    folders = desk.export(record.id, tmp_path / "out")
+    manifest = json.loads((folders["us-east"] / "manifest.json").read_text())
+    assert manifest["request"]["emergency"] == emergency
+
+
+def test_messages_after_service_are_not_produced(
+    cloud: Cloud, desk: LegalDesk, tmp_path: Path
+) -> None:
+    """A stored-data order served on 2026-11-20 for a period to 2026-12-31 reaches only the
+    mail that existed when it was served."""
+    before = deliver(cloud, ALICE, "before service", "2026-11-19T10:00:00")
+    deliver(cloud, ALICE, "after service", "2026-11-25T10:00:00")
+    request_id = _approved(desk, categories=("content",), scope_to="2026-12-31")
+    (obligation,) = desk.get(request_id).items[0].decision.obligations
+    assert obligation.policy_id == "scope.cut_at_service"
+    folders = desk.export(request_id, tmp_path / "out")
+    emls = sorted((folders["eu-dublin"] / ALICE / "content").glob("*.eml"))
+    assert [p.read_bytes() for p in emls] == [before]
 
 
 def test_package_is_private_while_it_is_written(tmp_path: Path) -> None:

@@ -89,6 +89,21 @@ def _imap_referral(region: Region, address: str) -> str:
     raise RuntimeError(f"{region.id} served {address}, which is homed elsewhere")
 
 
+def _replay_2013(cloud: Cloud) -> list[str]:
+    """Each item with the rule of 2013 it was decided by and that rule's citations as of 2013;
+    what came later (the Second Circuit in 2016, the CLOUD Act) is shown as later history."""
+    lines = []
+    for d in LawEngine.load().decide(load_request(DUBLIN_2013), cloud.facts()):
+        lines.append(f"    {d.item.account} / {d.item.category}: {d.outcome.upper()}")
+        for reason in d.reasons:
+            if reason.role == "ground":
+                cites = f" [{'; '.join(reason.citations)}]" if reason.citations else ""
+                lines.append(f"      why: {reason.text}{cites}")
+        lines.append(f"      lawful route: {d.route}")
+        lines += [f"      later, not the law of {d.law_date}: {note}" for note in d.later_history]
+    return lines
+
+
 async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
     # Imported here: the runtime brings every server (FastAPI, uvicorn, aiosmtpd), which the
     # commands that serve nothing should not pay for at start.
@@ -170,12 +185,8 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
 
         console.rule("3. the law at the boundary: the Dublin warrant and the MLAT route")
         console.print("The 2013 Dublin warrant, decided under the law of 2013 (dry run):")
-        for decision in LawEngine.load().decide(load_request(DUBLIN_2013), cloud.facts()):
-            detail = decision.ground or decision.route or ""
-            console.print(
-                f"    {decision.item.account} / {decision.item.category}:"
-                f" {decision.outcome.upper()} {detail}"
-            )
+        for line in _replay_2013(cloud):
+            console.print(line)
         for line in await asyncio.to_thread(demo_replay, cloud, disclosures):
             console.print(line)
 

@@ -1,4 +1,4 @@
-"""`borderline request ...`, `borderline hold list` and `borderline law explain`."""
+"""`borderline request ...`, `borderline hold list|extend` and `borderline law explain`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from borderline.cli.common import (
     print_json,
     user_errors,
 )
-from borderline.law import LawEngine, explain_json, explain_text, load_request
+from borderline.law import LawBook, LawEngine, explain_json, explain_text, load_request
 from borderline.legal import LegalDesk, RequestRecord, verify_package
 
 request_app = typer.Typer(
@@ -47,7 +47,7 @@ def _outcomes(record: RequestRecord) -> str:
     return ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
 
 
-def _print_record(record: RequestRecord) -> None:
+def _print_record(record: RequestRecord, book: LawBook) -> None:
     console.print(
         emphasis(
             "",
@@ -57,7 +57,7 @@ def _print_record(record: RequestRecord) -> None:
             f" ({_outcomes(record)})",
         )
     )
-    typer.echo(explain_text(record.request, [i.decision for i in record.items]))
+    typer.echo(explain_text(record.request, [i.decision for i in record.items], book))
     typer.echo("")
     for item in record.items:
         hold = f", hold {item.hold_id} in {item.hold_region}" if item.hold_id else ""
@@ -68,16 +68,24 @@ def _print_record(record: RequestRecord) -> None:
         console.print(f"approved by: {', '.join(record.approvers)}", highlight=False)
     if record.reject_reason:
         console.print(f"rejected: {record.reject_reason}", highlight=False)
+    emergency = record.emergency()
+    if emergency:
+        decided = (
+            f"decided by {' and '.join(record.approvers)} at {emergency['decided_at']}"
+            if emergency["decided_at"]
+            else "not decided yet"
+        )
+        typer.echo(f"emergency: the danger stated: {emergency['danger']}; {decided}")
     for h in record.history:
         note = f": {h.note}" if h.note else ""
         typer.echo(f"  {h.at.isoformat()} {h.state:<10} {h.actor}{note}")
 
 
-def _show(record: RequestRecord, as_json: bool) -> None:
+def _show(record: RequestRecord, book: LawBook, as_json: bool) -> None:
     if as_json:
         print_json(record.to_json())
     else:
-        _print_record(record)
+        _print_record(record, book)
 
 
 @law_app.command("explain")
@@ -90,11 +98,12 @@ def explain(
     nothing."""
     with open_cloud(config) as cloud, user_errors():
         request = load_request(request_file)
-        decisions = LawEngine.load().decide(request, cloud.facts())
+        engine = LawEngine.load()
+        decisions = engine.decide(request, cloud.facts())
     if as_json:
         print_json(explain_json(request, decisions))
     else:
-        typer.echo(explain_text(request, decisions))
+        typer.echo(explain_text(request, decisions, engine.book))
 
 
 @request_app.command("submit")
@@ -106,7 +115,8 @@ def submit(
     """Record a request, decide each item and place preservation holds."""
     with _desk(config) as desk:
         record = desk.submit_file(request_file)
-    _show(record, as_json)
+        book = desk.engine.book
+    _show(record, book, as_json)
 
 
 @request_app.command("list")
@@ -144,7 +154,8 @@ def show(
     """A request's decisions with policies and citations, approvals, holds and history."""
     with _desk(config) as desk:
         record = desk.get(request_id)
-    _show(record, as_json)
+        book = desk.engine.book
+    _show(record, book, as_json)
 
 
 @request_app.command("approve")
@@ -322,3 +333,51 @@ def list_holds(config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = Fals
     for row in rows:
         table.add_row(*(str(row[k]) for k in ("region", "id", "account", "reference", "until")))
     console.print(table)
+
+
+@hold_app.command("extend")
+def extend_hold(
+    hold_id: Annotated[int, typer.Argument(help="The hold's id (see `hold list`).")],
+    by: ByOption,
+    region: Annotated[
+        str | None, typer.Option("--region", help="The hold's region, if ids repeat.")
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="New end (YYYY-MM-DD or a date-time; default: the legal maximum)."),
+    ] = None,
+    note: Annotated[
+        str, typer.Option(help="The authority's renewed request (recorded in the history).")
+    ] = "",
+    config: ConfigOption = DEFAULT_CONFIG,
+    as_json: JsonOption = False,
+) -> None:
+    """Extend a preservation hold once, on the authority's renewed request, up to the legal
+    maximum (2703(f): 90 + 90 days; EPOC-PR: 60 + 30); a second extension is refused."""
+    with _desk(config) as desk:
+        end = _instant("--until", until) if until else None
+        rid, new_end, limit = desk.extend_hold(hold_id, by, region, end, note)
+    if as_json:
+        print_json(
+            {
+                "region": rid,
+                "id": hold_id,
+                "until": new_end.isoformat(),
+                "legal_maximum": limit.isoformat(),
+            }
+        )
+    else:
+        console.print(
+            f"hold {hold_id} in {rid}: extended to {new_end.isoformat()} by {by}"
+            f" (legal maximum {limit.isoformat()}; no further extension)",
+            highlight=False,
+        )
+
+
+def _instant(option: str, text: str) -> datetime:
+    """A date (midnight UTC) or a date-time (naive means UTC) given on the command line."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{option}: not a date or date-time: {text}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

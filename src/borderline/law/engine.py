@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import cedarpy
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from borderline.law.facts import AccountLocation, Custodian, Facts
 from borderline.law.knowledge import (
@@ -24,11 +25,27 @@ from borderline.law.knowledge import (
     InstrumentType,
     LawBook,
     LawDataError,
+    ListedOffence,
 )
 from borderline.law.request import LegalRequest
 
 POLICY_DIR = Path(__file__).parent / "policies"
 NO_ACCOUNT = "account.not_found"
+# What a refusal says when no route exists: across a border, or at home.
+NO_ROUTE = "route.none"
+NO_ROUTE_DOMESTIC = "route.none_domestic"
+NO_ROUTES = (NO_ROUTE, NO_ROUTE_DOMESTIC)
+ART8_NOTIFICATION = "eu.eevidence.art8_notification"
+# How each kind of issuer reads in a sentence ("issued by the police").
+ISSUER_WORDS = {
+    "judge": "a judge",
+    "court": "a court",
+    "investigating_judge": "an investigating judge",
+    "prosecutor": "a prosecutor",
+    "police": "the police",
+    "agency": "an agency",
+    "central_authority": "a central authority",
+}
 
 Outcome = Literal["disclose", "reject", "refer", "preserve", "no_data"]
 Action = Literal["bind", "disclose", "preserve", "refer", "oblige"]
@@ -65,6 +82,17 @@ class Obligation(_Out):
     text: str
     due: datetime | None
     citations: list[str]
+    # The transfer must wait until `due` (unless the enforcing state confirms earlier).
+    holds_transfer: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recorded_before_holds_transfer(cls, data: Any) -> Any:
+        """Decisions recorded before `holds_transfer` existed: then the 10-day Art. 8
+        notification was the one obligation that held the transfer back."""
+        if isinstance(data, dict) and "holds_transfer" not in data:
+            return {**data, "holds_transfer": data.get("policy_id") == ART8_NOTIFICATION}
+        return data
 
 
 class Deadline(_Out):
@@ -85,6 +113,7 @@ class Decision(_Out):
     item: Item
     outcome: Outcome
     ground: str | None
+    # Every refusal (reject or refer) names the lawful route, or says plainly that none exists.
     route: str | None
     obligations: list[Obligation]
     deadlines: list[Deadline]
@@ -94,6 +123,13 @@ class Decision(_Out):
     law_date: date
     served_at: datetime
     location: Location | None
+    routes: list[str] = []
+    # Disclosure the custodian may, but need not, make (an emergency under 2702(b)(8)).
+    voluntary: bool = False
+    # A stored-data order reaches data that existed when it was served: nothing after this.
+    data_until: datetime | None = None
+    # Authorities from after the service date: context, never the law applied.
+    later_history: list[str] = []
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -178,8 +214,10 @@ class LawEngine:
         spec = self._instrument(request)
         served = facts.custodian(request.instrument.served_on)
         if served is None:
+            known = ", ".join(c.id for c in facts.custodians())
             raise LawError(
-                f"instrument.served_on: unknown custodian {request.instrument.served_on!r}"
+                f"{request.where}: instrument.served_on: unknown custodian "
+                f"{json.dumps(request.instrument.served_on)} (known: {known})"
             )
         decisions: dict[tuple[str, str], Decision] = {}
         targets: list[_Target] = []
@@ -198,27 +236,44 @@ class LawEngine:
                 decisions[(target.item.account, target.item.category)] = decision
         return [decisions[(a, c)] for a in request.scope.accounts for c in request.scope.categories]
 
+    @staticmethod
+    def _unknown(
+        request: LegalRequest, field: str, what: str, value: str, known: Iterable[str]
+    ) -> LawError:
+        names = ", ".join(sorted(known))
+        return LawError(
+            f"{request.where}: {field}: unknown {what} {json.dumps(value)} (known: {names})"
+        )
+
     def _instrument(self, request: LegalRequest) -> InstrumentType:
-        spec = self.book.instruments.get(request.instrument.type)
+        ins = request.instrument
+        spec = self.book.instruments.get(ins.type)
         if spec is None:
-            known = ", ".join(sorted(self.book.instruments))
-            raise LawError(
-                f"instrument.type: unknown instrument type {request.instrument.type!r} "
-                f"(known: {known})"
+            raise self._unknown(
+                request, "instrument.type", "instrument type", ins.type, self.book.instruments
             )
-        country = request.authority.country
-        if country not in self.book.jurisdictions:
-            raise LawError(f"authority.country: unknown jurisdiction {country!r}")
-        where = spec.issued_in
-        ok = where in ("*", country) or self.book.member_of(country, where, request.law_date)
-        if not ok:
-            raise LawError(
-                f"authority.country: a {spec.id} is issued in {where}, not by an authority "
-                f"of {country!r} on {request.law_date}"
+        jurisdictions = self.book.jurisdictions
+        for field, code in (
+            ("authority.country", request.authority.country),
+            ("instrument.offence_country", ins.offence_country),
+            ("scope.subject_residence", request.scope.subject_residence),
+        ):
+            if code is not None and code not in jurisdictions:
+                raise self._unknown(request, field, "jurisdiction", code, jurisdictions)
+        if ins.listed_offence is not None and ins.listed_offence not in self.book.listed_offences:
+            raise self._unknown(
+                request,
+                "instrument.listed_offence",
+                "listed offence",
+                ins.listed_offence,
+                self.book.listed_offences,
             )
-        residence = request.scope.subject_residence
-        if residence is not None and residence not in self.book.jurisdictions:
-            raise LawError(f"scope.subject_residence: unknown jurisdiction {residence!r}")
+        country, where = request.authority.country, spec.issued_in
+        if not (where in ("*", country) or self.book.member_of(country, where, request.law_date)):
+            raise LawError(
+                f"{request.where}: authority.country: a {spec.id} is issued in {where}, not by an"
+                f" authority of {jurisdictions[country].name} ({country}) on {request.law_date}"
+            )
         return spec
 
     def _decide(
@@ -257,14 +312,28 @@ class LawEngine:
                 deadlines = self._deadlines(request, spec)
             else:
                 ids = ([] if bound else bind_ids) + act_ids
-                routable, route_ids = refer[n]
-                outcome = "refer" if routable else "reject"
-                ids += route_ids if routable else []
+                routes = refer[n][1]
+                defect = any(self.book.policies[pid].defect for pid in ids)
+                outcome = "refer" if routes and not defect else "reject"
+                ids += routes or [self._no_route(request, target)]
                 obligations, deadlines = [], []
             out.append(
                 self._decision(request, target, outcome, ids, fields, obligations, deadlines)
             )
         return out
+
+    @staticmethod
+    def _target(request: LegalRequest, target: _Target) -> str:
+        """The state a route goes to: where the data is, unless its keys are held by a custodian
+        established outside the issuing state, whose state alone can compel it."""
+        holder = target.location.custodian.jurisdiction
+        return (
+            holder if holder != request.authority.country else target.location.region_jurisdiction
+        )
+
+    def _no_route(self, request: LegalRequest, target: _Target) -> str:
+        home = self._target(request, target) == request.authority.country
+        return NO_ROUTE_DOMESTIC if home else NO_ROUTE
 
     def _ask(
         self,
@@ -322,7 +391,8 @@ class LawEngine:
                     f"region {t.location.region_id!r}: unknown jurisdiction "
                     f"{t.location.region_jurisdiction!r}"
                 )
-        offence = (request.instrument.offence or "").lower()
+        scope = request.scope
+        agreement = spec.agreement
         instrument: dict[str, Any] = {
             "kind": spec.id,
             "family": spec.family,
@@ -332,10 +402,18 @@ class LawEngine:
             "served_on": _ref("Custodian", served.id),
             "reaches": list(spec.reaches),
             "preservation": spec.preservation,
+            "prospective": spec.prospective,
             "emergency": request.emergency,
-            "listed_offence": any(o in offence for o in self.book.listed_offences),
+            "listed_offence": self._listed_offence(request) is not None,
             "offence_in_issuing_state": request.instrument.offence_country == country,
+            "scope_starts_after_service": scope.start is not None and scope.start > day,
+            "scope_ends_after_service": scope.to is not None and scope.to > day,
+            "domestic_reach": sorted({c for s in self._domestic(request) for c in s.reaches}),
+            "agreement_in_force": agreement is not None and self.book.laws[agreement].covers(day),
+            "serious_crime_inclusive": bool(spec.serious_crime and spec.serious_crime.inclusive),
         }
+        if spec.serious_crime is not None:
+            instrument["serious_crime_years"] = spec.serious_crime.years
         if request.instrument.max_penalty_years is not None:
             instrument["max_penalty_years"] = request.instrument.max_penalty_years
         residence = request.scope.subject_residence
@@ -358,9 +436,9 @@ class LawEngine:
             {
                 "uid": {"type": "Jurisdiction", "id": code},
                 "attrs": {},
-                "parents": [{"type": "Bloc", "id": b} for b in j.blocs_on(day)],
+                "parents": [{"type": "Bloc", "id": b} for b in self.book.blocs_on(code, day)],
             }
-            for code, j in self.book.jurisdictions.items()
+            for code in self.book.jurisdictions
         ]
         entities += [
             {
@@ -375,6 +453,7 @@ class LawEngine:
         )
         for t in targets:
             attrs: dict[str, Any] = {
+                "target": _ref("Jurisdiction", self._target(request, t)),
                 "account": t.item.account,
                 "category": t.item.category,
                 "region": t.location.region_id,
@@ -389,23 +468,80 @@ class LawEngine:
         except ValueError as exc:
             raise CedarEvaluationError(f"entities do not fit the Cedar schema: {exc}") from exc
 
+    def _listed_offence(self, request: LegalRequest) -> ListedOffence | None:
+        """The Art. 5(4) offence the order names, if it counts (some need an information system)."""
+        ins = request.instrument
+        offence = self.book.listed_offences.get(ins.listed_offence or "")
+        if offence is None or (offence.by_information_system and not ins.by_information_system):
+            return None
+        return offence
+
+    def _domestic(self, request: LegalRequest) -> list[InstrumentType]:
+        """National orders the issuing state's authorities can use at home."""
+        country, day = request.authority.country, request.law_date
+        return [
+            s
+            for s in self.book.instruments.values()
+            if s.family == "national"
+            and not s.preservation
+            and (s.issued_in == country or self.book.member_of(country, s.issued_in, day))
+        ]
+
     def _fields(
         self, request: LegalRequest, spec: InstrumentType, served: Custodian, target: _Target
     ) -> dict[str, str]:
         names = self.book.jurisdictions
         holder = target.location.custodian
+        ins = request.instrument
+        data = names[target.location.region_jurisdiction]
+        state = names[self._target(request, target)]
+        category = target.item.category
+        penalty = (
+            f"a maximum of {ins.max_penalty_years} year{'s' * (ins.max_penalty_years != 1)}"
+            if ins.max_penalty_years is not None
+            else "no maximum penalty"
+        )
+        named = self.book.listed_offences.get(ins.listed_offence or "")
+        if named is not None and self._listed_offence(request) is None:
+            offence_basis = (
+                f"the order names {named.name}, which counts only if committed wholly or partly"
+                " by means of an information system, and does not say it was"
+            )
+        else:
+            offence_basis = f"the order states {penalty} and names no listed offence"
+        alternatives = "; or ".join(
+            f"{s.name}, issued by {_either(s.issuers)}"
+            for s in self._domestic(request)
+            if category in s.reaches
+        )
+        agreement = self.book.laws[spec.agreement].title if spec.agreement else ""
         return {
             "instrument": spec.name,
             "issuing": names[request.authority.country].name,
-            "issuer": request.instrument.issued_by.replace("_", " "),
+            "issuer": ISSUER_WORDS[ins.issued_by],
+            "issuers": _either(spec.issuers),
             "served": served.name,
             "served_jurisdiction": names[served.jurisdiction].name,
             "holder": holder.name,
             "holder_jurisdiction": names[holder.jurisdiction].name,
             "region": target.location.region_id,
-            "data_jurisdiction": names[target.location.region_jurisdiction].name,
-            "category": target.item.category,
+            "data_jurisdiction": data.name,
+            "target": state.name,
+            "target_central_authority": state.central_authority
+            or f"the central authority of {state.name}",
+            "category": category,
             "account": target.item.account,
+            "law_date": request.law_date.isoformat(),
+            "served_at": request.served_at.isoformat(),
+            "scope_from": str(request.scope.start or ""),
+            "scope_to": str(request.scope.to or ""),
+            "agreement": agreement,
+            "serious_crime": spec.serious_crime.describe() if spec.serious_crime else "",
+            "penalty": penalty,
+            "listed_offence": named.describe() if named else "",
+            "offence_basis": offence_basis,
+            "alternatives": alternatives,
+            "danger": request.danger or "",
         }
 
     def _reason(self, policy_id: str, fields: dict[str, str], day: date) -> Reason:
@@ -413,7 +549,7 @@ class LawEngine:
         return Reason(
             policy_id=policy_id,
             role=meaning.role,
-            text=meaning.text.format(**fields),
+            text=_sentence(meaning.text.format(**fields)),
             citations=self.book.citations(list(meaning.laws), day),
         )
 
@@ -422,11 +558,16 @@ class LawEngine:
     ) -> Obligation:
         reason = self._reason(policy_id, fields, request.law_date)
         meaning = self.book.policies[policy_id]
-        due = request.served_at + timedelta(days=meaning.days) if meaning.days else None
+        period = meaning.due_in()
+        due = request.served_at + period if period else None
         if meaning.until == "nondisclosure" and request.nondisclosure:
             due = datetime.combine(request.nondisclosure.until, time(), UTC)
         return Obligation(
-            policy_id=policy_id, text=reason.text, due=due, citations=reason.citations
+            policy_id=policy_id,
+            text=reason.text,
+            due=due,
+            citations=reason.citations,
+            holds_transfer=meaning.holds_transfer,
         )
 
     def _deadlines(self, request: LegalRequest, spec: InstrumentType) -> list[Deadline]:
@@ -453,35 +594,53 @@ class LawEngine:
         obligations: list[Obligation],
         deadlines: list[Deadline],
     ) -> Decision:
-        reasons = [self._reason(pid, fields, request.law_date) for pid in ids]
+        day = request.law_date
+        reasons = [self._reason(pid, fields, day) for pid in ids]
         grounds = [r.text for r in reasons if r.role == "ground"]
-        routes = [r.text for r in reasons if r.role == "route"]
-        instrument_laws = self.book.instruments[request.instrument.type].laws
-        citations = self.book.citations(list(instrument_laws), request.law_date)
+        routes = [r.text for r in reasons if r.role == "route" or r.policy_id in NO_ROUTES]
+        spec = self.book.instruments[request.instrument.type]
+        laws = [*spec.laws, *([spec.agreement] if spec.agreement else [])]
+        citations = self.book.citations(laws, day)
         for reason in reasons:
             citations += reason.citations
+        refused = outcome in ("reject", "refer")
         return Decision(
             item=target.item,
             outcome=outcome,
-            ground=grounds[0] if grounds and outcome in ("reject", "refer") else None,
-            route=routes[0] if outcome == "refer" else None,
+            ground=grounds[0] if grounds and refused else None,
+            route=routes[0] if refused else None,
+            routes=routes if refused else [],
             obligations=obligations,
             deadlines=deadlines,
             policy_ids=ids,
             citations=list(dict.fromkeys(citations)),
             reasons=reasons,
-            law_date=request.law_date,
+            law_date=day,
             served_at=request.served_at,
             location=Location(
                 region=target.location.region_id,
                 jurisdiction=target.location.region_jurisdiction,
                 custodian=target.location.custodian.id,
             ),
+            voluntary="disclose.voluntary" in ids,
+            data_until=None if spec.prospective else request.served_at,
+            later_history=self._later(ids, day),
         )
+
+    def _later(self, ids: list[str], day: date) -> list[str]:
+        """Authorities a policy names that came after the service date, as later history."""
+        notes = []
+        for pid in ids:
+            for later in self.book.policies[pid].later:
+                law = self.book.laws[later.law]
+                if law.start is None or law.start > day:
+                    when = law.start.isoformat() if law.start else "not in force"
+                    notes.append(f"{when}: {law.citation} {later.text}.")
+        return list(dict.fromkeys(notes))
 
     def _no_data(self, request: LegalRequest, item: Item) -> Decision:
         meaning = self.book.policies[NO_ACCOUNT]
-        text = meaning.text.format(account=item.account)
+        text = _sentence(meaning.text.format(account=item.account))
         citations = self.book.citations(list(meaning.laws), request.law_date)
         return Decision(
             item=item,
@@ -497,3 +656,15 @@ class LawEngine:
             served_at=request.served_at,
             location=None,
         )
+
+
+def _either(kinds: Iterable[str]) -> str:
+    """("judge", "court") -> "a judge or a court"."""
+    words = [ISSUER_WORDS.get(k, k) for k in kinds]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _sentence(text: str) -> str:
+    """Capitalised, and no doubled full stop where a name ends with one ("Inc.")."""
+    text = re.sub(r"\.\.(?=\s|$)", ".", text)
+    return text[:1].upper() + text[1:]

@@ -40,6 +40,10 @@ class AccountLocation:
 class Facts(Protocol):
     def custodian(self, custodian_id: str) -> Custodian | None: ...
 
+    def custodians(self) -> list[Custodian]:
+        """Every custodian, so an error about an unknown one can list the known ids."""
+        ...
+
     def locate(self, address: str) -> AccountLocation | None:
         """None means there is no such account (the item is decided `no_data`)."""
         ...
@@ -66,6 +70,9 @@ class StaticFacts:
 
     def custodian(self, custodian_id: str) -> Custodian | None:
         return self._custodians.get(custodian_id)
+
+    def custodians(self) -> list[Custodian]:
+        return sorted(self._custodians.values(), key=lambda c: c.id)
 
     def locate(self, address: str) -> AccountLocation | None:
         region_id = self._accounts.get(address.lower())

@@ -53,7 +53,8 @@ def _decisions(record: RequestRecord) -> list[str]:
     for item in record.items:
         d = item.decision
         where = f" [{d.location.region}, keys: {d.location.custodian}]" if d.location else ""
-        detail = f" -> {d.route}" if d.route else f" ({d.ground})" if d.ground else ""
+        detail = f" ({d.ground})" if d.outcome == "reject" else ""
+        detail += f" -> {d.route}" if d.route else ""
         lines.append(f"    {item.account} / {item.category}: {d.outcome.upper()}{where}{detail}")
     return lines
 

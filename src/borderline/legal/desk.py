@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 DEFAULT_PRESERVATION = timedelta(days=90)
 ACTIONABLE = ("disclose", "preserve")
 CONTENT = "content"
-# Obligations that bar the transfer until they fall due: the enforcing state may still refuse
-# (e-Evidence Art. 8 and 12). Other obligations (a comity motion) are the reviewers' choice.
-WAIT_FOR = ("eu.eevidence.art8_notification",)
 
 
 def _slug(text: str) -> str:
@@ -127,11 +124,12 @@ class LegalDesk:
                 "preserved): reject it with a reason"
             )
         self._start_review(record, by)
+        note = _emergency_note(record)
         if "disclose" in outcomes:
-            self.records.add_approval(request_id, by, needed=2)
+            self.records.add_approval(request_id, by, needed=2, note=note)
         else:
             done: tuple[State, str] = ("fulfilled", "preservation holds placed on receipt")
-            self.records.add_approval(request_id, by, needed=1, then=done)
+            self.records.add_approval(request_id, by, needed=1, then=done, note=note)
         return self.records.get(request_id)
 
     def reject(self, request_id: int, by: str, reason: str) -> RequestRecord:
@@ -178,6 +176,58 @@ class LegalDesk:
             (rid, h) for rid, region in self.cloud.regions.items() for h in region.store.holds()
         ]
 
+    def extend_hold(
+        self,
+        hold_id: int,
+        by: str,
+        region_id: str | None = None,
+        until: datetime | None = None,
+        note: str = "",
+    ) -> tuple[str, datetime, datetime]:
+        """Extend a live preservation hold once, on the authority's renewed request, up to the
+        legal maximum (the instrument's preservation deadline plus its extension: 90 + 90 days
+        for 2703(f), 60 + 30 for an EPOC-PR); `until` defaults to that maximum. Returns the
+        region, the new end and the maximum."""
+        matches = [
+            (rid, h) for rid, h in self.holds() if h.id == hold_id and region_id in (None, rid)
+        ]
+        if not matches:
+            where = f" in {region_id}" if region_id else ""
+            raise LegalError(f"no live hold {hold_id}{where} (see `hold list`)")
+        if len(matches) > 1:
+            regions = ", ".join(rid for rid, _ in matches)
+            raise LegalError(f"hold {hold_id} exists in {regions}: name one with --region")
+        ((rid, hold),) = matches
+        items = self.records.hold_items(rid, hold_id)
+        if not items:
+            raise LegalError(f"hold {hold_id} in {rid} was not placed by a legal request")
+        self.records.check_not_extended(rid, hold_id)
+        rules = [d for i in items for d in i.decision.deadlines if d.extension_days]
+        if not rules:
+            raise LegalError(f"hold {hold_id} in {rid}: its instrument provides no extension")
+        rule = max(rules, key=lambda d: d.due + timedelta(days=d.extension_days or 0))
+        limit = rule.due + timedelta(days=rule.extension_days or 0)
+        end = until or limit
+        if end > limit:
+            raise LegalError(
+                f"--until {end.isoformat()}: beyond the legal maximum {limit.isoformat()}"
+                f" ({rule.label}; {rule.citation})"
+            )
+        if end.timestamp() <= hold.until:
+            current = datetime.fromtimestamp(hold.until, UTC).isoformat()
+            raise LegalError(f"--until {end.isoformat()}: not later than the hold's end, {current}")
+        store = self.cloud.region(rid).store
+        self.records.extend_hold(
+            items[0].request_id,
+            rid,
+            hold_id,
+            end,
+            by,
+            note,
+            lambda: store.extend_hold(hold_id, end.timestamp()),
+        )
+        return rid, end, limit
+
     # disclosure
 
     def export(
@@ -204,7 +254,7 @@ class LegalDesk:
             for item in record.items
             if item.outcome == "disclose"
             for o in item.decision.obligations
-            if o.policy_id in WAIT_FOR and o.due is not None and o.due > now
+            if o.holds_transfer and o.due is not None and o.due > now
         ]
         if waiting and not enforcing_state_confirmed:
             item, obligation = waiting[0]
@@ -245,34 +295,48 @@ class LegalDesk:
 
 
 def refusal_note(record: RequestRecord) -> str:
-    """What the refusal tells the authority, item by item: grounds and the lawful route."""
+    """What the refusal tells the authority, item by item: the ground and the lawful route (or
+    that none exists)."""
     parts = []
     for item in record.items:
         d = item.decision
-        why = f"route: {d.route}" if d.route else d.ground or d.outcome
-        parts.append(f"{item.account}/{item.category}: {why}")
+        why = " ".join(filter(None, (d.ground, d.route and f"Lawful route: {d.route}")))
+        parts.append(f"{item.account}/{item.category}: {why or d.outcome}")
     return "refusal issued; " + "; ".join(parts)
 
 
-def _in_scope(request: LegalRequest, info: MessageInfo) -> bool:
+def _emergency_note(record: RequestRecord) -> str:
+    """What the approval records for an emergency: the approvers decided, on the danger stated."""
+    request = record.request
+    if not request.emergency:
+        return ""
+    kind = "voluntary " if any(i.decision.voluntary for i in record.items) else ""
+    return f"; {kind}emergency disclosure decided on the danger stated: {request.danger}"
+
+
+def _in_scope(request: LegalRequest, info: MessageInfo, until: datetime | None) -> bool:
+    """In the request's period, and (for stored-data orders) existing when it was served."""
     scope = request.scope
     if scope.start and info.internal_date < _midnight(scope.start).timestamp():
+        return False
+    if until and info.internal_date > until.timestamp():
         return False
     end = scope.to
     return not (end and info.internal_date >= _midnight(end + timedelta(days=1)).timestamp())
 
 
 def _messages(
-    store: MailStore, request: LegalRequest, account: str
+    store: MailStore, request: LegalRequest, item: ItemRecord
 ) -> Iterator[tuple[str, MessageInfo]]:
-    """Every message of the account in the request's date scope, including those a user
-    expunged but a hold retains."""
-    for box in sorted(store.mailboxes(account), key=lambda b: b.name):
+    """Every message of the item's account in its period, including those a user expunged but
+    a hold retains."""
+    until = item.decision.data_until
+    for box in sorted(store.mailboxes(item.account), key=lambda b: b.name):
         for info in store.messages(box.id):
-            if _in_scope(request, info):
+            if _in_scope(request, info, until):
                 yield box.name, info
-    for info in store.retained(account):
-        if _in_scope(request, info):
+    for info in store.retained(item.account):
+        if _in_scope(request, info, until):
             yield "(retained)", info
 
 
@@ -292,7 +356,7 @@ def _build(
     sealed_until = record.ndo_until if record.ndo_in_force(today) else None
     entries: list[dict[str, Any]] = []
     for item in items:
-        found = list(_messages(region.store, request, item.account))
+        found = list(_messages(region.store, request, item))
         entry: dict[str, Any] = {
             "decision_id": item.id,
             "account": item.account,
@@ -337,6 +401,7 @@ def _build(
             "instrument": request.instrument.model_dump(mode="json"),
             "scope": request.scope.model_dump(mode="json", by_alias=True),
             "nondisclosure_until": record.ndo_until.isoformat() if record.ndo_until else None,
+            "emergency": record.emergency(),
         },
         "region": region.id,
         "custodian": region.custodian.model_dump(mode="json"),

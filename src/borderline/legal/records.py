@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -17,6 +17,7 @@ from typing import Literal
 
 from borderline.durable_sqlite import open_durable
 from borderline.law import Decision, LegalRequest
+from borderline.law.request import STORED
 
 State = Literal[
     "received", "decided", "in_review", "approved", "rejected", "fulfilled", "refused", "closed"
@@ -71,6 +72,15 @@ CREATE TABLE IF NOT EXISTS history (
     state TEXT NOT NULL,
     actor TEXT NOT NULL,
     note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hold_extensions (
+    hold_region TEXT NOT NULL,
+    hold_id INTEGER NOT NULL,
+    request_id INTEGER NOT NULL REFERENCES requests (id),
+    until TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (hold_region, hold_id)
 );
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY,
@@ -133,6 +143,19 @@ class RequestRecord:
     def ndo_in_force(self, today: date) -> bool:
         return self.ndo_until is not None and today < self.ndo_until
 
+    def emergency(self) -> dict[str, object] | None:
+        """For an emergency request, what is recorded and reported: the danger stated, who
+        decided and when (the approval), and whether disclosure was voluntary."""
+        if not self.request.emergency:
+            return None
+        approved = next((h for h in self.history if h.state == "approved"), None)
+        return {
+            "danger": self.request.danger,
+            "voluntary": any(i.decision.voluntary for i in self.items),
+            "decided_by": list(self.approvers) if approved else [],
+            "decided_at": approved.at.isoformat() if approved else None,
+        }
+
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
@@ -145,6 +168,7 @@ class RequestRecord:
             "nondisclosure_until": self.ndo_until.isoformat() if self.ndo_until else None,
             "submitted_at": self.submitted_at.isoformat(),
             "reject_reason": self.reject_reason,
+            "emergency": self.emergency(),
             "approvers": list(self.approvers),
             "items": [
                 {
@@ -278,11 +302,16 @@ class LegalRecords:
             self._move(db, request_id, "refused", actor, refusal)
 
     def add_approval(
-        self, request_id: int, approver: str, needed: int, then: tuple[State, str] | None = None
+        self,
+        request_id: int,
+        approver: str,
+        needed: int,
+        then: tuple[State, str] | None = None,
+        note: str = "",
     ) -> tuple[str, ...]:
         """Record one approver; the same person (case-insensitively) twice is refused. With
-        `needed` distinct approvers the request becomes approved (and then `then`, if given)
-        in the same transaction."""
+        `needed` distinct approvers the request becomes approved (its history noting who, and
+        `note`) and then `then`, if given, in the same transaction."""
         name = " ".join(approver.split())
         if not name:
             raise LegalError("--by: an approver must be named")
@@ -301,7 +330,7 @@ class LegalRecords:
             self._log(db, request_id, "in_review", name, "approved")
             approvers = self._approvers(db, request_id)
             if len(approvers) >= needed:
-                self._move(db, request_id, "approved", name, " and ".join(approvers))
+                self._move(db, request_id, "approved", name, " and ".join(approvers) + note)
                 if then is not None:
                     self._move(db, request_id, then[0], name, then[1])
             return approvers
@@ -319,6 +348,66 @@ class LegalRecords:
                 "UPDATE items SET hold_id = ?, hold_region = ? WHERE id = ?",
                 (hold_id, region, item_id),
             )
+
+    def hold_items(self, region: str, hold_id: int) -> list[ItemRecord]:
+        """The items a hold was placed for (all of one request and account)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT request_id FROM items WHERE hold_region = ? AND hold_id = ?",
+                (region, hold_id),
+            ).fetchall()
+        ids = {int(r[0]) for r in rows}
+        return [i for rid in sorted(ids) for i in self.get(rid).items if i.hold_id == hold_id]
+
+    def check_not_extended(self, region: str, hold_id: int) -> None:
+        """Refuse a second extension of a hold, naming the first."""
+        with self._lock:
+            self._not_extended(self._db, region, hold_id)
+
+    @staticmethod
+    def _not_extended(db: sqlite3.Connection, region: str, hold_id: int) -> None:
+        earlier = db.execute(
+            "SELECT actor, at FROM hold_extensions WHERE hold_region = ? AND hold_id = ?",
+            (region, hold_id),
+        ).fetchone()
+        if earlier:
+            raise LegalError(
+                f"hold {hold_id} in {region} was already extended by {earlier[0]} on"
+                f" {earlier[1]}: the law allows one extension"
+            )
+
+    def extend_hold(
+        self,
+        request_id: int,
+        region: str,
+        hold_id: int,
+        until: datetime,
+        actor: str,
+        note: str,
+        apply: Callable[[], None],
+    ) -> None:
+        """Record the one extension a hold may have and `apply` it (to the store) in the same
+        transaction: if the store refuses, nothing is recorded."""
+        name = " ".join(actor.split())
+        if not name:
+            raise LegalError("--by: who extends the hold must be named")
+        with self._tx() as db:
+            self._not_extended(db, region, hold_id)
+            db.execute(
+                "INSERT INTO hold_extensions (hold_region, hold_id, request_id, until, actor, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (region, hold_id, request_id, until.isoformat(), name, _now()),
+            )
+            row = db.execute("SELECT state FROM requests WHERE id = ?", (request_id,)).fetchone()
+            self._log(
+                db,
+                request_id,
+                row[0],
+                name,
+                f"hold {hold_id} in {region} extended to"
+                f" {until.isoformat()}" + (f": {note}" if note else ""),
+            )
+            apply()
 
     def get(self, request_id: int) -> RequestRecord:
         with self._lock:
@@ -344,7 +433,7 @@ class LegalRecords:
             reference=str(row[1]),
             served_on=str(row[2]),
             state=row[3],
-            request=LegalRequest.model_validate_json(row[4]),
+            request=LegalRequest.model_validate_json(row[4], context={STORED: True}),
             ndo_until=date.fromisoformat(row[5]) if row[5] else None,
             submitted_at=datetime.fromisoformat(row[6]),
             reject_reason=row[7],

@@ -692,6 +692,15 @@ class PostgresMailStore:
             assert row is not None
             return int(row[0])
 
+    def extend_hold(self, hold_id: int, until: float) -> None:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE holds SET until = %s WHERE id = %s AND until > %s AND until < %s",
+                (until, hold_id, time.time(), until),
+            )
+            if cursor.rowcount != 1:
+                raise StoreError(f"no live hold {hold_id} that ends before {until}")
+
     def holds(self, now: float | None = None) -> list[Hold]:
         rows = self._rows(
             "SELECT id, account, reference, until FROM holds WHERE until > %s ORDER BY id",

@@ -595,6 +595,15 @@ class SqliteMailStore:
             )
             return int(cursor.lastrowid or 0)
 
+    def extend_hold(self, hold_id: int, until: float) -> None:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE holds SET until = ? WHERE id = ? AND until > ? AND until < ?",
+                (until, hold_id, time.time(), until),
+            )
+            if cursor.rowcount != 1:
+                raise StoreError(f"no live hold {hold_id} that ends before {until}")
+
     def holds(self, now: float | None = None) -> list[Hold]:
         rows = (
             self._reader()
