@@ -23,12 +23,11 @@ from borderline.law import (
     load_request,
 )
 from borderline.law.engine import POLICY_DIR
-from borderline.law.knowledge import DATA_DIR, LawBook, LawDataError
+from borderline.law.knowledge import DATA_DIR, EXAMPLES, LawBook, LawDataError
 from borderline.law.request import STORED
 
 from .conftest import make_facts, make_request
 
-EXAMPLES = Path(DATA_DIR).parent / "examples"
 BOUND = 'when { context.bound && principal.family != "voluntary" };'
 
 

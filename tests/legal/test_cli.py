@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from borderline.legal.demo import DUBLIN_WARRANT, MLAT_ORDER
+from borderline.cli.legal_demo import DUBLIN_WARRANT, MLAT_ORDER
 from tests.test_cli import run as borderline
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from borderline.cli.legal_demo import demo_replay
 from borderline.cloud import Cloud
-from borderline.legal import demo_replay
 
 
 def test_demo_replay(cloud: Cloud, tmp_path: Path) -> None:

@@ -19,11 +19,10 @@ import aiosmtplib
 import typer
 
 from borderline.cli.common import console, data_table, emphasis, fail
+from borderline.cli.legal_demo import demo_replay
 from borderline.cloud import Cloud, Region
 from borderline.config import example_config, load_config
-from borderline.law import LawEngine, load_request
-from borderline.legal import demo_replay
-from borderline.legal.demo import EXAMPLES
+from borderline.law import EXAMPLES, LawEngine, load_request
 from borderline.residency import files_containing
 
 DEMO_PASSWORD = "demo-password-1"

@@ -14,11 +14,12 @@ from borderline.law.engine import (
 )
 from borderline.law.explain import explain_json, explain_text
 from borderline.law.facts import AccountLocation, Custodian, Facts, Region, StaticFacts
-from borderline.law.knowledge import CATEGORIES, Category, LawBook, LawDataError
+from borderline.law.knowledge import CATEGORIES, EXAMPLES, Category, LawBook, LawDataError
 from borderline.law.request import LegalRequest, RequestFileError, load_request, parse_request
 
 __all__ = [
     "CATEGORIES",
+    "EXAMPLES",
     "AccountLocation",
     "Category",
     "CedarEvaluationError",

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import ErrorDetails
 
 DATA_DIR = Path(__file__).parent / "data"
+# Request files for the demo, the docs and the tests: the Dublin warrant, the MLAT route.
+EXAMPLES = Path(__file__).parent / "examples"
 
 Category = Literal["subscriber", "identification", "traffic", "content"]
 CATEGORIES: tuple[Category, ...] = ("subscriber", "identification", "traffic", "content")

@@ -1,6 +1,5 @@
 """Legal requests: records, decisions, two-person review, holds, disclosure, notification."""
 
-from borderline.legal.demo import demo_replay
 from borderline.legal.desk import LegalDesk, refusal_note
 from borderline.legal.package import PackageWriter, Verification, verify_package
 from borderline.legal.records import (
@@ -30,7 +29,6 @@ __all__ = [
     "TransitionError",
     "Verification",
     "decision_id",
-    "demo_replay",
     "refusal_note",
     "verify_package",
 ]

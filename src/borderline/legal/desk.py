@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import mailbox
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from borderline.law import LawEngine, LegalRequest, load_request
+from borderline.config import Config, CustodianSection, RegionSection
+from borderline.directory import Directory
+from borderline.law import Facts, LawEngine, LegalRequest, load_request
 from borderline.legal.package import PackageWriter
 from borderline.legal.records import (
     ItemRecord,
@@ -26,10 +28,7 @@ from borderline.legal.records import (
     TransitionError,
 )
 from borderline.store import Hold, MailStore, MessageInfo
-from borderline.vault import Justification, KeyReleaseDenied
-
-if TYPE_CHECKING:
-    from borderline.cloud import Cloud, Region
+from borderline.vault import Justification, KeyReleaseDenied, Vault
 
 # US 2703(f) preserves for 90 days; used only if an instrument names no preservation deadline.
 DEFAULT_PRESERVATION = timedelta(days=90)
@@ -45,10 +44,42 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
+class Site(Protocol):
+    """What the desk needs of a region: its store (holds, messages), its vault (logged key
+    releases, the package signature) and who holds its keys."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def store(self) -> MailStore: ...
+    @property
+    def vault(self) -> Vault: ...
+    @property
+    def custodian(self) -> CustodianSection: ...
+    @property
+    def section(self) -> RegionSection: ...
+
+
+class Sites(Protocol):
+    """What the desk needs of the cloud: where accounts are homed, the regions served here
+    and the facts the law engine decides on."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def directory(self) -> Directory: ...
+    @property
+    def regions(self) -> Mapping[str, Site]: ...
+    def region(self, region_id: str) -> Site: ...
+    def facts(self) -> Facts: ...
+
+
 class LegalDesk:
     """One cloud's legal workflow; records live in data_dir/legal.sqlite."""
 
-    def __init__(self, cloud: Cloud, engine: LawEngine | None = None) -> None:
+    def __init__(self, cloud: Sites, engine: LawEngine | None = None) -> None:
         self.cloud = cloud
         self._engine = engine
         self.records = LegalRecords(cloud.config.cloud.data_dir / "legal.sqlite")
@@ -80,7 +111,7 @@ class LegalDesk:
         self._preserve(record)
         return self.records.get(record.id)
 
-    def _region(self, account: str) -> Region:
+    def _region(self, account: str) -> Site:
         home = self.cloud.directory.home(account)
         if home is None:
             raise LegalError(f"{account}: no such account")
@@ -345,7 +376,7 @@ def _iso(timestamp: float) -> str:
 
 
 def _build(
-    region: Region,
+    region: Site,
     record: RequestRecord,
     items: list[ItemRecord],
     writer: PackageWriter,
@@ -425,7 +456,7 @@ def _build(
 
 
 def _metadata(
-    region: Region, item: ItemRecord, found: list[tuple[str, MessageInfo]]
+    region: Site, item: ItemRecord, found: list[tuple[str, MessageInfo]]
 ) -> dict[str, Any]:
     """Non-content records, read from the store's metadata without any key release."""
     account = {

@@ -1,4 +1,6 @@
-"""Replay the Dublin warrant (as served today) and the MLAT-route Irish order end to end."""
+"""The demo's legal part: replay the Dublin warrant (as served today) and the MLAT-route Irish
+order end to end on a running cloud. Demo scaffolding (it seeds accounts and mail), so it
+lives with the command line, not in the legal core."""
 
 from __future__ import annotations
 
@@ -8,17 +10,11 @@ import tempfile
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from borderline.law import load_request
-from borderline.legal.desk import LegalDesk
-from borderline.legal.package import verify_package
-from borderline.legal.records import LegalError, RequestRecord
+from borderline.cloud import Cloud
+from borderline.law import EXAMPLES, load_request
+from borderline.legal import LegalDesk, LegalError, RequestRecord, verify_package
 
-if TYPE_CHECKING:
-    from borderline.cloud import Cloud
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "law" / "examples"
 DUBLIN_WARRANT = EXAMPLES / "dublin_warrant_today.toml"
 MLAT_ORDER = EXAMPLES / "irish_court_order_mlat.toml"
 # The accounts the example request files name, and where the example config homes them.
@@ -59,7 +55,7 @@ def _decisions(record: RequestRecord) -> list[str]:
     return lines
 
 
-def _replay(desk: LegalDesk, path: Path, out: Path) -> list[str]:
+def _replay(cloud: Cloud, desk: LegalDesk, path: Path, out: Path) -> list[str]:
     record = desk.submit(load_request(path), actor="demo intake")
     ins = record.request.instrument
     lines = [
@@ -78,11 +74,11 @@ def _replay(desk: LegalDesk, path: Path, out: Path) -> list[str]:
     approved = desk.approve(record.id, REVIEWERS[1])
     lines.append(f"  {approved.state} by {' and '.join(approved.approvers)}")
     for region_id, folder in desk.export(record.id, out).items():
-        trusted = [desk.cloud.directory.region_keys(region_id).signing_key]
+        trusted = [cloud.directory.region_keys(region_id).signing_key]
         check = verify_package(folder, trusted)
         verdict = "verified" if check.ok else "FAILED: " + "; ".join(check.problems)
         lines.append(f"  package {folder}: {check.files_checked} files, signature {verdict}")
-        log = desk.cloud.region(region_id).transparency_log
+        log = cloud.region(region_id).transparency_log
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         for item in manifest["items"]:
             if item["key_release"]:
@@ -107,9 +103,9 @@ def demo_replay(cloud: Cloud, out: Path | None = None) -> list[str]:
     _seed(cloud)
     with LegalDesk(cloud) as desk:
         lines = ["Dublin warrant, served today on the US custodian:"]
-        lines += _replay(desk, DUBLIN_WARRANT, out)
+        lines += _replay(cloud, desk, DUBLIN_WARRANT, out)
         lines.append("The MLAT route: an Irish court order served on the Irish custodian:")
-        lines += _replay(desk, MLAT_ORDER, out)
+        lines += _replay(cloud, desk, MLAT_ORDER, out)
         due = desk.due_notifications(datetime.now(UTC).date())
         lines.append(f"user notices due today: {', '.join(n.account for n in due) or 'none'}")
     return lines
