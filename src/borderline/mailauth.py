@@ -29,9 +29,10 @@ import dkim
 import dns.exception
 import dns.name
 import dns.resolver
-import idna
 import spf
 from publicsuffixlist import PublicSuffixList
+
+from borderline.domains import ascii_domain
 
 _PUBLIC_SUFFIXES = PublicSuffixList()
 
@@ -468,25 +469,11 @@ def _from_domains(value: bytes) -> set[str]:
     text = value.decode("utf-8", "replace").replace("\r\n", "")
     domains = set()
     for _name, address in getaddresses([text]):
-        domain = _ascii_domain(address.rpartition("@")[2]) if "@" in address else None
+        domain = ascii_domain(address.rpartition("@")[2]) if "@" in address else None
         if domain is None:
             return set()
         domains.add(domain)
     return domains
-
-
-def _ascii_domain(domain: str) -> str | None:
-    """The A-label form of a syntactically valid domain name, lower case, or None."""
-    domain = domain.strip().rstrip(".")
-    try:
-        ascii_name = idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError:
-        return None
-    if not re.fullmatch(
-        r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}", ascii_name
-    ):
-        return None
-    return ascii_name
 
 
 # --- The disposition --------------------------------------------------------------------------
@@ -606,7 +593,7 @@ def _dmarc_props(result: AuthenticationResult) -> list[tuple[str, str]]:
 
 def _domain_of(address: str) -> str:
     domain = address.rpartition("@")[2]
-    return _ascii_domain(domain) or domain.lower()
+    return ascii_domain(domain) or domain.lower()
 
 
 def _text(value: bytes | str) -> str:

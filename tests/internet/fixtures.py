@@ -4,6 +4,7 @@ records, routes, served policies) is set by each test."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -61,3 +62,11 @@ def policy_server() -> Iterator[PolicyServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def silent_dns() -> Iterator[int]:
+    """A UDP port where nothing ever answers: every DNS query to it times out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        yield int(sink.getsockname()[1])

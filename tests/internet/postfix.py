@@ -162,7 +162,7 @@ class PostfixServer:
         """Send mail for `domain` (and nothing else changes) to host:port, no MX lookup."""
         self.routes[domain] = (host, port)
         self._write_transport()
-        self._postfix("reload")
+        self._reload()
 
     def postconf(self, **parameters: str) -> None:
         """Change main.cf parameters (e.g. smtp_tls_security_level="encrypt") and reload."""
@@ -173,7 +173,27 @@ class PostfixServer:
             "-e",
             *(f"{name}={value}" for name, value in parameters.items()),
         )
+        self._reload()
+
+    def _reload(self) -> None:
+        """Reload, and wait until the daemons started under the old configuration are gone,
+        so the next connection is served with the new one."""
+        old = self._daemons()
         self._postfix("reload")
+        wait_for(lambda: not (old & self._daemons()), 15, "Postfix daemons to restart")
+
+    def _daemons(self) -> set[int]:
+        """The processes master(8) started (itself excluded)."""
+        master = self._master_pid()
+        found = set()
+        for entry in Path("/proc").iterdir():
+            try:
+                stat = (entry / "stat").read_text()
+            except (OSError, ValueError):
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                found.add(int(entry.name))
+        return found
 
     def send(self, message: EmailMessage | bytes, sender: str, recipients: list[str]) -> str:
         """Hand a message to this Postfix over SMTP (as a local client, so it may relay);

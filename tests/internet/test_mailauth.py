@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import authres
 import dkim
-import pytest
 from cryptography.hazmat.primitives import serialization
 
 from borderline import dkimsign
@@ -182,14 +179,6 @@ def test_helo_identity_for_the_null_sender(dns: KnotServer) -> None:
         "helo",
         "mail.sender.test",
     )
-
-
-@pytest.fixture
-def silent_dns() -> Iterator[int]:
-    """A UDP port that never answers: every query to it times out."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        sink.bind(("127.0.0.1", 0))
-        yield int(sink.getsockname()[1])
 
 
 def test_unanswered_dns_is_temperror_within_the_budget(dns: KnotServer, silent_dns: int) -> None:
