@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.utils import getaddresses
+from email import errors, policy
 from typing import Any
 
 import dkim
@@ -35,6 +35,7 @@ from publicsuffixlist import PublicSuffixList
 from borderline.domains import ascii_domain
 
 _PUBLIC_SUFFIXES = PublicSuffixList()
+_MAX_FROM_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,12 @@ class _KeyLookup:
 def _check_dkim(message: bytes, budget: _DnsBudget, limits: Limits) -> tuple[DkimResult, ...]:
     headers, _ = _split(message)
     count = sum(1 for name, _ in _fields(headers) if name == b"dkim-signature")
+    if count == 0:
+        return ()
+    try:
+        dkim.rfc822_parse(message)
+    except dkim.DKIMException as error:  # a header line dkimpy cannot read
+        return (DkimResult("permerror", reason=str(error)),)
     results = []
     for index in range(min(count, limits.max_dkim_signatures)):
         verifier = dkim.DKIM(message, minkey=1024, timeout=limits.dns_timeout)
@@ -322,8 +329,8 @@ def _check_arc(message: bytes, budget: _DnsBudget, limits: Limits) -> ArcResult:
         return ArcResult("none")
     if seals > limits.max_arc_sets:
         return ArcResult("fail", seals, reason=f"more than {limits.max_arc_sets} ARC sets")
-    verifier = dkim.ARC(message, minkey=1024, timeout=limits.dns_timeout)
     try:
+        verifier = dkim.ARC(message, minkey=1024, timeout=limits.dns_timeout)
         cv, sets, reason = verifier.verify(dnsfunc=_KeyLookup(budget))
     except dkim.DKIMException as error:
         return ArcResult("fail", seals, reason=str(error))
@@ -356,7 +363,7 @@ def _check_dmarc(
     if header_problem:
         return DmarcResult("permerror", policy=Disposition.REJECT, reason=header_problem)
     headers, _ = _split(message)
-    values = [raw.split(b":", 1)[1] for name, raw in _fields(headers) if name == b"from"]
+    values = [raw.partition(b":")[2] for name, raw in _fields(headers) if name == b"from"]
     if len(values) != 1:
         return DmarcResult(
             "permerror",
@@ -466,10 +473,21 @@ def _organizational_domain(domain: str) -> str:
 
 
 def _from_domains(value: bytes) -> set[str]:
-    text = value.decode("utf-8", "replace").replace("\r\n", "")
+    """The From domains, or none at all when the field does not parse cleanly: a field
+    that parsers read differently (`a@victim.test]<b@evil.test>`) is a spoofing tool."""
+    if len(value) > _MAX_FROM_BYTES:
+        return set()
+    text = value.decode("utf-8", "replace").replace("\r\n", "").replace("\n", "")
+    try:
+        parsed = policy.default.header_factory("from", text.strip())
+        addresses = parsed.addresses
+    except (errors.HeaderParseError, IndexError, ValueError):  # the stdlib parser, on "0@"
+        return set()
+    if any(isinstance(defect, errors.InvalidHeaderDefect) for defect in parsed.defects):
+        return set()
     domains = set()
-    for _name, address in getaddresses([text]):
-        domain = ascii_domain(address.rpartition("@")[2]) if "@" in address else None
+    for address in addresses:
+        domain = ascii_domain(address.domain)
         if domain is None:
             return set()
         domains.add(domain)
@@ -503,13 +521,13 @@ def _disposition(
 
 
 def _split(message: bytes) -> tuple[bytes, bytes]:
-    """(header section with its line ends, the rest from the blank line on)."""
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        end = message.find(separator)
-        if end >= 0:
-            cut = end + len(separator) // 2
-            return message[:cut], message[cut:]
-    return message, b""
+    """(header section with its line ends, the rest from the blank line on), cut at the
+    first empty line however it ends, as dkimpy reads it."""
+    found = re.search(rb"\r?\n\r?\n", message)
+    if found is None:
+        return message, b""
+    cut = found.start() + (2 if message[found.start()] == 0x0D else 1)
+    return message[:cut], message[cut:]
 
 
 def _fields(headers: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -541,7 +559,7 @@ def _header_problem(message: bytes, limits: Limits) -> str:
 def _is_ours(name: bytes, raw: bytes, authserv_id: str) -> bool:
     if name != b"authentication-results":
         return False
-    value = raw.split(b":", 1)[1].decode("utf-8", "replace")
+    value = raw.partition(b":")[2].decode("utf-8", "replace")
     value = re.sub(r"\([^()]*\)", " ", value)  # CFWS comments around the authserv-id
     return value.split(";", 1)[0].strip().lower() == authserv_id
 

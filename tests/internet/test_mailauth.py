@@ -7,6 +7,8 @@ from typing import Any
 import authres
 import dkim
 from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from borderline import dkimsign
 from borderline.mailauth import (
@@ -270,3 +272,54 @@ def test_forged_results_for_our_authserv_id_are_removed() -> None:
         b"Authentication-Results: mx.theirs.test; spf=fail\r\n"
         b"Subject: s\r\n\r\nAuthentication-Results: mx.ours.test; in the body\r\n"
     )
+
+
+def test_a_from_field_parsers_disagree_on_is_not_evaluated(dns: KnotServer) -> None:
+    """`a@victim.test]<b@evil.test>`: one parser sees victim.test, another evil.test."""
+    dns.publish(sender_records())
+    result = check(dns, message("alice@sender.test]<x@evil.test>"))
+    assert (result.dmarc.result, result.disposition) == ("permerror", Disposition.REJECT)
+
+
+FIELD_NAMES = st.sampled_from(
+    [
+        "From",
+        "DKIM-Signature",
+        "ARC-Seal",
+        "ARC-Message-Signature",
+        "ARC-Authentication-Results",
+        "Authentication-Results",
+        "Subject",
+        "X-Any",
+    ]
+)
+TEXT = st.text(
+    alphabet=st.sampled_from(list('ab@.;="\\()<>,: \t\r\n\x00é-_0123456789')), max_size=60
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fields=st.lists(st.tuples(FIELD_NAMES, TEXT), max_size=8),
+    mail_from=TEXT,
+    helo=TEXT,
+    body=st.binary(max_size=80),
+)
+def test_hostile_input_never_crashes_or_breaks_the_header(
+    dns_server: KnotServer,
+    fields: list[tuple[str, str]],
+    mail_from: str,
+    helo: str,
+    body: bytes,
+) -> None:
+    raw = b"".join(f"{n}: {v}\r\n".encode() for n, v in fields) + b"\r\n" + body
+    result = authenticate(
+        raw, ip="192.0.2.1", mail_from=mail_from, helo=helo, resolver=dns_server.resolver(timeout=1)
+    )
+    field = result.header("mx.ours.test")
+    assert field.endswith("\r\n")
+    unfolded = field[:-2].replace("\r\n\t", " ")
+    assert "\r" not in unfolded and "\n" not in unfolded and "\x00" not in unfolded
+    assert len(strip_forged_results(raw, "mx.ours.test")) <= len(raw)
