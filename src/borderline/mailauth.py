@@ -143,7 +143,7 @@ def authenticate(
         dkim_results = _check_dkim(message, budget, limits)
         arc_result = _check_arc(message, budget, limits)
     dmarc_result = _check_dmarc(message, spf_result, dkim_results, budget, header_problem)
-    disposition, why = _disposition(dmarc_result, arc_result, trusted_arc_sealers, message)
+    disposition, why = _disposition(dmarc_result, arc_result, trusted_arc_sealers)
     return AuthenticationResult(
         spf_result, dkim_results, dmarc_result, arc_result, disposition, why, budget.queries
     )
@@ -501,7 +501,6 @@ def _disposition(
     dmarc_result: DmarcResult,
     arc_result: ArcResult,
     trusted_arc_sealers: frozenset[str],
-    message: bytes,
 ) -> tuple[Disposition, str]:
     if dmarc_result.result not in ("fail", "permerror"):
         return Disposition.ACCEPT, ""
