@@ -24,4 +24,4 @@ def test_demo_once(tmp_path: Path) -> None:
     # The legal replay: 2013 law refers Alice's data; the MLAT-route order discloses it.
     assert "alice@example.test / content: REFER" in out
     assert out.count("signature verified") == 2
-    assert "THIRD_PARTY_DATA_REQUEST, decision req2-item3" in out
+    assert "THIRD_PARTY_DATA_REQUEST, request req2" in out

@@ -7,11 +7,12 @@ import logging
 import os
 import signal
 
-from borderline.api import ApiServer
+from borderline.api import ApiServer, WitnessServer
 from borderline.cloud import Cloud
 from borderline.config import Listen
 from borderline.imap import RegionImap
 from borderline.smtp.server import RegionSmtp
+from borderline.tlog import Witness
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class Runtime:
 
     def __init__(self, cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
         self.cloud = cloud
+        self.ingest_only = ingest_only
         self.smtp = [
             RegionSmtp(region, cloud.config, ingest_only, reuse_port)
             for region in cloud.regions.values()
@@ -33,6 +35,8 @@ class Runtime:
         self.api = [] if ingest_only or api_listen is None else [ApiServer(cloud, api_listen)]
 
     async def start(self) -> None:
+        if not self.ingest_only:
+            await asyncio.to_thread(_open_logs, self.cloud)
         for service in self.smtp:
             await service.start()
         for imap in self.imap:
@@ -58,6 +62,13 @@ class Runtime:
                 return True
             await asyncio.sleep(0.05)
         return False
+
+
+def _open_logs(cloud: Cloud) -> None:
+    """Open (and so check) every log: a log smaller than a checkpoint it signed must stop
+    the server at start, not fail its first IMAP read."""
+    for region in cloud.regions.values():
+        region.transparency_log  # noqa: B018 - opening is the point
 
 
 def _api_listen(cloud: Cloud) -> Listen | None:
@@ -93,13 +104,19 @@ async def _stop_when_orphaned(stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def serve_forever(cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
-    runtime = Runtime(cloud, ingest_only, reuse_port)
-    await runtime.start()
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_forever(cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
+    runtime = Runtime(cloud, ingest_only, reuse_port)
+    await runtime.start()
+    stop = _stop_on_signals()
+    loop = asyncio.get_running_loop()
     watchdog = loop.create_task(_stop_when_orphaned(stop)) if ingest_only else None
     try:
         await stop.wait()
@@ -107,3 +124,13 @@ async def serve_forever(cloud: Cloud, ingest_only: bool = False, reuse_port: boo
         if watchdog is not None:
             watchdog.cancel()
         await runtime.stop()
+
+
+async def serve_witness(witness: Witness, listen: Listen) -> None:
+    """A standalone witness until SIGINT or SIGTERM (`borderline witness serve`)."""
+    server = WitnessServer(witness, listen)
+    await server.start()
+    try:
+        await _stop_on_signals().wait()
+    finally:
+        await server.stop()

@@ -11,10 +11,11 @@ from typing import Annotated
 
 import typer
 
-from borderline.cli import accounts, demo, legal_cmd, log_cmd
+from borderline.cli import accounts, demo, legal_cmd, log_cmd, report_cmd, witness_cmd
 from borderline.cli.common import DEFAULT_CONFIG, ConfigOption, console, fail, open_cloud
 from borderline.config import example_config
 from borderline.runtime import listeners, serve_forever
+from borderline.tlog import CorruptLogError
 
 app = typer.Typer(
     name="borderline",
@@ -29,7 +30,8 @@ app.add_typer(legal_cmd.law_app, name="law")
 app.command("demo")(demo.demo)
 app.add_typer(log_cmd.app, name="log")
 app.command("access-history")(log_cmd.access_history)
-app.command("report")(log_cmd.report)
+app.add_typer(report_cmd.app, name="report")
+app.add_typer(witness_cmd.app, name="witness")
 
 
 @app.command()
@@ -71,7 +73,10 @@ def serve(
                 for region_id, name, address in listeners(cloud):
                     console.print(f"{region_id:<12} {name:<11} {address}")
                 console.print(f"serving with {ingest_workers} ingest process(es); Ctrl-C to stop")
-            asyncio.run(serve_forever(cloud, ingest_only, reuse_port=shared_port))
+            try:
+                asyncio.run(serve_forever(cloud, ingest_only, reuse_port=shared_port))
+            except CorruptLogError as exc:
+                raise fail(f"not starting: {exc}") from exc
         finally:
             for worker in workers:
                 worker.terminate()

@@ -11,6 +11,7 @@ import secrets
 import socket
 import tempfile
 from collections import Counter
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,7 @@ from borderline.config import example_config, load_config
 from borderline.law import LawEngine, load_request
 from borderline.legal import demo_replay
 from borderline.legal.demo import EXAMPLES
+from borderline.report.logview import ACCESS_TYPES
 from borderline.residency import files_containing
 from borderline.runtime import Runtime, listeners
 
@@ -89,6 +91,38 @@ def _imap_referral(region: Region, address: str) -> str:
             reason = refused.args[0]
             return reason.decode() if isinstance(reason, bytes) else str(reason)
     raise RuntimeError(f"{region.id} served {address}, which is homed elsewhere")
+
+
+def _names_no_one(region: Region, address: str) -> None:
+    """Show a public entry, then the account holder opening her own (access-history)."""
+    console.rule("5. a public record that names no one")
+    log = region.transparency_log
+    entries = [json.loads(log.entry(i)) for i in range(log.size)]
+    console.print(f"{region.id} log entry 0, as anyone reads it:", highlight=False)
+    console.print(json.dumps(entries[0], sort_keys=True), highlight=False, markup=False)
+    format1 = sum(1 for e in entries if e.get("type") in ACCESS_TYPES and "v" not in e)
+    if format1:
+        console.print(
+            f"{format1} entries predate format 2 and name accounts by an unsalted hash: they"
+            " stay (a Merkle log cannot forget) and are not reissued; see docs/tlog.md",
+            highlight=False,
+        )
+    where = {e["commitment"]: i for i, e in enumerate(entries) if "commitment" in e}
+    where.update(
+        {e["event"]["commitment"]: i for i, e in enumerate(entries) if e.get("type") == "reveal"}
+    )
+    console.print(
+        f"{address} opens her own entries with her account's key (borderline access-history):",
+        highlight=False,
+    )
+    for record in region.vault.access_records(address, datetime.now(UTC).date()):
+        fields = record.fields
+        console.print(
+            f"    entry #{where.get(record.commitment, '?')}: {fields['justification']} by"
+            f" {fields['principal']} at {fields['time']}; commitment opens: {record.opens()}",
+            highlight=False,
+            markup=False,
+        )
 
 
 async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
@@ -189,6 +223,7 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
                 highlight=False,
             )
             console.print(log.checkpoint().decode(), highlight=False)
+        _names_no_one(eu, "alice@example.test")
         if not once:
             console.rule("serving; Ctrl-C to stop")
             for region_id, name, address in listeners(cloud):
