@@ -35,6 +35,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/imap_fetch.py
 	$(BIN)/python bench/tlog.py
+	@# The log API benchmark's peer is nginx serving the same tiles as static files.
+	@test -x /usr/sbin/nginx || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx-light >/dev/null)
+	$(BIN)/python bench/log_api.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

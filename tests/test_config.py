@@ -48,3 +48,22 @@ def test_relative_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
     path = tmp_path / "borderline.toml"
     path.write_text(example_config(Path("data")))
     assert load_config(path).cloud.data_dir == tmp_path / "data"
+
+
+def test_witnesses_per_region_and_their_quorum(tmp_path: Path) -> None:
+    from borderline.tlog.witnesskey import create_witness_key
+
+    key = create_witness_key(tmp_path / "w", "w.example.test/1")
+    text = example_config(tmp_path)
+    listed = f'[[regions.witnesses]]\nurl = "http://127.0.0.1:2600/"\nkey = "{key}"\n'
+    config = parse_config(text.replace("\n[api]\n", f"\n{listed}\n[api]\n"))
+    dublin = config.region("eu-dublin")
+    assert dublin.witnesses[0].url == "http://127.0.0.1:2600" and dublin.quorum == 1
+    assert config.region("us-east").quorum == 0
+    for bad, expected in (
+        (f"witness_quorum = 2\n{listed}", "witness_quorum 2 is more than the 1 witnesses"),
+        (listed.replace(key, "w+00000000+AA=="), "regions.1.witnesses.0.key"),
+        (listed.replace("http://127.0.0.1:2600/", "ftp://x"), "is not an http:// or https://"),
+    ):
+        with pytest.raises(ConfigError, match=expected):
+            parse_config(text.replace("\n[api]\n", f"\n{bad}\n[api]\n"))

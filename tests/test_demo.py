@@ -35,7 +35,7 @@ def test_demo_once(tmp_path: Path) -> None:
     why, later = replay_2013.split("later, not the law of 2013-12-04", 1)
     assert "829 F.3d 197" not in why and "829 F.3d 197" in later
     assert out.count("signature verified") == 2
-    assert "THIRD_PARTY_DATA_REQUEST, decision req2-item3" in out
+    assert "THIRD_PARTY_DATA_REQUEST, request req2" in out
     assert "deprecated" not in out + result.stderr
 
     # Data is printed whole, never wrapped at 80 columns: the note copied off the screen

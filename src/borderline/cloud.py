@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -50,9 +51,26 @@ class Region:
             RegionKeys(section.id, self.vault.sealing_public_key, self.vault.signing_public_key)
         )
 
+    def new_log(self, signer: Ed25519PrivateKey) -> TransparencyLog:
+        """The region's log, its last signed checkpoint also kept outside the log directory,
+        published once the configured quorum of witnesses cosigned it. The caller closes it."""
+        return TransparencyLog(
+            self.root / "log",
+            self.origin,
+            signer,
+            copy=self.root / "signed-checkpoint",
+            witnesses=[w.key for w in self.section.witnesses],
+            quorum=self.section.quorum,
+        )
+
     def _open_log(self, signer: Ed25519PrivateKey) -> TransparencyLog:
-        self.log = TransparencyLog(self.root / "log", self.origin, signer)
+        self.log = self.new_log(signer)
         return self.log
+
+    @property
+    def witness_dir(self) -> Path:
+        """Where the key and state of the witness this region's operator may run live."""
+        return self.root / "witness"
 
     @property
     def transparency_log(self) -> TransparencyLog:

@@ -85,6 +85,35 @@ class CustodianSection(_Strict):
         return value
 
 
+class WitnessSection(_Strict):
+    """A C2SP tlog-witness the region pushes each new checkpoint to."""
+
+    url: str  # submission prefix: POST <url>/add-checkpoint
+    key: str  # the witness's cosignature verifier key, <name>+<key id>+<key>
+    monitoring: str | None = None  # monitoring prefix (GET <prefix>/<origin hash>/checkpoint)
+
+    @field_validator("url", "monitoring")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("key")
+    @classmethod
+    def _cosignature_key(cls, value: str) -> str:
+        from borderline.tlog import TlogError, VerifierKey
+        from borderline.tlog.note import COSIGNATURE_V1
+
+        try:
+            key = VerifierKey.parse(value)
+        except TlogError as exc:
+            raise ValueError(str(exc)) from exc
+        if key.alg != COSIGNATURE_V1:
+            raise ValueError("not a witness cosignature key (type 0x04)")
+        return value
+
+
 class RegionSection(_Strict):
     id: str
     location: str
@@ -100,6 +129,9 @@ class RegionSection(_Strict):
     # The name this region's servers give themselves (SMTP banner, Received, DSNs, TLS
     # certificate); default <id>.<first cloud domain>.
     host_name: str | None = None
+    witnesses: list[WitnessSection] = []
+    # A checkpoint is published once this many witnesses cosigned it (default: 1 if any).
+    witness_quorum: int | None = Field(default=None, ge=0)
 
     @field_validator("id")
     @classmethod
@@ -119,6 +151,19 @@ class RegionSection(_Strict):
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("use a postgresql:// URL, or omit `store` for the SQLite default")
         return value
+
+    @model_validator(mode="after")
+    def _quorum(self) -> RegionSection:
+        if self.witness_quorum is not None and self.witness_quorum > len(self.witnesses):
+            raise ValueError(
+                f"witness_quorum {self.witness_quorum} is more than the"
+                f" {len(self.witnesses)} witnesses listed"
+            )
+        return self
+
+    @property
+    def quorum(self) -> int:
+        return min(1, len(self.witnesses)) if self.witness_quorum is None else self.witness_quorum
 
 
 class ApiSection(_Strict):

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from borderline.api import ApiServer
+from borderline.api import ApiServer, WitnessServer
 from borderline.cloud import Cloud
 from borderline.config import ConfigError, Listen, load_config
 from borderline.imap import RegionImap
 from borderline.smtp.server import RegionSmtp
+from borderline.tlog import Witness
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Runtime:
 
     def __init__(self, cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
         self.cloud = cloud
+        self.ingest_only = ingest_only
         self.smtp = [
             RegionSmtp(region, cloud.config, ingest_only, reuse_port)
             for region in cloud.regions.values()
@@ -57,6 +59,8 @@ class Runtime:
     async def start(self) -> None:
         """Start every service, or none: if one cannot listen, those already started stop
         again and the error names the service."""
+        if not self.ingest_only:
+            await asyncio.to_thread(_open_logs, self.cloud)
         begun: list[Service] = []
         try:
             for service in self.services:
@@ -84,6 +88,13 @@ class Runtime:
                 return True
             await asyncio.sleep(0.05)
         return False
+
+
+def _open_logs(cloud: Cloud) -> None:
+    """Open (and so check) every log: a log smaller than a checkpoint it signed must stop
+    the server at start, not fail its first IMAP read."""
+    for region in cloud.regions.values():
+        region.transparency_log  # noqa: B018 - opening is the point
 
 
 def _api_listen(cloud: Cloud) -> Listen | None:
@@ -117,6 +128,14 @@ async def _stop_when_orphaned(stop: asyncio.Event) -> None:
     while os.getppid() == parent:
         await asyncio.sleep(1)
     stop.set()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 @contextlib.contextmanager
@@ -181,10 +200,8 @@ async def serve_forever(
     SIGHUP reloads what can be reloaded safely (see `reload`)."""
     runtime = Runtime(cloud, ingest_only, reuse_port)
     await runtime.start()
-    stop = asyncio.Event()
+    stop = _stop_on_signals()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     if config_path is not None:
         loop.add_signal_handler(signal.SIGHUP, lambda: announce(reload(cloud, config_path)))
     watchdog = loop.create_task(_stop_when_orphaned(stop)) if ingest_only else None
@@ -200,3 +217,13 @@ async def serve_forever(
         await runtime.stop()
     if not ingest_only:
         announce("stopped")
+
+
+async def serve_witness(witness: Witness, listen: Listen) -> None:
+    """A standalone witness until SIGINT or SIGTERM (`borderline witness serve`)."""
+    server = WitnessServer(witness, listen)
+    await server.start()
+    try:
+        await _stop_on_signals().wait()
+    finally:
+        await server.stop()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import pathlib
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -13,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from borderline.api import ApiServer, create_witness_key, valid_tile_path
-from borderline.api.witness import witness_dir
+from borderline.api import ApiServer, valid_tile_path
 from borderline.cloud import Cloud
 from borderline.config import Listen
 from borderline.report import LogSnapshot, region_verifier_key
@@ -28,9 +29,10 @@ from borderline.tlog import (
     verify_cosignature,
     verify_directory,
 )
-from borderline.tlog.tiles import TILE_WIDTH, tile_path
+from borderline.tlog.tiles import covered_paths, tile_path
+from borderline.tlog.witnesskey import create_witness_key
 from borderline.vault import Justification
-from tests.conftest import RunningCloud
+from tests.conftest import PASSWORD, RunningCloud
 from tests.report.conftest import fails, ok
 
 WITNESS = "witness.example.test/us-east"
@@ -59,7 +61,7 @@ class Served:
 
 @pytest.fixture
 def served(cloud: Cloud) -> Iterator[Served]:
-    create_witness_key(witness_dir(cloud, "us-east"), WITNESS)
+    create_witness_key(cloud.region("us-east").witness_dir, WITNESS)
     served = Served(cloud)
     yield served
     served.close()
@@ -79,17 +81,7 @@ def mirror(client: httpx.Client, prefix: str, into: pathlib.Path) -> None:
     note = client.get(f"{prefix}/checkpoint").content
     (into / "checkpoint").parent.mkdir(parents=True, exist_ok=True)
     (into / "checkpoint").write_bytes(note)
-    size = int(note.split(b"\n")[1])
-    paths = []
-    level, count = 0, size
-    while count > 0:
-        for start in range(0, count, TILE_WIDTH):
-            width = min(count - start, TILE_WIDTH)
-            paths.append(tile_path(level, start // TILE_WIDTH, width))
-            if level == 0:
-                paths.append(tile_path("entries", start // TILE_WIDTH, width))
-        level, count = level + 1, count >> 8
-    for path in paths:
+    for path in covered_paths(int(note.split(b"\n")[1])):
         got = client.get(f"{prefix}/{path}")
         assert got.status_code == 200, path
         assert got.headers["content-type"] == "application/octet-stream"
@@ -187,6 +179,7 @@ def test_server_reveals_lapsed_seals(served: Served, cloud: Cloud) -> None:
         Justification.THIRD_PARTY_DATA_REQUEST,
         "legal",
         decision_id="req1-item1",
+        request_id="req1",
         sealed_until=date.today(),
     )
     vkey = served.client.get("/log/eu-dublin").json()["verifier_key"]
@@ -195,13 +188,34 @@ def test_server_reveals_lapsed_seals(served: Served, cloud: Cloud) -> None:
         if view.revealed():
             break
         threading.Event().wait(0.02)
-    assert view.revealed()[sealed.log_index].decision == "req1-item1"
+    assert view.revealed()[sealed.log_index].request == "req1"
 
 
 def test_unknown_region_and_missing_tile(served: Served) -> None:
     missing = served.client.get("/log/mars-1/checkpoint")
     assert missing.status_code == 404 and "mars-1" in missing.json()["detail"]
     assert served.client.get("/log/eu-dublin/tile/5/x999/000").status_code == 404
+
+
+def test_a_tile_path_too_long_for_the_file_system_is_404(served: Served) -> None:
+    """Issue 15 item 17: 2,000 `x000/` groups made the file system answer ENAMETOOLONG (500)."""
+    for groups in (2000, 200, 8):
+        got = served.client.get("/log/eu-dublin/tile/0/" + "x000/" * groups + "000")
+        assert got.status_code == 404, (groups, got.text)
+    assert (
+        served.client.get("/log/eu-dublin/tile/entries/" + "x000/" * 2000 + "000.p/3").status_code
+        == 404
+    )
+
+
+def test_keep_alive_connections_have_tcp_nodelay(served: Served) -> None:
+    """Issue 9 item 5: without TCP_NODELAY every keep-alive response waited ~40 ms (Nagle and
+    delayed ACK); bench/log_api.py measures it."""
+    assert served.client.get("/log").status_code == 200
+    sockets = served.server.connections
+    assert sockets, "the client's keep-alive connection is open on the server"
+    for sock in sockets:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
 
 
 def add(served: Served, region: str, body: bytes) -> httpx.Response:
@@ -242,7 +256,12 @@ def test_witness_cosigns_consistent_and_rejects_inconsistent(served: Served, clo
         dublin.vault.signing_key,
     )
     got = add(served, "us-east", format_add_checkpoint(log.size, [], same_size))
-    assert got.status_code == 409
+    assert got.status_code == 422, "C2SP tlog-witness: same size, another root"
+    empty_forged = sign_note(
+        Checkpoint(dublin.origin, 0, bytes(32)).text(), dublin.origin, dublin.vault.signing_key
+    )
+    got = add(served, "us-east", format_add_checkpoint(log.size, [], empty_forged))
+    assert got.status_code == 400, "old size above the checkpoint's"
     got = add(served, "us-east", format_add_checkpoint(3, [], second))
     assert got.status_code == 409
     assert got.headers["content-type"] == "text/x.tlog.size"
@@ -254,6 +273,24 @@ def test_witness_cosigns_consistent_and_rejects_inconsistent(served: Served, clo
     third = log.checkpoint()
     body = format_add_checkpoint(old_size + 42, log.consistency_proof(old_size + 42), third)
     assert add(served, "us-east", body).status_code == 200
+
+    # The monitoring endpoint serves that checkpoint with both signatures.
+    digest = hashlib.sha256(dublin.origin.encode()).hexdigest()
+    monitored = served.client.get(f"/log/us-east/{digest}/checkpoint")
+    assert monitored.status_code == 200, monitored.text
+    assert verify_checkpoint(monitored.content, log.verifier_key()).size == log.size
+    verify_cosignature(monitored.content, wkey)
+    unknown = hashlib.sha256(b"example.test/mars").hexdigest()
+    assert served.client.get(f"/log/us-east/{unknown}/checkpoint").status_code == 404
+    assert served.client.get("/log/us-east/not-a-hash/checkpoint").status_code == 404
+
+
+def test_a_size_zero_checkpoint_with_a_root_is_refused(served: Served, cloud: Cloud) -> None:
+    dublin = cloud.region("eu-dublin")
+    forged = sign_note(
+        Checkpoint(dublin.origin, 0, bytes(32)).text(), dublin.origin, dublin.vault.signing_key
+    )
+    assert add(served, "us-east", format_add_checkpoint(0, [], forged)).status_code == 422
 
 
 def test_witness_without_a_key_is_404(served: Served, cloud: Cloud) -> None:
@@ -292,6 +329,8 @@ def test_cli_reads_the_log_while_serve_holds_it(
         ok(
             "access-history",
             "alice@example.test",
+            "--password",
+            PASSWORD,
             "--json",
             "-c",
             str(config_path),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import imaplib
 import json
+from datetime import date
 
 import pytest
 
@@ -54,7 +55,11 @@ def test_first_content_read_is_one_logged_release(running: RunningCloud) -> None
     events = access_events(region)[before:]
     assert len(events) == 1
     assert events[0]["justification"] == "CUSTOMER_INITIATED_ACCESS"
-    assert events[0]["principal"] == "imap:alice@example.test@127.0.0.1"
+    # The log names no one; the principal is in the record only the account holder opens.
+    assert "principal" not in events[0]
+    [record] = region.vault.access_records("alice@example.test", date.today())
+    assert record.commitment == events[0]["commitment"]
+    assert record.fields["principal"] == "imap:alice@example.test@127.0.0.1"
 
 
 def test_login_at_a_foreign_region_is_a_referral(running: RunningCloud) -> None:

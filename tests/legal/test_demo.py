@@ -15,7 +15,7 @@ def test_demo_replay(cloud: Cloud, tmp_path: Path) -> None:
     assert "alice@example.test / content: REFER [eu-dublin, keys: ie-custodian]" in text
     assert "alice@example.test / content: DISCLOSE [eu-dublin, keys: ie-custodian]" in text
     assert text.count("two-person rule: ") == 2
-    assert text.count("THIRD_PARTY_DATA_REQUEST, decision req") == 2
+    assert text.count("THIRD_PARTY_DATA_REQUEST, request req") == 2
     assert "1 message(s) in scope" in text  # the 2025 message is outside the scope
     # The US package holds only Bob's mail; the Irish one only Alice's.
     us, ie = sorted((tmp_path / "out").iterdir())

@@ -18,7 +18,6 @@ import pytest
 
 from borderline.cloud import Cloud
 from borderline.legal import LegalDesk, LegalError, PackageWriter, verify_package
-from borderline.vault.access import account_hash
 
 from .conftest import ALICE, BOB, REVIEWERS, deliver, request
 
@@ -70,9 +69,13 @@ def test_package_contents_and_logged_release(
     entry = json.loads(log.entry(releases[0]["log_index"]))
     content_item = next(i for i in desk.get(request_id).items if i.category == "content")
     assert entry["justification"] == "THIRD_PARTY_DATA_REQUEST"
-    assert entry["decision"] == content_item.id
-    assert entry["principal"] == ", ".join(REVIEWERS)
-    assert entry["account"] == account_hash(ALICE)
+    assert entry["request"] == f"req{request_id}"
+    assert not {"account", "principal", "decision"} & set(entry), "the log names no one"
+    # The decision and the reviewers are in the private record the commitment opens.
+    records = cloud.region("eu-dublin").vault.access_records(ALICE, date.today())
+    [record] = [r for r in records if r.commitment == entry["commitment"]]
+    assert record.opens() and record.fields["decision"] == content_item.id
+    assert record.fields["principal"] == ", ".join(REVIEWERS)
 
     # Residency: no byte of the content outside Alice's region but the package itself.
     data_dir = cloud.config.cloud.data_dir
@@ -164,7 +167,7 @@ def test_nondisclosure_order_seals_the_log_entry_and_defers_notice(
     assert release["sealed_until"] == until.isoformat()
     entry = json.loads(log.entry(release["log_index"]))
     # Only a salted commitment is public: no account, principal or decision until it lapses.
-    assert entry["type"] == "sealed-access" and set(entry) == {"type", "region", "commitment"}
+    assert entry["type"] == "sealed-access" and set(entry) == {"type", "v", "region", "commitment"}
 
     desk.close(request_id, REVIEWERS[0], today=today)
     assert desk.due_notifications(today) == []

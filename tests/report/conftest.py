@@ -10,6 +10,7 @@ from tests.test_cli import run
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
+PASSWORD = "long enough pw"
 
 
 def ok(*args: str, cwd: Path) -> str:
@@ -37,7 +38,7 @@ def root(tmp_path: Path) -> Path:
             "--region",
             "eu-dublin",
             "--password",
-            "long enough pw",
+            PASSWORD,
             cwd=tmp_path,
         )
     return tmp_path

@@ -13,7 +13,9 @@ from borderline.report import LogSnapshot, region_verifier_key
 from borderline.tlog import Checkpoint, sign_note, verify_receipt
 from borderline.tlog.tiles import tile_path
 from borderline.vault import Justification
-from tests.report.conftest import ALICE, BOB, fails, ok
+from tests.report.conftest import ALICE, BOB, PASSWORD, fails, ok
+
+PW = ("--password", PASSWORD)
 
 
 def release(root: Path, address: str, *, sealed_until: date | None = None) -> None:
@@ -28,6 +30,7 @@ def release(root: Path, address: str, *, sealed_until: date | None = None) -> No
             else Justification.CUSTOMER_INITIATED_ACCESS,
             "legal:team" if sealed_until else "imap:session",
             decision_id="D-1" if sealed_until else None,
+            request_id="R-1" if sealed_until else None,
             sealed_until=sealed_until,
         )
 
@@ -54,14 +57,18 @@ def test_log_round_trip(root: Path) -> None:
     verified = ok("log", "verify", "--region", "eu-dublin", "--since", "saved", cwd=root)
     assert "size 6" in verified and "extends the saved checkpoint of size 5" in verified
 
-    history = json.loads(ok("access-history", ALICE, "--json", cwd=root))
+    history = json.loads(ok("access-history", ALICE, *PW, "--json", cwd=root))
     assert [(e["index"], e["revealed_from"]) for e in history["events"]] == [
         (0, None),
         (4, 1),
         (5, None),
     ]
-    assert history["events"][1]["justification"] == "THIRD_PARTY_DATA_REQUEST"
-    assert history["events"][1]["decision"] == "D-1"
+    lawful = history["events"][1]
+    assert lawful["justification"] == "THIRD_PARTY_DATA_REQUEST" and lawful["request"] == "R-1"
+    assert lawful["private"]["decision"] == "D-1"
+    assert lawful["private"]["principal"] == "legal:team"
+    assert history["events"][0]["private"]["principal"] == "imap:session"
+    assert history["pending"] == [], "the still-sealed access stays hidden from its holder too"
     assert history["sealed_in_log"] == 2 and history["still_sealed_in_log"] == 1
     with Cloud(load_config(root / "borderline.toml")) as cloud:
         vkey = region_verifier_key(
@@ -71,7 +78,7 @@ def test_log_round_trip(root: Path) -> None:
     for event in history["events"]:
         got = verify_receipt(event["receipt"].encode(), vkey, view.entries[event["index"]])
         assert got.checkpoint.size == 6
-    human = ok("access-history", ALICE, cwd=root)
+    human = ok("access-history", ALICE, *PW, cwd=root)
     assert "revealed (sealed at #1)" in human and "still sealed: 1" in human
 
     receipt = ok("log", "prove", "--region", "eu-dublin", "--index", "3", cwd=root)
@@ -104,7 +111,7 @@ def test_log_round_trip(root: Path) -> None:
     )
     ok("log", "verify", "--region", "eu-dublin", "--dir", "copy", cwd=root)
     bundle = root / "copy" / tile_path("entries", 0, 6)
-    bundle.write_bytes(bundle.read_bytes().replace(b"imap:session", b"imap:sessioN", 1))
+    bundle.write_bytes(bundle.read_bytes().replace(b"INITIATED", b"INITIATEd", 1))
     assert "does not match" in fails(
         "log", "verify", "--region", "eu-dublin", "--dir", "copy", cwd=root
     )
@@ -120,7 +127,7 @@ def test_tampered_log_fails_verification(root: Path) -> None:
     data[5] ^= 1
     tile.write_bytes(bytes(data))
     assert "does not match" in fails("log", "verify", "--region", "eu-dublin", cwd=root)
-    assert "does not match" in fails("access-history", ALICE, cwd=root)
+    assert "does not match" in fails("access-history", ALICE, *PW, cwd=root)
 
     tile.write_bytes(bytes(data[:5]) + bytes([data[5] ^ 1]) + bytes(data[6:]))
     ok("log", "verify", "--region", "eu-dublin", "--since", "saved", cwd=root)
@@ -134,8 +141,27 @@ def test_tampered_log_fails_verification(root: Path) -> None:
     assert "consistency" in reason or "root" in reason
 
 
-def test_unknown_account_and_region(root: Path) -> None:
+def test_unknown_account_wrong_password_and_region(root: Path) -> None:
+    release(root, ALICE)
     assert "no account nobody@example.test" in fails(
-        "access-history", "nobody@example.test", cwd=root
+        "access-history", "nobody@example.test", *PW, cwd=root
     )
+    refused = fails("access-history", ALICE, "--password", "not the password", cwd=root)
+    assert "password is wrong" in refused and "imap:session" not in refused
     assert "mars" in fails("log", "verify", "--region", "mars", cwd=root)
+
+
+def test_serve_refuses_a_log_smaller_than_what_it_signed(root: Path) -> None:
+    """Issue 9, case 3, through the command an operator runs: the checkpoint deleted and the
+    journal cut at a record boundary; the copy kept outside the log directory catches it."""
+    release(root, ALICE)
+    release(root, ALICE)
+    ok("log", "checkpoint", "--region", "eu-dublin", cwd=root)
+    log = root / "data/eu-dublin/log"
+    for name in ("checkpoint", "checkpoint.signed"):
+        (log / name).unlink()
+    data = (log / "journal").read_bytes()
+    (log / "journal").write_bytes(data[: 20 + int.from_bytes(data[16:20], "big") + 32])
+    reason = fails("serve", cwd=root)
+    assert "not starting" in reason and "size 2" in reason and "only 1 entries" in reason
+    assert "size 2" in fails("log", "verify", "--region", "eu-dublin", cwd=root)

@@ -248,7 +248,8 @@ def test_truncated_batch_is_dropped_on_reopen(tmp_path: pathlib.Path) -> None:
         verify_directory(tmp_path, vkey, old_checkpoint=note)
         assert verify_checkpoint(new, vkey).size == 301
         journal.write_bytes(full)
-        (tmp_path / "checkpoint").write_bytes(note)
+        for name in ("checkpoint", "checkpoint.signed"):
+            (tmp_path / name).write_bytes(note)
 
 
 def test_garbage_after_the_last_batch_is_cut(tmp_path: pathlib.Path) -> None:
@@ -452,3 +453,115 @@ def test_damage_inside_the_journal_is_not_mistaken_for_a_torn_tail(
     journal.write_bytes(bytes(data))
     with pytest.raises(CorruptLogError, match="offset 0 is damaged"):
         open_log(tmp_path)
+
+
+def journal_records(path: pathlib.Path) -> list[int]:
+    """Offsets of the journal's records (20-byte header: magic, first, count, length)."""
+    data, offsets, pos = path.read_bytes(), [], 0
+    while pos < len(data):
+        offsets.append(pos)
+        pos += 20 + int.from_bytes(data[pos + 16 : pos + 20], "big") + 32
+    return offsets
+
+
+@pytest.mark.parametrize("field", ["magic", "length"])
+def test_a_flipped_bit_inside_the_signed_journal_refuses_and_cuts_nothing(
+    tmp_path: pathlib.Path, field: str
+) -> None:
+    """Issue 9, case 2: a bit flip in a middle record made recovery truncate signed entries."""
+    with open_log(tmp_path) as log:
+        for start in range(0, 600, 10):
+            log.append_batch(entries(10, start))
+        log.checkpoint()
+        log.append_batch(entries(5, 600))  # an unsigned tail after the checkpoint
+    journal = tmp_path / "journal"
+    victim = journal_records(journal)[30]  # entries 300..309, well inside the signed part
+    data = bytearray(journal.read_bytes())
+    data[victim + (0 if field == "magic" else 17)] ^= 0x10
+    journal.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError) as refused:
+        open_log(tmp_path)
+    assert f"offset {victim}" in str(refused.value)
+    assert "last good size is 300" in str(refused.value)
+    assert "covers 600" in str(refused.value)
+    assert journal.read_bytes() == bytes(data), "recovery must not cut a signed record"
+
+
+def test_damage_in_the_unsigned_tail_followed_by_an_intact_record_refuses(
+    tmp_path: pathlib.Path,
+) -> None:
+    with open_log(tmp_path) as log:
+        log.append_batch(entries(3))
+        log.checkpoint()
+        log.append_batch(entries(3, 3))
+        log.append_batch(entries(3, 6))
+    journal = tmp_path / "journal"
+    victim = journal_records(journal)[1]
+    data = bytearray(journal.read_bytes())
+    data[victim] ^= 1
+    journal.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError, match=f"offset {victim} is damaged .*intact record"):
+        open_log(tmp_path)
+    assert journal.read_bytes() == bytes(data)
+
+
+def test_a_rolled_back_log_refuses_to_open_against_the_copy_kept_elsewhere(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Issue 9, case 3: checkpoint deleted and the journal cut at a record boundary."""
+    copy = tmp_path / "elsewhere" / "log-checkpoint"
+
+    def reopen() -> TransparencyLog:
+        return TransparencyLog(tmp_path / "log", ORIGIN, KEY, copy=copy)
+
+    with reopen() as log:
+        for start in range(0, 675, 25):
+            log.append_batch(entries(25, start))
+        published = log.checkpoint()
+    assert copy.read_bytes() == published
+    journal = tmp_path / "log" / "journal"
+    cut = journal_records(journal)[23]  # a record boundary: 575 entries survive
+    journal.write_bytes(journal.read_bytes()[:cut])
+    for name in ("checkpoint", "checkpoint.signed"):
+        (tmp_path / "log" / name).unlink()
+    with pytest.raises(CorruptLogError, match=r"size 675 .* holds only 575 entries"):
+        reopen()
+    assert journal.stat().st_size == cut
+    # Without the copy the log would reopen at 575; a witness still holding 675 refuses it.
+    copy.unlink()
+    with reopen() as log:
+        assert log.size == 575
+        with pytest.raises(CorruptLogError, match="holds only 575"):
+            log.check_witnessed(published, "witness w1")
+
+
+def test_checkpoints_are_published_once_the_quorum_cosigned(tmp_path: pathlib.Path) -> None:
+    from borderline.tlog import Witness, format_add_checkpoint
+
+    witnesses = [
+        Witness(f"w{i}.example", Ed25519PrivateKey.generate(), {ORIGIN: vkey_text()})
+        for i in range(2)
+    ]
+    keys = [w.verifier_key() for w in witnesses]
+    with TransparencyLog(tmp_path, ORIGIN, KEY, witnesses=keys, quorum=2) as log:
+        log.append_batch(entries(4))
+        signed = log.checkpoint()
+        assert log.published() == b"" and not (tmp_path / "checkpoint").exists()
+        assert (tmp_path / "checkpoint.signed").read_bytes() == signed
+        body = format_add_checkpoint(0, [], signed)
+        log.add_cosignature(witnesses[0].add_checkpoint(body), keys[0])
+        assert log.published() == b""
+        log.add_cosignature(witnesses[1].add_checkpoint(body), keys[1])
+        published = log.published()
+        assert log.cosigners(published) == ("w0.example", "w1.example")
+        assert (tmp_path / "checkpoint").read_bytes() == published
+        # A later checkpoint stays unpublished until cosigned; receipts use the published one.
+        log.append(b"later")
+        log.checkpoint()
+        assert log.published() == published
+        assert parse_receipt(log.receipt(2)).note == published
+        verify_receipt(log.receipt(2), vkey_text(), b"access event 2", keys, quorum=2)
+
+
+def vkey_text() -> str:
+    return str(VerifierKey.for_key(ORIGIN, KEY))

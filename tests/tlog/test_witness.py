@@ -8,15 +8,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from borderline.tlog import (
+    EMPTY_ROOT,
+    Checkpoint,
     TransparencyLog,
     VerificationError,
     VerifierKey,
     Witness,
     WitnessError,
     format_add_checkpoint,
+    sign_note,
+    verify_checkpoint,
     verify_cosignature,
     verify_receipt,
 )
+from borderline.tlog.note import parse_note
 
 ORIGIN = "mail.example.test/eu-west-1"
 LOG_KEY = Ed25519PrivateKey.generate()
@@ -74,9 +79,38 @@ def test_rejects_an_inconsistent_checkpoint(tmp_path: pathlib.Path) -> None:
         same_size = grow(other, 19)
     with pytest.raises(WitnessError) as err:
         witness.add_checkpoint(format_add_checkpoint(20, [], same_size))
-    assert err.value.status == 409
+    assert err.value.status == 422, "tlog-witness: same size, another root is 422"
     latest = witness.latest(ORIGIN)
     assert latest is not None and latest.size == 20
+
+
+def test_a_size_zero_checkpoint_must_have_the_empty_root() -> None:
+    witness = make_witness()
+    forged = sign_note(Checkpoint(ORIGIN, 0, bytes(32)).text(), ORIGIN, LOG_KEY)
+    with pytest.raises(WitnessError) as err:
+        witness.add_checkpoint(format_add_checkpoint(0, [], forged))
+    assert err.value.status == 422
+    assert witness.latest(ORIGIN) is None
+    empty = sign_note(Checkpoint(ORIGIN, 0, EMPTY_ROOT).text(), ORIGIN, LOG_KEY)
+    witness.add_checkpoint(format_add_checkpoint(0, [], empty))
+
+
+def test_the_monitoring_note_carries_both_signatures(tmp_path: pathlib.Path) -> None:
+    state = tmp_path / "state.json"
+    witness = make_witness(state)
+    assert witness.latest_note(ORIGIN) is None
+    with TransparencyLog(tmp_path / "log", ORIGIN, LOG_KEY) as log:
+        note = grow(log, 3)
+        extra = sign_note(parse_note(note).text, "someone.else", Ed25519PrivateKey.generate())
+        submitted = note + extra.split(b"\n\n", 1)[1]
+        witness.add_checkpoint(format_add_checkpoint(0, [], submitted))
+        kept = witness.latest_note(ORIGIN)
+        assert kept is not None
+        names = [s.name for s in parse_note(kept).signatures]
+        assert names == [ORIGIN, "witness.example/w1"], "unknown signers are dropped"
+        verify_checkpoint(kept, log.verifier_key())
+        verify_cosignature(kept, VerifierKey.parse(witness.verifier_key()))
+    assert make_witness(state).latest_note(ORIGIN) == kept
 
 
 def test_status_codes_of_the_spec(tmp_path: pathlib.Path) -> None:

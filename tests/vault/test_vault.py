@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +21,7 @@ from borderline.vault import (
     open_sealed,
     seal,
 )
-from borderline.vault.access import account_hash
+from borderline.vault.access import account_hash, canonical_json, commitment, seal_commitment
 
 
 def make_vault(root: Path) -> Vault:
@@ -32,6 +34,13 @@ def make_vault(root: Path) -> Vault:
     return vault
 
 
+def entry(vault: Vault, index: int) -> dict[str, Any]:
+    log = vault.access_log
+    assert isinstance(log, TransparencyLog)
+    record: dict[str, Any] = json.loads(log.entry(index))
+    return record
+
+
 def test_release_is_logged_before_the_key_leaves(tmp_path: Path) -> None:
     vault = make_vault(tmp_path)
     blob = vault.encrypt("alice@example.test", b"Subject: secret\r\n\r\nbody")
@@ -39,27 +48,65 @@ def test_release_is_logged_before_the_key_leaves(tmp_path: Path) -> None:
     log = vault.access_log
     assert isinstance(log, TransparencyLog)
     assert log.size == 0
-    key = vault.release("alice@example.test", Justification.CUSTOMER_INITIATED_ACCESS, "imap")
+    key = vault.release(
+        "alice@example.test", Justification.CUSTOMER_INITIATED_ACCESS, "imap:alice@203.0.113.9"
+    )
     assert key.decrypt(blob).endswith(b"body")
     assert log.size == 1
-    event = json.loads(log.entry(key.log_index))
-    assert event["justification"] == "CUSTOMER_INITIATED_ACCESS"
-    assert event["account"] == account_hash("alice@example.test")
-    assert "alice" not in log.entry(0).decode()
+    event = entry(vault, key.log_index)
+    assert sorted(event) == ["commitment", "justification", "region", "time", "type", "v"]
+    assert event["justification"] == "CUSTOMER_INITIATED_ACCESS" and event["v"] == 2
+    assert len(event["time"]) == len("2026-01-01T10:00Z"), "to the minute"
+    raw = log.entry(0).decode()
+    for personal in ("alice", "203.0.113.9", account_hash("alice@example.test")):
+        assert personal not in raw
+
+
+def test_the_account_holder_opens_the_commitment(tmp_path: Path) -> None:
+    vault = make_vault(tmp_path)
+    keys = [
+        vault.release("alice@example.test", Justification.CUSTOMER_INITIATED_ACCESS, f"imap:{n}")
+        for n in range(2)
+    ]
+    records = vault.access_records("alice@example.test", date.today())
+    assert [r.fields["principal"] for r in records] == ["imap:0", "imap:1"]
+    for key, record in zip(keys, records, strict=True):
+        assert record.opens()
+        assert entry(vault, key.log_index)["commitment"] == record.commitment
+        assert record.fields["account"] == "alice@example.test"
+    # Two accesses to one account share nothing an outsider could link them by.
+    first, second = (entry(vault, k.log_index) for k in keys)
+    assert first["commitment"] != second["commitment"]
+    assert commitment(records[0].salt, records[1].record) != records[1].commitment
+    vault.create_account_key("bob@example.test")
+    assert vault.access_records("bob@example.test", date.today()) == []
 
 
 def test_release_rules(tmp_path: Path) -> None:
     vault = make_vault(tmp_path)
     with pytest.raises(KeyReleaseDenied, match="approved decision"):
         vault.release("alice@example.test", Justification.THIRD_PARTY_DATA_REQUEST, "legal")
+    with pytest.raises(KeyReleaseDenied, match="public id"):
+        vault.release(
+            "alice@example.test", Justification.THIRD_PARTY_DATA_REQUEST, "legal", decision_id="D"
+        )
     with pytest.raises(KeyReleaseDenied, match="not a justification"):
         vault.release("alice@example.test", "BECAUSE", "x")  # type: ignore[arg-type]
     with pytest.raises(KeyReleaseDenied, match="no data key"):
         vault.release("mallory@example.test", Justification.CUSTOMER_INITIATED_ACCESS, "x")
     key = vault.release(
-        "alice@example.test", Justification.THIRD_PARTY_DATA_REQUEST, "legal", decision_id="D-1"
+        "alice@example.test",
+        Justification.THIRD_PARTY_DATA_REQUEST,
+        "Dana Okafor (legal), Eli Brandt (security)",
+        decision_id="req7-item1",
+        request_id="req7",
     )
-    assert json.loads(vault.access_log.entry(key.log_index))["decision"] == "D-1"  # type: ignore[attr-defined]
+    public = entry(vault, key.log_index)
+    assert public["request"] == "req7" and "decision" not in public
+    assert "Okafor" not in json.dumps(public)
+    [record] = vault.access_records("alice@example.test", date.today())
+    assert record.fields["decision"] == "req7-item1"
+    assert "Okafor" in record.fields["principal"]
 
 
 def test_other_account_key_cannot_decrypt(tmp_path: Path) -> None:
@@ -76,23 +123,66 @@ def test_sealed_event_is_a_commitment_then_revealed(tmp_path: Path) -> None:
     key = vault.release(
         "alice@example.test",
         Justification.THIRD_PARTY_DATA_REQUEST,
-        "legal",
-        decision_id="D-9",
+        "Dana Okafor (legal)",
+        decision_id="req9-item1",
+        request_id="req9",
         sealed_until=date(2030, 1, 1),
     )
-    log = vault.access_log
-    committed = json.loads(log.entry(key.log_index))  # type: ignore[attr-defined]
-    assert committed["type"] == "sealed-access" and "decision" not in committed
+    sealed = entry(vault, key.log_index)
+    assert sorted(sealed) == ["commitment", "region", "type", "v"]
+    assert vault.access_records("alice@example.test", date(2029, 12, 31)) == []
     assert vault.reveal_lapsed(date(2029, 12, 31)) == []
     [reveal_index] = vault.reveal_lapsed(date(2030, 1, 1))
-    reveal = json.loads(log.entry(reveal_index))  # type: ignore[attr-defined]
-    import hashlib
-
-    preimage = json.dumps(reveal["event"], sort_keys=True, separators=(",", ":")).encode()
-    digest = hashlib.sha256(bytes.fromhex(reveal["salt"]) + preimage).hexdigest()
-    assert digest == committed["commitment"]
-    assert reveal["event"]["decision"] == "D-9"
+    reveal = entry(vault, reveal_index)
+    event = reveal["event"]
+    assert (
+        seal_commitment(bytes.fromhex(reveal["salt"]), canonical_json(event))
+        == (sealed["commitment"])
+    )
+    assert event["request"] == "req9" and "Okafor" not in json.dumps(reveal)
+    [record] = vault.access_records("alice@example.test", date(2030, 1, 1))
+    assert record.opens() and record.commitment == event["commitment"]
     assert vault.reveal_lapsed(date(2031, 1, 1)) == [], "revealed once only"
+
+
+def test_a_format1_seal_is_revealed_without_naming_anyone(tmp_path: Path) -> None:
+    """A seal written before format 2 committed to a record naming its principal: its
+    reveal goes to the account holder's private record; the log gets a format-2 entry."""
+    vault = make_vault(tmp_path)
+    old = {
+        "type": "access",
+        "region": "eu-dublin",
+        "account": account_hash("alice@example.test"),
+        "justification": "THIRD_PARTY_DATA_REQUEST",
+        "principal": "Dana Okafor (legal)",
+        "time": "2025-03-01T10:00:00+00:00",
+        "decision": "req1-item1",
+    }
+    salt, body = b"s" * 32, canonical_json(old)
+    log = vault.access_log
+    index = log.append(
+        canonical_json(
+            {
+                "type": "sealed-access",
+                "region": "eu-dublin",
+                "commitment": hashlib.sha256(salt + body).hexdigest(),
+            }
+        )
+    )
+    with vault._db:
+        vault._db.execute(
+            "INSERT INTO sealed_events (log_index, salt, event, until) VALUES (?,?,?,?)",
+            (index, salt, body, "2025-06-01"),
+        )
+    [reveal_index] = vault.reveal_lapsed(date(2026, 1, 1))
+    reveal = entry(vault, reveal_index)
+    assert reveal["legacy"] is True and "salt" not in reveal
+    assert "Okafor" not in json.dumps(reveal) and old["account"] not in json.dumps(reveal)
+    [record] = vault.access_records("alice@example.test", date(2026, 1, 1))
+    assert record.opens() and record.commitment == reveal["event"]["commitment"]
+    opening = record.fields["format1_seal"]
+    reopened = hashlib.sha256(bytes.fromhex(opening["salt"]) + canonical_json(opening["event"]))
+    assert reopened.hexdigest() == json.loads(log.entry(index))["commitment"]  # type: ignore[attr-defined]
 
 
 def test_keys_survive_a_restart(tmp_path: Path) -> None:

@@ -6,12 +6,13 @@ the log wrote them: the HTTP layer adds nothing a client would have to trust.
 
 from __future__ import annotations
 
+import errno
 import pathlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.gzip import GZipMiddleware
 
@@ -26,8 +27,13 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 MUTABLE = "no-cache"
 MAX_WITNESS_BODY = 64 * 1024
 _TILE = re.compile(
-    r"(?P<level>entries|0|[1-9][0-9]?)/(?:x[0-9]{3}/)*[0-9]{3}(?:\.p/(?P<width>[1-9][0-9]{0,2}))?"
+    r"(?P<level>entries|0|[1-9][0-9]?)/(?P<index>(?:x[0-9]{3}/)*[0-9]{3})"
+    r"(?:\.p/(?P<width>[1-9][0-9]{0,2}))?"
 )
+# A tile index is below 2**64 / 256: at most seven 3-digit groups. Longer paths name no tile
+# (and would make the file system answer ENAMETOOLONG).
+_MAX_INDEX_GROUPS = 7
+_ORIGIN_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,59 @@ def _read(path: pathlib.Path) -> bytes | None:
         return path.read_bytes()
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return None
+        raise
+
+
+def witness_routes(router: APIRouter, prefix: str, witness_of: Callable[..., Witness]) -> None:
+    """C2SP tlog-witness under `prefix`: POST add-checkpoint and the monitoring GET
+    <origin hash>/checkpoint. `witness_of` maps the prefix's path parameters to the witness."""
+
+    @router.post(f"{prefix}/add-checkpoint", summary="C2SP tlog-witness add-checkpoint")
+    async def add_checkpoint(request: Request) -> Response:
+        witness = witness_of(**request.path_params)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_WITNESS_BODY:
+                raise HTTPException(413, f"add-checkpoint bodies are at most {MAX_WITNESS_BODY}")
+        try:
+            # The witness fsyncs its state before answering: keep that off the event loop.
+            cosignature = await run_in_threadpool(witness.add_checkpoint, bytes(body))
+        except WitnessError as exc:
+            if exc.latest_size is not None:
+                # Set as a header: Starlette would append a charset to the media type.
+                return Response(
+                    f"{exc.latest_size}\n",
+                    status_code=exc.status,
+                    headers={"Content-Type": SIZE_TYPE},
+                )
+            return Response(f"{exc}\n", status_code=exc.status, media_type="text/plain")
+        return Response(cosignature, media_type="text/plain; charset=utf-8")
+
+    @router.get(
+        f"{prefix}/{{origin_hash}}/checkpoint",
+        summary="tlog-witness monitoring: the latest checkpoint cosigned for a log",
+    )
+    def monitored(origin_hash: str, request: Request) -> Response:
+        params = {k: v for k, v in request.path_params.items() if k != "origin_hash"}
+        witness = witness_of(**params)
+        valid = _ORIGIN_HASH.fullmatch(origin_hash) is not None
+        note = witness.latest_note_by_hash(origin_hash) if valid else None
+        if note is None:
+            raise HTTPException(404, "this witness has cosigned no checkpoint of that log")
+        return Response(note, media_type=CHECKPOINT_TYPE, headers={"Cache-Control": MUTABLE})
+
+
+def create_witness_app(witness: Witness) -> FastAPI:
+    """A standalone witness (`borderline witness serve`): the prefix is the server root."""
+    app = FastAPI(title=f"Witness {witness.name}", description="A C2SP tlog-witness.")
+    router = APIRouter()
+    witness_routes(router, "", lambda: witness)
+    app.include_router(router)
+    return app
 
 
 def create_app(logs: Sequence[PublishedLog]) -> FastAPI:
@@ -88,54 +147,38 @@ def create_app(logs: Sequence[PublishedLog]) -> FastAPI:
     def info(region: str) -> dict[str, str | None]:
         return describe(region_log(region))
 
-    @app.api_route(
-        "/log/{region}/checkpoint", methods=["GET", "HEAD"], summary="The latest signed checkpoint"
-    )
+    # HEAD is served too, but kept out of the OpenAPI schema (one operation id per path).
+    @app.head("/log/{region}/checkpoint", include_in_schema=False)
+    @app.get("/log/{region}/checkpoint", summary="The published checkpoint, with cosignatures")
     def checkpoint(region: str) -> Response:
         data = _read(region_log(region).directory / "checkpoint")
         if data is None:
             raise HTTPException(404, "this log has not published a checkpoint yet")
         return Response(data, media_type=CHECKPOINT_TYPE, headers={"Cache-Control": MUTABLE})
 
-    @app.api_route(
-        "/log/{region}/tile/{path:path}",
-        methods=["GET", "HEAD"],
-        summary="A hash tile or entry bundle",
-    )
+    @app.head("/log/{region}/tile/{path:path}", include_in_schema=False)
+    @app.get("/log/{region}/tile/{path:path}", summary="A hash tile or entry bundle")
     def tile(region: str, path: str) -> Response:
         log = region_log(region)
         if not valid_tile_path(path):
             raise HTTPException(400, "not a tile path: tile/<L>/<N>[.p/<W>] or tile/entries/...")
+        if path.count("/") > _MAX_INDEX_GROUPS + 1:
+            raise HTTPException(404, "no such tile: an index has at most seven groups")
         data = _read(log.directory / "tile" / path)
         if data is None:
             raise HTTPException(404, f"no tile/{path}")
         return Response(data, media_type=TILE_TYPE, headers={"Cache-Control": IMMUTABLE})
 
-    @app.post("/log/{region}/add-checkpoint", summary="C2SP tlog-witness add-checkpoint")
-    async def add_checkpoint(region: str, request: Request) -> Response:
+    def region_witness(region: str) -> Witness:
         witness = region_log(region).witness
         if witness is None:
             raise HTTPException(
                 404,
                 f"region {region} runs no witness: its operator has configured no witness key",
             )
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_WITNESS_BODY:
-                raise HTTPException(413, f"add-checkpoint bodies are at most {MAX_WITNESS_BODY}")
-        try:
-            # The witness fsyncs its state before answering: keep that off the event loop.
-            cosignature = await run_in_threadpool(witness.add_checkpoint, bytes(body))
-        except WitnessError as exc:
-            if exc.latest_size is not None:
-                # Set as a header: Starlette would append a charset to the media type.
-                return Response(
-                    f"{exc.latest_size}\n",
-                    status_code=exc.status,
-                    headers={"Content-Type": SIZE_TYPE},
-                )
-            return Response(f"{exc}\n", status_code=exc.status, media_type="text/plain")
-        return Response(cosignature, media_type="text/plain; charset=utf-8")
+        return witness
 
+    router = APIRouter()
+    witness_routes(router, "/log/{region}", region_witness)
+    app.include_router(router)
     return app

@@ -10,26 +10,43 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import uvicorn
+from fastapi import FastAPI
 
-from borderline.api.app import PublishedLog, create_app
-from borderline.api.witness import load_witness
+from borderline.api.app import PublishedLog, create_app, create_witness_app
 from borderline.cloud import Cloud
 from borderline.config import Listen
+from borderline.directory import DirectoryError
 from borderline.report.logview import region_verifier_key
-from borderline.tlog import LogLockedError
+from borderline.tlog import LogLockedError, VerifierKey, Witness
+from borderline.tlog.witnesskey import open_witness
+from borderline.witnessing import WitnessPublisher
 
 log = logging.getLogger(__name__)
 
 
+def region_log_keys(cloud: Cloud) -> dict[str, str | VerifierKey]:
+    """origin -> verifier key of every region log in the directory: what a region's witness
+    cosigns, so each custodian can vouch that the others show everybody one history."""
+    keys: dict[str, str | VerifierKey] = {}
+    for rid in cloud.config.region_ids:
+        origin = f"{cloud.config.primary_domain}/{rid}"
+        try:
+            keys[origin] = region_verifier_key(origin, cloud.directory.region_keys(rid).signing_key)
+        except DirectoryError:
+            continue
+    return keys
+
+
 def published_logs(cloud: Cloud) -> list[PublishedLog]:
     """Every region this process serves: where its log files are and how to verify them."""
+    keys = region_log_keys(cloud)
     return [
         PublishedLog(
             region=region.id,
             origin=region.origin,
             directory=region.root / "log",
             verifier_key=str(region_verifier_key(region.origin, region.vault.signing_public_key)),
-            witness=load_witness(cloud, region.id),
+            witness=open_witness(region.witness_dir, keys),
         )
         for region in cloud.regions.values()
     ]
@@ -43,46 +60,87 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-class ApiServer:
-    """Serves the log API and publishes the log every `checkpoint_interval` seconds (lapsed
-    seals revealed, a fresh checkpoint), so what it serves trails the log by at most that."""
+class _Http:
+    """uvicorn serving one app on a socket bound here, so a busy port fails start() with a
+    clear OSError, and with TCP_NODELAY, which asyncio would not set (see listen_socket)."""
 
-    def __init__(
-        self, cloud: Cloud, listen: Listen | None = None, checkpoint_interval: float = 1.0
-    ) -> None:
-        self.cloud = cloud
-        self.listen = listen or cloud.config.api.listen
-        self.checkpoint_interval = checkpoint_interval
+    def __init__(self, listen: Listen) -> None:
+        self.listen = listen
+        self.port = listen.port
         self._server: _EmbeddedServer | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self.port = self.listen.port
-        self.name = f"API {self.listen}"
+        self._task: asyncio.Task[None] | None = None
+        self.name = f"API {listen}"
 
-    async def start(self) -> None:
-        await self.publish()
-        app = create_app(published_logs(self.cloud))
-        family = socket.AF_INET6 if ":" in self.listen.host else socket.AF_INET
-        # Bound here, not by uvicorn, so a port in use fails start() with a clear OSError.
-        sock = socket.create_server((self.listen.host, self.listen.port), family=family)
-        sock.setblocking(False)
+    async def start_app(self, app: FastAPI) -> None:
+        sock = listen_socket(self.listen)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             app, host=self.listen.host, port=self.port, log_level="warning", lifespan="off"
         )
         self._server = _EmbeddedServer(config)
-        self._tasks = [
-            asyncio.create_task(self._server.serve(sockets=[sock])),
-            asyncio.create_task(self._publish_forever()),
-        ]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:
-            if self._tasks[0].done():
-                self._tasks[1].cancel()
-                self._tasks[0].result()
+            if self._task.done():
+                self._task.result()
             await asyncio.sleep(0.01)
 
+    @property
+    def connections(self) -> list[socket.socket]:
+        """The sockets of the open client connections (for tests of socket options)."""
+        if self._server is None:
+            return []
+        return [c.transport.get_extra_info("socket") for c in self._server.server_state.connections]
+
+    async def stop_http(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        self._server = None
+
+
+def listen_socket(listen: Listen) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.create_server((listen.host, listen.port), family=family)
+    # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and an accepted
+    # socket of create_server() has proto 0: without this, Nagle's algorithm and delayed
+    # ACKs hold every keep-alive response for about 40 ms. Accepted sockets inherit it.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    return sock
+
+
+class ApiServer(_Http):
+    """Serves the log API and publishes the log every `checkpoint_interval` seconds (lapsed
+    seals revealed, a fresh checkpoint pushed to the region's witnesses), so what it serves
+    trails the log by at most that."""
+
+    def __init__(
+        self, cloud: Cloud, listen: Listen | None = None, checkpoint_interval: float = 1.0
+    ) -> None:
+        super().__init__(listen or cloud.config.api.listen)
+        self.cloud = cloud
+        self.checkpoint_interval = checkpoint_interval
+        self._publisher_task: asyncio.Task[None] | None = None
+        self._witnesses = {
+            r.id: WitnessPublisher(r.section.witnesses, r.origin)
+            for r in cloud.regions.values()
+            if r.section.witnesses
+        }
+
+    async def start(self) -> None:
+        """Refuses (CorruptLogError) a log smaller than a checkpoint it signed, whether the
+        copy kept outside its directory or one of its witnesses holds that checkpoint."""
+        for region_id, publisher in self._witnesses.items():
+            region = self.cloud.region(region_id)
+            await asyncio.to_thread(publisher.check_start, region.transparency_log)
+        await self.publish()
+        await self.start_app(create_app(published_logs(self.cloud)))
+        self._publisher_task = asyncio.create_task(self._publish_forever())
+
     async def publish(self) -> None:
-        """Reveal sealed accesses whose orders lapsed (invariant 6), then sign and write a
-        checkpoint for each region whose log grew; both are cheap when nothing changed."""
+        """Reveal sealed accesses whose orders lapsed (invariant 6), sign a checkpoint for each
+        region whose log grew and have it cosigned; all cheap when nothing changed."""
         today = datetime.now(UTC).date()
         for region in self.cloud.regions.values():
             try:
@@ -91,6 +149,12 @@ class ApiServer:
             except LogLockedError as exc:
                 # A CLI command holds it for a moment; the next round publishes.
                 log.warning("%s: checkpoint not published yet: %s", region.id, exc)
+                continue
+            publisher = self._witnesses.get(region.id)
+            if publisher is not None:
+                problems = await asyncio.to_thread(publisher.push, region.transparency_log)
+                for problem in problems:
+                    log.warning("%s: %s", region.id, problem)
 
     async def _publish_forever(self) -> None:
         while True:
@@ -101,13 +165,27 @@ class ApiServer:
                 log.exception("publishing the log failed")
 
     async def stop(self) -> None:
-        if self._server is None:
+        if self._publisher_task is None:
             return
-        self._server.should_exit = True
-        serve, publish = self._tasks
-        publish.cancel()
+        self._publisher_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await publish
-        await serve
+            await self._publisher_task
+        self._publisher_task = None
+        await self.stop_http()
         await self.publish()
-        self._server = None
+        for publisher in self._witnesses.values():
+            publisher.close()
+
+
+class WitnessServer(_Http):
+    """A standalone witness for other operators' logs (`borderline witness serve`)."""
+
+    def __init__(self, witness: Witness, listen: Listen) -> None:
+        super().__init__(listen)
+        self.witness = witness
+
+    async def start(self) -> None:
+        await self.start_app(create_witness_app(self.witness))
+
+    async def stop(self) -> None:
+        await self.stop_http()

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from borderline.cli import accounts, demo, legal_cmd, log_cmd
+from borderline.cli import accounts, demo, legal_cmd, log_cmd, report_cmd, witness_cmd
 from borderline.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -23,6 +23,7 @@ from borderline.cli.common import (
     user_errors,
 )
 from borderline.config import example_config
+from borderline.tlog import CorruptLogError
 
 app = typer.Typer(
     name="borderline",
@@ -38,7 +39,8 @@ app.add_typer(legal_cmd.law_app, name="law")
 app.command("demo")(demo.demo)
 app.add_typer(log_cmd.app, name="log")
 app.command("access-history")(log_cmd.access_history)
-app.command("report")(log_cmd.report)
+app.add_typer(report_cmd.app, name="report")
+app.add_typer(witness_cmd.app, name="witness")
 
 
 @app.command()
@@ -97,6 +99,8 @@ def serve(
                         announce=console.print,
                     )
                 )
+            except CorruptLogError as exc:
+                raise fail(f"not starting: {exc}") from exc
             finally:
                 for worker in workers:
                     worker.terminate()

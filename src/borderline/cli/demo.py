@@ -11,6 +11,7 @@ import secrets
 import socket
 import tempfile
 from collections import Counter
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +24,7 @@ from borderline.cli.legal_demo import demo_replay
 from borderline.cloud import Cloud, Region
 from borderline.config import example_config, load_config
 from borderline.law import EXAMPLES, LawEngine, load_request
+from borderline.report.logview import ACCESS_TYPES
 from borderline.residency import files_containing
 
 DEMO_PASSWORD = "demo-password-1"
@@ -101,6 +103,34 @@ def _replay_2013(cloud: Cloud) -> list[str]:
         lines.append(f"      lawful route: {d.route}")
         lines += [f"      later, not the law of {d.law_date}: {note}" for note in d.later_history]
     return lines
+
+
+def _names_no_one(region: Region, address: str) -> None:
+    """Show a public entry, then the account holder opening her own (access-history)."""
+    console.rule("5. a public record that names no one")
+    log = region.transparency_log
+    entries = [json.loads(log.entry(i)) for i in range(log.size)]
+    console.print(f"{region.id} log entry 0, as anyone reads it:", highlight=False)
+    console.print(json.dumps(entries[0], sort_keys=True))
+    format1 = sum(1 for e in entries if e.get("type") in ACCESS_TYPES and "v" not in e)
+    if format1:
+        console.print(
+            f"{format1} entries predate format 2 and name accounts by an unsalted hash: they"
+            " stay (a Merkle log cannot forget) and are not reissued; see docs/tlog.md"
+        )
+    where = {e["commitment"]: i for i, e in enumerate(entries) if "commitment" in e}
+    where.update(
+        {e["event"]["commitment"]: i for i, e in enumerate(entries) if e.get("type") == "reveal"}
+    )
+    console.print(
+        f"{address} opens her own entries with her account's key (borderline access-history):"
+    )
+    for record in region.vault.access_records(address, datetime.now(UTC).date()):
+        fields = record.fields
+        console.print(
+            f"    entry #{where.get(record.commitment, '?')}: {fields['justification']} by"
+            f" {fields['principal']} at {fields['time']}; commitment opens: {record.opens()}"
+        )
 
 
 async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
@@ -201,6 +231,7 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
                 "checkpoint:",
             )
             console.print(log.checkpoint().decode())
+        _names_no_one(eu, "alice@example.test")
         if not once:
             console.rule("serving; Ctrl-C to stop")
             for region_id, name, address in listeners(cloud):

@@ -86,7 +86,7 @@ def _replay(cloud: Cloud, desk: LegalDesk, path: Path, out: Path) -> list[str]:
                 event = json.loads(log.entry(index))
                 lines.append(
                     f"  key release on {log.origin} log entry {index}: "
-                    f"{event['justification']}, decision {event['decision']},"
+                    f"{event['justification']}, request {event['request']},"
                     f" {item['messages']} message(s) in scope"
                 )
     closed = desk.close(record.id, REVIEWERS[1])

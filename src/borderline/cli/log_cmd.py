@@ -12,14 +12,12 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from enum import StrEnum
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from borderline.api.witness import create_witness_key, parse_signer_key, witness_dir
 from borderline.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -27,28 +25,28 @@ from borderline.cli.common import (
     console,
     data_table,
     emphasis,
+    err_console,
     fail,
     open_cloud,
     print_json,
     user_errors,
 )
 from borderline.cloud import Cloud, Region
-from borderline.report import LogSnapshot, region_verifier_key
-from borderline.report.render import RENDERERS
-from borderline.report.sources import legal_requests
-from borderline.report.transparency import RegionLog, build_report
+from borderline.report import LogEvent, LogSnapshot, region_verifier_key
 from borderline.tlog import (
     LogLockedError,
     TlogError,
-    TransparencyLog,
+    VerificationError,
     VerifierKey,
     verify_checkpoint,
     verify_consistency,
     verify_receipt,
 )
-from borderline.tlog.note import COSIGNATURE_V1
 from borderline.tlog.proof import format_receipt
+from borderline.tlog.witnesskey import create_witness_key
+from borderline.vault import AccessRecord
 from borderline.vault.access import account_hash
+from borderline.witnessing import WitnessPublisher
 
 app = typer.Typer(help="The regions' transparency logs: checkpoints, proofs, verification.")
 
@@ -70,15 +68,23 @@ def verifier_key(cloud: Cloud, region: Region) -> VerifierKey:
 
 
 def snapshot(cloud: Cloud, region: Region, directory: Path | None = None) -> LogSnapshot:
-    """The verified log at its latest checkpoint, signing one first if nobody serves it."""
+    """The verified log at its published checkpoint, signing (and having witnesses cosign)
+    a fresh one first if nobody serves the log."""
     if directory is None:
         # Opened only for as long as signing takes, so a starting server is not locked out.
         # If `borderline serve` holds the log, it publishes checkpoints itself.
         with (
             contextlib.suppress(LogLockedError),
-            TransparencyLog(region.root / "log", region.origin, region.vault.signing_key) as log,
+            region.new_log(region.vault.signing_key) as log,
         ):
             log.checkpoint()
+            if region.section.witnesses:
+                publisher = WitnessPublisher(region.section.witnesses, region.origin)
+                try:
+                    for problem in publisher.push(log):
+                        err_console.print(f"warning: {problem}")
+                finally:
+                    publisher.close()
         directory = region.root / "log"
     return LogSnapshot.load(directory, verifier_key(cloud, region))
 
@@ -203,116 +209,134 @@ def witness_key(
 ) -> None:
     """Create the region's witness key; `serve` then answers add-checkpoint for it."""
     with open_cloud(config, region) as cloud, user_errors():
+        directory = cloud.region(region).witness_dir
         try:
-            path = create_witness_key(witness_dir(cloud, region), name)
+            vkey = create_witness_key(directory, name)
         except FileExistsError as exc:
             raise fail(f"{exc.filename} exists; a witness key is never replaced") from exc
-        _, key = parse_signer_key(path.read_text())
-    console.print(f"wrote {path}; restart `borderline serve` to start the witness", soft_wrap=True)
-    typer.echo(str(VerifierKey.for_key(name, key, COSIGNATURE_V1)))
+    console.print(
+        f"wrote {directory}; restart `borderline serve` to start the witness", soft_wrap=True
+    )
+    typer.echo(vkey)
+
+
+def _event_row(event: LogEvent, receipt: bytes, private: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "index": event.index,
+        "format": 1 if event.format1 else 2,
+        "time": event.time.isoformat(),
+        "justification": event.justification,
+        "request": event.request,
+        "revealed_from": event.sealed_index,
+        "commitment": event.commitment,
+        "private": private,
+        "receipt": receipt.decode(),
+    }
+
+
+def account_history(view: LogSnapshot, address: str, records: list[AccessRecord]) -> dict[str, Any]:
+    """Match the account's private records to the log by commitment, open each one and
+    verify the inclusion proof of its entry; format-1 entries are found by the hash they
+    published."""
+    by_commitment = {e.commitment: e for e in view.events() if e.commitment}
+    legacy = account_hash(address)
+    rows, pending = [], []
+    for record in records:
+        event = by_commitment.get(record.commitment)
+        if event is None:
+            pending.append({"commitment": record.commitment, "private": record.fields})
+            continue
+        if not record.opens():
+            raise VerificationError(f"the private record of entry {event.index} does not open")
+        receipt = view.receipt(event.index)
+        verify_receipt(receipt, view.verifier_key, view.entries[event.index])
+        rows.append(_event_row(event, receipt, record.fields))
+    for event in view.events():
+        if event.format1 is not None and event.format1.account == legacy:
+            receipt = view.receipt(event.index)
+            verify_receipt(receipt, view.verifier_key, view.entries[event.index])
+            principal = {"principal": event.format1.principal, "published": True}
+            rows.append(_event_row(event, receipt, principal))
+    rows.sort(key=lambda r: r["index"])
+    sealed = len(view.sealed_indices())
+    return {
+        "address": address,
+        "checkpoint": {"origin": view.checkpoint.origin, "size": view.size},
+        "root": b64(view.checkpoint.root),
+        "events": rows,
+        "pending": pending,
+        "sealed_in_log": sealed,
+        "still_sealed_in_log": sealed - len(view.revealed()),
+    }
 
 
 def access_history(
     address: Annotated[str, typer.Argument(help="The account's mail address.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            envvar="BORDERLINE_PASSWORD",
+            help="The account's password: only its holder opens its access records.",
+        ),
+    ],
     config: ConfigOption = DEFAULT_CONFIG,
     as_json: JsonOption = False,
 ) -> None:
-    """Show an account's key releases from its home region's log, each with a verified
-    inclusion proof, and how many sealed (nondisclosure) accesses that log holds."""
+    """Show an account's accesses: each private record opened, its commitment matched to an
+    entry of the home region's log and that entry's inclusion proof verified."""
     with open_cloud(config) as cloud, user_errors(), log_errors():
         home = cloud.home_region(address)
-        if home is None:
-            raise fail(f"no account {address} in the regions served here")
+        if home is None or not home.check_password(address.lower(), password):
+            raise fail(f"no account {address} here, or the password is wrong")
         view = snapshot(cloud, home)
-        mine = account_hash(address)
-        events = []
-        for event in view.events():
-            if event.account != mine:
-                continue
-            receipt = view.receipt(event.index)
-            verify_receipt(receipt, view.verifier_key, view.entries[event.index])
-            events.append((event, receipt))
-        sealed = len(view.sealed_indices())
-        revealed = len(view.revealed())
-    data = {
-        "address": address.lower(),
-        "region": home.id,
-        "checkpoint": {"origin": view.checkpoint.origin, "size": view.size},
-        "root": b64(view.checkpoint.root),
-        "events": [
-            {
-                "index": e.index,
-                "time": e.time.isoformat(),
-                "justification": e.justification,
-                "principal": e.principal,
-                "decision": e.decision,
-                "revealed_from": e.sealed_index,
-                "receipt": receipt.decode(),
-            }
-            for e, receipt in events
-        ],
-        "sealed_in_log": sealed,
-        "still_sealed_in_log": sealed - revealed,
-    }
+        records = home.vault.access_records(address, datetime.now(UTC).date())
+        data = {**account_history(view, address.lower(), records), "region": home.id}
     if as_json:
         print_json(data)
         return
-    table = data_table("#", "time (UTC)", "justification", "principal", "decision", "note")
-    for e, _ in events:
-        note = f"revealed (sealed at #{e.sealed_index})" if e.sealed_index is not None else ""
+    _print_history(data)
+
+
+def _print_history(data: dict[str, Any]) -> None:
+    table = data_table("#", "time (UTC)", "justification", "principal", "request", "note")
+    for e in data["events"]:
+        private = e["private"] or {}
+        notes = []
+        if e["revealed_from"] is not None:
+            notes.append(f"revealed (sealed at #{e['revealed_from']})")
+        if e["format"] == 1:
+            notes.append("format 1: published in clear")
         table.add_row(
-            str(e.index),
-            e.time.strftime("%Y-%m-%d %H:%M:%S"),
-            e.justification,
-            e.principal,
-            e.decision or "",
-            note,
+            str(e["index"]),
+            str(private.get("time", e["time"])).replace("T", " ")[:19],
+            e["justification"],
+            str(private.get("principal", "")),
+            str(e["request"] or ""),
+            "; ".join(notes),
         )
     console.print(
-        emphasis("", str(data["address"]), f": {len(events)} access event(s) in {home.id}'s log"),
+        emphasis(
+            "",
+            str(data["address"]),
+            f": {len(data['events'])} access event(s) in {data['region']}'s log",
+        ),
         table,
     )
+    checkpoint = data["checkpoint"]
     console.print(
-        f"each inclusion proof verified against checkpoint {view.checkpoint.origin}"
-        f" size {view.size} root {data['root']}",
+        f"each record opened its commitment, and each entry's inclusion proof verified against"
+        f" checkpoint {checkpoint['origin']} size {checkpoint['size']} root {data['root']}",
         highlight=False,
         soft_wrap=True,
     )
-    console.print(
-        f"sealed accesses (nondisclosure orders) in this log: {sealed},"
-        f" of which still sealed: {sealed - revealed} (they name no account until revealed)"
-    )
-
-
-class ReportFormat(StrEnum):
-    html = "html"
-    csv = "csv"
-    json = "json"
-
-
-def report(
-    start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day.")],
-    end: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day.")],
-    fmt: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here, not stdout.")] = None,
-    config: ConfigOption = DEFAULT_CONFIG,
-) -> None:
-    """Transparency report: legal requests by country, instrument and outcome, the e-Evidence
-    Art. 28 breakdown, key releases and sealed accesses, at verified log checkpoints."""
-    with open_cloud(config) as cloud, user_errors(), log_errors():
-        first, last = start.date(), end.date()
-        logs = [
-            RegionLog.from_snapshot(r.id, snapshot(cloud, r), first, last)
-            for r in cloud.regions.values()
-        ]
-        built = build_report(
-            legal_requests(cloud.config.cloud.data_dir), logs, first, last, cloud.config.cloud.name
+    if data["pending"]:
+        console.print(
+            f"{len(data['pending'])} more record(s) not yet under the published checkpoint",
+            highlight=False,
         )
-        text = RENDERERS[fmt.value](built)
-        if out is not None:
-            out.write_text(text, encoding="utf-8")
-    if out is None:
-        sys.stdout.write(text)
-    else:
-        sizes = ", ".join(f"{log.region} at size {log.size}" for log in logs)
-        console.print(f"wrote {out} ({fmt.value}); logs: {sizes}", highlight=False)
+    console.print(
+        f"sealed accesses (nondisclosure orders) in this log: {data['sealed_in_log']},"
+        f" of which still sealed: {data['still_sealed_in_log']} (they name no account)"
+    )

@@ -26,6 +26,7 @@ from borderline.legal.records import (
     RequestRecord,
     State,
     TransitionError,
+    public_request_id,
 )
 from borderline.store import Hold, MailStore, MessageInfo
 from borderline.vault import Justification, KeyReleaseDenied, Vault
@@ -406,6 +407,7 @@ def _build(
                     Justification.THIRD_PARTY_DATA_REQUEST,
                     principal,
                     decision_id=item.id,
+                    request_id=public_request_id(record.id),
                     sealed_until=sealed_until,
                 )
                 entry["key_release"] = {

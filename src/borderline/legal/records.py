@@ -206,8 +206,14 @@ def _now() -> str:
 
 
 def decision_id(request_id: int, n: int) -> str:
-    """The id the transparency log names for a lawful disclosure: request and item."""
+    """The id of one item's decision: request and item (kept in the private access record)."""
     return f"req{request_id}-item{n}"
+
+
+def public_request_id(request_id: int) -> str:
+    """The id the public transparency log names a legal request by: it tells which request a
+    lawful key release served, nothing about whose account."""
+    return f"req{request_id}"
 
 
 class LegalRecords:

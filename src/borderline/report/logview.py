@@ -22,6 +22,9 @@ from borderline.tlog.note import ED25519
 from borderline.tlog.proof import format_receipt
 from borderline.tlog.tiles import TILE_WIDTH, decode_entries, tile_path
 from borderline.tlog.verify import load_tree
+from borderline.vault.access import ENTRY_FORMAT, canonical_json, seal_commitment
+
+ACCESS_TYPES = ("access", "sealed-access", "reveal")
 
 
 def region_verifier_key(origin: str, signing_public_key: bytes) -> VerifierKey:
@@ -29,9 +32,13 @@ def region_verifier_key(origin: str, signing_public_key: bytes) -> VerifierKey:
     return VerifierKey(origin, ED25519, signing_public_key)
 
 
-def canonical_json(record: dict[str, Any]) -> bytes:
-    """The vault's entry encoding: sorted keys, no spaces."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+@dataclass(frozen=True)
+class Format1Details:
+    """What a format-1 entry (written before entries stopped naming anyone) published: an
+    unsalted account hash and the principal in clear. They stay: a Merkle log cannot forget."""
+
+    account: str
+    principal: str
 
 
 @dataclass(frozen=True)
@@ -40,27 +47,31 @@ class LogEvent:
 
     index: int  # where the event's own record is: the access entry, or the reveal entry
     region: str
-    account: str
     justification: str
-    principal: str
     time: datetime
-    decision: str | None
-    sealed_index: int | None  # for a revealed event: the index of its commitment
+    request: str | None  # public id of the legal request (format 1: the decision id it named)
+    commitment: str | None  # to the private record; None in format 1
+    sealed_index: int | None  # for a revealed event: the index of its seal
+    format1: Format1Details | None = None
 
     @classmethod
     def from_record(
         cls, index: int, record: dict[str, Any], sealed_index: int | None = None
     ) -> LogEvent:
+        current = record.get("v") == ENTRY_FORMAT
         try:
+            request = record.get("request" if current else "decision")
             return cls(
                 index=index,
                 region=str(record["region"]),
-                account=str(record["account"]),
                 justification=str(record["justification"]),
-                principal=str(record["principal"]),
                 time=datetime.fromisoformat(str(record["time"])),
-                decision=None if record.get("decision") is None else str(record["decision"]),
+                request=None if request is None else str(request),
+                commitment=str(record["commitment"]) if current else None,
                 sealed_index=sealed_index,
+                format1=None
+                if current
+                else Format1Details(str(record["account"]), str(record["principal"])),
             )
         except (KeyError, ValueError) as exc:
             raise VerificationError(f"entry {index} is not a valid access event: {exc}") from exc
@@ -109,20 +120,35 @@ class LogSnapshot:
         return format_receipt(index, self.tree.inclusion_proof(index, self.size), self.note)
 
     def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Every entry decoded as the vault's JSON record; other entries are skipped."""
+        """Every entry decoded as the vault's JSON record; other entries are skipped. Once
+        an entry of format 2 appears, a later format-1 entry is a downgrade and refused."""
+        first_v2: int | None = None
         for index, entry in enumerate(self.entries):
             try:
                 record = json.loads(entry)
             except ValueError:
                 continue
-            if isinstance(record, dict):
-                yield index, record
+            if not isinstance(record, dict):
+                continue
+            if record.get("v") == ENTRY_FORMAT:
+                first_v2 = index if first_v2 is None else first_v2
+            elif first_v2 is not None and record.get("type") in ACCESS_TYPES:
+                raise VerificationError(
+                    f"entry {index} is in format 1, after format 2 began at entry {first_v2}"
+                )
+            yield index, record
+
+    @property
+    def format1_entries(self) -> int:
+        """How many entries predate format 2 (they may name accounts and principals)."""
+        return sum(1 for _, r in self.records() if r.get("type") in ACCESS_TYPES and "v" not in r)
 
     def sealed_indices(self) -> list[int]:
         return [i for i, r in self.records() if r.get("type") == "sealed-access"]
 
     def revealed(self) -> dict[int, LogEvent]:
-        """Sealed index -> revealed event, each reveal checked against its commitment."""
+        """Seal index -> revealed event, each reveal checked against its seal (a format-1
+        seal is opened to the account holder only: its reveal carries no salt)."""
         out: dict[int, LogEvent] = {}
         for index, record in self.records():
             if record.get("type") != "reveal":
@@ -133,18 +159,13 @@ class LogSnapshot:
             sealed = json.loads(self.entries[sealed_index])
             if not isinstance(sealed, dict) or sealed.get("type") != "sealed-access":
                 raise VerificationError(f"reveal {index} names entry {sealed_index}, not a seal")
+            if sealed_index in out:
+                raise VerificationError(f"reveal {index} opens seal {sealed_index} again")
             event = record.get("event")
             if not isinstance(event, dict):
                 raise VerificationError(f"reveal {index} carries no event")
-            try:
-                salt = bytes.fromhex(str(record.get("salt", "")))
-            except ValueError as exc:
-                raise VerificationError(f"reveal {index} has a malformed salt") from exc
-            digest = hashlib.sha256(salt + canonical_json(event)).hexdigest()
-            if digest != sealed.get("commitment"):
-                raise VerificationError(
-                    f"reveal {index} does not match the commitment at {sealed_index}"
-                )
+            if not _opens(record, sealed, event):
+                raise VerificationError(f"reveal {index} does not match the seal at {sealed_index}")
             out[sealed_index] = LogEvent.from_record(index, event, sealed_index)
         return out
 
@@ -155,3 +176,24 @@ class LogSnapshot:
         ]
         events.extend(self.revealed().values())
         return sorted(events, key=lambda e: e.index)
+
+
+def _opens(reveal: dict[str, Any], sealed: dict[str, Any], event: dict[str, Any]) -> bool:
+    """Whether a reveal opens its seal: format 2 with the seal domain, format 1 as it was."""
+    if reveal.get("v") == ENTRY_FORMAT and sealed.get("v") == ENTRY_FORMAT:
+        if reveal.get("legacy"):
+            return False  # a format-2 seal is always opened in public
+        try:
+            salt = bytes.fromhex(str(reveal.get("salt", "")))
+        except ValueError:
+            return False
+        return seal_commitment(salt, canonical_json(event)) == sealed.get("commitment")
+    if reveal.get("v") == ENTRY_FORMAT:
+        # A format-1 seal opened to the account holder only: the public event is format 2
+        # and names no one; its private record carries the old salt and preimage.
+        return reveal.get("legacy") is True and event.get("v") == ENTRY_FORMAT
+    try:
+        salt = bytes.fromhex(str(reveal.get("salt", "")))
+    except ValueError:
+        return False
+    return hashlib.sha256(salt + canonical_json(event)).hexdigest() == sealed.get("commitment")

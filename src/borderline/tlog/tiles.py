@@ -35,6 +35,19 @@ def tile_path(level: int | str, index: int, width: int = TILE_WIDTH) -> str:
     return f"tile/{level}/{encode_index(index)}{suffix}"
 
 
+def covered_paths(size: int) -> list[str]:
+    """Every tile and entry bundle a checkpoint of `size` covers: what a mirror fetches."""
+    paths, level, count = [], 0, size
+    while count > 0:
+        for start in range(0, count, TILE_WIDTH):
+            width = min(count - start, TILE_WIDTH)
+            paths.append(tile_path(level, start // TILE_WIDTH, width))
+            if level == 0:
+                paths.append(tile_path("entries", start // TILE_WIDTH, width))
+        level, count = level + 1, count >> TILE_HEIGHT
+    return paths
+
+
 def encode_entries(entries: Sequence[bytes]) -> bytes:
     """Entry bundle body: each entry as big-endian uint16 length and its bytes."""
     out = bytearray()

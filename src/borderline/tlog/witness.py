@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import threading
@@ -15,10 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from borderline.tlog.checkpoint import Checkpoint, parse_checkpoint
 from borderline.tlog.errors import TlogError, VerificationError
 from borderline.tlog.files import write_atomic
-from borderline.tlog.merkle import HASH_SIZE, verify_consistency
+from borderline.tlog.merkle import EMPTY_ROOT, HASH_SIZE, verify_consistency
 from borderline.tlog.note import (
     COSIGNATURE_V1,
     ED25519,
+    Note,
     VerifierKey,
     b64decode,
     cosign,
@@ -54,13 +56,20 @@ class UnknownLog(WitnessError):
 
 
 class Conflict(WitnessError):
-    """Old size does not match, or same size with another root. Body: latest size + LF."""
+    """The old size is not the size the witness last cosigned. Body: that size + LF."""
 
     status = 409
 
 
 class InvalidProof(WitnessError):
+    """Not consistent with what the witness cosigned (or, at size 0, not the empty tree)."""
+
     status = 422
+
+
+def origin_hash(origin: str) -> str:
+    """A log's path element on a witness's monitoring prefix: hex SHA-256 of its origin."""
+    return hashlib.sha256(origin.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -98,8 +107,9 @@ def parse_add_checkpoint(body: bytes) -> AddCheckpoint:
 class Witness:
     """Cosigns checkpoints of known logs that extend the last one it cosigned.
 
-    State (latest cosigned checkpoint per origin) is persisted atomically before a
-    cosignature is returned, when `state_path` is given.
+    State (per origin, the latest cosigned checkpoint: the log's signature and this
+    witness's cosignature) is persisted atomically before a cosignature is returned, when
+    `state_path` is given; it is what the monitoring endpoint serves.
     """
 
     def __init__(
@@ -122,9 +132,17 @@ class Witness:
         self._clock = clock
         self._lock = threading.Lock()
         self._latest: dict[str, Checkpoint] = {}
+        self._notes: dict[str, bytes] = {}
         if state_path is not None and state_path.exists():
-            for origin, text in json.loads(state_path.read_text()).items():
-                self._latest[origin] = parse_checkpoint(text)
+            for origin, value in json.loads(state_path.read_text()).items():
+                if "\n\n" in value:  # a cosigned note; older state files hold the text only
+                    self._notes[origin] = value.encode()
+                    value = parse_note(value.encode()).text
+                self._latest[origin] = parse_checkpoint(value)
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     def verifier_key(self) -> str:
         return str(self._vkey)
@@ -132,6 +150,16 @@ class Witness:
     def latest(self, origin: str) -> Checkpoint | None:
         with self._lock:
             return self._latest.get(origin)
+
+    def latest_note(self, origin: str) -> bytes | None:
+        """The latest checkpoint cosigned for `origin`, with the log's signature and this
+        witness's cosignature (tlog-witness monitoring: `<prefix>/<origin hash>/checkpoint`)."""
+        with self._lock:
+            return self._notes.get(origin)
+
+    def latest_note_by_hash(self, digest: str) -> bytes | None:
+        origin = next((o for o in self._logs if origin_hash(o) == digest), None)
+        return None if origin is None else self.latest_note(origin)
 
     def add_checkpoint(self, body: bytes) -> bytes:
         """Handle an add-checkpoint request body; returns the cosignature line(s)."""
@@ -158,25 +186,38 @@ class Witness:
             latest_size = latest.size if latest else 0
             if old_size != latest_size:
                 raise Conflict(f"witness is at size {latest_size}", latest_size)
-            if latest is not None and old_size == checkpoint.size:
-                if latest.root != checkpoint.root:
-                    raise Conflict("same size, different root: log equivocation", latest_size)
-            elif latest is not None:
-                try:
-                    verify_consistency(
-                        latest.size, checkpoint.size, latest.root, checkpoint.root, proof
-                    )
-                except VerificationError as exc:
-                    raise InvalidProof(f"checkpoint is not consistent: {exc}") from exc
-            elif proof:
-                raise InvalidProof("the proof from size 0 must be empty")
-            self._persist({**self._latest, checkpoint.origin: checkpoint})
-            self._latest[checkpoint.origin] = checkpoint
+            _check_extends(latest, checkpoint, proof)
             sig = cosign(parsed.text, self._name, self._signer, int(self._clock()))
+            log_sigs = [
+                s for s in parsed.signatures if (s.name, s.key_id) == (key.name, key.key_id)
+            ]
+            kept = Note(parsed.text, (*log_sigs, sig)).encode()
+            self._persist({**self._notes, checkpoint.origin: kept})
+            self._latest[checkpoint.origin] = checkpoint
+            self._notes[checkpoint.origin] = kept
         return sig.line().encode()
 
-    def _persist(self, state: Mapping[str, Checkpoint]) -> None:
+    def _persist(self, notes: Mapping[str, bytes]) -> None:
         if self._state_path is None:
             return
-        data = json.dumps({o: c.text() for o, c in sorted(state.items())}, indent=1)
+        data = json.dumps({o: n.decode() for o, n in sorted(notes.items())}, indent=1)
         write_atomic(self._state_path, data.encode(), sync=True)
+
+
+def _check_extends(latest: Checkpoint | None, new: Checkpoint, proof: Sequence[bytes]) -> None:
+    """tlog-witness: the empty tree at size 0, an empty proof from 0, equal roots at equal
+    sizes, and otherwise a consistency proof from the cosigned checkpoint; else 422."""
+    if new.size == 0 and new.root != EMPTY_ROOT:
+        raise InvalidProof("a checkpoint of size 0 must have the root of the empty tree")
+    if latest is None or latest.size == 0:
+        if proof:
+            raise InvalidProof("the proof from size 0 must be empty")
+        return
+    if latest.size == new.size:
+        if latest.root != new.root or proof:
+            raise InvalidProof("same size, different root: log equivocation")
+        return
+    try:
+        verify_consistency(latest.size, new.size, latest.root, new.root, proof)
+    except VerificationError as exc:
+        raise InvalidProof(f"checkpoint is not consistent: {exc}") from exc

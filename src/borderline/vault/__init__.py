@@ -2,11 +2,12 @@
 
 from borderline.vault.access import AccessEvent, AccessLog, Justification
 from borderline.vault.sealing import SealedMessageError, open_sealed, seal
-from borderline.vault.vault import ContentKey, KeyReleaseDenied, Vault
+from borderline.vault.vault import AccessRecord, ContentKey, KeyReleaseDenied, Vault
 
 __all__ = [
     "AccessEvent",
     "AccessLog",
+    "AccessRecord",
     "ContentKey",
     "Justification",
     "KeyReleaseDenied",

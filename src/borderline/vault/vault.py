@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from borderline.durable_sqlite import open_durable
-from borderline.vault.access import AccessEvent, AccessLog, Justification
+from borderline.vault.access import (
+    ENTRY_FORMAT,
+    AccessEvent,
+    AccessLog,
+    Justification,
+    account_hash,
+    commitment,
+    reveal_entry,
+    seal_commitment,
+    sealed_entry,
+)
 from borderline.vault.sealing import open_sealed
 
 BLOB_VERSION = b"\x01"
@@ -35,6 +48,37 @@ def _message_aad(address: str) -> bytes:
 
 def _wrap_aad(region_id: str, address: str) -> bytes:
     return f"borderline-dek-v1\n{region_id}\n{address.lower()}".encode()
+
+
+def _record_aad(region_id: str, address: str, committed_to: str) -> bytes:
+    return f"borderline-access-record-v1\n{region_id}\n{address}\n{committed_to}".encode()
+
+
+def _record_cipher(data_key: bytes) -> AESGCM:
+    """The key private access records are kept under: derived from the account's data key,
+    so only a path that may unwrap that key (the account holder's, the region's lawful
+    process) opens them, and it decrypts no mail."""
+    hkdf = HKDF(hashes.SHA256(), length=32, salt=None, info=b"borderline-access-records-v1")
+    return AESGCM(hkdf.derive(data_key))
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    """A private access record, opened: the commitment on the log it must match, and the
+    salt and record that open it."""
+
+    commitment: str
+    salt: bytes
+    record: bytes  # canonical JSON, exactly as committed
+    sealed_until: date | None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.record)
+        return data
+
+    def opens(self) -> bool:
+        return commitment(self.salt, self.record) == self.commitment
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -112,6 +156,13 @@ class Vault:
                 " salt BLOB NOT NULL, event BLOB NOT NULL, until TEXT NOT NULL,"
                 " revealed_at INTEGER)"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS access_records (commitment TEXT PRIMARY KEY,"
+                " account TEXT NOT NULL, sealed_until TEXT, record BLOB NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS access_records_account ON access_records (account)"
+            )
         self._writers: dict[str, AESGCM] = {}
 
     @property
@@ -143,6 +194,9 @@ class Vault:
             )
 
     def _unwrap(self, address: str) -> AESGCM:
+        return AESGCM(self._data_key(address))
+
+    def _data_key(self, address: str) -> bytes:
         with self._lock:
             row = self._db.execute(
                 "SELECT wrapped FROM data_keys WHERE address = ?", (address,)
@@ -150,10 +204,9 @@ class Vault:
         if row is None:
             raise KeyReleaseDenied(f"no data key for {address} in region {self.region_id}")
         wrapped: bytes = row[0]
-        dek = self._kek.decrypt(
+        return self._kek.decrypt(
             wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], _wrap_aad(self.region_id, address)
         )
-        return AESGCM(dek)
 
     def encrypt(self, address: str, plaintext: bytes) -> bytes:
         """Encrypt a message for an account at rest; the key stays inside the vault."""
@@ -172,17 +225,27 @@ class Vault:
         principal: str,
         *,
         decision_id: str | None = None,
+        request_id: str | None = None,
         sealed_until: date | None = None,
     ) -> ContentKey:
-        """Log the access durably, then hand out the account's key (invariant 4)."""
+        """Log the access durably, then hand out the account's key (invariant 4).
+
+        The principal, the account and the decision go into the private record only; the
+        log gets the justification, the minute, the legal request's public id and the
+        commitment (DESIGN.md invariant 8).
+        """
         if not isinstance(justification, Justification):
             raise KeyReleaseDenied(f"{justification!r} is not a justification code")
-        if justification is Justification.THIRD_PARTY_DATA_REQUEST and not decision_id:
-            raise KeyReleaseDenied("THIRD_PARTY_DATA_REQUEST must name an approved decision")
+        lawful = justification is Justification.THIRD_PARTY_DATA_REQUEST
+        if lawful and not (decision_id and request_id):
+            raise KeyReleaseDenied(
+                "THIRD_PARTY_DATA_REQUEST must name an approved decision and the public id"
+                " of its legal request"
+            )
         if not principal:
             raise KeyReleaseDenied("a key release must name the principal asking for it")
         address = address.lower()
-        aead = self._unwrap(address)
+        data_key = self._data_key(address)
         event = AccessEvent(
             region=self.region_id,
             address=address,
@@ -190,36 +253,79 @@ class Vault:
             principal=principal,
             time=datetime.now(UTC),
             decision_id=decision_id,
+            request_id=request_id if lawful else None,
         )
-        index = (
-            self._append_sealed(event, sealed_until)
-            if sealed_until is not None
-            else self.access_log.append(event.to_entry())
-        )
-        return ContentKey(address, aead, index)
-
-    def _append_sealed(self, event: AccessEvent, until: date) -> int:
-        """Log a salted commitment now; the event itself is revealed when the order lapses."""
         salt = secrets.token_bytes(32)
-        body = event.to_entry()
-        commitment = {
-            "type": "sealed-access",
-            "region": self.region_id,
-            "commitment": hashlib.sha256(salt + body).hexdigest(),
-        }
+        private = event.private()
+        committed = commitment(salt, private)
+        # The private record is durable before the public entry that commits to it.
+        self._keep_record(address, data_key, committed, salt + private, sealed_until)
+        public = event.public(committed)
+        index = (
+            self._append_sealed(public, sealed_until)
+            if sealed_until is not None
+            else self.access_log.append(public)
+        )
+        return ContentKey(address, AESGCM(data_key), index)
+
+    def _keep_record(
+        self, address: str, data_key: bytes, committed: str, opening: bytes, until: date | None
+    ) -> None:
+        nonce = os.urandom(NONCE_SIZE)
+        blob = nonce + _record_cipher(data_key).encrypt(
+            nonce, opening, _record_aad(self.region_id, address, committed)
+        )
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO access_records (commitment, account, sealed_until, record)"
+                " VALUES (?, ?, ?, ?)",
+                (committed, address, until.isoformat() if until else None, blob),
+            )
+
+    def access_records(self, address: str, today: date) -> list[AccessRecord]:
+        """The account's private access records, opened, except those still under a
+        nondisclosure order: for the account holder once authenticated (`access-history`)."""
+        address = address.lower()
+        cipher = _record_cipher(self._data_key(address))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT commitment, sealed_until, record FROM access_records WHERE account = ?"
+                " AND (sealed_until IS NULL OR sealed_until <= ?) ORDER BY rowid",
+                (address, today.isoformat()),
+            ).fetchall()
+        opened = []
+        for committed, until, blob in rows:
+            plain = cipher.decrypt(
+                blob[:NONCE_SIZE],
+                blob[NONCE_SIZE:],
+                _record_aad(self.region_id, address, committed),
+            )
+            opened.append(
+                AccessRecord(
+                    commitment=committed,
+                    salt=plain[:32],
+                    record=plain[32:],
+                    sealed_until=date.fromisoformat(until) if until else None,
+                )
+            )
+        return opened
+
+    def _append_sealed(self, public: bytes, until: date) -> int:
+        """Log a seal over the entry now; the entry itself is revealed when the order lapses."""
+        salt = secrets.token_bytes(32)
         with self._lock:
             index = self.access_log.append(
-                json.dumps(commitment, sort_keys=True, separators=(",", ":")).encode()
+                sealed_entry(self.region_id, seal_commitment(salt, public))
             )
             with self._db:
                 self._db.execute(
                     "INSERT INTO sealed_events (log_index, salt, event, until) VALUES (?,?,?,?)",
-                    (index, salt, body, until.isoformat()),
+                    (index, salt, public, until.isoformat()),
                 )
         return index
 
     def reveal_lapsed(self, today: date) -> list[int]:
-        """Publish the preimage of every sealed event whose order has lapsed."""
+        """Publish the sealed entry of every access whose nondisclosure order has lapsed."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT log_index, salt, event FROM sealed_events"
@@ -228,15 +334,11 @@ class Vault:
             ).fetchall()
         revealed = []
         for log_index, salt, body in rows:
-            reveal = {
-                "type": "reveal",
-                "index": log_index,
-                "salt": bytes(salt).hex(),
-                "event": json.loads(body),
-            }
-            entry_index = self.access_log.append(
-                json.dumps(reveal, sort_keys=True, separators=(",", ":")).encode()
-            )
+            if json.loads(body).get("v") == ENTRY_FORMAT:
+                entry = reveal_entry(log_index, bytes(salt), bytes(body))
+            else:
+                entry = reveal_entry(log_index, None, self._reopen_format1(log_index, salt, body))
+            entry_index = self.access_log.append(entry)
             with self._lock, self._db:
                 self._db.execute(
                     "UPDATE sealed_events SET revealed_at = ? WHERE log_index = ?",
@@ -244,6 +346,34 @@ class Vault:
                 )
             revealed.append(entry_index)
         return revealed
+
+    def _reopen_format1(self, log_index: int, salt: bytes, body: bytes) -> bytes:
+        """A seal written in format 1 commits to a record naming its principal, so its
+        opening goes into the account holder's private record, and the log gets a format-2
+        entry that names no one."""
+        old: dict[str, Any] = json.loads(body)
+        address = self._address_of(str(old["account"]))
+        event = AccessEvent(
+            region=self.region_id,
+            address=address or str(old["account"]),
+            justification=Justification(old["justification"]),
+            principal=str(old["principal"]),
+            time=datetime.fromisoformat(str(old["time"])),
+            decision_id=old.get("decision"),
+        )
+        opening = secrets.token_bytes(32)
+        private = event.private(
+            format1_seal={"index": log_index, "salt": bytes(salt).hex(), "event": old}
+        )
+        committed = commitment(opening, private)
+        if address is not None:
+            self._keep_record(address, self._data_key(address), committed, opening + private, None)
+        return event.public(committed)
+
+    def _address_of(self, hashed: str) -> str | None:
+        with self._lock:
+            addresses = [r[0] for r in self._db.execute("SELECT address FROM data_keys")]
+        return next((a for a in addresses if account_hash(a) == hashed), None)
 
     def open_sealed(self, sealed: bytes) -> bytes:
         """Open mail sealed to this region by another region (sealed transit)."""
