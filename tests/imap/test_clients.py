@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
+import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import Envelope
 
 from borderline.cloud import Region
 from tests.conftest import PASSWORD, RunningCloud
@@ -110,6 +112,23 @@ def test_mbsync_full_sync_both_ways(running: RunningCloud, tmp_path: Path) -> No
     assert len(maildir_files(local / "INBOX")) == MESSAGES - 2
 
 
+class _Collector:
+    """An LMTP server's handler keeping what it is given, as a local delivery agent would."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        self.messages.append(content if isinstance(content, bytes) else content.encode())
+        return "250 2.0.0 delivered"
+
+
+class _LmtpController(Controller):
+    def factory(self) -> LMTP:
+        return LMTP(self.handler)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("getmail") is None, reason="getmail6 is not installed")
 def test_getmail_reads_the_mailbox(running: RunningCloud, tmp_path: Path) -> None:
@@ -118,14 +137,15 @@ def test_getmail_reads_the_mailbox(running: RunningCloud, tmp_path: Path) -> Non
     fill(region, "alice@example.test", sent)
     listen = region.section.imap
     assert listen is not None
-    # getmail refuses to deliver as root: as root (CI) it delivers as nobody, into a
-    # maildir that nobody can reach (pytest's tmp_path is private to root).
-    as_user = "user = nobody\n" if os.geteuid() == 0 else ""
-    maildir = Path(tempfile.mkdtemp(prefix="getmail-")) / "Maildir"
-    for sub in ("", "new", "cur", "tmp"):
-        (maildir / sub).mkdir(exist_ok=True)
-        (maildir / sub).chmod(0o777)
-    maildir.parent.chmod(0o755)
+    # getmail hands each message to an LMTP server. Its Maildir and mbox destinations fork a
+    # child per message and install their SIGCHLD handler only after the fork, so a child
+    # that exits quickly leaves getmail waiting for a signal it missed (getmail6 6.18).
+    collector = _Collector()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lmtp = _LmtpController(collector, hostname="127.0.0.1", port=port)
+    lmtp.start()
     (tmp_path / "getmailrc").write_text(
         f"""[retriever]
 type = SimpleIMAPRetriever
@@ -136,32 +156,35 @@ password = {PASSWORD}
 mailboxes = ("INBOX",)
 
 [destination]
-type = Maildir
-path = {maildir}/
-{as_user}
+type = MDA_lmtp
+host = 127.0.0.1
+port = {port}
+override = alice@example.test
+
 [options]
 read_all = true
 delete = false
 verbose = 0
 """
     )
-    done = subprocess.run(
-        ["getmail", f"--getmaildir={tmp_path}", "--rcfile=getmailrc"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        done = subprocess.run(
+            ["getmail", f"--getmaildir={tmp_path}", "--rcfile=getmailrc"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        lmtp.stop()
     assert done.returncode == 0, done.stdout + done.stderr
-    got = maildir_files(maildir)
-    assert len(got) == MESSAGES
-    # getmail adds trace fields above and one below the header; the rest is unchanged.
+    assert len(collector.messages) == MESSAGES
+    # getmail adds trace fields above the header; the rest is unchanged.
     by_id = {}
-    for path in got:
-        content = path.read_bytes().replace(b"\n", b"\r\n")
+    for content in collector.messages:
+        content = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         by_id[content.split(b"Message-ID: ")[1].split(b"\r\n")[0]] = content
     assert len(by_id) == MESSAGES
     for i, message in enumerate(sent):
         header, body = message.split(b"\r\n\r\n", 1)
         got_header, got_body = by_id[b"<m%d@example.org>" % i].split(b"\r\n\r\n", 1)
         assert header in got_header and got_body == body
-    shutil.rmtree(maildir.parent)
