@@ -32,6 +32,7 @@ bench: $(STAMP)
 	@test -x /usr/sbin/dovecot || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && apt-get install -y -qq --no-install-recommends dovecot-imapd >/dev/null)
 	$(BIN)/python bench/smtp_ingest.py
+	$(BIN)/python bench/smtp_memory.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/imap_fetch.py
 	$(BIN)/python bench/tlog.py

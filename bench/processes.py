@@ -5,7 +5,13 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from borderline.config import Config
 
 
 def free_port() -> int:
@@ -32,3 +38,23 @@ def stop(server: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
+
+
+def serve_example(
+    workdir: Path, *serve_args: str, max_message_size: int | None = None
+) -> tuple[subprocess.Popen[bytes], Config]:
+    """`borderline serve` on the example two-region cloud, alice homed in eu-dublin."""
+    from borderline.cloud import Cloud
+    from borderline.config import example_config, load_config
+
+    config_path = workdir / "borderline.toml"
+    text = example_config(workdir / "data", base_port=20000 + free_port() % 30000)
+    if max_message_size is not None:
+        limit = f"max_message_size = {max_message_size}"
+        text = text.replace("max_message_size = 26214400", limit)
+    config_path.write_text(text)
+    config = load_config(config_path)
+    with Cloud(config) as cloud:
+        cloud.add_account("alice@example.test", "eu-dublin", "bench-password")
+    command = [sys.executable, "-m", "borderline", "serve", "-c", str(config_path), *serve_args]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL), config

@@ -1,4 +1,5 @@
-"""SMTP ingest throughput: msg/s and MB/s over 8 connections, durable (fsync) commits.
+"""SMTP ingest throughput: msg/s, MB/s and server CPU per message over 8 connections,
+durable (fsync) commits.
 
 Borderline (`borderline serve`, one region's MX) against a named peer measured in the same
 run: stock aiosmtpd with a handler that writes each message to a Maildir and fsyncs it
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from processes import free_port, stop, wait_for_port
+from processes import free_port, serve_example, stop, wait_for_port
 
 CONNECTIONS = 8
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,20 +108,18 @@ def load(port: int, count: int, size: int, rcpt: str) -> tuple[float, float]:
     return count / elapsed, total / elapsed / 1e6
 
 
-def start_borderline(workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    from borderline.cloud import Cloud
-    from borderline.config import example_config, load_config
+def cpu_seconds(pid: int) -> float:
+    """CPU time a server process has used (user and system, from /proc): per message it
+    is steadier than msg/s on a shared machine. Extra ingest workers are not counted."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    base = 20000 + free_port() % 30000
-    config_path = workdir / "borderline.toml"
-    config_path.write_text(example_config(workdir / "data", base_port=base))
-    cloud = Cloud(load_config(config_path))
-    cloud.add_account("alice@example.test", "eu-dublin", "bench-password")
-    port = cloud.config.region("eu-dublin").smtp.port
-    cloud.close()
-    command = [sys.executable, "-m", "borderline", "serve", "-c", str(config_path)]
-    command += ["--region", "eu-dublin", "--ingest-workers", str(workers)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+def start_borderline(workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    server, config = serve_example(
+        workdir, "--region", "eu-dublin", "--ingest-workers", str(workers)
+    )
+    port = config.region("eu-dublin").smtp.port
     wait_for_port(port)
     return server, port
 
@@ -142,7 +141,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
     print(f"# SMTP ingest, {CONNECTIONS} connections, {os.cpu_count()} cores")
-    print(f"{'size':>6} {'server':<28} {'msg/s':>9} {'MB/s':>8}")
+    print(f"{'size':>6} {'server':<28} {'msg/s':>9} {'MB/s':>8} {'CPU ms/msg':>11}")
     for size_kb in (int(s) for s in args.sizes.split(",")):
         size = size_kb * 1024
         count = args.messages if size_kb <= 20 else max(args.messages // 2, 100)
@@ -155,11 +154,13 @@ def main() -> None:
                     server, port = start_peer(Path(tmp))
                 try:
                     load(port, min(200, count), size, "alice@example.test")  # warm-up
+                    cpu = cpu_seconds(server.pid)
                     rate, mbps = load(port, count, size, "alice@example.test")
+                    cpu = (cpu_seconds(server.pid) - cpu) / count * 1e3
                 finally:
                     stop(server)
             results[name] = rate
-            print(f"{size_kb:>4}KB {name:<28} {rate:>9.0f} {mbps:>8.1f}")
+            print(f"{size_kb:>4}KB {name:<28} {rate:>9.0f} {mbps:>8.1f} {cpu:>11.3f}")
         ratio = results["borderline"] / results["aiosmtpd+Maildir+fsync"]
         print(f"{size_kb:>4}KB ratio borderline / aiosmtpd+Maildir+fsync: {ratio:.2f}x")
 

@@ -72,6 +72,18 @@ class CloudSection(_Strict):
         return [d.lower() for d in domains]
 
 
+class SmtpSection(_Strict):
+    """Resource limits of every SMTP listener (each MX and submission port on its own)."""
+
+    max_connections: int = Field(default=1000, gt=0)
+    # Per IPv4 address or IPv6 /64.
+    max_connections_per_ip: int = Field(default=50, gt=0)
+    max_recipients: int = Field(default=1000, ge=100)  # RFC 5321 4.5.3.1.8: at least 100
+    # RFC 5321 4.5.3.2: 5 minutes for each command, 3 for each block of data.
+    command_timeout_seconds: float = Field(default=300, gt=0)
+    data_timeout_seconds: float = Field(default=180, gt=0)
+
+
 class CustodianSection(_Strict):
     id: str
     name: str
@@ -180,6 +192,7 @@ class Config(_Strict):
     regions: list[RegionSection] = Field(min_length=1)
     api: ApiSection = ApiSection()
     log: LogSection = LogSection()
+    smtp: SmtpSection = SmtpSection()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -218,7 +231,9 @@ class Config(_Strict):
             taken.setdefault(address.port, []).append((key, address.host))
 
     def host_name(self, region_id: str) -> str:
-        return self.region(region_id).host_name or f"{region_id}.{self.primary_domain}"
+        """A region's DNS name: its SMTP banner, certificate, trace and DSN name."""
+        named = next((r.host_name for r in self.regions if r.id == region_id), None)
+        return named or f"{region_id}.{self.primary_domain}"
 
     def region(self, region_id: str) -> RegionSection:
         for region in self.regions:

@@ -6,7 +6,9 @@ Pure planning and crypto, no network: SMTP ingress, the relay and IMAP APPEND sh
 from __future__ import annotations
 
 import base64
+import binascii
 import email.utils
+import io
 import json
 import secrets
 from collections.abc import Sequence
@@ -21,6 +23,12 @@ from borderline.vault import SealedMessageError, Vault, seal
 
 RELAY_HEADER = b"X-Borderline-Relay"
 SIGNATURE_HEADER = b"X-Borderline-Signature"
+# Base64 in lines of 76 characters and a <CR><LF>: 78 bytes on the wire for 57 sealed.
+RELAY_LINE = 57
+RELAY_LINE_CHARS = RELAY_LINE * 4 // 3
+# Room in a sealed message besides its content: the header that names the recipients
+# (at most 1,000 of up to 254 octets), the trace lines, the HPKE key and tag.
+SEALED_OVERHEAD = 512 * 1024
 
 
 class RelayRejected(Exception):
@@ -29,11 +37,15 @@ class RelayRejected(Exception):
 
 @dataclass(frozen=True)
 class Envelope:
-    mail_from: str
+    """Accepted mail. `trace` holds the header lines the accepting server puts before the
+    content (RFC 5321 4.4), kept apart so the content, however large, is never copied."""
+
+    mail_from: str  # "" for the null reverse-path
     rcpts: tuple[str, ...]
     content: bytes
     received: float
     relay_id: str | None = None
+    trace: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -62,11 +74,13 @@ class DeliveryPlanner:
         mailbox: str = "INBOX",
         flags: frozenset[str] = frozenset(),
         relay_id: str | None = None,
+        head: bytes = b"",
     ) -> Delivery:
+        """`head`: header lines this server adds before the content."""
         return Delivery(
             account=address,
-            blob=self.vault.encrypt(address, content),
-            size=len(content),
+            blob=self.vault.encrypt(address, head, content),
+            size=len(head) + len(content),
             internal_date=received,
             mailbox=mailbox,
             flags=flags,
@@ -76,16 +90,20 @@ class DeliveryPlanner:
     def plan(self, envelope: Envelope) -> Plan:
         deliveries: list[Delivery] = []
         remote: dict[str, list[str]] = {}
-        content = envelope.content
+        # RFC 5321 4.4: the delivering server records the reverse-path.
+        head = b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + envelope.trace
         for rcpt in dict.fromkeys(r.lower() for r in envelope.rcpts):
             home = self.directory.home(rcpt)
             if home is None:
                 raise ValueError(f"{rcpt} has no home region")
             if home == self.region_id:
-                with_path = b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + content
                 deliveries.append(
                     self.local_delivery(
-                        rcpt, with_path, envelope.received, relay_id=envelope.relay_id
+                        rcpt,
+                        envelope.content,
+                        envelope.received,
+                        relay_id=envelope.relay_id,
+                        head=head,
                     )
                 )
             else:
@@ -114,15 +132,17 @@ class DeliveryPlanner:
             separators=(",", ":"),
         ).encode()
         keys = self.directory.region_keys(home)
-        return seal(keys.sealing_key, home, header + b"\n" + envelope.content)
+        return seal(
+            keys.sealing_key, home, b"".join((header, b"\n", envelope.trace, envelope.content))
+        )
 
     def relay_message(self, dest_region: str, sealed: bytes) -> bytes:
         """The SMTP DATA that carries sealed mail to its home region, signed by this one."""
         signature = self.vault.signing_key.sign(
             _relay_signed_bytes(self.region_id, dest_region, sealed)
         )
-        body = base64.encodebytes(sealed).replace(b"\n", b"\r\n")
-        return (
+        message = io.BytesIO()
+        message.write(
             RELAY_HEADER
             + f": v1; from={self.region_id}; to={dest_region}\r\n".encode()
             + SIGNATURE_HEADER
@@ -132,12 +152,20 @@ class DeliveryPlanner:
             + email.utils.formatdate(usegmt=True).encode()
             + b"\r\nContent-Type: application/octet-stream\r\n"
             + b"Content-Transfer-Encoding: base64\r\n\r\n"
-            + body
         )
+        view = memoryview(sealed)
+        step = RELAY_LINE * 4096
+        for start in range(0, len(sealed), step):
+            lines = binascii.b2a_base64(view[start : start + step], newline=False)
+            for line in range(0, len(lines), RELAY_LINE_CHARS):
+                message.write(lines[line : line + RELAY_LINE_CHARS])
+                message.write(b"\r\n")
+        return message.getvalue()
 
     def open_relay_message(self, data: bytes) -> Envelope:
         """Verify and open an inbound relay envelope addressed to this region."""
-        head, _, body = data.partition(b"\r\n\r\n")
+        end = data.find(b"\r\n\r\n")
+        head, body = (data, b"") if end < 0 else (data[:end], memoryview(data)[end + 4 :])
         fields: dict[bytes, bytes] = {}
         for line in head.split(b"\r\n"):
             name, _, value = line.partition(b":")
@@ -155,12 +183,12 @@ class DeliveryPlanner:
         except DirectoryError as exc:
             raise RelayRejected(f"relay envelope from unknown region {from_region!r}") from exc
         try:
-            sealed = base64.b64decode(body, validate=False)
+            sealed = binascii.a2b_base64(body)
             signature = base64.b64decode(fields.get(SIGNATURE_HEADER.lower(), b""))
             Ed25519PublicKey.from_public_bytes(keys.signing_key).verify(
                 signature, _relay_signed_bytes(from_region, self.region_id, sealed)
             )
-        except (InvalidSignature, ValueError) as exc:
+        except (InvalidSignature, ValueError, binascii.Error) as exc:
             raise RelayRejected(f"relay envelope from {from_region!r} fails verification") from exc
         try:
             header, _, content = self.vault.open_sealed(sealed).partition(b"\n")
@@ -181,3 +209,11 @@ class DeliveryPlanner:
 
 def is_relay_message(data: bytes) -> bool:
     return data[: len(RELAY_HEADER) + 1].lower() == RELAY_HEADER.lower() + b":"
+
+
+def relay_size_limit(max_message_size: int) -> int:
+    """The largest relay envelope a message of the size limit can need: sealing and base64
+    make it about 1.37 times the message, so the home region accepts it from a region that
+    accepted the message."""
+    lines = (max_message_size + SEALED_OVERHEAD) // RELAY_LINE + 1
+    return lines * (RELAY_LINE_CHARS + 2) + 4096

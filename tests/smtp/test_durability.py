@@ -6,9 +6,6 @@ import email
 import os
 import signal
 import smtplib
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,28 +16,9 @@ from borderline.cloud import Cloud
 from borderline.config import load_config
 from borderline.vault import Justification
 from tests.conftest import PASSWORD, write_config
+from tests.smtp.served import serve, wait_for_port
 
 SENDERS = 4
-
-
-def _wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"server did not listen on {port}")
-
-
-def _serve(config_path: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "borderline", "serve", "-c", str(config_path), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 def _sender(port: int, rcpt: str, prefix: str, acked: list[str], stop: threading.Event) -> None:
@@ -82,9 +60,9 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(tmp_path: Path)
     dublin_mx = config.region("eu-dublin").smtp.port
     us_mx = config.region("us-east").smtp.port
 
-    server = _serve(config_path)
-    _wait_for_port(dublin_mx)
-    _wait_for_port(us_mx)
+    server = serve(config_path)
+    wait_for_port(dublin_mx)
+    wait_for_port(us_mx)
     acked: list[str] = []
     stop = threading.Event()
     threads = [
@@ -107,9 +85,9 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(tmp_path: Path)
         thread.join(15)
     assert len(acked) >= 300, "the load never got going"
 
-    server = _serve(config_path)
+    server = serve(config_path)
     try:
-        _wait_for_port(dublin_mx)
+        wait_for_port(dublin_mx)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with Cloud(config, only="us-east") as us_only:
@@ -140,9 +118,9 @@ def test_extra_ingest_workers_share_the_port_and_the_store(tmp_path: Path) -> No
     with Cloud(config) as cloud:
         cloud.add_account("alice@example.test", "eu-dublin", PASSWORD)
     port = config.region("eu-dublin").smtp.port
-    server = _serve(config_path, "--ingest-workers", "2")
+    server = serve(config_path, "--ingest-workers", "2")
     try:
-        _wait_for_port(port)
+        wait_for_port(port)
         deadline = time.monotonic() + 30
         while not _children(server.pid) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -197,3 +197,37 @@ def test_plain_authorization_identity_must_be_the_user(running: RunningCloud) ->
         same = base64.b64encode(f"alice@example.test\0alice@example.test\0{PASSWORD}".encode())
         code, _ = client.docmd("AUTH", "PLAIN " + same.decode())
         assert code == 235
+
+
+def test_submission_from_and_sender_must_be_the_account(running: RunningCloud) -> None:
+    """RFC 5322 author fields on submission: every address in From, and Sender, must be
+    one the account owns; otherwise 550 5.7.1 and nothing is sent."""
+    refused = {
+        "From: bob@example.test": "From address <bob@example.test> is not yours",
+        "From: Alice <alice@example.test>, bob@example.test": "<bob@example.test>",
+        "From: alice@example.test\r\nSender: bob@example.test": "Sender address <bob@",
+        "From: alice@example.test\r\nFrom: bob@example.test": "exactly one From",
+        "To: bob@example.test": "exactly one From",
+        "From: undisclosed-recipients:;": "names no address",
+        "From: =?utf-8?q?Alice?= <alice@example.test.evil>": "<alice@example.test.evil>",
+    }
+    with _submission(running, "eu-dublin") as client:
+        client.starttls(context=_client_tls())
+        client.login("alice@example.test", PASSWORD)
+        for head, why in refused.items():
+            with pytest.raises(smtplib.SMTPDataError) as error:
+                client.sendmail(
+                    "alice@example.test", ["bob@example.test"], f"{head}\r\n\r\nforged?\r\n"
+                )
+            assert error.value.smtp_code == 550, head
+            assert error.value.smtp_error.startswith(b"5.7.1 ") and why.encode() in (
+                error.value.smtp_error
+            ), (head, error.value.smtp_error)
+        client.sendmail(
+            "alice@example.test",
+            ["bob@example.test"],
+            b"From: Alice <ALICE@example.test>\r\nSender: alice@example.test\r\n\r\nmine\r\n",
+        )
+    assert running.drained()
+    [stored] = inbox(running.cloud.region("us-east"), "bob@example.test")
+    assert stored.endswith(b"\r\n\r\nmine\r\n")

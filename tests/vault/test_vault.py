@@ -210,3 +210,12 @@ def test_sealing_round_trip_and_region_binding(plaintext: bytes) -> None:
         open_sealed(private, "us-east", sealed)
     with pytest.raises(SealedMessageError):
         open_sealed(X25519PrivateKey.generate(), "eu-dublin", sealed)
+
+
+def test_a_message_in_pieces_is_encrypted_as_one(tmp_path: Path) -> None:
+    """Small or large (streamed without a copy), the blob opens to the pieces joined."""
+    vault = make_vault(tmp_path)
+    key = vault.release("alice@example.test", Justification.CUSTOMER_INITIATED_ACCESS, "test")
+    for body in (b"small body\r\n", b"x" * (3 << 20)):
+        pieces = (b"Return-Path: <>\r\n", b"", b"Received: by us\r\n", body)
+        assert key.decrypt(vault.encrypt("alice@example.test", *pieces)) == b"".join(pieces)

@@ -1,4 +1,8 @@
-"""SMTP ingress and submission: accept, commit durably, and only then answer 250."""
+"""SMTP ingress and submission: accept, commit durably, and only then answer 250.
+
+A message's plaintext lives only until it is encrypted (or sealed): the committer holds
+the only reference to it and drops it as soon as it is planned, before the store write.
+"""
 
 from __future__ import annotations
 
@@ -16,19 +20,21 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from borderline.cloud import Region
 from borderline.delivery import Envelope as MailEnvelope
-from borderline.delivery import RelayRejected, is_relay_message
+from borderline.delivery import Plan, RelayRejected, is_relay_message
 from borderline.directory import DirectoryError, normalize_address
+from borderline.smtp.submission import sender_refusal
 from borderline.store import Delivery, OutboundRelay
 from borderline.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
+NULL_REVERSE_PATH = "<>"
 
 
 @dataclass
 class _Pending:
-    envelope: MailEnvelope
+    envelope: MailEnvelope | None  # dropped once planned: the plaintext goes with it
     done: asyncio.Future[str]
 
 
@@ -50,31 +56,37 @@ class GroupCommitter:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def commit(self, envelope: MailEnvelope) -> str:
-        """Returns a queue id once the message is durable; raises if it is not."""
+        """Returns a queue id once the message is durable; raises if it is not. Call it
+        holding no other reference to the envelope, so its plaintext can go once planned."""
         pending = _Pending(envelope, asyncio.get_running_loop().create_future())
+        del envelope
         await self._queue.put(pending)
         return await pending.done
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                errors, queued_relays = await loop.run_in_executor(None, self._commit, batch)
-                if queued_relays and self.on_relay_queued is not None:
-                    self.on_relay_queued()
-            except Exception as exc:
-                log.exception("region %s: store commit failed", self.region.id)
-                errors = [exc] * len(batch)
-            for pending, error in zip(batch, errors, strict=True):
-                if pending.done.done():
-                    continue
-                if error is None:
-                    pending.done.set_result(secrets.token_hex(6).upper())
-                else:
-                    pending.done.set_exception(error)
+            await self._commit_batch(batch)
+            del batch  # nothing of a committed message outlives its commit
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            errors, queued_relays = await loop.run_in_executor(None, self._commit, batch)
+            if queued_relays and self.on_relay_queued is not None:
+                self.on_relay_queued()
+        except Exception as exc:
+            log.exception("region %s: store commit failed", self.region.id)
+            errors = [exc] * len(batch)
+        for pending, error in zip(batch, errors, strict=True):
+            if pending.done.done():
+                continue
+            if error is None:
+                pending.done.set_result(secrets.token_hex(6).upper())
+            else:
+                pending.done.set_exception(error)
 
     def _commit(self, batch: Sequence[_Pending]) -> tuple[list[Exception | None], bool]:
         deliveries: list[Delivery] = []
@@ -82,7 +94,7 @@ class GroupCommitter:
         errors: list[Exception | None] = []
         for pending in batch:
             try:
-                plan = self.region.planner.plan(pending.envelope)
+                plan = self._plan(pending)
             except Exception as exc:
                 errors.append(exc)
                 continue
@@ -92,6 +104,11 @@ class GroupCommitter:
         if deliveries or relays:
             self.region.store.deliver(deliveries, relays)
         return errors, bool(relays)
+
+    def _plan(self, pending: _Pending) -> Plan:
+        envelope, pending.envelope = pending.envelope, None
+        assert envelope is not None
+        return self.region.planner.plan(envelope)
 
 
 class IngressHandler:
@@ -103,11 +120,15 @@ class IngressHandler:
         committer: GroupCommitter,
         submission: bool,
         throttle: LoginThrottle | None = None,
+        hostname: str = "localhost",
+        max_recipients: int = 1000,
     ) -> None:
         self.region = region
         self.committer = committer
         self.submission = submission
         self.throttle = throttle or LoginThrottle()
+        self.hostname = hostname
+        self.max_recipients = max_recipients
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         """RFC 4616 PLAIN, with the password check off the event loop and throttled: aiosmtpd
@@ -155,7 +176,7 @@ class IngressHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        if self.submission and address.lower() != str(session.auth_data).lower():
+        if self.submission and not may_send_as(self.region, str(session.auth_data), address):
             return "553 5.7.1 Sender address must be the authenticated account"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -169,6 +190,8 @@ class IngressHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients"  # RFC 5321 4.5.3.1.10
         try:
             normalized = normalize_address(address)
         except DirectoryError:
@@ -183,30 +206,47 @@ class IngressHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.original_content or b""
-        if isinstance(content, str):
-            content = content.encode()
-        received = time.time()
-        if is_relay_message(content):
-            try:
-                mail = self._open_relay(content, envelope.rcpt_tos)
-            except RelayRejected as exc:
-                log.warning("region %s: relay rejected: %s", self.region.id, exc)
-                return f"554 5.7.0 Relay envelope rejected: {exc}"
-        else:
-            trace = self._received_header(session, envelope, received)
-            mail = MailEnvelope(
-                mail_from=envelope.mail_from or "",
-                rcpts=tuple(envelope.rcpt_tos),
-                content=trace + content,
-                received=received,
-            )
+        accepted = await self._accept(session, envelope)
+        if isinstance(accepted, str):
+            return accepted
+        # The committer gets the only reference to the message (see GroupCommitter.commit).
+        commit = self.committer.commit(accepted)
+        del accepted
         try:
-            queue_id = await self.committer.commit(mail)
+            queue_id = await commit
         except Exception as exc:
             log.error("region %s: message not committed: %s", self.region.id, exc)
             return "451 4.3.0 Message not stored, try again later"
         return f"250 2.0.0 OK: queued as {queue_id}"
+
+    async def _accept(self, session: Session, envelope: Envelope) -> MailEnvelope | str:
+        """The message to commit, or the reply that refuses it. It takes the content from
+        aiosmtpd's envelope, so nothing else keeps the plaintext."""
+        content: bytes = envelope.original_content or b""
+        envelope.content = envelope.original_content = None
+        if is_relay_message(content):
+            try:  # verifying and opening a large envelope takes a while: not on the loop
+                return await asyncio.to_thread(self._open_relay, content, envelope.rcpt_tos)
+            except RelayRejected as exc:
+                log.warning("region %s: relay rejected: %s", self.region.id, exc)
+                return f"554 5.7.0 Relay envelope rejected: {exc}"
+        if self.submission:
+            account = str(session.auth_data)
+            refusal = await asyncio.to_thread(
+                sender_refusal, content, lambda address: may_send_as(self.region, account, address)
+            )
+            if refusal is not None:
+                return refusal
+        received = time.time()
+        # aiosmtpd keeps the null reverse-path (RFC 5321 4.5.5) as "<>".
+        reverse_path = envelope.mail_from or ""
+        return MailEnvelope(
+            mail_from="" if reverse_path == NULL_REVERSE_PATH else reverse_path,
+            rcpts=tuple(envelope.rcpt_tos),
+            content=content,
+            received=received,
+            trace=self._received_header(session, received),
+        )
 
     def _open_relay(self, content: bytes, rcpts: Sequence[str]) -> MailEnvelope:
         """Open a relay envelope and deliver it to the SMTP recipients this region accepted:
@@ -220,16 +260,29 @@ class IngressHandler:
                 raise RelayRejected(f"{rcpt} is not homed in {self.region.id}")
         return replace(mail, rcpts=tuple(r for r in mail.rcpts if r in accepted))
 
-    def _received_header(self, session: Session, envelope: Envelope, received: float) -> bytes:
+    def _received_header(self, session: Session, received: float) -> bytes:
+        """RFC 5321 4.4 trace line. The HELO name is the client's: only printable
+        characters of it are kept, so it cannot add header lines."""
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         protocol = "ESMTP"
         if session.ssl is not None:
             protocol += "S"
         if session.authenticated:
             protocol += "A"
-        helo = (session.host_name or "unknown").replace("\r", "").replace("\n", "")[:255]
+        helo = session.host_name or ""
+        if not (helo.isascii() and helo.isprintable() and " " not in helo):
+            helo = "".join(c if c.isprintable() and not c.isspace() else "?" for c in helo)
         stamp = email.utils.formatdate(received, usegmt=True)
         return (
-            f"Received: from {helo} ([{peer}])\r\n\tby {self.region.host_name}"
+            f"Received: from {helo[:255] or 'unknown'} ([{peer}])\r\n\tby {self.hostname}"
             f" with {protocol}; {stamp}\r\n"
-        ).encode()
+        ).encode(errors="replace")
+
+
+def may_send_as(region: Region, account: str, address: str) -> bool:
+    """Whether an authenticated account may send as an address: today its own address only.
+    Aliases, when accounts have them, are added here and nowhere else."""
+    try:
+        return normalize_address(address) == normalize_address(account)
+    except DirectoryError:
+        return False

@@ -1,4 +1,10 @@
-"""Relays sealed mail to its home region over SMTP, with retry, backoff and bounces."""
+"""Relays sealed mail to its home region over SMTP, with retry, backoff and bounces.
+
+Every queued item succeeds or fails on its own: whatever goes wrong with one (a refusal,
+an address the client library will not send, a region no longer configured) gives that
+item a failure, never the pass. Each lane settles its items as soon as it is done, so no
+item is sent again because another one failed.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections import defaultdict
-from email.utils import formatdate, make_msgid
+from collections.abc import Sequence
 
 import aiosmtplib
 
 from borderline.cloud import Region
 from borderline.config import Config
 from borderline.delivery import Envelope
+from borderline.smtp.dsn import Failure, delivery_report
 from borderline.smtp.ingress import GroupCommitter
 from borderline.store import RelayItem
 
@@ -25,6 +31,12 @@ MAX_RETRY_SECONDS = 3600.0
 POLL_SECONDS = 0.5
 BATCH = 500  # due items per pass
 LANES = 4  # connections per destination region
+# RFC 5321 4.5.3.2, client side: 5 minutes for the greeting and each command, 10 for the
+# reply to the end of data (which covers sending it).
+COMMAND_TIMEOUT = 300.0
+DATA_TIMEOUT = 600.0
+
+Outcome = tuple[RelayItem, dict[str, Failure]]
 
 
 def backoff(attempts: int) -> float:
@@ -65,95 +77,134 @@ class RelayWorker:
 
     async def run_once(self) -> int:
         """One pass over due items; returns how many were relayed."""
-        store = self.region.store
-        due = await asyncio.to_thread(store.due_relays, time.time(), BATCH)
+        due = await asyncio.to_thread(self.region.store.due_relays, time.time(), BATCH)
         by_dest: dict[str, list[RelayItem]] = defaultdict(list)
         for item in due:
             by_dest[item.dest_region].append(item)
         lanes = [items[lane::LANES] for items in by_dest.values() for lane in range(LANES)]
-        outcomes = await asyncio.gather(*(self._send_lane(lane) for lane in lanes if lane))
+        relayed = await asyncio.gather(*(self._relay_lane(lane) for lane in lanes if lane))
+        return sum(relayed)
+
+    async def _relay_lane(self, items: list[RelayItem]) -> int:
+        return await self._settle(await self._send_lane(items))
+
+    async def _settle(self, outcomes: Sequence[Outcome]) -> int:
+        """Record each item's outcome: relayed (or bounced) and removed in one commit, or
+        due again after its backoff. Returns how many reached their home region."""
+        store = self.region.store
         relayed = 0
         done: list[int] = []
-        for item, failures in (pair for outcome in outcomes for pair in outcome):
+        retry: list[Outcome] = []
+        for item, failures in outcomes:
             expired = time.time() - item.created > self.retry_window
-            if any(not e.startswith("5") for e in failures.values()) and not expired:
-                first = next(iter(failures.values()))
-                await asyncio.to_thread(
-                    store.relay_failed, item.id, first, time.time() + backoff(item.attempts)
-                )
+            if any(not f.permanent for f in failures.values()) and not expired:
+                retry.append((item, failures))
                 continue
             if failures:
                 log.warning("region %s: relay %d bounced: %s", self.region.id, item.id, failures)
-                await self._bounce(item, failures)
+                try:
+                    await self._bounce(item, failures)
+                except Exception:
+                    log.exception("region %s: bounce of relay %d failed", self.region.id, item.id)
+                    retry.append((item, failures))
+                    continue
             if len(failures) < len(item.rcpts):
                 relayed += 1
             done.append(item.id)
         if done:
-            # One commit for the pass; a crash before it only resends, and the home region
+            # One commit for the lane; a crash before it only resends, and the home region
             # stores each relay id once.
             await asyncio.to_thread(store.relay_done, done)
+        for item, failures in retry:
+            error = str(next(iter(failures.values())))
+            next_attempt = time.time() + backoff(item.attempts)
+            await asyncio.to_thread(store.relay_failed, item.id, error, next_attempt)
         return relayed
 
-    async def _send_lane(self, items: list[RelayItem]) -> list[tuple[RelayItem, dict[str, str]]]:
+    async def _send_lane(self, items: list[RelayItem]) -> list[Outcome]:
         """Send items to one region over one connection, in order. Each comes back with the
-        recipients that failed and why (none: delivered); a permanent failure starts with
-        '5'. A retry resends to every recipient: the home region stores a relay id once.
-        Parallel lanes let the home region group-commit what they carry."""
-        dest = self.config.region(items[0].dest_region).smtp
-        results: list[tuple[RelayItem, dict[str, str]]] = []
+        recipients that failed and why (none: delivered). A retry resends to every
+        recipient: the home region stores a relay id once. Parallel lanes let the home
+        region group-commit what they carry."""
+        results: list[Outcome] = []
         try:
+            dest = self.config.region(items[0].dest_region).smtp
             async with aiosmtplib.SMTP(
-                hostname=dest.host, port=dest.port, timeout=30, validate_certs=False
+                hostname=dest.host,
+                port=dest.port,
+                timeout=COMMAND_TIMEOUT,
+                validate_certs=False,
+                local_hostname=self.config.host_name(self.region.id),
             ) as client:
                 for item in items:
-                    data = self.region.planner.relay_message(item.dest_region, item.sealed)
-                    try:
-                        refused, _ = await client.sendmail(item.mail_from, list(item.rcpts), data)
-                        failures = {r: f"{e.code} {e.message}" for r, e in refused.items()}
-                    except aiosmtplib.SMTPRecipientsRefused as exc:
-                        failures = {r.recipient: f"{r.code} {r.message}" for r in exc.recipients}
-                        await client.rset()
-                    except aiosmtplib.SMTPResponseException as exc:
-                        failures = dict.fromkeys(item.rcpts, f"{exc.code} {exc.message}")
-                        await client.rset()
-                    results.append((item, failures))
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            error = f"4xx {type(exc).__name__}: {exc}"
-            results += [(item, dict.fromkeys(item.rcpts, error)) for item in items[len(results) :]]
+                    results.append((item, await self._send_item(client, item)))
+        except Exception as exc:
+            # The connection (or the destination) failed: every item not yet sent waits.
+            log.warning("region %s: relay to %s: %r", self.region.id, items[0].dest_region, exc)
+            failure = Failure(None, f"{type(exc).__name__}: {exc}")
+            unsent = items[len(results) :]
+            results += [(item, dict.fromkeys(item.rcpts, failure)) for item in unsent]
         return results
 
-    async def _bounce(self, item: RelayItem, failures: dict[str, str]) -> None:
-        """A DSN (RFC 3464) to the sender, without the sealed content we cannot read."""
-        if not item.mail_from or self.region.directory.home(item.mail_from) is None:
+    async def _send_item(self, client: aiosmtplib.SMTP, item: RelayItem) -> dict[str, Failure]:
+        """One transaction. Anything about this item alone that goes wrong is its own
+        temporary failure; a broken connection is raised for the lane."""
+        try:
+            return await self._transaction(client, item)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError):
+            raise
+        except Exception as exc:
+            log.exception("region %s: relay %d failed", self.region.id, item.id)
+            await client.rset()
+            return dict.fromkeys(item.rcpts, Failure(None, f"{type(exc).__name__}: {exc}"))
+
+    async def _transaction(self, client: aiosmtplib.SMTP, item: RelayItem) -> dict[str, Failure]:
+        international = not (item.mail_from.isascii() and all(r.isascii() for r in item.rcpts))
+        encoding = "utf-8" if international else "ascii"
+        try:
+            await client.mail(
+                item.mail_from, options=["SMTPUTF8"] if international else [], encoding=encoding
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            await client.rset()
+            return dict.fromkeys(item.rcpts, Failure(exc.code, exc.message))
+        failures: dict[str, Failure] = {}
+        for rcpt in item.rcpts:
+            try:
+                await client.rcpt(rcpt, encoding=encoding)
+            except aiosmtplib.SMTPResponseException as exc:
+                failures[rcpt] = Failure(exc.code, exc.message)
+        if len(failures) == len(item.rcpts):
+            await client.rset()
+            return failures
+        try:
+            await client.data(
+                self.region.planner.relay_message(item.dest_region, item.sealed),
+                timeout=DATA_TIMEOUT,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            failure = Failure(exc.code, exc.message)
+            failures |= {rcpt: failure for rcpt in item.rcpts if rcpt not in failures}
+        return failures
+
+    async def _bounce(self, item: RelayItem, failures: dict[str, Failure]) -> None:
+        """A DSN to the sender. None for the null reverse-path (RFC 5321 6.1: never answer a
+        bounce with a bounce); none yet for a sender outside this cloud, as mail to the
+        Internet does not leave from here yet."""
+        if not item.mail_from:
             return
-        domain = self.config.primary_domain
-        boundary = f"dsn-{uuid.uuid4().hex}"
-        per_recipient = "".join(
-            f"\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.0.0\r\n"
-            f"Diagnostic-Code: smtp; {error}\r\n"
-            for rcpt, error in failures.items()
-        )
-        report = (
-            f"From: Mail Delivery System <MAILER-DAEMON@{domain}>\r\n"
-            f"To: <{item.mail_from}>\r\n"
-            "Subject: Undelivered Mail Returned to Sender\r\n"
-            f"Date: {formatdate(usegmt=True)}\r\n"
-            f"Message-ID: {make_msgid(domain=domain)}\r\n"
-            "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
-            f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"'
-            f"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-            f"Your message to {', '.join(failures)} could not be delivered to region"
-            f" {item.dest_region} after {item.attempts + 1} attempt(s).\r\n\r\n"
-            + "".join(f"{rcpt}: {error}\r\n" for rcpt, error in failures.items())
-            + f"\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
-            f"Reporting-MTA: dns; {self.region.id}.borderline\r\n{per_recipient}"
-            f"\r\n--{boundary}--\r\n"
+        if self.region.directory.home(item.mail_from) is None:
+            log.warning("region %s: no route for a bounce to %s", self.region.id, item.mail_from)
+            return
+        report = delivery_report(
+            reporting_mta=self.config.host_name(self.region.id),
+            remote_mta=self.config.host_name(item.dest_region),
+            postmaster=f"MAILER-DAEMON@{self.config.primary_domain}",
+            sender=item.mail_from,
+            failures=failures,
+            arrival=item.created,
+            attempts=item.attempts + 1,
         )
         await self.committer.commit(
-            Envelope(
-                mail_from="",
-                rcpts=(item.mail_from,),
-                content=report.encode(),
-                received=time.time(),
-            )
+            Envelope(mail_from="", rcpts=(item.mail_from,), content=report, received=time.time())
         )

@@ -8,7 +8,9 @@ import socket
 
 from borderline.cloud import Region
 from borderline.config import Config, Listen
+from borderline.delivery import is_relay_message, relay_size_limit
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
+from borderline.smtp.limits import ConnectionLimiter
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
 
@@ -32,6 +34,7 @@ class RegionSmtp:
         self.reuse_port = reuse_port
         self.committer = GroupCommitter(region)
         self.relay = RelayWorker(region, config, self.committer)
+        self.hostname = region.host_name
         self.tls = region.tls
         self._servers: list[asyncio.Server] = []
         self.throttle = region.logins
@@ -47,16 +50,31 @@ class RegionSmtp:
             self._servers.append(await self._listen(section.submission, submission=True))
 
     async def _listen(self, address: Listen, submission: bool) -> asyncio.Server:
+        limits = self.config.smtp
         handler = IngressHandler(
-            self.region, self.committer, submission=submission, throttle=self.throttle
+            self.region,
+            self.committer,
+            submission=submission,
+            throttle=self.throttle,
+            hostname=self.hostname,
+            max_recipients=limits.max_recipients,
         )
-        hostname = self.region.host_name
+        limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
+        max_size = self.config.cloud.max_message_size
+        relay_max = relay_size_limit(max_size)
+
+        def size_limit_for(head: bytes) -> int:
+            # A relay envelope carries a message of up to max_size, sealed and in base64.
+            return relay_max if is_relay_message(head) else max_size
 
         def protocol() -> FastDataSMTP:
             return FastDataSMTP(
                 handler,
-                data_size_limit=self.config.cloud.max_message_size,
-                hostname=hostname,
+                limiter=limiter,
+                data_timeout=limits.data_timeout_seconds,
+                size_limit_for=size_limit_for,
+                data_size_limit=max_size,
+                hostname=self.hostname,
                 ident=f"Borderline ESMTP ({self.region.id})",
                 tls_context=self.tls,
                 require_starttls=submission,
@@ -64,7 +82,7 @@ class RegionSmtp:
                 auth_require_tls=True,
                 auth_exclude_mechanism=["LOGIN"],
                 enable_SMTPUTF8=True,
-                timeout=300,
+                timeout=limits.command_timeout_seconds,
             )
 
         server = await asyncio.get_running_loop().create_server(

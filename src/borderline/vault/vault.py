@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -36,6 +38,8 @@ from borderline.vault.sealing import open_sealed
 
 BLOB_VERSION = b"\x01"
 NONCE_SIZE = 12
+TAG_SIZE = 16
+JOIN_PIECES_UP_TO = 1 << 20
 
 
 class KeyReleaseDenied(Exception):
@@ -163,7 +167,8 @@ class Vault:
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS access_records_account ON access_records (account)"
             )
-        self._writers: dict[str, AESGCM] = {}
+        # Per account: its data key, and an AESGCM of it (which keeps the key schedule).
+        self._writers: dict[str, tuple[bytes, AESGCM]] = {}
 
     @property
     def access_log(self) -> AccessLog:
@@ -208,15 +213,37 @@ class Vault:
             wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], _wrap_aad(self.region_id, address)
         )
 
-    def encrypt(self, address: str, plaintext: bytes) -> bytes:
-        """Encrypt a message for an account at rest; the key stays inside the vault."""
+    def encrypt(self, address: str, *pieces: bytes) -> bytes:
+        """Encrypt a message (the pieces, one after another) for an account at rest; the key
+        stays inside the vault. The blob is written in place: beyond a small message, the
+        only copy of the message this makes is the ciphertext."""
         address = address.lower()
-        aead = self._writers.get(address)
-        if aead is None:
-            aead = self._unwrap(address)
-            self._writers[address] = aead
+        writer = self._writers.get(address)
+        if writer is None:
+            dek = self._data_key(address)
+            writer = self._writers[address] = (dek, AESGCM(dek))
+        dek, aead = writer
         nonce = os.urandom(NONCE_SIZE)
-        return BLOB_VERSION + nonce + aead.encrypt(nonce, plaintext, _message_aad(address))
+        size = sum(len(piece) for piece in pieces)
+        blob = io.BytesIO()
+        blob.write(BLOB_VERSION + nonce)
+        start = blob.tell()
+        blob.seek(start + size + TAG_SIZE - 1)
+        blob.write(b"\0")  # sizes the buffer once
+        with blob.getbuffer() as view:
+            if size <= JOIN_PIECES_UP_TO:  # one AES-GCM call is quicker than a stream
+                aead.encrypt_into(nonce, b"".join(pieces), _message_aad(address), view[start:])
+            else:
+                encryptor = Cipher(algorithms.AES(dek), modes.GCM(nonce)).encryptor()
+                encryptor.authenticate_additional_data(_message_aad(address))
+                at = start
+                for piece in pieces:
+                    at += encryptor.update_into(piece, view[at:])
+                encryptor.finalize()
+                view[at:] = encryptor.tag
+        # Either way the layout of AESGCM.encrypt: ciphertext, then tag. getvalue() hands
+        # over the buffer itself.
+        return blob.getvalue()
 
     def release(
         self,

@@ -1,0 +1,193 @@
+"""SMTP resource limits over real sockets: connection caps (421), RFC 5321 timeouts, the
+recipient limit, and memory per message near its size."""
+
+from __future__ import annotations
+
+import socket
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from borderline.cloud import Cloud
+from borderline.config import load_config
+from borderline.smtp.limits import ConnectionLimiter, client_network
+from borderline.vault import Justification
+from tests.conftest import PASSWORD, RunningCloud, write_config
+
+
+@contextmanager
+def cloud_with(tmp_path: Path, smtp: str, max_size: int = 1 << 20) -> Iterator[RunningCloud]:
+    replace = {"max_message_size = 26214400": f"max_message_size = {max_size}"}
+    if smtp:
+        replace["[api]"] = f"[smtp]\n{smtp}\n\n[api]"
+    config_path = write_config(tmp_path, **replace)
+    cloud = Cloud(load_config(config_path))
+    cloud.add_account("alice@example.test", "eu-dublin", PASSWORD)
+    running = RunningCloud(cloud)
+    try:
+        yield running
+    finally:
+        running.stop()
+        cloud.close()
+
+
+def _connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+
+
+def _line(conn: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = conn.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _closed(conn: socket.socket) -> bool:
+    return conn.recv(1) == b""
+
+
+def _command(conn: socket.socket, line: bytes) -> bytes:
+    conn.sendall(line + b"\r\n")
+    reply = _line(conn)
+    while reply[3:4] == b"-":
+        reply = _line(conn)
+    return reply
+
+
+def test_connections_over_the_caps_get_421(tmp_path: Path) -> None:
+    smtp = "max_connections = 4\nmax_connections_per_ip = 3\nmax_recipients = 100"
+    with cloud_with(tmp_path, smtp) as running:
+        port = running.cloud.region("eu-dublin").section.smtp.port
+        held = [_connect(port) for _ in range(3)]
+        assert all(_line(conn).startswith(b"220 ") for conn in held)
+        over = _connect(port)
+        assert _line(over) == (
+            b"421 4.7.0 eu-dublin.example.test Error: too many connections, try again later\r\n"
+        )
+        assert _closed(over)
+        other = _connect(port, source="127.0.0.2")  # another client: the total is 4
+        assert _line(other).startswith(b"220 ")
+        third = _connect(port, source="127.0.0.3")
+        assert _line(third).startswith(b"421 4.7.0 ")
+        # Each listener counts its own connections: submission is not full.
+        submission = running.cloud.region("eu-dublin").section.submission
+        assert submission is not None
+        with _connect(submission.port) as conn:
+            assert _line(conn).startswith(b"220 ")
+        # A connection that ends frees its place.
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:
+            with _connect(port) as again:
+                if _line(again).startswith(b"220 "):
+                    break
+            assert time.monotonic() < deadline, "the closed connection was never released"
+            time.sleep(0.05)
+        # RFC 5321 4.5.3.1.10: past the recipient limit, 452 and the transaction goes on.
+        conn = held[0]
+        assert _command(conn, b"EHLO t").startswith(b"250")
+        assert _command(conn, b"MAIL FROM:<x@example.org>").startswith(b"250")
+        for _ in range(100):
+            assert _command(conn, b"RCPT TO:<alice@example.test>").startswith(b"250")
+        assert (
+            _command(conn, b"RCPT TO:<alice@example.test>") == b"452 4.5.3 Too many recipients\r\n"
+        )
+        for conn in [*held, other, third, over]:
+            conn.close()
+
+
+def test_timeouts_per_command_and_per_block_of_data(tmp_path: Path) -> None:
+    smtp = "command_timeout_seconds = 1.5\ndata_timeout_seconds = 1.5"
+    with cloud_with(tmp_path, smtp) as running:
+        port = running.cloud.region("eu-dublin").section.smtp.port
+        with _connect(port) as idle:
+            assert _line(idle).startswith(b"220 ")
+            assert _line(idle) == b"421 4.4.2 eu-dublin.example.test Error: timeout exceeded\r\n"
+            assert _closed(idle)
+        with _connect(port) as slow:
+            _line(slow)
+            for command in (
+                b"EHLO t",
+                b"MAIL FROM:<x@example.org>",
+                b"RCPT TO:<alice@example.test>",
+            ):
+                assert _command(slow, command).startswith(b"250")
+            assert _command(slow, b"DATA").startswith(b"354")
+            # Data for twice the command timeout, a block at a time: the data goes on.
+            for _ in range(9):
+                slow.sendall(b"a line of a slow message\r\n")
+                time.sleep(0.25)
+            assert _command(slow, b".").startswith(b"250 ")
+            assert _command(slow, b"MAIL FROM:<x@example.org>").startswith(b"250")
+            assert _command(slow, b"RCPT TO:<alice@example.test>").startswith(b"250")
+            assert _command(slow, b"DATA").startswith(b"354")
+            slow.sendall(b"and then nothing more")
+            assert _line(slow) == b"421 4.4.2 eu-dublin.example.test Error: timeout exceeded\r\n"
+            assert _closed(slow)
+        dublin = running.cloud.region("eu-dublin")
+        assert dublin.store.mailbox("alice@example.test", "INBOX").messages == 1
+
+
+def _send(port: int, data: bytes) -> bytes:
+    with _connect(port) as conn:
+        _line(conn)
+        for command in (b"EHLO t", b"MAIL FROM:<x@example.org>", b"RCPT TO:<alice@example.test>"):
+            assert _command(conn, command).startswith(b"250")
+        assert _command(conn, b"DATA").startswith(b"354")
+        view = memoryview(data)
+        for start in range(0, len(data), 1 << 16):
+            conn.sendall(view[start : start + (1 << 16)])
+        return _command(conn, b".")
+
+
+def test_memory_per_message_stays_near_its_size(tmp_path: Path) -> None:
+    """Peak memory while a message is received and stored, as a multiple of its size: the
+    message once, and its ciphertext (sealed: also the sealed plaintext) at the end. The
+    client sends from one buffer without copies, so what is traced is the server's."""
+    size = 6 << 20
+    line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+    message = b"Subject: big\r\n\r\n" + line * (size // len(line))
+    with cloud_with(tmp_path, "", max_size=8 << 20) as running:
+        us = next(s for s in running.runtime.smtp if s.region.id == "us-east")
+        running.call(us.relay.stop())  # measure the accepting region alone
+        peaks = {}
+        for region, allowed in (("eu-dublin", 2.3), ("us-east", 3.3)):
+            port = running.cloud.region(region).section.smtp.port
+            _send(port, b"Subject: warm-up\r\n\r\nhi\r\n")
+            tracemalloc.start()
+            try:
+                assert _send(port, message).startswith(b"250 ")
+                peaks[region] = tracemalloc.get_traced_memory()[1] / len(message)
+            finally:
+                tracemalloc.stop()
+            assert peaks[region] < allowed, peaks
+        # The sealed message is larger than the size limit once in base64: its home region
+        # still takes it from the region that accepted it.
+        running.call(us.relay.run_once())
+        assert us.region.store.queued_relays() == 0
+        dublin = running.cloud.region("eu-dublin")
+        key = dublin.vault.release(
+            "alice@example.test", Justification.CUSTOMER_INITIATED_ACCESS, "t"
+        )
+        box = dublin.store.mailbox("alice@example.test", "INBOX")
+        relayed = key.decrypt(dublin.store.blob(dublin.store.messages(box.id)[-1].blob_id))
+        assert relayed.endswith(message)
+
+
+def test_a_client_is_its_ipv4_address_or_its_ipv6_64() -> None:
+    assert client_network("192.0.2.7") == "192.0.2.7"
+    assert client_network("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_network("2001:db8::1") == client_network("2001:db8::ffff:1") == "2001:db8::/64"
+    assert client_network("2001:db8:0:1::1") != client_network("2001:db8::1")
+    limiter = ConnectionLimiter(total=3, per_client=2)
+    slots = [limiter.acquire(host) for host in ("2001:db8::1", "2001:db8::2", "2001:db8::3")]
+    assert slots[2] is None, "one /64 is one client"
+    assert limiter.acquire("192.0.2.7") is not None
+    assert limiter.acquire("192.0.2.8") is None, "the total is 3"
+    limiter.release(str(slots[0]))
+    assert limiter.acquire("192.0.2.8") is not None
