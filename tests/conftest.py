@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -15,8 +17,46 @@ from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import Config, example_config, load_config
 from borderline.runtime import Runtime
+from tests.pg import PostgresServer, server_binaries
 
 PASSWORD = "correct horse battery"
+ENGINES = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses `store_engine` runs on both engines."""
+    if "store_engine" in metafunc.fixturenames:
+        metafunc.parametrize("store_engine", ENGINES)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the whole session (tests/pg.py)."""
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        pytest.skip(
+            "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin "
+            "(apt-get install postgresql; .ci/run installs them)"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run initdb as")
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """A fresh database for one test, dropped after it."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
 
 
 def write_config(root: Path, **replace: str) -> Path:

@@ -96,6 +96,8 @@ class RegionSection(_Strict):
     # a process serving every region uses [api] listen.
     api: ListenField | None = None
     store: str | None = None
+    # Seconds a call may wait on the region's PostgreSQL store before it fails (451 / NO).
+    store_timeout: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("id")
     @classmethod
