@@ -7,9 +7,19 @@ import sys
 from pathlib import Path
 
 
-def test_demo_once(tmp_path: Path) -> None:
+def test_demo_once(tmp_path: Path, region_stores: dict[str, str]) -> None:
+    stores = [f"--store={region}={url}" for region, url in region_stores.items()]
     result = subprocess.run(
-        [sys.executable, "-m", "borderline", "demo", "--once", "--data-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "borderline",
+            "demo",
+            "--once",
+            "--data-dir",
+            str(tmp_path),
+            *stores,
+        ],
         capture_output=True,
         text=True,
         timeout=180,
@@ -25,3 +35,4 @@ def test_demo_once(tmp_path: Path) -> None:
     assert "alice@example.test / content: REFER" in out
     assert out.count("signature verified") == 2
     assert "THIRD_PARTY_DATA_REQUEST, decision req2-item3" in out
+    assert (tmp_path / "data" / "eu-dublin" / "mail.sqlite").exists() == (not region_stores)
