@@ -206,7 +206,11 @@ class PostgresEngine:
                 name=self.where,
                 open=False,
             )
-            self._pool.open(wait=True, timeout=max(timeout, 2))
+            try:
+                self._pool.open(wait=True, timeout=max(timeout, 2))
+            except BaseException:
+                self._pool.close(timeout=0)  # stop its workers retrying in the background
+                raise
 
     def _configure(self, connection: BoundedConnection) -> None:
         """Every new connection: its timeouts, and a durable commit before 250 (invariant 7:
