@@ -41,14 +41,19 @@ def stop(server: subprocess.Popen[bytes]) -> None:
 
 
 def serve_example(
-    workdir: Path, *serve_args: str, max_message_size: int | None = None
+    workdir: Path,
+    *serve_args: str,
+    max_message_size: int | None = None,
+    stores: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], Config]:
-    """`borderline serve` on the example two-region cloud, alice homed in eu-dublin."""
+    """`borderline serve` on the example two-region cloud, alice homed in eu-dublin; the
+    regions named in `stores` keep their mail in those PostgreSQL databases."""
     from borderline.cloud import Cloud
     from borderline.config import example_config, load_config
 
     config_path = workdir / "borderline.toml"
-    text = example_config(workdir / "data", base_port=20000 + free_port() % 30000)
+    base_port = 20000 + free_port() % 30000
+    text = example_config(workdir / "data", base_port=base_port, stores=stores)
     if max_message_size is not None:
         limit = f"max_message_size = {max_message_size}"
         text = text.replace("max_message_size = 26214400", limit)

@@ -1,12 +1,15 @@
-"""SMTP ingest throughput: msg/s, MB/s and server CPU per message over 8 connections,
-durable (fsync) commits.
+"""SMTP ingest throughput: msg/s and MB/s over 8 connections, durable commits.
 
-Borderline (`borderline serve`, one region's MX) against a named peer measured in the same
-run: stock aiosmtpd with a handler that writes each message to a Maildir and fsyncs it
-(what a minimal durable Python MTA does). Server and load generator run in separate
-processes; the load generator speaks raw SMTP so it costs as little CPU as possible.
+Borderline (`borderline serve`, one region's MX), its store on SQLite and on PostgreSQL (a
+throwaway local server), against the stack a provider runs, measured in the same run:
+Postfix -> Dovecot LMTP -> Maildir with `mail_fsync = always` (bench/mail_stack.py).
+Borderline answers 250 once the message is committed to the mailbox; Postfix once it is in
+its queue, and Dovecot delivers it later: the peer's acknowledged rate is Postfix's 250s,
+its delivered rate counts files in Maildir/new until the last message is there. Rounds
+interleave the three servers (the machine is noisy); medians and ranges are printed. The
+load generator runs in its own process and speaks raw SMTP, so it costs little CPU.
 
-    .venv/bin/python bench/smtp_ingest.py [--messages 4000] [--sizes 20,100]
+    .venv/bin/python bench/smtp_ingest.py [--messages 4000] [--sizes 20,100] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -14,42 +17,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from processes import free_port, serve_example, stop, wait_for_port
+from mail_stack import MailStack, missing
+from processes import serve_example, stop, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.pg import PostgresServer, server_binaries  # noqa: E402 - the tests' throwaway server
 
 CONNECTIONS = 8
-ROOT = Path(__file__).resolve().parent.parent
-PEER_SERVER = r"""
-import asyncio, mailbox, os, sys
-from aiosmtpd.smtp import SMTP
-
-class MaildirFsync:
-    def __init__(self, path):
-        self.box = mailbox.Maildir(path, create=True)
-        self.new = os.path.join(path, "new")
-    async def handle_DATA(self, server, session, envelope):
-        def write():
-            key = self.box.add(envelope.original_content)
-            fd = os.open(os.path.join(self.new, key), os.O_RDONLY)
-            os.fsync(fd); os.close(fd)
-            dfd = os.open(self.new, os.O_RDONLY); os.fsync(dfd); os.close(dfd)
-        await asyncio.get_running_loop().run_in_executor(None, write)
-        return "250 OK"
-
-async def main():
-    handler = MaildirFsync(sys.argv[1])
-    server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(handler, data_size_limit=None), "127.0.0.1", int(sys.argv[2]))
-    print("ready", flush=True)
-    await server.serve_forever()
-
-asyncio.run(main())
-"""
+RCPT = "alice@example.test"
+WARM_UP = 200
 
 
 def make_message(size: int, index: int) -> bytes:
@@ -108,61 +93,114 @@ def load(port: int, count: int, size: int, rcpt: str) -> tuple[float, float]:
     return count / elapsed, total / elapsed / 1e6
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time a server process has used (user and system, from /proc): per message it
-    is steadier than msg/s on a shared machine. Extra ingest workers are not counted."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_borderline(workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_borderline(
+    workdir: Path, workers: int, store: str | None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`borderline serve` for eu-dublin, its mail in SQLite or in the PostgreSQL `store`."""
     server, config = serve_example(
-        workdir, "--region", "eu-dublin", "--ingest-workers", str(workers)
+        workdir,
+        "--region",
+        "eu-dublin",
+        "--ingest-workers",
+        str(workers),
+        stores={"eu-dublin": store} if store else None,
     )
     port = config.region("eu-dublin").smtp.port
     wait_for_port(port)
     return server, port
 
 
-def start_peer(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-c", PEER_SERVER, str(workdir / "maildir"), str(port)],
-        stdout=subprocess.PIPE,
-    )
-    wait_for_port(port)
-    return server, port
+def borderline(workers: int, store: Callable[[], str | None], count: int, size: int) -> float:
+    """msg/s committed to the mailbox (each 250 follows the commit)."""
+    with tempfile.TemporaryDirectory(prefix="bench-smtp-") as tmp:
+        server, port = start_borderline(Path(tmp), workers, store())
+        try:
+            load(port, WARM_UP, size, RCPT)
+            return load(port, count, size, RCPT)[0]
+        finally:
+            stop(server)
+
+
+def wait_until(done: Callable[[], bool], timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the peer did not deliver every message in time")
+        time.sleep(0.01)
+
+
+def postfix_dovecot(count: int, size: int) -> tuple[float, float]:
+    """(msg/s acknowledged by Postfix, msg/s delivered into the Maildir by Dovecot)."""
+    user = RCPT.partition("@")[0]
+    stack = MailStack(Path(tempfile.mkdtemp(prefix="bench-stack-")), RCPT.partition("@")[2])
+    try:
+        load(stack.smtp_port, WARM_UP, size, RCPT)
+        wait_until(lambda: stack.delivered(user) >= WARM_UP)
+        messages = [make_message(size, i) for i in range(count)]
+        start = time.perf_counter()
+        asyncio.run(send_all(stack.smtp_port, messages, RCPT))
+        acknowledged = time.perf_counter() - start
+        wait_until(lambda: stack.delivered(user) >= WARM_UP + count)
+        delivered = time.perf_counter() - start
+        return count / acknowledged, count / delivered
+    finally:
+        stack.stop()
+
+
+def spread(rates: list[float]) -> str:
+    return f"{statistics.median(rates):>7.0f} ({min(rates):.0f}-{max(rates):.0f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--sizes", default="20,100", help="message sizes in KB")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
-    print(f"# SMTP ingest, {CONNECTIONS} connections, {os.cpu_count()} cores")
-    print(f"{'size':>6} {'server':<28} {'msg/s':>9} {'MB/s':>8} {'CPU ms/msg':>11}")
-    for size_kb in (int(s) for s in args.sizes.split(",")):
-        size = size_kb * 1024
-        count = args.messages if size_kb <= 20 else max(args.messages // 2, 100)
-        results = {}
-        for name in ("borderline", "aiosmtpd+Maildir+fsync"):
-            with tempfile.TemporaryDirectory(prefix="bench-smtp-") as tmp:
-                if name == "borderline":
-                    server, port = start_borderline(Path(tmp), args.workers)
-                else:
-                    server, port = start_peer(Path(tmp))
-                try:
-                    load(port, min(200, count), size, "alice@example.test")  # warm-up
-                    cpu = cpu_seconds(server.pid)
-                    rate, mbps = load(port, count, size, "alice@example.test")
-                    cpu = (cpu_seconds(server.pid) - cpu) / count * 1e3
-                finally:
-                    stop(server)
-            results[name] = rate
-            print(f"{size_kb:>4}KB {name:<28} {rate:>9.0f} {mbps:>8.1f} {cpu:>11.3f}")
-        ratio = results["borderline"] / results["aiosmtpd+Maildir+fsync"]
-        print(f"{size_kb:>4}KB ratio borderline / aiosmtpd+Maildir+fsync: {ratio:.2f}x")
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        sys.exit("bench: no PostgreSQL server binaries (apt-get install postgresql)")
+    peer_missing = missing()
+    postgres = PostgresServer(bin_dir)
+    postgres.start()
+    try:
+        print(f"# SMTP ingest, {CONNECTIONS} connections, {os.cpu_count()} cores,")
+        print(f"# {args.rounds} interleaved rounds: median (range) msg/s")
+        if peer_missing:
+            print(f"# peer Postfix -> Dovecot LMTP: {peer_missing}; no ratio")
+        for size_kb in (int(s) for s in args.sizes.split(",")):
+            run_size(args, postgres, size_kb, peer_missing is None)
+    finally:
+        postgres.stop()
+
+
+def run_size(args: argparse.Namespace, postgres: PostgresServer, size_kb: int, peer: bool) -> None:
+    size = size_kb * 1024
+    count = args.messages if size_kb <= 20 else max(args.messages // 2, 100)
+    rates: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        rates.setdefault("Borderline, SQLite", []).append(
+            borderline(args.workers, lambda: None, count, size)
+        )
+        rates.setdefault("Borderline, PostgreSQL", []).append(
+            borderline(args.workers, postgres.create_database, count, size)
+        )
+        if peer:
+            acknowledged, delivered = postfix_dovecot(count, size)
+            rates.setdefault("Postfix, acknowledged", []).append(acknowledged)
+            rates.setdefault("Postfix -> Dovecot, delivered", []).append(delivered)
+    for name, values in rates.items():
+        mbps = statistics.median(values) * size / 1e6
+        print(f"{size_kb:>4}KB {name:<30} {spread(values)} {mbps:>7.1f} MB/s")
+    if peer:
+        for ours in ("Borderline, SQLite", "Borderline, PostgreSQL"):
+            for theirs in ("Postfix -> Dovecot, delivered", "Postfix, acknowledged"):
+                ratios = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
+                print(
+                    f"{size_kb:>4}KB ratio {ours} / {theirs}: {statistics.median(ratios):.2f}x"
+                    f" ({min(ratios):.2f}-{max(ratios):.2f})"
+                )
 
 
 if __name__ == "__main__":

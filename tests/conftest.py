@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,78 @@ from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import Config, example_config, load_config
 from borderline.runtime import Runtime
+from tests.pg import PostgresServer, server_binaries
+from tests.require import require
 
 PASSWORD = "correct horse battery"
+REGIONS = ("us-east", "eu-dublin")
+ENGINES = ("sqlite", "postgres")
 
 
-def write_config(root: Path, **replace: str) -> Path:
-    text = example_config(root / "data", base_port=free_base_port())
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "one_engine(reason): run on SQLite only, although the test uses the `cloud` fixtures;"
+        " the reason says why the store engine does not matter to it",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a store through the shared fixtures runs on both engines."""
+    if "store_engine" in metafunc.fixturenames:
+        one = metafunc.definition.get_closest_marker("one_engine") is not None
+        metafunc.parametrize("store_engine", ENGINES[:1] if one else ENGINES)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the whole session (tests/pg.py)."""
+    bin_dir = server_binaries()
+    require(
+        bin_dir is not None,
+        "a PostgreSQL server (/usr/lib/postgresql/*/bin)",
+        "apt-get install postgresql; .ci/run installs it",
+    )
+    assert bin_dir is not None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            require(
+                False, "the `postgres` user to run initdb as root", "apt-get install postgresql"
+            )
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """A fresh database for one test, dropped after it."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def region_stores(store_engine: str, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Each region's `store` URL: none on SQLite; on PostgreSQL a database of its own each
+    (regions never share one)."""
+    if store_engine == "sqlite":
+        yield {}
+        return
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    urls = {region: server.create_database() for region in REGIONS}
+    yield urls
+    for url in urls.values():
+        server.drop_database(url)
+
+
+def write_config(root: Path, stores: Mapping[str, str] | None = None, **replace: str) -> Path:
+    text = example_config(root / "data", base_port=free_base_port(), stores=stores)
     for old, new in replace.items():
         text = text.replace(old, new)
     path = root / "borderline.toml"
@@ -53,8 +121,12 @@ class RunningCloud:
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    return write_config(tmp_path, **{"max_message_size = 26214400": "max_message_size = 1048576"})
+def config_path(tmp_path: Path, region_stores: dict[str, str]) -> Path:
+    return write_config(
+        tmp_path,
+        region_stores,
+        **{"max_message_size = 26214400": "max_message_size = 1048576"},
+    )
 
 
 @pytest.fixture

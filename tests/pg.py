@@ -5,10 +5,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -78,11 +81,42 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def load(self, url: str, dump: Path) -> None:
+        """Run a plain-SQL pg_dump file into the database (with psql, which reads its
+        meta-commands)."""
+        subprocess.run(
+            [str(self.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(dump), url],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+
     def crash_and_restart(self) -> None:
         """Kill the server without a shutdown checkpoint (as a power cut would), then start it:
         what was committed must come back from the WAL."""
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
         self._pg_ctl_start()
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Stop every process of the server (SIGSTOP): a database that hangs, with its TCP
+        connections still open. SIGCONT after the block."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                pids.append(int(stat.parent.name))
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
 
     def _pg_ctl_start(self) -> None:
         options = (

@@ -12,9 +12,19 @@ from borderline.report.logview import region_verifier_key
 from borderline.tlog import verify_checkpoint
 
 
-def test_demo_once(tmp_path: Path) -> None:
+def test_demo_once(tmp_path: Path, region_stores: dict[str, str]) -> None:
+    stores = [f"--store={region}={url}" for region, url in region_stores.items()]
     result = subprocess.run(
-        [sys.executable, "-m", "borderline", "demo", "--once", "--data-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "borderline",
+            "demo",
+            "--once",
+            "--data-dir",
+            str(tmp_path),
+            *stores,
+        ],
         capture_output=True,
         text=True,
         timeout=180,
@@ -48,3 +58,4 @@ def test_demo_once(tmp_path: Path) -> None:
     key = directory.region_keys("eu-dublin").signing_key
     directory.close()
     verify_checkpoint(note.group().encode(), region_verifier_key("example.test/eu-dublin", key))
+    assert (tmp_path / "data" / "eu-dublin" / "mail.sqlite").exists() == (not region_stores)

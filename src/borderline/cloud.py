@@ -16,7 +16,7 @@ from borderline.directory import Directory, DirectoryError, RegionKeys
 from borderline.law import Custodian as LawCustodian
 from borderline.law import Region as LawRegion
 from borderline.law import StaticFacts
-from borderline.store import MailStore, PostgresMailStore, SqliteMailStore
+from borderline.store import MailStore, open_store
 from borderline.throttle import LoginThrottle
 from borderline.tlog import TransparencyLog
 from borderline.tls import load_certificate, server_context
@@ -37,10 +37,8 @@ class Region:
         self.root.mkdir(parents=True, exist_ok=True)
         self.log: TransparencyLog | None = None
         self.vault = Vault(section.id, self.root / "vault", self._open_log)
-        self.store: MailStore = (
-            PostgresMailStore(section.store)
-            if section.store
-            else SqliteMailStore(self.root / "mail.sqlite")
+        self.store: MailStore = open_store(
+            section.store or self.root / "mail.sqlite", section.store_timeout
         )
         self.directory = directory
         self.planner = DeliveryPlanner(section.id, self.vault, directory)

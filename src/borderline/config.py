@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -144,6 +146,8 @@ class RegionSection(_Strict):
     witnesses: list[WitnessSection] = []
     # A checkpoint is published once this many witnesses cosigned it (default: 1 if any).
     witness_quorum: int | None = Field(default=None, ge=0)
+    # Seconds a call may wait on the region's PostgreSQL store before it fails (451 / NO).
+    store_timeout: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("id")
     @classmethod
@@ -329,8 +333,19 @@ def load_config(path: Path) -> Config:
     return config
 
 
-def example_config(data_dir: Path, base_port: int = 2500, domain: str = "example.test") -> str:
-    """A working two-region cloud: us-east (US custodian) and eu-dublin (Irish custodian)."""
+def example_config(
+    data_dir: Path,
+    base_port: int = 2500,
+    domain: str = "example.test",
+    stores: Mapping[str, str] | None = None,
+) -> str:
+    """A working two-region cloud: us-east (US custodian) and eu-dublin (Irish custodian).
+    `stores` maps a region id to the PostgreSQL URL of its store (default: SQLite)."""
+
+    def store(region: str) -> str:
+        url = (stores or {}).get(region)
+        return "" if url is None else f"\nstore = {json.dumps(url)}"
+
     return f"""# Borderline cloud configuration. Each region is one data centre in one jurisdiction,
 # run by one custodian: the legal entity that holds that region's keys.
 
@@ -358,7 +373,7 @@ smtp = "127.0.0.1:{base_port + 25}"
 submission = "127.0.0.1:{base_port + 87}"
 imap = "127.0.0.1:{base_port + 43}"
 imaps = "127.0.0.1:{base_port + 93}"
-api = "127.0.0.1:{base_port + 81}"
+api = "127.0.0.1:{base_port + 81}"{store("us-east")}
 
 [[regions]]
 id = "eu-dublin"
@@ -368,7 +383,7 @@ smtp = "127.0.0.1:{base_port + 125}"
 submission = "127.0.0.1:{base_port + 187}"
 imap = "127.0.0.1:{base_port + 143}"
 imaps = "127.0.0.1:{base_port + 193}"
-api = "127.0.0.1:{base_port + 181}"
+api = "127.0.0.1:{base_port + 181}"{store("eu-dublin")}
 
 [api]
 listen = "127.0.0.1:{base_port + 80}"

@@ -35,6 +35,8 @@ from borderline.vault import Justification
 from tests.conftest import PASSWORD, RunningCloud
 from tests.report.conftest import fails, ok
 
+pytestmark = pytest.mark.one_engine("the transparency log API; it reads no mail")
+
 WITNESS = "witness.example.test/us-east"
 
 

@@ -15,6 +15,7 @@ from aiosmtpd.smtp import Envelope
 from borderline.cloud import Region
 from tests.conftest import PASSWORD, RunningCloud
 from tests.imap.conftest import fill, make_message
+from tests.require import require
 
 MESSAGES = 1000
 
@@ -67,8 +68,8 @@ def mbsync(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync (mbsync) is not installed")
 def test_mbsync_full_sync_both_ways(running: RunningCloud, tmp_path: Path) -> None:
+    require(shutil.which("mbsync") is not None, "isync (mbsync)", "apt-get install isync")
     region = running.cloud.region("eu-dublin")
     sent = [make_message(i, body=f"message number {i}\n" * 20) for i in range(MESSAGES)]
     fill(region, "alice@example.test", sent)
@@ -130,8 +131,9 @@ class _LmtpController(Controller):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("getmail") is None, reason="getmail6 is not installed")
+@pytest.mark.one_engine("getmail's IMAP client is the subject; the IMAP suite runs on both")
 def test_getmail_reads_the_mailbox(running: RunningCloud, tmp_path: Path) -> None:
+    require(shutil.which("getmail") is not None, "getmail6", "apt-get install getmail6")
     region = running.cloud.region("eu-dublin")
     sent = [make_message(i) for i in range(MESSAGES)]
     fill(region, "alice@example.test", sent)

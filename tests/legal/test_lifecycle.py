@@ -10,6 +10,10 @@ from borderline.legal import TRANSITIONS, LegalDesk, LegalError, State, Transiti
 
 from .conftest import ALICE, BOB, REVIEWERS, request
 
+pytestmark = pytest.mark.one_engine(
+    "request states and decisions live in the legal records, not the mail store"
+)
+
 
 def test_submit_records_decisions_per_item_with_policies(cloud: Cloud, desk: LegalDesk) -> None:
     warrant = request(

@@ -30,6 +30,11 @@ from borderline.vault import Justification
 from tests.legal.conftest import ALICE, BOB, REVIEWERS, deliver, request
 from tests.report.conftest import fails, ok
 
+pytestmark = pytest.mark.one_engine(
+    "reports come from the legal records and the logs; disclosures read from the store run on"
+    " both engines in tests/legal/test_package.py"
+)
+
 START, END = date(2026, 1, 1), date(2026, 6, 30)
 ROOT = bytes(range(32))
 GOLDEN = Path(__file__).parent / "golden"

@@ -84,7 +84,7 @@ def assert_no_chained_cause(error: BaseException) -> None:
 def test_unreachable_server_names_host_and_database_never_the_password() -> None:
     url = f"postgresql://mail:s3cret-pw@127.0.0.1:{free_port()}/dublin_mail"
     with pytest.raises(StoreError) as error:
-        PostgresMailStore(url, connect_timeout=3)
+        PostgresMailStore(url, timeout=3)
     message = str(error.value)
     assert "127.0.0.1" in message and "dublin_mail" in message
     assert "s3cret-pw" not in message
@@ -110,8 +110,8 @@ def test_reopen_keeps_data_and_commits_are_durable(pg_url: str) -> None:
     inbox = store.mailbox(ALICE, "INBOX")
     assert store.deliver([Delivery(ALICE, b"kept", 4, time.time())]) == [(inbox.id, 1)]
     assert PostgresMailStore(pg_url).mailbox(ALICE, "INBOX").messages == 1, "schema reopens"
-    with store._writer().execute("SHOW synchronous_commit") as cursor:
-        assert cursor.fetchone() == ("on",), "the store turns synchronous commit back on"
+    with store.engine.write() as tx:
+        assert tx.one("SHOW synchronous_commit") == ("on",), "the store turns it back on"
     store.close()
 
 
@@ -127,4 +127,32 @@ def test_acknowledged_mail_survives_a_server_crash_and_the_store_reconnects(
         f"m{i}".encode() for i in range(5)
     ], "every committed message is back, and a read reconnects by itself"
     assert store.deliver([Delivery(ALICE, b"after", 5, time.time())]) == [(inbox.id, 6)]
+    store.close()
+
+
+def test_a_hung_server_makes_every_call_fail_in_bounded_time(
+    pg_server: PostgresServer, pg_url: str
+) -> None:
+    """Issue 15 #5: with the database stopped (SIGSTOP), calls blocked for good. Now each
+    raises StoreError once its timeout runs out, and nothing half written remains."""
+    store = PostgresMailStore(pg_url, timeout=1)
+    store.create_account(ALICE, "hash")
+    inbox = store.mailbox(ALICE, "INBOX")
+    calls = (
+        lambda: store.mailbox(ALICE, "INBOX"),
+        lambda: store.deliver([Delivery(ALICE, b"lost?", 5, time.time())]),
+        lambda: store.messages(inbox.id),
+        lambda: store.mailbox(ALICE, "INBOX"),  # the connection is gone: the pool's wait
+    )
+    with pg_server.frozen():
+        for call in calls:
+            started = time.monotonic()
+            with pytest.raises(StoreError) as error:
+                call()
+            # A bound, not a measurement: about 2 s (the timeout, plus 1 s for the client's
+            # wait), far below the forever it was.
+            assert time.monotonic() - started < 15, error.value
+            assert_no_chained_cause(error.value)
+    assert store.deliver([Delivery(ALICE, b"after", 5, time.time())]) == [(inbox.id, 1)]
+    assert [store.blob(m.blob_id) for m in store.messages(inbox.id)] == [b"after"]
     store.close()

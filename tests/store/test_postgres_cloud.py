@@ -14,19 +14,21 @@ from borderline.residency import files_containing
 from borderline.store import PostgresMailStore
 from borderline.vault import Justification
 from tests.conftest import RunningCloud, write_config
+from tests.pg import PostgresServer
 from tests.store.conftest import ALICE
 
 
 @pytest.fixture
 def config_path(tmp_path: Path, pg_url: str) -> Path:
-    """The shared cloud fixtures (tests/conftest.py), with eu-dublin on PostgreSQL."""
+    """The shared cloud fixtures (tests/conftest.py), with eu-dublin on PostgreSQL, and
+    us-east on SQLite. A store call gives up after 1 s."""
     region = 'custodian = "ie-custodian"\n'
-    return write_config(tmp_path, **{region: f'{region}store = "{pg_url}"\n'})
+    return write_config(tmp_path, **{region: f'{region}store = "{pg_url}"\nstore_timeout = 1\n'})
 
 
-def send(running: RunningCloud, region_id: str, marker: str) -> None:
+def send(running: RunningCloud, region_id: str, marker: str, rcpt: str = ALICE) -> None:
     msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "x@example.org", ALICE, "pg"
+    msg["From"], msg["To"], msg["Subject"] = "x@example.org", rcpt, "pg"
     msg.set_content(marker)
     listen = running.cloud.region(region_id).section.smtp
     with smtplib.SMTP(listen.host, listen.port, timeout=30) as client:
@@ -79,3 +81,20 @@ def test_an_unavailable_database_is_451_never_250(running: RunningCloud, pg_url:
     send(running, "eu-dublin", "after the outage")
     [stored] = inbox(dublin)
     assert b"after the outage" in stored
+
+
+def test_a_hung_database_is_451_and_the_other_region_goes_on(
+    running: RunningCloud, pg_server: PostgresServer
+) -> None:
+    """Issue 15 #5: with eu-dublin's PostgreSQL stopped (SIGSTOP), its MX answers 451 once
+    the store's timeout runs out, and us-east (SQLite, same process) keeps accepting mail."""
+    dublin, us = running.cloud.region("eu-dublin"), running.cloud.region("us-east")
+    with pg_server.frozen():
+        with pytest.raises(smtplib.SMTPDataError) as error:
+            send(running, "eu-dublin", "while frozen")
+        assert error.value.smtp_code == 451
+        send(running, "us-east", "the other region", rcpt="bob@example.test")
+    assert us.store.mailbox("bob@example.test", "INBOX").messages == 1
+    send(running, "eu-dublin", "after the thaw")
+    [stored] = inbox(dublin)
+    assert b"after the thaw" in stored

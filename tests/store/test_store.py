@@ -7,6 +7,7 @@ import time
 import pytest
 
 from borderline.store import (
+    SPECIAL_USE_MAILBOXES,
     Delivery,
     MailboxNotFound,
     MailStore,
@@ -125,3 +126,80 @@ def test_a_mailbox_with_only_retained_messages_is_kept_until_the_hold_lapses(
     assert store.retained(ALICE) == []
     with pytest.raises(StoreError, match="no blob"):
         store.blob(kept.blob_id)
+
+
+def test_accounts_passwords_and_subscriptions(store: MailStore) -> None:
+    with pytest.raises(StoreError, match="already exists"):
+        store.create_account(ALICE.upper(), "other")
+    store.create_account("Bob@Example.test", "bob-hash")
+    assert store.accounts() == [ALICE, "bob@example.test"]
+    assert store.password_hash("BOB@example.test") == "bob-hash"
+    assert store.password_hash("nobody@example.test") is None
+    store.set_password_hash("bob@example.test", "rehashed")
+    assert store.password_hash("bob@example.test") == "rehashed"
+    with pytest.raises(StoreError, match="no account"):
+        store.set_password_hash("nobody@example.test", "x")
+    with pytest.raises(StoreError, match="no account"):
+        store.create_mailbox("nobody@example.test", "Box")
+    store.set_subscribed(ALICE, "Junk", False)
+    assert {m.name: m.subscribed for m in store.mailboxes(ALICE)}["Junk"] is False
+    with pytest.raises(MailboxNotFound):
+        store.set_subscribed(ALICE, "Nope", True)
+
+
+def test_records_are_typed(store: MailStore) -> None:
+    inbox = store.mailbox(ALICE, "INBOX")
+    [placed] = deliver(store, 1)
+    assert (placed.mailbox_id, placed.uid) == (inbox.id, 1)
+    work = store.create_mailbox(ALICE, "Work")
+    [copied] = store.copy(inbox.id, [1], work.id)
+    assert (copied.source_uid, copied.uid) == (1, 1)
+    [change] = store.changes_since(inbox.id, 0)
+    assert (change.modseq, change.uid, change.kind) == (2, 1, "append")
+
+
+def test_holds_are_extended_and_released_never_shortened(store: MailStore) -> None:
+    now = time.time()
+    hold = store.add_hold(ALICE, "REQ-3", now + 60)
+    store.extend_hold(hold, now + 120)
+    assert [h.until for h in store.holds()] == [now + 120]
+    with pytest.raises(StoreError, match="lasts until"):
+        store.extend_hold(hold, now + 90)
+    with pytest.raises(StoreError, match="no live hold"):
+        store.extend_hold(hold + 1000, now + 500)
+    deliver(store, 1)
+    inbox = store.mailbox(ALICE, "INBOX")
+    store.set_flags(inbox.id, [1], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox.id)
+    with pytest.raises(StoreError, match="preservation hold"):
+        store.delete_mailbox(ALICE, "INBOX")
+    store.release_hold(hold)
+    assert store.holds() == []
+    assert [h.id for h in store.holds(now=now)] == [hold], "a released hold stays on record"
+    with pytest.raises(StoreError, match="no live hold"):
+        store.release_hold(hold)
+    with pytest.raises(StoreError, match="no live hold"):
+        store.extend_hold(hold, now + 500)
+    store.delete_mailbox(ALICE, "INBOX")
+
+
+def test_rename_refuses_to_move_a_mailbox_into_itself_and_keeps_the_hierarchy(
+    store: MailStore,
+) -> None:
+    for name in ("par", "par/kid", "par/kid/kid/deeper", "x"):
+        store.create_mailbox(ALICE, name)
+    with pytest.raises(StoreError, match="into itself"):
+        store.rename_mailbox(ALICE, "par", "par/kid/deeper")
+    with pytest.raises(StoreError, match="already exists"):
+        store.rename_mailbox(ALICE, "par/kid", "x")
+    # Names shrink: "par/kid/kid/deeper" becomes "par/kid/deeper" while "par/kid" is renamed.
+    store.rename_mailbox(ALICE, "par", "p")
+    store.rename_mailbox(ALICE, "p/kid", "p/k")
+    store.rename_mailbox(ALICE, "p", "longer/than/before")
+    names = {m.name for m in store.mailboxes(ALICE)} - {n for n, _ in SPECIAL_USE_MAILBOXES}
+    assert names == {
+        "longer/than/before",
+        "longer/than/before/k",
+        "longer/than/before/k/kid/deeper",
+        "x",
+    }

@@ -19,7 +19,7 @@ from typing import Annotated
 import aiosmtplib
 import typer
 
-from borderline.cli.common import console, data_table, emphasis, fail
+from borderline.cli.common import console, data_table, emphasis, fail, user_errors
 from borderline.cli.legal_demo import demo_replay
 from borderline.cloud import Cloud, Region
 from borderline.config import example_config, load_config
@@ -247,17 +247,30 @@ def demo(
     data_dir: Annotated[
         Path | None, typer.Option(help="Keep the demo cloud here (default: a temp dir).")
     ] = None,
+    store: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="REGION=URL",
+            help="Keep a region's mail in this PostgreSQL database (repeatable), e.g."
+            " eu-dublin=postgresql://borderline@localhost/dublin.",
+        ),
+    ] = None,
 ) -> None:
     """Two regions: mail across them stays home, legal requests decided under the law,
     and every read on the log."""
+    stores = dict(item.partition("=")[::2] for item in store or ())
+    unknown = sorted(set(stores) - {region for _, region in ACCOUNTS})
+    if unknown:
+        raise fail(f"--store: the demo's regions are us-east and eu-dublin, not {unknown[0]!r}")
     root = data_dir or Path(tempfile.mkdtemp(prefix="borderline-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "borderline.toml"
     config_path.write_text(
-        example_config(root / "data", base_port=free_base_port()), encoding="utf-8"
+        example_config(root / "data", base_port=free_base_port(), stores=stores), encoding="utf-8"
     )
     console.print(f"demo cloud in {root}")
-    cloud = Cloud(load_config(config_path))
+    with user_errors():  # a --store database that is missing or unreachable
+        cloud = Cloud(load_config(config_path))
     try:
         for address, region in ACCOUNTS:
             cloud.add_account(address, region, DEMO_PASSWORD)

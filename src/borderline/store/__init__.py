@@ -1,22 +1,43 @@
-"""Mail storage: the MailStore protocol, its SQLite and PostgreSQL implementations."""
+"""Mail storage: one MailStore (the mail semantics) over an SQLite or a PostgreSQL engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 from borderline.store.base import (
     SPECIAL_USE_MAILBOXES,
+    Change,
+    ChangeKind,
+    Copied,
     Delivery,
     Hold,
     MailboxInfo,
     MailboxNotFound,
-    MailStore,
     MessageInfo,
     OutboundRelay,
+    Placement,
     RelayItem,
     StoreError,
 )
-from borderline.store.postgres import PostgresMailStore
+from borderline.store.mail import MailStore
+from borderline.store.postgres import DEFAULT_TIMEOUT, URL_SCHEMES, PostgresMailStore
 from borderline.store.sqlite import SqliteMailStore
 
+
+def open_store(location: str | Path, timeout: float = DEFAULT_TIMEOUT) -> MailStore:
+    """The store at `location`: a postgresql:// URL, or the path of an SQLite file.
+    `timeout` bounds each wait on PostgreSQL (seconds)."""
+    if isinstance(location, str) and location.startswith(URL_SCHEMES):
+        return PostgresMailStore(location, timeout)
+    return SqliteMailStore(Path(location))
+
+
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "SPECIAL_USE_MAILBOXES",
+    "Change",
+    "ChangeKind",
+    "Copied",
     "Delivery",
     "Hold",
     "MailStore",
@@ -24,8 +45,10 @@ __all__ = [
     "MailboxNotFound",
     "MessageInfo",
     "OutboundRelay",
+    "Placement",
     "PostgresMailStore",
     "RelayItem",
     "SqliteMailStore",
     "StoreError",
+    "open_store",
 ]

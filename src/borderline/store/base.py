@@ -1,10 +1,10 @@
-"""The store contract every backend keeps. Blobs are ciphertext: the store never sees mail."""
+"""The records the mail store hands out, and its errors. Blobs are ciphertext: the store never
+sees mail."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, NamedTuple
 
 # (name, SPECIAL-USE attribute) created for every account; RFC 6154.
 SPECIAL_USE_MAILBOXES: tuple[tuple[str, str | None], ...] = (
@@ -21,7 +21,7 @@ class StoreError(Exception):
 
 
 class MailboxNotFound(StoreError):
-    pass
+    """No such mailbox, or not one of the account's."""
 
 
 FLAG_MODES = ("set", "add", "remove")
@@ -111,50 +111,26 @@ class RelayItem:
     last_error: str | None
 
 
-class MailStore(Protocol):
-    # accounts
-    def create_account(self, address: str, password_hash: str) -> None: ...
-    def password_hash(self, address: str) -> str | None: ...
-    def set_password_hash(self, address: str, password_hash: str) -> None: ...
-    def accounts(self) -> list[str]: ...
+ChangeKind = Literal["append", "flags", "expunge"]
 
-    # mailboxes
-    def create_mailbox(
-        self, account: str, name: str, special_use: str | None = None
-    ) -> MailboxInfo: ...
-    def mailboxes(self, account: str) -> list[MailboxInfo]: ...
-    def mailbox(self, account: str, name: str) -> MailboxInfo: ...
-    def rename_mailbox(self, account: str, old: str, new: str) -> None: ...
-    def delete_mailbox(self, account: str, name: str) -> None: ...
-    def set_subscribed(self, account: str, name: str, subscribed: bool) -> None: ...
 
-    # messages
-    def deliver(
-        self, deliveries: Sequence[Delivery], relays: Sequence[OutboundRelay] = ()
-    ) -> list[tuple[int, int]]: ...
-    def messages(self, mailbox_id: int) -> list[MessageInfo]: ...
-    def blob(self, blob_id: int) -> bytes: ...
-    def set_flags(
-        self, mailbox_id: int, uids: Sequence[int], flags: frozenset[str], mode: str
-    ) -> list[MessageInfo]: ...
-    def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]: ...
-    def copy(self, mailbox_id: int, uids: Sequence[int], dest_id: int) -> list[tuple[int, int]]: ...
-    def changes_since(self, mailbox_id: int, modseq: int) -> list[tuple[int, int, str]]: ...
+class Change(NamedTuple):
+    """One row of a mailbox's change log: what happened to `uid` at `modseq`."""
 
-    # the relay queue of sealed mail
-    def due_relays(self, now: float, limit: int = 100) -> list[RelayItem]: ...
-    def relay_done(self, item_ids: Sequence[int]) -> None: ...
-    def relay_failed(self, item_id: int, error: str, next_attempt: float) -> None: ...
-    def queued_relays(self) -> int: ...
+    modseq: int
+    uid: int
+    kind: ChangeKind
 
-    # preservation holds
-    def add_hold(self, account: str, reference: str, until: float) -> int: ...
-    def extend_hold(self, hold_id: int, until: float) -> None:
-        """Move a live hold's end to `until`; StoreError if there is no such live hold or
-        `until` is not later than its current end."""
-        ...
 
-    def holds(self, now: float | None = None) -> list[Hold]: ...
-    def retained(self, account: str) -> list[MessageInfo]: ...
+class Placement(NamedTuple):
+    """Where `deliver` put one message."""
 
-    def close(self) -> None: ...
+    mailbox_id: int
+    uid: int
+
+
+class Copied(NamedTuple):
+    """One message `copy` copied: its UID in the source and the new one in the destination."""
+
+    source_uid: int
+    uid: int

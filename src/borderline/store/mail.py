@@ -1,0 +1,697 @@
+"""The mail store: every mail rule written once, over an engine (SQLite or PostgreSQL).
+
+UIDs, UIDVALIDITY, MODSEQ and the change log, holds, expunge, COPY, relay de-duplication
+and mailbox renames are decided here, in SQL both engines run. What differs between the
+engines — connections, locking, a handful of SQL fragments — is in the engine (engine.py).
+
+Concurrency: on SQLite a write transaction holds the database's write lock. On PostgreSQL
+several processes write at once; every write that allocates UIDs or MODSEQs changes the
+mailbox row, so it holds that row's lock until commit, and a transaction that touches
+several mailboxes locks them in id order, so no two writers deadlock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+
+from borderline.store.base import (
+    SPECIAL_USE_MAILBOXES,
+    Change,
+    Copied,
+    Delivery,
+    Hold,
+    MailboxInfo,
+    MailboxNotFound,
+    MessageInfo,
+    OutboundRelay,
+    Placement,
+    RelayItem,
+    StoreError,
+    apply_flag_mode,
+    check_flag_mode,
+)
+from borderline.store.engine import Conflict, Engine, Row, Tx
+
+SEEN, DELETED = "\\Seen", "\\Deleted"
+_MESSAGE = "SELECT uid, modseq, flags, internal_date, size, blob_id FROM messages"
+
+
+class MailStore:
+    """One region's mail: accounts, mailboxes, messages (as ciphertext blobs), the relay
+    queue of sealed mail and preservation holds. Every method is one transaction (or one
+    read of committed data); a method that raises has changed nothing. Failures of the
+    database are StoreError; the engine bounds how long a call may wait for it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        unseen = f"NOT {self.dialect.has_flag(SEEN)}"
+        self._mailbox_select = (
+            "SELECT m.id, m.account, m.name, m.uidvalidity, m.uidnext, m.highestmodseq,"
+            " m.special_use, m.subscribed,"
+            " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged),"
+            " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged"
+            f" AND {unseen})"
+            " FROM mailboxes m"
+        )
+        self._deleted = self.dialect.has_flag(DELETED)
+
+    # accounts
+
+    def create_account(self, address: str, password_hash: str) -> None:
+        """Create the account (address lower-cased) with its special-use mailboxes
+        (SPECIAL_USE_MAILBOXES), each with a new UIDVALIDITY. StoreError if it exists."""
+        address = address.lower()
+        with self.engine.write() as tx:
+            if (
+                tx.one(
+                    "INSERT INTO accounts (address, password_hash, created) VALUES (?, ?, ?)"
+                    " ON CONFLICT DO NOTHING RETURNING address",
+                    (address, password_hash, time.time()),
+                )
+                is None
+            ):
+                raise StoreError(f"account {address} already exists")
+            validities = self._uidvalidities(tx, len(SPECIAL_USE_MAILBOXES))
+            tx.run_many(
+                "INSERT INTO mailboxes (account, name, uidvalidity, special_use)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (address, name, uidvalidity, special_use)
+                    for (name, special_use), uidvalidity in zip(
+                        SPECIAL_USE_MAILBOXES, validities, strict=True
+                    )
+                ],
+            )
+
+    def password_hash(self, address: str) -> str | None:
+        """The account's password hash, or None if there is no such account."""
+        with self.engine.read() as tx:
+            row = tx.one("SELECT password_hash FROM accounts WHERE address = ?", (address.lower(),))
+        return None if row is None else str(row[0])
+
+    def set_password_hash(self, address: str, password_hash: str) -> None:
+        """Replace the account's password hash. StoreError if there is no such account."""
+        with self.engine.write() as tx:
+            if (
+                tx.one(
+                    "UPDATE accounts SET password_hash = ? WHERE address = ? RETURNING address",
+                    (password_hash, address.lower()),
+                )
+                is None
+            ):
+                raise StoreError(f"no account {address}")
+
+    def accounts(self) -> list[str]:
+        """Every account's address, sorted."""
+        with self.engine.read() as tx:
+            return [str(r[0]) for r in tx.all("SELECT address FROM accounts ORDER BY address")]
+
+    # mailboxes
+
+    @staticmethod
+    def _uidvalidities(tx: Tx, count: int) -> range:
+        """`count` new UIDVALIDITYs: the current time or, if the clock is ahead of it (many
+        created this second), just above the last one; never one handed out before, even
+        for a mailbox since deleted. The clock row's lock orders concurrent creators."""
+        now = int(time.time())
+        row = tx.one(
+            "UPDATE uidvalidity_clock SET last = CASE WHEN last >= ? THEN last + ? ELSE ? END"
+            " RETURNING last",
+            (now, count, now + count - 1),
+        )
+        if row is None:
+            raise StoreError("the UIDVALIDITY clock row is missing")
+        last = int(row[0])
+        return range(last - count + 1, last + 1)
+
+    def create_mailbox(
+        self, account: str, name: str, special_use: str | None = None
+    ) -> MailboxInfo:
+        """Create an empty mailbox with a new UIDVALIDITY; its id is never one another mailbox
+        had. StoreError if the account has one of that name or there is no such account."""
+        account = account.lower()
+        try:
+            with self.engine.write() as tx:
+                if tx.one("SELECT 1 FROM accounts WHERE address = ?", (account,)) is None:
+                    raise StoreError(f"no account {account}")
+                if self._mailbox_id(tx, account, name) is not None:
+                    raise Conflict(name)
+                [uidvalidity] = self._uidvalidities(tx, 1)
+                row = tx.one(
+                    "INSERT INTO mailboxes (account, name, uidvalidity, special_use)"
+                    " VALUES (?, ?, ?, ?) RETURNING id",
+                    (account, name, uidvalidity, special_use),
+                )
+        except Conflict:  # also when another process created it a moment ago
+            raise StoreError(f"mailbox {name!r} already exists") from None
+        assert row is not None
+        return MailboxInfo(int(row[0]), account, name, uidvalidity, 1, 1, special_use, True)
+
+    @staticmethod
+    def _mailbox_id(tx: Tx, account: str, name: str) -> int | None:
+        row = tx.one("SELECT id FROM mailboxes WHERE account = ? AND name = ?", (account, name))
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    def _mailbox_info(row: Row) -> MailboxInfo:
+        return MailboxInfo(
+            id=int(row[0]),
+            account=str(row[1]),
+            name=str(row[2]),
+            uidvalidity=int(row[3]),
+            uidnext=int(row[4]),
+            highestmodseq=int(row[5]),
+            special_use=None if row[6] is None else str(row[6]),
+            subscribed=bool(row[7]),
+            messages=int(row[8]),
+            unseen=int(row[9]),
+        )
+
+    def mailboxes(self, account: str) -> list[MailboxInfo]:
+        """The account's mailboxes sorted by name, with message and unseen counts."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                self._mailbox_select + " WHERE m.account = ? ORDER BY m.name", (account.lower(),)
+            )
+        return [self._mailbox_info(row) for row in rows]
+
+    def mailbox(self, account: str, name: str) -> MailboxInfo:
+        """The account's mailbox of that name. MailboxNotFound if there is none."""
+        with self.engine.read() as tx:
+            row = tx.one(
+                self._mailbox_select + " WHERE m.account = ? AND m.name = ?",
+                (account.lower(), name),
+            )
+        if row is None:
+            raise MailboxNotFound(f"no mailbox {name!r}")
+        return self._mailbox_info(row)
+
+    def mailbox_by_id(self, account: str, mailbox_id: int) -> MailboxInfo:
+        """The mailbox with this id, as it is now (a rename shows its new name), if it still
+        exists and is the account's: how a session checks that what it selected is still
+        there and still its own. MailboxNotFound otherwise. Ids are never reused, so a
+        deleted mailbox's id never names another mailbox."""
+        with self.engine.read() as tx:
+            row = tx.one(
+                self._mailbox_select + " WHERE m.id = ? AND m.account = ?",
+                (mailbox_id, account.lower()),
+            )
+        if row is None:
+            raise MailboxNotFound(f"no mailbox id {mailbox_id}")
+        return self._mailbox_info(row)
+
+    def rename_mailbox(self, account: str, old: str, new: str) -> None:
+        """Rename a mailbox and its children (`old/...` becomes `new/...`), keeping their
+        ids, UIDVALIDITY and messages. MailboxNotFound if `old` does not exist; StoreError
+        if `new` or a child's new name exists, or `new` is `old` or inside it."""
+        account = account.lower()
+        if new == old or new.startswith(old + "/"):
+            raise StoreError(f"cannot rename {old!r} into itself ({new!r})")
+        prefix = old + "/"
+        try:
+            with self.engine.write() as tx:
+                if self._mailbox_id(tx, account, new) is not None:
+                    raise Conflict(new)
+                rows = tx.all(
+                    "SELECT id, name FROM mailboxes WHERE account = ?"
+                    " AND (name = ? OR substr(name, 1, ?) = ?)"
+                    f" ORDER BY id{self.dialect.for_update}",
+                    (account, old, len(prefix), prefix),
+                )
+                if old not in {str(r[1]) for r in rows}:
+                    raise MailboxNotFound(f"no mailbox {old!r}")
+                # Shortest first when names shrink, longest first when they grow: no new name
+                # is ever an old one not yet renamed.
+                moves = sorted(rows, key=lambda r: len(r[1]), reverse=len(new) > len(old))
+                tx.run_many(
+                    "UPDATE mailboxes SET name = ? WHERE id = ?",
+                    [(new + str(name)[len(old) :], mailbox_id) for mailbox_id, name in moves],
+                )
+        except Conflict:
+            raise StoreError(f"mailbox {new!r} already exists") from None
+
+    def delete_mailbox(self, account: str, name: str) -> None:
+        """Delete a mailbox, its messages (a blob goes with its last message) and its change
+        log. MailboxNotFound if it does not exist; StoreError, with nothing deleted, if it
+        holds any message (live or retained) while the account is under a live hold."""
+        account = account.lower()
+        with self.engine.write() as tx:
+            row = tx.one(
+                "SELECT id FROM mailboxes WHERE account = ? AND name = ?" + self.dialect.for_update,
+                (account, name),
+            )
+            if row is None:
+                raise MailboxNotFound(f"no mailbox {name!r}")
+            mailbox_id = int(row[0])
+            # Retained messages count too: they are what a hold keeps.
+            uids = [
+                int(r[0])
+                for r in tx.all("SELECT uid FROM messages WHERE mailbox_id = ?", (mailbox_id,))
+            ]
+            if uids and self._held(tx, account):
+                raise StoreError(f"mailbox {name!r} holds messages under a preservation hold")
+            self._remove(tx, mailbox_id, uids, held=False)
+            tx.run("DELETE FROM changes WHERE mailbox_id = ?", (mailbox_id,))
+            tx.run("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+
+    def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
+        """Mark the mailbox (un)subscribed. MailboxNotFound if it does not exist."""
+        with self.engine.write() as tx:
+            if (
+                tx.one(
+                    "UPDATE mailboxes SET subscribed = ? WHERE account = ? AND name = ?"
+                    " RETURNING id",
+                    (subscribed, account.lower(), name),
+                )
+                is None
+            ):
+                raise MailboxNotFound(f"no mailbox {name!r}")
+
+    # messages
+
+    @staticmethod
+    def _allocate(tx: Tx, counts: dict[int, int]) -> dict[int, tuple[int, int]]:
+        """Reserve `count` UIDs and as many MODSEQs in each mailbox, locking the mailboxes
+        in id order; {mailbox id: (first UID, first MODSEQ)}. A rollback gives them back,
+        so UIDs stay contiguous. MailboxNotFound if one no longer exists."""
+        order = sorted(counts)
+        rows = tx.one_each(
+            "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?"
+            " WHERE id = ? RETURNING uidnext, highestmodseq",
+            [(counts[m], counts[m], m) for m in order],
+        )
+        firsts: dict[int, tuple[int, int]] = {}
+        for mailbox_id, row in zip(order, rows, strict=True):
+            if row is None:
+                raise MailboxNotFound(f"no mailbox id {mailbox_id}")
+            count = counts[mailbox_id]
+            firsts[mailbox_id] = (int(row[0]) - count, int(row[1]) - count + 1)
+        return firsts
+
+    def _append(
+        self, tx: Tx, placed: Sequence[tuple[int, int, int, int, Delivery | MessageInfo]]
+    ) -> None:
+        """Insert messages at allocated (mailbox, UID, MODSEQ) with their change rows."""
+        tx.run_many(
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, blob_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (box, uid, modseq, self.dialect.flags_param(m.flags), m.internal_date, m.size, b)
+                for box, uid, modseq, b, m in placed
+            ],
+        )
+        tx.run_many(
+            "INSERT INTO changes (mailbox_id, modseq, uid, kind) VALUES (?, ?, ?, 'append')",
+            [(box, modseq, uid) for box, uid, modseq, _, _ in placed],
+        )
+
+    def deliver(
+        self, deliveries: Sequence[Delivery], relays: Sequence[OutboundRelay] = ()
+    ) -> list[Placement]:
+        """Commit local deliveries and sealed relays for other regions in one transaction:
+        all or nothing, durable when this returns (SMTP answers 250 only then). Each message
+        gets the next UID of its mailbox and a new MODSEQ, in the order given. A delivery with
+        a relay id already stored for its account (a retried relay) is skipped. Returns where
+        each stored message went, in order. MailboxNotFound, with nothing stored, if a target
+        mailbox does not exist."""
+        now = time.time()
+        with self.engine.write() as tx:
+            fresh = self._first_receipts(tx, deliveries, now)
+            keys = list(dict.fromkeys((d.account.lower(), d.mailbox) for d in fresh))
+            found = tx.one_each("SELECT id FROM mailboxes WHERE account = ? AND name = ?", keys)
+            ids: dict[tuple[str, str], int] = {}
+            for (account, name), row in zip(keys, found, strict=True):
+                if row is None:
+                    raise MailboxNotFound(f"no mailbox {name!r} for {account}")
+                ids[account, name] = int(row[0])
+            targets = [ids[d.account.lower(), d.mailbox] for d in fresh]
+            firsts = self._allocate(tx, dict(Counter(targets)))
+            blobs = tx.one_each(
+                "INSERT INTO blobs (account, data) VALUES (?, ?) RETURNING id",
+                [(d.account.lower(), d.blob) for d in fresh],
+            )
+            placed = []
+            taken: Counter[int] = Counter()
+            for delivery, mailbox_id, blob in zip(fresh, targets, blobs, strict=True):
+                assert blob is not None
+                first_uid, first_modseq = firsts[mailbox_id]
+                offset = taken[mailbox_id]
+                taken[mailbox_id] += 1
+                placed.append(
+                    (mailbox_id, first_uid + offset, first_modseq + offset, int(blob[0]), delivery)
+                )
+            self._append(tx, placed)
+            tx.run_many(
+                "INSERT INTO relay_queue (dest_region, mail_from, rcpts, sealed, created,"
+                " next_attempt) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (r.dest_region, r.mail_from, self.dialect.values(r.rcpts), r.sealed, now, now)
+                    for r in relays
+                ],
+            )
+        return [Placement(mailbox_id, uid) for mailbox_id, uid, _, _, _ in placed]
+
+    @staticmethod
+    def _first_receipts(tx: Tx, deliveries: Sequence[Delivery], now: float) -> list[Delivery]:
+        """The deliveries to store: all but relayed ones whose (relay id, account) was stored
+        before. The receipts are recorded in key order, so concurrent writers never deadlock."""
+        keys = sorted({(d.relay_id, d.account.lower()) for d in deliveries if d.relay_id})
+        if not keys:
+            return list(deliveries)
+        rows = tx.one_each(
+            "INSERT INTO relay_received (relay_id, account, received) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING relay_id",
+            [(relay_id, account, now) for relay_id, account in keys],
+        )
+        first = {key for key, row in zip(keys, rows, strict=True) if row is not None}
+        fresh = []
+        for delivery in deliveries:
+            key = (delivery.relay_id, delivery.account.lower())
+            if delivery.relay_id is None:
+                fresh.append(delivery)
+            elif key in first:
+                first.discard(key)  # the same relay twice in one batch is stored once
+                fresh.append(delivery)
+        return fresh
+
+    def _message_info(self, row: Row) -> MessageInfo:
+        return MessageInfo(
+            uid=int(row[0]),
+            modseq=int(row[1]),
+            flags=self.dialect.flags(row[2]),
+            internal_date=float(row[3]),
+            size=int(row[4]),
+            blob_id=int(row[5]),
+        )
+
+    def messages(self, mailbox_id: int) -> list[MessageInfo]:
+        """The mailbox's messages in UID order, without retained (expunged) ones."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                _MESSAGE + " WHERE mailbox_id = ? AND NOT expunged ORDER BY uid", (mailbox_id,)
+            )
+        return [self._message_info(row) for row in rows]
+
+    def blob(self, blob_id: int) -> bytes:
+        """A message's ciphertext. StoreError if there is no such blob."""
+        with self.engine.read() as tx:
+            row = tx.one("SELECT data FROM blobs WHERE id = ?", (blob_id,))
+        if row is None:
+            raise StoreError(f"no blob {blob_id}")
+        return bytes(row[0])
+
+    def set_flags(
+        self, mailbox_id: int, uids: Sequence[int], flags: frozenset[str], mode: str
+    ) -> list[MessageInfo]:
+        """STORE: set, add or remove `flags` on the messages with these UIDs (absent or
+        expunged ones are skipped). Each message whose flags change gets a new MODSEQ and a
+        change row; one whose flags stay the same is untouched. Returns the changed
+        messages, in the order of `uids`. StoreError for an unknown mode."""
+        check_flag_mode(mode)
+        wanted = list(dict.fromkeys(uids))
+        if not wanted:
+            return []
+        with self.engine.write() as tx:
+            if (
+                tx.one(
+                    f"SELECT id FROM mailboxes WHERE id = ?{self.dialect.for_update}", (mailbox_id,)
+                )
+                is None
+            ):
+                return []
+            current = {
+                info.uid: info
+                for info in map(
+                    self._message_info,
+                    tx.all(
+                        _MESSAGE + " WHERE mailbox_id = ? AND NOT expunged"
+                        f" AND {self.dialect.member('uid')}",
+                        (mailbox_id, self.dialect.values(wanted)),
+                    ),
+                )
+            }
+            changed = [
+                (current[uid], new)
+                for uid in wanted
+                if uid in current
+                and (new := apply_flag_mode(current[uid].flags, flags, mode)) != current[uid].flags
+            ]
+            if not changed:
+                return []
+            first = self._next_modseqs(tx, mailbox_id, len(changed))
+            updated = [
+                replace(old, flags=new, modseq=first + i) for i, (old, new) in enumerate(changed)
+            ]
+            tx.run_many(
+                "UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                [(self.dialect.flags_param(m.flags), m.modseq, mailbox_id, m.uid) for m in updated],
+            )
+            tx.run_many(
+                "INSERT INTO changes (mailbox_id, modseq, uid, kind) VALUES (?, ?, ?, 'flags')",
+                [(mailbox_id, m.modseq, m.uid) for m in updated],
+            )
+        return updated
+
+    @staticmethod
+    def _next_modseqs(tx: Tx, mailbox_id: int, count: int) -> int:
+        """Reserve `count` MODSEQs in the mailbox; the first of them."""
+        row = tx.one(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + ? WHERE id = ?"
+            " RETURNING highestmodseq",
+            (count, mailbox_id),
+        )
+        if row is None:
+            raise MailboxNotFound(f"no mailbox id {mailbox_id}")
+        return int(row[0]) - count + 1
+
+    def _lock_mailbox(self, tx: Tx, mailbox_id: int) -> str | None:
+        """Lock the mailbox row for the transaction; its account, or None if it is gone."""
+        row = tx.one(
+            f"SELECT account FROM mailboxes WHERE id = ?{self.dialect.for_update}", (mailbox_id,)
+        )
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _held(tx: Tx, account: str) -> bool:
+        return (
+            tx.one("SELECT 1 FROM holds WHERE account = ? AND until > ?", (account, time.time()))
+            is not None
+        )
+
+    def _remove(self, tx: Tx, mailbox_id: int, uids: Sequence[int], held: bool) -> None:
+        """Delete messages (a blob goes with its last message; a copy elsewhere keeps it), or
+        under a hold keep them retained: invisible to the user, listed by `retained`."""
+        if not uids:
+            return
+        where = f"mailbox_id = ? AND {self.dialect.member('uid')}"
+        params = (mailbox_id, self.dialect.values(uids))
+        if held:
+            tx.run(f"UPDATE messages SET expunged = TRUE WHERE {where}", params)
+            return
+        gone = tx.all(f"DELETE FROM messages WHERE {where} RETURNING blob_id", params)
+        blob_ids = sorted({int(r[0]) for r in gone})
+        tx.run(
+            f"DELETE FROM blobs WHERE {self.dialect.member('id')}"
+            " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.blob_id = blobs.id)",
+            (self.dialect.values(blob_ids),),
+        )
+
+    def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """EXPUNGE: remove the mailbox's messages flagged \\Deleted (only those in `uids`, if
+        given), or retain them if the account is under a live hold. They share one new
+        MODSEQ with an 'expunge' change row each. Returns their UIDs in order.
+        MailboxNotFound if the mailbox does not exist."""
+        with self.engine.write() as tx:
+            account = self._lock_mailbox(tx, mailbox_id)
+            if account is None:
+                raise MailboxNotFound(f"no mailbox id {mailbox_id}")
+            deleted = [
+                int(r[0])
+                for r in tx.all(
+                    f"SELECT uid FROM messages WHERE mailbox_id = ? AND NOT expunged"
+                    f" AND {self._deleted} ORDER BY uid",
+                    (mailbox_id,),
+                )
+            ]
+            if uids is not None:
+                wanted = set(uids)
+                deleted = [uid for uid in deleted if uid in wanted]
+            if not deleted:
+                return []
+            self._remove(tx, mailbox_id, deleted, held=self._held(tx, account))
+            modseq = self._next_modseqs(tx, mailbox_id, 1)
+            tx.run_many(
+                "INSERT INTO changes (mailbox_id, modseq, uid, kind) VALUES (?, ?, ?, 'expunge')",
+                [(mailbox_id, modseq, uid) for uid in deleted],
+            )
+        return deleted
+
+    def copy(self, mailbox_id: int, uids: Sequence[int], dest_id: int) -> list[Copied]:
+        """COPY: append the messages with these UIDs (absent or expunged ones are skipped) to
+        `dest_id` in UID order, with their flags and dates; the copies share the ciphertext
+        blob. Returns (source UID, new UID) pairs. MailboxNotFound if the destination does
+        not exist; StoreError if it belongs to another account (a blob is one account's)."""
+        with self.engine.write() as tx:
+            # The source is locked too, so an expunge there cannot free a blob being copied.
+            owners = {
+                int(r[0]): str(r[1])
+                for r in tx.all(
+                    f"SELECT id, account FROM mailboxes WHERE {self.dialect.member('id')}"
+                    f" ORDER BY id{self.dialect.for_update}",
+                    (self.dialect.values(sorted({mailbox_id, dest_id})),),
+                )
+            }
+            if dest_id not in owners:
+                raise MailboxNotFound(f"no mailbox id {dest_id}")
+            if mailbox_id not in owners:
+                return []
+            if owners[mailbox_id] != owners[dest_id]:
+                raise StoreError("cannot copy messages to another account's mailbox")
+            sources = [
+                self._message_info(r)
+                for r in tx.all(
+                    _MESSAGE + " WHERE mailbox_id = ? AND NOT expunged"
+                    f" AND {self.dialect.member('uid')} ORDER BY uid",
+                    (mailbox_id, self.dialect.values(sorted(set(uids)))),
+                )
+            ]
+            if not sources:
+                return []
+            first_uid, first_modseq = self._allocate(tx, {dest_id: len(sources)})[dest_id]
+            self._append(
+                tx,
+                [
+                    (dest_id, first_uid + i, first_modseq + i, m.blob_id, m)
+                    for i, m in enumerate(sources)
+                ],
+            )
+        return [Copied(m.uid, first_uid + i) for i, m in enumerate(sources)]
+
+    def changes_since(self, mailbox_id: int, modseq: int) -> list[Change]:
+        """The mailbox's change log after `modseq`, in (MODSEQ, UID) order: what CONDSTORE,
+        QRESYNC and IDLE report. An expunge's rows share its MODSEQ."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                "SELECT modseq, uid, kind FROM changes WHERE mailbox_id = ? AND modseq > ?"
+                " ORDER BY modseq, uid",
+                (mailbox_id, modseq),
+            )
+        return [Change(int(r[0]), int(r[1]), r[2]) for r in rows]
+
+    # the relay queue of sealed mail
+
+    def due_relays(self, now: float, limit: int = 100) -> list[RelayItem]:
+        """Up to `limit` queued relays due at `now`, the longest waiting first."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                "SELECT id, dest_region, mail_from, rcpts, sealed, created, attempts,"
+                " next_attempt, last_error FROM relay_queue WHERE next_attempt <= ?"
+                " ORDER BY next_attempt, id LIMIT ?",
+                (now, limit),
+            )
+        return [
+            RelayItem(
+                id=int(r[0]),
+                dest_region=str(r[1]),
+                mail_from=str(r[2]),
+                rcpts=self.dialect.strings(r[3]),
+                sealed=bytes(r[4]),
+                created=float(r[5]),
+                attempts=int(r[6]),
+                next_attempt=float(r[7]),
+                last_error=None if r[8] is None else str(r[8]),
+            )
+            for r in rows
+        ]
+
+    def relay_done(self, item_ids: Sequence[int]) -> None:
+        """Remove relayed (or bounced) items from the queue, in one commit. Ids already gone
+        are ignored; queue ids are never reused, so none names another item."""
+        if not item_ids:
+            return
+        with self.engine.write() as tx:
+            tx.run(
+                f"DELETE FROM relay_queue WHERE {self.dialect.member('id')}",
+                (self.dialect.values(item_ids),),
+            )
+
+    def relay_failed(self, item_id: int, error: str, next_attempt: float) -> None:
+        """Count a failed attempt, keep its error and retry the item at `next_attempt`."""
+        with self.engine.write() as tx:
+            tx.run(
+                "UPDATE relay_queue SET attempts = attempts + 1, last_error = ?, next_attempt = ?"
+                " WHERE id = ?",
+                (error, next_attempt, item_id),
+            )
+
+    def queued_relays(self) -> int:
+        """How many relays are queued, due or not."""
+        with self.engine.read() as tx:
+            row = tx.one("SELECT COUNT(*) FROM relay_queue")
+        return 0 if row is None else int(row[0])
+
+    # preservation holds
+
+    def add_hold(self, account: str, reference: str, until: float) -> int:
+        """Preserve the account's mail until `until` (a Unix time); the hold's id, never one
+        another hold had. While it is live, expunged messages are retained and mailboxes
+        holding messages cannot be deleted."""
+        with self.engine.write() as tx:
+            row = tx.one(
+                "INSERT INTO holds (account, reference, until) VALUES (?, ?, ?) RETURNING id",
+                (account.lower(), reference, until),
+            )
+        assert row is not None
+        return int(row[0])
+
+    def _live_hold_until(self, tx: Tx, hold_id: int) -> float:
+        row = tx.one(f"SELECT until FROM holds WHERE id = ?{self.dialect.for_update}", (hold_id,))
+        if row is None or float(row[0]) <= time.time():
+            raise StoreError(f"no live hold {hold_id}")
+        return float(row[0])
+
+    def extend_hold(self, hold_id: int, until: float) -> None:
+        """Make a live hold last until `until`. StoreError if there is no such live hold or
+        `until` is not later than its current end (a hold is never shortened this way)."""
+        with self.engine.write() as tx:
+            current = self._live_hold_until(tx, hold_id)
+            if until <= current:
+                raise StoreError(
+                    f"hold {hold_id} already lasts until {current}, not before {until}"
+                )
+            tx.run("UPDATE holds SET until = ? WHERE id = ?", (until, hold_id))
+
+    def release_hold(self, hold_id: int) -> None:
+        """End a live hold now: it lapses as if its time had come (it stays on record, and
+        `holds` for an earlier time still lists it). StoreError if there is no such live hold."""
+        with self.engine.write() as tx:
+            self._live_hold_until(tx, hold_id)
+            tx.run("UPDATE holds SET until = ? WHERE id = ?", (time.time(), hold_id))
+
+    def holds(self, now: float | None = None) -> list[Hold]:
+        """The holds live at `now` (default: now), in id order."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                "SELECT id, account, reference, until FROM holds WHERE until > ? ORDER BY id",
+                (time.time() if now is None else now,),
+            )
+        return [Hold(int(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
+
+    def retained(self, account: str) -> list[MessageInfo]:
+        """Messages the account expunged that a hold kept, oldest first."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_id"
+                " FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id"
+                " WHERE b.account = ? AND m.expunged ORDER BY m.id",
+                (account.lower(),),
+            )
+        return [self._message_info(row) for row in rows]
+
+    def close(self) -> None:
+        """Close every connection the store opened, in every thread."""
+        self.engine.close()

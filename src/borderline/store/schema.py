@@ -1,0 +1,148 @@
+"""The mail store schema, written once for both engines, and the migrations that reach it.
+
+Version 1 is the schema Borderline used before it kept a version (no `schema_version`
+table). Version 2 adds `schema_version`, a UIDVALIDITY clock on SQLite (PostgreSQL had
+one) and ids that are never handed out twice on SQLite (AUTOINCREMENT; PostgreSQL's
+identity columns never reuse). A new database is created at the latest version directly;
+an older one is migrated step by step, in one transaction, when a store opens it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from borderline.store.base import StoreError
+from borderline.store.engine import Dialect, Tx
+
+LATEST = 2
+
+# {id}: a primary key that is never reused; {bytes}: binary; {strings}: a list of strings
+# and {no_strings} its empty value. Booleans are BOOLEAN (0/1 on SQLite).
+TABLES: dict[str, str] = {
+    "accounts": """CREATE TABLE {table} (
+        address TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL
+    )""",
+    # One row: the last UIDVALIDITY handed out. It only grows, so a mailbox deleted and
+    # created again (even within the same second, by another process) gets a new one.
+    "uidvalidity_clock": """CREATE TABLE {table} (
+        only_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (only_row),
+        last BIGINT NOT NULL
+    )""",
+    "mailboxes": """CREATE TABLE {table} (
+        id {id},
+        account TEXT NOT NULL REFERENCES accounts(address),
+        name TEXT NOT NULL,
+        uidvalidity BIGINT NOT NULL,
+        uidnext BIGINT NOT NULL DEFAULT 1,
+        highestmodseq BIGINT NOT NULL DEFAULT 1,
+        special_use TEXT,
+        subscribed BOOLEAN NOT NULL DEFAULT TRUE,
+        UNIQUE (account, name)
+    )""",
+    "blobs": """CREATE TABLE {table} (
+        id {id},
+        account TEXT NOT NULL,
+        data {bytes} NOT NULL
+    )""",
+    "messages": """CREATE TABLE {table} (
+        id {id},
+        mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id),
+        uid BIGINT NOT NULL,
+        modseq BIGINT NOT NULL,
+        flags {strings} NOT NULL DEFAULT {no_strings},
+        internal_date DOUBLE PRECISION NOT NULL,
+        size BIGINT NOT NULL,
+        blob_id BIGINT NOT NULL REFERENCES blobs(id),
+        expunged BOOLEAN NOT NULL DEFAULT FALSE,
+        UNIQUE (mailbox_id, uid)
+    )""",
+    "changes": """CREATE TABLE {table} (
+        mailbox_id BIGINT NOT NULL,
+        modseq BIGINT NOT NULL,
+        uid BIGINT NOT NULL,
+        kind TEXT NOT NULL
+    )""",
+    "relay_queue": """CREATE TABLE {table} (
+        id {id},
+        dest_region TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        rcpts {strings} NOT NULL,
+        sealed {bytes} NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt DOUBLE PRECISION NOT NULL,
+        last_error TEXT
+    )""",
+    "relay_received": """CREATE TABLE {table} (
+        relay_id TEXT NOT NULL,
+        account TEXT NOT NULL,
+        received DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (relay_id, account)
+    )""",
+    "holds": """CREATE TABLE {table} (
+        id {id},
+        account TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        until DOUBLE PRECISION NOT NULL
+    )""",
+    "schema_version": "CREATE TABLE {table} (version INTEGER NOT NULL)",
+}
+INDEXES: dict[str, tuple[str, ...]] = {
+    "messages": ("CREATE INDEX messages_by_blob ON messages (blob_id)",),
+    "changes": ("CREATE INDEX changes_by_mailbox ON changes (mailbox_id, modseq)",),
+}
+# Tables whose ids a session, the relay lane or the legal desk holds on to.
+WITH_IDS = ("mailboxes", "blobs", "messages", "relay_queue", "holds")
+
+Migration = Callable[[Tx], None]
+
+
+def create_table(tx: Tx, dialect: Dialect, table: str, as_name: str | None = None) -> None:
+    """Create `table` as the latest schema defines it (named `as_name` if given)."""
+    tx.run(TABLES[table].format(table=as_name or table, **dialect.ddl_types))
+
+
+def seed_clock(tx: Tx) -> None:
+    """Start the UIDVALIDITY clock above every UIDVALIDITY already handed out."""
+    tx.run(
+        "INSERT INTO uidvalidity_clock (only_row, last)"
+        " SELECT TRUE, COALESCE(MAX(uidvalidity), 0) FROM mailboxes"
+    )
+
+
+def found_version(tx: Tx, dialect: Dialect) -> int:
+    """The schema version of the database: 0 if it is empty, 1 if it predates versions."""
+    if tx.one(dialect.table_exists(), ("schema_version",)) is not None:
+        row = tx.one("SELECT MAX(version) FROM schema_version")
+        return int(row[0]) if row is not None and row[0] is not None else 0
+    return 1 if tx.one(dialect.table_exists(), ("mailboxes",)) is not None else 0
+
+
+def migrate(tx: Tx, dialect: Dialect, steps: Mapping[int, Migration], where: str) -> int:
+    """Bring the database to LATEST inside `tx`; the version it was at. Idempotent: at
+    LATEST nothing runs (not even DDL, which would take table locks)."""
+    version = found_version(tx, dialect)
+    if version > LATEST:
+        raise StoreError(
+            f"{where} has mail store schema version {version}, newer than this Borderline"
+            f" understands ({LATEST}): run a Borderline at least as new as the one that wrote it"
+        )
+    if version == LATEST:
+        return version
+    if version == 0:
+        for table in TABLES:
+            create_table(tx, dialect, table)
+        for indexes in INDEXES.values():
+            for index in indexes:
+                tx.run(index)
+        seed_clock(tx)
+    else:
+        if version == 1:
+            create_table(tx, dialect, "schema_version")
+        for step in range(version + 1, LATEST + 1):
+            steps[step](tx)
+    tx.run("DELETE FROM schema_version")
+    tx.run("INSERT INTO schema_version (version) VALUES (?)", (LATEST,))
+    return version

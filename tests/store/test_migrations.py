@@ -1,0 +1,148 @@
+"""Schema versions: a store written before them (tests/store/fixtures, by the code of commit
+f27f456) opens with every row kept and ids continuing above the old ones; a newer one is
+refused."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from borderline.store import Delivery, MailStore, OutboundRelay, StoreError, open_store
+from borderline.store.schema import LATEST
+from tests.pg import PostgresServer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ALICE, BOB = "alice@example.test", "bob@example.test"
+FOREVER = 4102444800.0
+# Every column of every table, in an order that sorts the rows.
+COLUMNS = {
+    "accounts": "address, password_hash, created",
+    "mailboxes": "id, account, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed",
+    "blobs": "id, account, data",
+    "messages": "id, mailbox_id, uid, modseq, flags, internal_date, size, blob_id, expunged",
+    "changes": "mailbox_id, modseq, uid, kind",
+    "relay_queue": "id, dest_region, mail_from, rcpts, sealed, created, attempts,"
+    " next_attempt, last_error",
+    "relay_received": "relay_id, account, received",
+    "holds": "id, account, reference, until",
+}
+Query = Callable[[str], list[tuple[object, ...]]]
+
+
+@pytest.fixture
+def written_by_v1(
+    store_engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> tuple[str | Path, Query]:
+    """A copy of the fixture for the engine, and raw SQL on it (bypassing the store)."""
+    if store_engine == "sqlite":
+        path = tmp_path / "mail.sqlite"
+        shutil.copy(FIXTURES / "v1.sqlite", path)
+
+        def on_file(sql: str) -> list[tuple[object, ...]]:
+            with closing(sqlite3.connect(path)) as db, db:
+                return db.execute(sql).fetchall()
+
+        return path, on_file
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    url: str = request.getfixturevalue("pg_url")
+    server.load(url, FIXTURES / "v1-postgres.sql")
+
+    def on_database(sql: str) -> list[tuple[object, ...]]:
+        with psycopg.connect(url, autocommit=True) as db, db.cursor() as cursor:
+            cursor.execute(sql)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+    return url, on_database
+
+
+def snapshot(query: Query) -> dict[str, list[tuple[object, ...]]]:
+    return {t: query(f"SELECT {c} FROM {t} ORDER BY {c}") for t, c in COLUMNS.items()}
+
+
+def top_ids(query: Query) -> dict[str, int]:
+    return {
+        t: int(query(f"SELECT MAX(id) FROM {t}")[0][0])  # type: ignore[call-overload]
+        for t in ("mailboxes", "blobs", "messages", "relay_queue", "holds")
+    }
+
+
+def test_a_store_from_before_schema_versions_opens_with_every_row_kept(
+    written_by_v1: tuple[str | Path, Query],
+) -> None:
+    location, query = written_by_v1
+    before, tops = snapshot(query), top_ids(query)
+    old_validity = int(query("SELECT MAX(uidvalidity) FROM mailboxes")[0][0])  # type: ignore[call-overload]
+    store = open_store(location)
+    assert snapshot(query) == before, "every row of every table, as it was"
+    assert query("SELECT version FROM schema_version") == [(LATEST,)]
+    check_contents(store)
+
+    # New rows continue above the old ids and UIDVALIDITYs.
+    box = store.create_mailbox(ALICE, "After")
+    store.deliver([Delivery(ALICE, b"after", 5, time.time(), mailbox="After")])
+    store.deliver([], [OutboundRelay("us-east", ALICE, (BOB,), b"sealed-3")])
+    hold = store.add_hold(BOB, "REQ-NEW", FOREVER)
+    assert box.uidvalidity > old_validity
+    assert box.id > tops["mailboxes"] and hold > tops["holds"]
+    assert all(new > tops[t] for t, new in top_ids(query).items())
+    top = store.create_mailbox(BOB, "Top")
+    store.delete_mailbox(BOB, "Top")
+    assert store.create_mailbox(BOB, "Next").id > top.id, "a freed top id is not reused"
+    store.close()
+
+    after = snapshot(query)
+    again = open_store(location)  # at the latest version already: nothing changes
+    assert snapshot(query) == after
+    check_contents(again)
+    again.close()
+
+
+def check_contents(store: MailStore) -> None:
+    """What the fixture holds, read through the store (tests/store/fixtures/write_v1.py)."""
+    inbox = store.mailbox(ALICE, "INBOX")
+    messages = {m.uid: m for m in store.messages(inbox.id)}
+    assert sorted(messages) == [1, 2, 3, 6]
+    assert messages[1].flags == {"\\Seen"} and messages[3].flags == {"\\Flagged", "$Label1"}
+    assert store.blob(messages[6].blob_id) == b"alice-cipher-5"
+    assert (inbox.uidnext, inbox.messages, inbox.unseen) == (7, 4, 2)
+    kinds = [c.kind for c in store.changes_since(inbox.id, 0)]
+    assert (kinds.count("append"), kinds.count("flags"), kinds.count("expunge")) == (6, 5, 2)
+    work = store.mailbox(ALICE, "Work")
+    shared = {m.blob_id for m in store.messages(work.id)} & {m.blob_id for m in messages.values()}
+    assert shared == {messages[1].blob_id, messages[2].blob_id}, "copies share their blob"
+    assert {m.name for m in store.mailboxes(ALICE)} >= {"Work", "Work/2026"}
+    [retained] = store.retained(ALICE)
+    assert retained.uid == 5 and store.blob(retained.blob_id) == b"alice-cipher-4"
+    live = store.holds()[0]  # the lapsed one is not live
+    assert (live.account, live.reference, live.until) == (ALICE, "REQ-LIVE", FOREVER)
+    relays = {r.sealed: r for r in store.due_relays(FOREVER + 1)}
+    failed, waiting = relays[b"sealed-1"], relays[b"sealed-2"]
+    assert (failed.mail_from, failed.rcpts, failed.attempts) == (
+        ALICE,
+        (BOB, "carol@example.test"),
+        1,
+    )
+    assert (failed.last_error, failed.next_attempt) == ("451 4.3.0 try later", FOREVER)
+    assert (waiting.mail_from, waiting.rcpts, waiting.attempts) == ("", (BOB,), 0)
+    retry = Delivery(ALICE, b"again", 5, time.time(), mailbox="Work", relay_id="relay-a1")
+    assert store.deliver([retry]) == [], "the relay receipt survived: no second copy"
+    assert store.password_hash(BOB) == "$argon2id$v=19$m=65536,t=3,p=4$bob-fixture-hash"
+    with pytest.raises(Exception, match="no mailbox"):
+        store.mailbox(BOB, "Gone")
+
+
+def test_a_store_newer_than_the_code_is_refused(
+    written_by_v1: tuple[str | Path, Query],
+) -> None:
+    location, query = written_by_v1
+    open_store(location).close()
+    query("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="schema version 99, newer than this Borderline"):
+        open_store(location)
