@@ -18,6 +18,9 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 # patterns and flag names parse as atoms; '[' opens a section that may hold spaces.
 ATOM_END = frozenset(b' ()"{\r\n')
 LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\r?\n\Z")
+# Parenthesized lists nest at most this deep: real commands use three levels, and every level
+# is a stack frame here (deeper input used to end in RecursionError).
+MAX_NESTING = 100
 
 
 def is_number(text: str) -> bool:
@@ -44,10 +47,12 @@ class Tokenizer:
         self.pos = 0
 
     def tokens(self) -> list[Token]:
-        result = self._sequence(top=True)
-        return result
+        return self._sequence(depth=0)
 
-    def _sequence(self, top: bool) -> list[Token]:
+    def _sequence(self, depth: int) -> list[Token]:
+        if depth > MAX_NESTING:
+            raise ParseError(f"parentheses nested more than {MAX_NESTING} deep")
+        top = depth == 0
         items: list[Token] = []
         data = self.data
         while True:
@@ -61,7 +66,7 @@ class Tokenizer:
                 continue
             if char == 0x28:  # (
                 self.pos += 1
-                items.append(self._sequence(top=False))
+                items.append(self._sequence(depth + 1))
             elif char == 0x29:  # )
                 if top:
                     raise ParseError("unexpected ')'")

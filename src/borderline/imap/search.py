@@ -52,6 +52,9 @@ FLAG_KEYS = {
     "RECENT": ("\\Recent", True),
 }
 ADDRESS_KEYS = ("BCC", "CC", "FROM", "TO", "SUBJECT")
+# NOT, OR and parentheses nest keys; each level is a few stack frames when parsing and when
+# matching, so the depth is bounded (a chain of 50 ORs is the deepest real clients send).
+MAX_SEARCH_DEPTH = 100
 
 
 def decoded_header(part: Part, name: str) -> str:
@@ -92,8 +95,9 @@ class BadCharset(ParseError):
 
 
 class SearchParser:
-    def __init__(self, args: Args) -> None:
+    def __init__(self, args: Args, depth: int = 0) -> None:
         self.args = args
+        self.depth = depth
         self.needs_content = False
         self.uses_modseq = False
         self.predicate: Predicate = lambda c: True
@@ -111,9 +115,18 @@ class SearchParser:
         return _all(keys)
 
     def key(self) -> Predicate:
+        if self.depth >= MAX_SEARCH_DEPTH:
+            raise ParseError(f"SEARCH: keys nested more than {MAX_SEARCH_DEPTH} deep")
+        self.depth += 1
+        try:
+            return self._key()
+        finally:
+            self.depth -= 1
+
+    def _key(self) -> Predicate:
         token = self.args.next("search key")
         if isinstance(token, list):
-            nested = SearchParser(Args(token, "SEARCH"))
+            nested = SearchParser(Args(token, "SEARCH"), self.depth)
             predicate = nested.parse_all()
             self.needs_content |= nested.needs_content
             self.uses_modseq |= nested.uses_modseq

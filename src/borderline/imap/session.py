@@ -202,9 +202,11 @@ class Session:
             raise asyncio.LimitOverrunError(str(exc), 0) from exc
 
     async def read_command(self) -> bytes | None:
-        """A whole command with its literals inline, or None when it was refused for size."""
+        """A whole command with its literals inline, or None when it was refused for size.
+        Its lines together are bounded like one line, its literals by the literal limit."""
         parts = [await self.readline()]
-        total = 0
+        literals = 0
+        lines = len(parts[0])
         while True:
             announced = literal_announced(parts[-1])
             if announced is None:
@@ -214,15 +216,18 @@ class Session:
             tag = words[0].decode("ascii", "replace")
             is_append = self.state != NOT_AUTH and len(words) > 1 and words[1].upper() == b"APPEND"
             limit = self.server.max_message_size if is_append else OTHER_LITERAL_LIMIT
-            total += size
-            if total > limit:
+            literals += size
+            if literals > limit or lines > LINE_LIMIT:
                 if nonsync:
                     await self._discard(size)
-                what = "message" if is_append else "literal"
-                self.emit(
-                    f"{tag} {'NO [TOOBIG]' if is_append else 'BAD'} {what} of {total} octets is"
-                    f" over the limit of {limit} octets".encode()
-                )
+                if lines > LINE_LIMIT:
+                    self.emit(f"{tag} BAD command of over {LINE_LIMIT} octets of syntax".encode())
+                else:
+                    what = "message" if is_append else "literal"
+                    self.emit(
+                        f"{tag} {'NO [TOOBIG]' if is_append else 'BAD'} {what} of {literals}"
+                        f" octets is over the limit of {limit} octets".encode()
+                    )
                 await self.flush()
                 return None
             if not nonsync:
@@ -230,18 +235,20 @@ class Session:
                 await self.flush()
             parts.append(await self.reader.readexactly(size))
             parts.append(await self.readline())
+            lines += len(parts[-1])
 
     async def _discard(self, size: int) -> None:
         """Swallow a refused non-synchronizing literal and the rest of its command."""
-        while size:
-            chunk = await self.reader.read(min(size, 1 << 20))
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", size)
-            size -= len(chunk)
-        line = await self.readline()
-        announced = literal_announced(line)
-        if announced is not None and announced[1]:
-            await self._discard(announced[0])
+        while True:
+            while size:
+                chunk = await self.reader.read(min(size, 1 << 20))
+                if not chunk:
+                    raise asyncio.IncompleteReadError(b"", size)
+                size -= len(chunk)
+            announced = literal_announced(await self.readline())
+            if announced is None or not announced[1]:
+                return
+            size = announced[0]
 
     async def execute(self, command: bytes) -> None:
         tag_bytes, _, rest = command.partition(b" ")
