@@ -50,6 +50,7 @@ PREAUTH_TIMEOUT = 120.0
 AUTOLOGOUT = 30 * 60.0
 IDLE_POLL = 1.0
 MAX_BAD_COMMANDS = 20
+MAX_MAILBOX_NAME = 1024
 SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
 TAG = re.compile(rb"^[\x21\x23\x24\x26\x27\x2c-\x5a\x5e-\x7a\x7c\x7e]+$")
 NOT_AUTH, AUTH, SELECTED = "not authenticated", "authenticated", "selected"
@@ -475,6 +476,16 @@ class Session:
             raise no(f"[CANNOT] {name!r} is not a valid mailbox name")
         return name
 
+    def new_mailbox_name(self, args: Args) -> str:
+        """A name for a mailbox about to exist (CREATE, RENAME): no control characters
+        (RFC 9051 5.1 asks for Net-Unicode, RFC 5198) and at most MAX_MAILBOX_NAME octets."""
+        name = self.mailbox_name(args)
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
+            raise no("[CANNOT] mailbox names cannot contain control characters")
+        if len(name.encode("utf-8", "surrogateescape")) > MAX_MAILBOX_NAME:
+            raise no(f"[CANNOT] mailbox names are limited to {MAX_MAILBOX_NAME} octets")
+        return name
+
     def encode_name(self, name: str) -> bytes:
         encoded = name.encode() if self.utf8 else encode_mailbox(name)
         return quoted_or_literal(encoded, self.utf8)
@@ -578,7 +589,7 @@ class Session:
         return "STATUS completed"
 
     async def cmd_create(self, tag: str, args: Args) -> str:
-        name = self.mailbox_name(args)
+        name = self.new_mailbox_name(args)
         args.end()
         if name == "INBOX":
             raise no("[ALREADYEXISTS] INBOX always exists")
@@ -612,13 +623,15 @@ class Session:
 
     async def cmd_rename(self, tag: str, args: Args) -> str:
         old = self.mailbox_name(args)
-        new = self.mailbox_name(args)
+        new = self.new_mailbox_name(args)
         args.end()
         existing = {box.name for box in self.store.mailboxes(self.address)}
         if old not in existing:
             raise no(f"[NONEXISTENT] no mailbox {old!r}")
         if new in existing or new == "INBOX":
             raise no(f"[ALREADYEXISTS] mailbox {new!r} already exists")
+        if old != "INBOX" and new.startswith(old + "/"):  # INBOX's children stay where they are
+            raise no(f"[CANNOT] {old!r} cannot be moved into its own subtree")
         parent = new.rpartition("/")[0]
         if parent and parent not in existing:
             await asyncio.to_thread(self._create_with_parents, parent, existing)
