@@ -140,7 +140,8 @@ def measure(port: int, user: str, password: str, item: bytes, rounds: int) -> fl
 def start_borderline(root: Path, messages: list[bytes]) -> tuple[subprocess.Popen[bytes], int]:
     root.mkdir(parents=True)
     config_path = root / "borderline.toml"
-    config_path.write_text(example_config(root / "data", base_port=free_port() % 20000 + 30000))
+    port = free_port() % 20000 + 30000
+    config_path.write_text(example_config(root / "data", base_port=port, cleartext_login=True))
     config = load_config(config_path)
     with Cloud(config) as cloud:
         cloud.add_account(ADDRESS, "eu-dublin", PASSWORD)

@@ -20,7 +20,7 @@ PASSWORD = "correct horse battery"
 
 
 def write_config(root: Path, **replace: str) -> Path:
-    text = example_config(root / "data", base_port=free_base_port())
+    text = example_config(root / "data", base_port=free_base_port(), cleartext_login=True)
     for old, new in replace.items():
         text = text.replace(old, new)
     path = root / "borderline.toml"

@@ -254,7 +254,8 @@ def demo(
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "borderline.toml"
     config_path.write_text(
-        example_config(root / "data", base_port=free_base_port()), encoding="utf-8"
+        example_config(root / "data", base_port=free_base_port(), cleartext_login=True),
+        encoding="utf-8",
     )
     console.print(f"demo cloud in {root}")
     cloud = Cloud(load_config(config_path))

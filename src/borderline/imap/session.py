@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import logging
 import re
 import socket
@@ -307,13 +306,9 @@ class Session:
     # capabilities and greeting state
 
     def plaintext_allowed(self) -> bool:
-        """Passwords only over TLS, except from loopback (local clients and tests)."""
-        if self.tls:
-            return True
-        try:
-            return ipaddress.ip_address(self.ip).is_loopback
-        except ValueError:
-            return False
+        """Passwords only over TLS, unless the operator allowed cleartext logins: a peer's
+        address proves nothing (a local TLS proxy makes every client look local)."""
+        return self.tls or self.server.config.cloud.allow_cleartext_login
 
     def capabilities(self) -> str:
         caps = [
