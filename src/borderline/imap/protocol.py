@@ -266,7 +266,7 @@ def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
 def quoted_or_literal(value: bytes | str, utf8: bool = False) -> bytes:
     """A string as IMAP output: quoted when safe, otherwise a literal. With UTF8=ACCEPT
     enabled, quoted strings may carry UTF-8 (RFC 6855)."""
-    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    data = _octets(value) if isinstance(value, str) else value
     if (
         len(data) < 1024
         and not any(c in data for c in b"\r\n\0")
@@ -274,6 +274,14 @@ def quoted_or_literal(value: bytes | str, utf8: bool = False) -> bytes:
     ):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(data) + data
+
+
+def _octets(text: str) -> bytes:
+    """UTF-8, with octets that arrived undecodable (surrogate escapes) restored as they were."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no decoder of ours produces
+        return text.encode("utf-8", "replace")
 
 
 def _is_utf8(data: bytes) -> bool:
