@@ -6,11 +6,11 @@ from __future__ import annotations
 import imaplib
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.conftest import PASSWORD, RunningCloud
-from tests.imap.conftest import Raw, connect, fill, make_message
+from tests.imap.conftest import Raw, connect, fill, fuzzing, make_message
 
 
 def logged_in(running: RunningCloud) -> Raw:
@@ -182,11 +182,7 @@ def test_random_command_lines_never_break_the_server(running: RunningCloud) -> N
     )
     raw = logged_in(running)
 
-    @settings(
-        max_examples=300,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @fuzzing(300)
     @example(command="FETCH", args=["²".encode()])  # isdigit() is true, int() refuses it
     @example(command="UID SEARCH", args=["²0".encode()])
     @given(

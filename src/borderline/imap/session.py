@@ -233,7 +233,7 @@ class Session:
                 return b"".join(parts)
             size, nonsync = announced
             words = parts[0].split(b" ", 2)
-            tag = words[0].decode("ascii", "replace")
+            tag = words[0].decode("ascii") if TAG.match(words[0]) else "*"
             is_append = self.state != NOT_AUTH and len(words) > 1 and words[1].upper() == b"APPEND"
             limit = self.server.max_message_size if is_append else OTHER_LITERAL_LIMIT
             literals += size
