@@ -265,4 +265,7 @@ def test_a_command_cannot_grow_without_bound(running: RunningCloud) -> None:
     raw.send(b"b LOGIN {70000+}\r\n" + b"x" * 70000 + b" {1+}\r\nx" * 3000 + b"\r\n")
     assert raw.until(b"b")[-1].startswith(b"b BAD literal of 70000 octets")
     assert raw.command(b"c", b"NOOP") == [b"c OK NOOP completed\r\n"]
+    # A reply goes to a tag only when the tag is valid (it echoed a NUL).
+    raw.send(b"\0 LOGIN {70000}\r\n")
+    assert raw.file.readline().startswith(b"* BAD literal of 70000 octets")
     raw.close()

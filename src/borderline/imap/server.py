@@ -95,9 +95,9 @@ class RegionImap:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-        # Calls that hang on a stopped store are left to finish on their own.
+        # Calls still running (one may hang on the store) finish on their own threads.
         self.store_threads.shutdown(wait=False, cancel_futures=True)
-        self.work_threads.shutdown(wait=True, cancel_futures=True)
+        self.work_threads.shutdown(wait=False, cancel_futures=True)
 
     def referral(self, address: str, home: str) -> str:
         """RFC 2221 LOGIN-REFERRALS response text pointing at the home region's listener."""
