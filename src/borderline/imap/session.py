@@ -311,6 +311,8 @@ class Session:
             self.bad_commands += 1
         except KeyReleaseDenied as exc:
             status = f"NO {exc}"
+        except MailboxNotFound as exc:  # deleted by another session in the meantime
+            status = f"NO [NONEXISTENT] {exc}"
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             raise
         except Exception:
@@ -766,8 +768,8 @@ class Session:
             self.selected = None
             self.state = AUTH
             self.emit(b"* OK [CLOSED] previous mailbox closed")
+        epoch = self.server.mailbox_epoch(self.address)  # before: a delete meanwhile counts
         box = await self.mailbox(name)
-        epoch = self.server.mailbox_epoch(self.address)
         selected = await self.stored(Selected, self.store, box, readonly, epoch)
         self.emit(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
         permanent = "" if readonly else "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
