@@ -80,6 +80,8 @@ def test_decoding_degrades_to_replacement_text() -> None:
     idna = Part(POISON["charset=idna"])
     assert body_contains(idna, "na\N{REPLACEMENT CHARACTER}ve"), "read as UTF-8 instead"
     assert decoded_header(Part(POISON["encoded word in idna"]), "subject") == "café"
+    mixed = Part("Subject: Café =?utf-8?q?r=C3=A9sum=C3=A9?=\r\n\r\n".encode())
+    assert decoded_header(mixed, "subject") == "Café résumé", "raw UTF-8 beside encoded words"
 
 
 def nested(depth: int, size: int) -> bytes:

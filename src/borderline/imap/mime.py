@@ -48,11 +48,11 @@ def codec_name(charset: str | None) -> str:
     """The Python codec for a MIME charset, UTF-8 for anything unknown or unsafe."""
     if charset:
         try:
-            name = codecs.lookup(charset.strip().strip('"')).name
+            codec = codecs.lookup(charset.strip().strip('"'))
         except (LookupError, ValueError):
             return "utf-8"
-        if name not in NOT_CHARSETS and codecs.lookup(name)._is_text_encoding:
-            return name
+        if codec.name not in NOT_CHARSETS and codec._is_text_encoding:
+            return codec.name
     return "utf-8"
 
 
@@ -97,8 +97,13 @@ def words_text(raw: bytes) -> str:
         pieces = decode_header(text)
     except (ValueError, MessageError):
         return text
+    # Text between encoded words comes back as raw-unicode-escape octets (email.header).
     return "".join(
-        piece if isinstance(piece, str) else decode_text(piece, charset)
+        piece
+        if isinstance(piece, str)
+        else piece.decode("raw-unicode-escape", "replace")
+        if charset is None
+        else decode_text(piece, charset)
         for piece, charset in pieces
     )
 
