@@ -28,7 +28,6 @@ from pathlib import Path
 
 from borderline.cloud import Cloud
 from borderline.config import example_config, load_config
-from borderline.imap.fetch import Contents
 from borderline.imap.mime import Part, envelope
 from borderline.vault import Justification
 from processes import free_port, stop, wait_for_port
@@ -140,7 +139,8 @@ def measure(port: int, user: str, password: str, item: bytes, rounds: int) -> fl
 def start_borderline(root: Path, messages: list[bytes]) -> tuple[subprocess.Popen[bytes], int]:
     root.mkdir(parents=True)
     config_path = root / "borderline.toml"
-    config_path.write_text(example_config(root / "data", base_port=free_port() % 20000 + 30000))
+    port = free_port() % 20000 + 30000
+    config_path.write_text(example_config(root / "data", base_port=port, cleartext_login=True))
     config = load_config(config_path)
     with Cloud(config) as cloud:
         cloud.add_account(ADDRESS, "eu-dublin", PASSWORD)
@@ -203,9 +203,9 @@ def in_process(root: Path, rounds: int) -> tuple[float, float]:
                 times.append(time.perf_counter() - start)
             return min(times)
 
-        contents = Contents(region.store, key)
-        raw = best(lambda: [contents.raw(info) for info in infos])
-        env = best(lambda: [envelope(Part(contents.raw(info))) for info in infos])
+        store = region.store
+        raw = best(lambda: [key.decrypt(store.blob(info.blob_id)) for info in infos])
+        env = best(lambda: [envelope(Part(key.decrypt(store.blob(i.blob_id)))) for i in infos])
         return raw, env
 
 

@@ -88,7 +88,9 @@ def region_stores(store_engine: str, request: pytest.FixtureRequest) -> Iterator
 
 
 def write_config(root: Path, stores: Mapping[str, str] | None = None, **replace: str) -> Path:
-    text = example_config(root / "data", base_port=free_base_port(), stores=stores)
+    text = example_config(
+        root / "data", base_port=free_base_port(), stores=stores, cleartext_login=True
+    )
     for old, new in replace.items():
         text = text.replace(old, new)
     path = root / "borderline.toml"

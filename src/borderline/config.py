@@ -64,6 +64,9 @@ class CloudSection(_Strict):
     data_dir: Path = Path("data")
     max_message_size: int = Field(default=25 * 1024 * 1024, gt=0)
     relay_retry_window_seconds: int = Field(default=5 * 24 * 3600, gt=0)
+    # IMAP passwords without TLS. Off, they are accepted only over TLS, whatever the
+    # client's address: behind a local TLS proxy every client looks local. Demos and tests.
+    allow_cleartext_login: bool = False
 
     @field_validator("domains")
     @classmethod
@@ -338,14 +341,22 @@ def example_config(
     base_port: int = 2500,
     domain: str = "example.test",
     stores: Mapping[str, str] | None = None,
+    cleartext_login: bool = False,
 ) -> str:
     """A working two-region cloud: us-east (US custodian) and eu-dublin (Irish custodian).
-    `stores` maps a region id to the PostgreSQL URL of its store (default: SQLite)."""
+    `stores` maps a region id to the PostgreSQL URL of its store (default: SQLite);
+    `cleartext_login` lets IMAP clients log in without TLS (for demos and tests)."""
 
     def store(region: str) -> str:
         url = (stores or {}).get(region)
         return "" if url is None else f"\nstore = {json.dumps(url)}"
 
+    cleartext = (
+        "# IMAP logins without TLS: only for a demo or tests on this machine.\n"
+        "allow_cleartext_login = true\n"
+        if cleartext_login
+        else ""
+    )
     return f"""# Borderline cloud configuration. Each region is one data centre in one jurisdiction,
 # run by one custodian: the legal entity that holds that region's keys.
 
@@ -354,7 +365,7 @@ name = "Borderline example cloud"
 domains = ["{domain}"]
 data_dir = "{data_dir}"
 max_message_size = 26214400
-
+{cleartext}
 [[custodians]]
 id = "us-custodian"
 name = "Borderline US Inc."

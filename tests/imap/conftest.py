@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import HealthCheck, settings
 from imapclient import IMAPClient
 
 from borderline.cloud import Region
@@ -36,6 +37,16 @@ def fill(region: Region, address: str, messages: list[bytes], mailbox: str = "IN
         for content in messages
     ]
     region.store.deliver(deliveries)
+
+
+def fuzzing(examples: int) -> settings:
+    """Hypothesis settings for a fuzz loop against a running cloud: no deadline (the machine
+    is shared), and the cloud fixture is meant to be shared by the examples."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 def client_tls() -> ssl.SSLContext:

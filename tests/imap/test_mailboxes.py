@@ -114,3 +114,30 @@ def test_rename_inbox_moves_its_messages(running: RunningCloud, client: IMAPClie
     assert [d[b"BODY[HEADER.FIELDS (SUBJECT)]"] for d in subjects.values()] == [
         b"Subject: message %d\r\n\r\n" % i for i in range(3)
     ]
+
+
+def test_rename_into_own_subtree_and_control_characters_are_refused(
+    running: RunningCloud,
+) -> None:
+    raw = Raw(running)
+    raw.command(b"l", b'LOGIN alice@example.test "%s"' % PASSWORD.encode())
+    raw.command(b"a", b"CREATE par/kid")
+    assert raw.command(b"b", b"RENAME par par/kid/deeper")[-1] == (
+        b"b NO [CANNOT] 'par' cannot be moved into its own subtree\r\n"
+    )
+    assert raw.command(b"c", b"RENAME par par/x")[-1].startswith(b"c NO [CANNOT]")
+    listed = raw.command(b"d", b'LIST "" "*"')
+    assert [line.rsplit(b" ", 1)[1] for line in listed if b"par" in line] == [
+        b'"par"\r\n',
+        b'"par/kid"\r\n',
+    ], "the hierarchy is untouched"
+    assert raw.command(b"e", b"RENAME par part")[-1] == b"e OK RENAME completed\r\n"
+    # INBOX is special: renaming it moves its messages, not its children.
+    assert raw.command(b"f", b"RENAME INBOX INBOX/old")[-1] == b"f OK RENAME completed\r\n"
+    for name in (b"a\x00b", b"tab\there", b"bell\x07", b"del\x7f", "c1\x85".encode()):
+        reply = raw.command(b"g", b"CREATE {%d+}\r\n%s" % (len(name), name))
+        assert reply[-1] == b"g NO [CANNOT] mailbox names cannot contain control characters\r\n"
+        reply = raw.command(b"h", b"RENAME part {%d+}\r\n%s" % (len(name), name))
+        assert reply[-1].startswith(b"h NO [CANNOT]")
+    assert raw.command(b"i", b"CREATE " + b"n" * 1025)[-1].startswith(b"i NO [CANNOT]")
+    raw.close()

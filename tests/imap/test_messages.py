@@ -155,3 +155,19 @@ def test_search(running: RunningCloud, client: IMAPClient) -> None:
     assert client.search(["(", "SEEN", "SUBJECT", "beta", ")"]) == [3]
     with pytest.raises(IMAPClientError, match="unknown search key"):
         client.search(["FRUM", "x"])
+
+
+def test_one_poisonous_message_does_not_poison_the_mailbox(
+    running: RunningCloud, client: IMAPClient
+) -> None:
+    from tests.imap.test_mime import POISON
+
+    messages = [make_message(0), *POISON.values(), make_message(1, body="needle\n")]
+    fill(running.cloud.region("eu-dublin"), "alice@example.test", messages)
+    client.select_folder("INBOX")
+    fetched = client.fetch(range(1, len(messages) + 1), ["BODYSTRUCTURE", "ENVELOPE"])
+    assert len(fetched) == len(messages), "every message answered, by a parser that checks"
+    assert fetched[1][b"ENVELOPE"].subject == b"message 0"
+    assert client.search(["TEXT", "needle"]) == [len(messages)]
+    assert client.search(["BODY", "na\N{REPLACEMENT CHARACTER}ve"], charset="UTF-8") == [6]
+    assert client.search(["SUBJECT", "café"], charset="UTF-8") == [10]

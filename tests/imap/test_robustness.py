@@ -6,11 +6,11 @@ from __future__ import annotations
 import imaplib
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.conftest import PASSWORD, RunningCloud
-from tests.imap.conftest import Raw, connect, fill, make_message
+from tests.imap.conftest import Raw, connect, fill, fuzzing, make_message
 
 
 def logged_in(running: RunningCloud) -> Raw:
@@ -182,11 +182,7 @@ def test_random_command_lines_never_break_the_server(running: RunningCloud) -> N
     )
     raw = logged_in(running)
 
-    @settings(
-        max_examples=300,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @fuzzing(300)
     @example(command="FETCH", args=["²".encode()])  # isdigit() is true, int() refuses it
     @example(command="UID SEARCH", args=["²0".encode()])
     @given(
@@ -238,3 +234,38 @@ def test_connections_per_ip_are_capped(running: RunningCloud) -> None:
     assert again.greeting.startswith(b"* OK"), "a closed session frees its slot"
     for client in [*clients, again]:
         client.close()
+
+
+def test_deep_nesting_is_bad_not_a_crash(running: RunningCloud) -> None:
+    raw = Raw(running)
+    # Before login: the tokenizer bounds parentheses.
+    reply = raw.command(b"a", b"ID " + b"(" * 5000 + b")" * 5000)
+    assert reply == [b"a BAD parentheses nested more than 100 deep\r\n"]
+    raw.command(b"l", b'LOGIN alice@example.test "%s"' % PASSWORD.encode())
+    raw.command(b"s", b"SELECT INBOX")
+    assert raw.command(b"b", b"SEARCH " + b"NOT " * 3000 + b"ALL")[-1] == (
+        b"b BAD SEARCH: keys nested more than 100 deep\r\n"
+    )
+    assert raw.command(b"c", b"SEARCH " + b"OR SEEN " * 3000 + b"ALL")[-1].startswith(b"c BAD")
+    deep = b"SEARCH " + b"NOT (" * 60 + b"ALL" + b")" * 60
+    assert raw.command(b"d", deep)[-1].startswith(b"d BAD")
+    # What real clients send still works: a chain of 50 ORs.
+    assert raw.command(b"e", b"SEARCH " + b"OR SEEN " * 50 + b"ALL")[-1] == (
+        b"e OK SEARCH completed\r\n"
+    )
+    raw.close()
+
+
+def test_a_command_cannot_grow_without_bound(running: RunningCloud) -> None:
+    raw = logged_in(running)
+    # Empty literals add no literal octets, but the lines between them count.
+    raw.send(b"a SEARCH TEXT {0+}\r\n" + b"OR TEXT {0+}\r\n" * 5000 + b"ALL\r\n")
+    assert raw.until(b"a")[-1] == b"a BAD command of over 65536 octets of syntax\r\n"
+    # A refused command's chain of non-synchronizing literals is read and dropped.
+    raw.send(b"b LOGIN {70000+}\r\n" + b"x" * 70000 + b" {1+}\r\nx" * 3000 + b"\r\n")
+    assert raw.until(b"b")[-1].startswith(b"b BAD literal of 70000 octets")
+    assert raw.command(b"c", b"NOOP") == [b"c OK NOOP completed\r\n"]
+    # A reply goes to a tag only when the tag is valid (it echoed a NUL).
+    raw.send(b"\0 LOGIN {70000}\r\n")
+    assert raw.file.readline().startswith(b"* BAD literal of 70000 octets")
+    raw.close()

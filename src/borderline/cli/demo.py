@@ -266,7 +266,10 @@ def demo(
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "borderline.toml"
     config_path.write_text(
-        example_config(root / "data", base_port=free_base_port(), stores=stores), encoding="utf-8"
+        example_config(
+            root / "data", base_port=free_base_port(), stores=stores, cleartext_login=True
+        ),
+        encoding="utf-8",
     )
     console.print(f"demo cloud in {root}")
     with user_errors():  # a --store database that is missing or unreachable

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from borderline.imap.mime import Part, bodystructure, envelope, section
 from borderline.imap.protocol import Atom, ParseError, Token, flag_list, format_internal_date
-from borderline.store import MailStore, MessageInfo
+from borderline.store import MailStore, MessageInfo, StoreError
 from borderline.vault import ContentKey
 
 SIMPLE = frozenset(
@@ -80,29 +81,52 @@ def _item(token: Token) -> FetchItem:
     )
 
 
+class Vanished(Exception):
+    """The message's ciphertext is gone: another session expunged it meanwhile."""
+
+
 class Contents:
     """Decrypted messages for one session: a few parsed trees and every computed
-    ENVELOPE/BODYSTRUCTURE, so clients that re-fetch headers do not decrypt again."""
+    ENVELOPE/BODYSTRUCTURE, so clients that re-fetch headers do not decrypt again.
 
-    def __init__(self, store: MailStore, key: ContentKey) -> None:
-        self.store = store
+    It never reads the store: the session reads the ciphertext (`wants` says which) on the
+    store threads and hands it in; parsing and rendering run on a work thread."""
+
+    def __init__(self, key: ContentKey) -> None:
         self.key = key
         self._parts: OrderedDict[int, Part] = OrderedDict()
         self._cached_bytes = 0
         self._structures: dict[tuple[int, str], bytes] = {}
 
-    def raw(self, info: MessageInfo) -> bytes:
+    def trim(self, batch: int) -> None:
+        """Make room for a batch's structures, before it, so none it needs is dropped."""
+        if len(self._structures) + 3 * batch > STRUCTURE_CACHE:
+            self._structures.clear()
+
+    def wants(self, info: MessageInfo, items: list[FetchItem]) -> bool:
+        """Whether answering these items may need the message's ciphertext (a parsed tree
+        in the cache may be evicted while the batch is answered; structures are not)."""
+        return any(
+            item.kind == "SECTION"
+            or (item.needs_content and (info.blob_id, item.kind) not in self._structures)
+            for item in items
+        )
+
+    def raw(self, info: MessageInfo, blobs: Mapping[int, bytes]) -> bytes:
         cached = self._parts.get(info.blob_id)
         if cached is not None:
             return cached.raw
-        return self.key.decrypt(self.store.blob(info.blob_id))
+        blob = blobs.get(info.blob_id)
+        if blob is None:
+            raise Vanished(info.uid)
+        return self.key.decrypt(blob)
 
-    def part(self, info: MessageInfo) -> Part:
+    def part(self, info: MessageInfo, blobs: Mapping[int, bytes]) -> Part:
         cached = self._parts.get(info.blob_id)
         if cached is not None:
             self._parts.move_to_end(info.blob_id)
             return cached
-        part = Part(self.raw(info))
+        part = Part(self.raw(info, blobs))
         self._parts[info.blob_id] = part
         self._cached_bytes += len(part.raw)
         while len(self._parts) > 1 and (
@@ -111,19 +135,44 @@ class Contents:
             self._cached_bytes -= len(self._parts.popitem(last=False)[1].raw)
         return part
 
-    def structure(self, info: MessageInfo, kind: str) -> bytes:
+    def structure(self, info: MessageInfo, kind: str, blobs: Mapping[int, bytes]) -> bytes:
         cache_key = (info.blob_id, kind)
         cached = self._structures.get(cache_key)
         if cached is None:
-            part = self.part(info)
+            part = self.part(info, blobs)
             if kind == "ENVELOPE":
                 cached = envelope(part)
             else:
                 cached = bodystructure(part, extensible=kind == "BODYSTRUCTURE")
-            if len(self._structures) >= STRUCTURE_CACHE:
-                self._structures.clear()
             self._structures[cache_key] = cached
         return cached
+
+    def responses(
+        self,
+        messages: list[tuple[int, MessageInfo]],
+        items: list[FetchItem],
+        blobs: Mapping[int, bytes],
+    ) -> list[list[bytes] | None]:
+        """FETCH responses for a batch of messages (on a work thread); None for a message
+        that vanished."""
+        out: list[list[bytes] | None] = []
+        for seq, info in messages:
+            try:
+                out.append(fetch_response(seq, info, items, self, blobs))
+            except Vanished:
+                out.append(None)
+        return out
+
+
+def read_blobs(store: MailStore, blob_ids: list[int]) -> dict[int, bytes]:
+    """Ciphertexts by id (on a store thread); a blob that is gone is left out."""
+    blobs = {}
+    for blob_id in blob_ids:
+        try:
+            blobs[blob_id] = store.blob(blob_id)
+        except StoreError:
+            continue  # expunged by another session, not yet announced here
+    return blobs
 
 
 def _literal(data: bytes) -> list[bytes]:
@@ -131,7 +180,11 @@ def _literal(data: bytes) -> list[bytes]:
 
 
 def fetch_response(
-    seq: int, info: MessageInfo, items: list[FetchItem], contents: Contents | None
+    seq: int,
+    info: MessageInfo,
+    items: list[FetchItem],
+    contents: Contents | None,
+    blobs: Mapping[int, bytes],
 ) -> list[bytes]:
     """One untagged FETCH response as chunks (bodies are not copied into one buffer)."""
     chunks: list[bytes] = [b"* %d FETCH (" % seq]
@@ -156,23 +209,28 @@ def fetch_response(
             raise ValueError("content items need a released key")
         elif kind == "SECTION":
             if item.spec == "" and raw is None:
-                raw = contents.raw(info)
-            chunks += _section(item, contents, info, raw)
+                raw = contents.raw(info, blobs)
+            chunks += _section(item, contents, info, raw, blobs)
         else:
-            chunks.append(kind.encode() + b" " + contents.structure(info, kind))
+            chunks.append(kind.encode() + b" " + contents.structure(info, kind, blobs))
     chunks.append(b")\r\n")
     return chunks
 
 
 def _section(
-    item: FetchItem, contents: Contents, info: MessageInfo, raw: bytes | None
+    item: FetchItem,
+    contents: Contents,
+    info: MessageInfo,
+    raw: bytes | None,
+    blobs: Mapping[int, bytes],
 ) -> list[bytes]:
     data: bytes | None
     if item.spec == "" and raw is not None:
         data = raw
     else:
+        part = contents.part(info, blobs)
         try:
-            data = section(contents.part(info), item.spec)
+            data = section(part, item.spec)
         except KeyError:
             data = None
     label = item.label.encode("utf-8", "surrogateescape")

@@ -1,60 +1,232 @@
 """A message as IMAP sees it: exact byte ranges of every MIME part, ENVELOPE, BODYSTRUCTURE.
 
-The email package parses header fields, parameters and addresses; it keeps no byte offsets
-of parts, and FETCH BODY[1.2] must return the exact octets, so the part boundaries are
-found here on the raw bytes using the boundary the email package extracted.
+Every part is a range of the one decrypted message, never a copy, so a deeply nested
+message costs no more memory than a flat one; octets are copied only when a FETCH returns
+them. Header fields are found on the raw bytes (FETCH BODY[1.2] must return exact octets,
+and the email package keeps no offsets); the email package parses only the parameters and
+addresses of the few fields IMAP interprets.
+
+Whatever a sender wrote, nothing here raises: an unknown or unusable charset decodes as
+UTF-8 with replacement characters, broken transfer encodings decode as far as they go, and
+the limits below bound the work one message can cause.
 """
 
 from __future__ import annotations
 
+import binascii
+import codecs
 import email.utils
 import re
+from collections.abc import Iterator
+from email.errors import MessageError
+from email.header import decode_header
 from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from borderline.imap.protocol import is_number, nstring, quoted_or_literal
 
-HEADER_END = re.compile(rb"\r?\n\r?\n")
-FIELD_START = re.compile(rb"^(?=[^ \t\r\n])", re.MULTILINE)
+# Limits on the structure of one message (Dovecot's defaults are 100 levels and 10,000
+# parts, for a parser that reads a message once; each level here scans its own body).
+MAX_DEPTH = 32  # containers deeper than this are leaves: their parts are not split out
+MAX_PARTS = 10_000  # parts per message; later ones are left inside their container
+# Structured fields (addresses, parameters, encoded words) are interpreted from their first
+# FIELD_LIMIT octets; the raw field is still served whole.
+FIELD_LIMIT = 64 * 1024
+# Codecs that are not charsets of mail: they refuse replacement (idna, undefined), take
+# quadratic time (punycode) or interpret backslashes. Text naming them decodes as UTF-8.
+NOT_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
+DECODE_CHUNK = 1 << 20
+
+HEADER_END = re.compile(rb"\n\r?\n")
+FIELD_REST = re.compile(rb"[^\n]*(?:\n[ \t][^\n]*)*")
 UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
-MAX_DEPTH = 32
-MAX_PARTS = 4096
-_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+NESTING = re.compile(r"[():;]")
+
+
+def codec_name(charset: str | None) -> str:
+    """The Python codec for a MIME charset, UTF-8 for anything unknown or unsafe."""
+    if charset:
+        try:
+            codec = codecs.lookup(charset.strip().strip('"'))
+        except (LookupError, ValueError):
+            return "utf-8"
+        if codec.name not in NOT_CHARSETS and codec._is_text_encoding:
+            return codec.name
+    return "utf-8"
+
+
+def decode_text(data: bytes, charset: str | None = None) -> str:
+    return "".join(decode_chunks(data, charset))
+
+
+def decode_chunks(data: bytes, charset: str | None = None) -> Iterator[str]:
+    """Text in pieces of about a megabyte, so searching a large part stays small."""
+    decoder = codecs.getincrementaldecoder(codec_name(charset))("replace")
+    for start in range(0, len(data) + 1, DECODE_CHUNK):
+        chunk = data[start : start + DECODE_CHUNK]
+        final = start + DECODE_CHUNK > len(data)
+        try:
+            text = decoder.decode(chunk, final)
+        except UnicodeError:  # some decoders raise whatever the handler (UTF-16 without BOM)
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            text = decoder.decode(chunk, final)
+        yield text
+
+
+def transfer_decode(data: bytes, encoding: str) -> bytes:
+    """Undo base64 or quoted-printable as far as the data allows; other encodings as is."""
+    encoding = encoding.strip().lower()
+    if encoding == "base64":
+        try:
+            return binascii.a2b_base64(data)
+        except binascii.Error:  # bad padding or length: keep the whole quanta
+            cleaned = NOT_BASE64.sub(b"", data)
+            return binascii.a2b_base64(cleaned[: len(cleaned) // 4 * 4])
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(data)
+    return data
+
+
+def words_text(raw: bytes) -> str:
+    """A header value with its RFC 2047 encoded words decoded."""
+    text = raw.decode("utf-8", "replace")
+    if len(raw) > FIELD_LIMIT or "=?" not in text:
+        return text
+    try:
+        pieces = decode_header(text)
+    except (ValueError, MessageError):
+        return text
+    # Text between encoded words comes back as raw-unicode-escape octets (email.header).
+    return "".join(
+        piece
+        if isinstance(piece, str)
+        else piece.decode("raw-unicode-escape", "replace")
+        if charset is None
+        else decode_text(piece, charset)
+        for piece, charset in pieces
+    )
+
+
+def _parameter_text(value: str | tuple[str | None, str | None, str]) -> str:
+    """A parameter's value; RFC 2231 `charset'language'text` is decoded with the charset."""
+    if isinstance(value, str):
+        return value
+    charset, _, text = value
+    try:
+        octets = text.encode("latin-1")  # the percent-decoded octets, one per character
+    except UnicodeEncodeError:  # raw UTF-8 where octets were due: it is text already
+        return text
+    return decode_text(octets, charset)
+
+
+def parameters(raw: bytes | None) -> tuple[str, list[tuple[str, str]]]:
+    """The value and parameters of a field like Content-Type (RFC 2045, RFC 2231)."""
+    if raw is None:
+        return "", []
+    text = raw[:FIELD_LIMIT].decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
+    value, semicolon, _ = text.partition(";")
+    if not semicolon:
+        return value.strip(), []
+    holder = Message()
+    holder["x"] = text
+    try:
+        found = holder.get_params(header="x") or []
+    except (ValueError, MessageError):
+        return value.strip(), []
+    return value.strip(), [(str(key), _parameter_text(item)) for key, item in found[1:]]
+
+
+@lru_cache(maxsize=512)
+def _first_field(name: str) -> re.Pattern[bytes]:
+    """The start of a field, in a header lowercased and prefixed by LF (see Part._lowered)."""
+    return re.compile(rb"\n" + re.escape(name.lower().encode("utf-8", "replace")) + rb"[ \t]*:")
+
+
+@lru_cache(maxsize=256)
+def _whole_fields(names: tuple[str, ...]) -> re.Pattern[bytes]:
+    """Whole fields (continuation lines and line end included) with one of these names."""
+    alternatives = b"|".join(re.escape(n.encode("utf-8", "replace")) for n in names)
+    return re.compile(
+        rb"^(?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*\n?", re.I | re.M
+    )
 
 
 class Part:
-    """One MIME entity: its header block (with the blank line), body, children."""
+    """One MIME entity: a range [start, end) of the message, split into header and body."""
 
-    def __init__(self, raw: bytes, default_type: str = "text/plain", depth: int = 0) -> None:
-        if raw.startswith((b"\r\n", b"\n")):
-            split = 2 if raw.startswith(b"\r\n") else 1
-        else:
-            match = HEADER_END.search(raw)
-            split = match.end() if match else len(raw)
-        self.raw = raw
-        self.header = raw[:split]
-        self.body = raw[split:]
+    def __init__(
+        self,
+        data: bytes,
+        start: int = 0,
+        end: int | None = None,
+        default_type: str = "text/plain",
+        depth: int = 0,
+        budget: list[int] | None = None,
+    ) -> None:
+        self.data = data
+        self.start = start
+        self.end = len(data) if end is None else end
+        self.body_start = self._header_end()
         self._default_type = default_type
         self.children: list[Part] = []
         self.message: Part | None = None
+        self._values: dict[str, bytes | None] = {}
         self.content_type = self._content_type()
+        budget = [MAX_PARTS] if budget is None else budget
         if depth >= MAX_DEPTH:
             return
         if self.content_type.startswith("multipart/"):
-            boundary = self.fields.get_boundary()
+            boundary = self.parameter("content-type", "boundary")
             if boundary:
                 child_type = "message/rfc822" if self.content_type == "multipart/digest" else None
-                self.children = [
-                    Part(chunk, child_type or "text/plain", depth + 1)
-                    for chunk in split_multipart(self.body, boundary.encode("utf-8", "replace"))
-                ]
-        elif self.content_type in ("message/rfc822", "message/global"):
-            self.message = Part(self.body, "text/plain", depth + 1)
+                for first, last in split_multipart(
+                    data, self.body_start, self.end, boundary.encode("utf-8", "replace")
+                ):
+                    if budget[0] <= 0:
+                        break
+                    budget[0] -= 1
+                    self.children.append(
+                        Part(data, first, last, child_type or "text/plain", depth + 1, budget)
+                    )
+        elif self.content_type in ("message/rfc822", "message/global") and budget[0] > 0:
+            budget[0] -= 1
+            self.message = Part(data, self.body_start, self.end, "text/plain", depth + 1, budget)
+
+    def _header_end(self) -> int:
+        data, start = self.data, self.start
+        if data.startswith(b"\r\n", start, self.end):
+            return start + 2
+        if data.startswith(b"\n", start, self.end):
+            return start + 1
+        match = HEADER_END.search(data, start, self.end)
+        return match.end() if match else self.end
+
+    @property
+    def raw(self) -> bytes:
+        if self.start == 0 and self.end == len(self.data):
+            return self.data
+        return self.data[self.start : self.end]
+
+    @property
+    def header(self) -> bytes:
+        return self.data[self.start : self.body_start]
+
+    @property
+    def body(self) -> bytes:
+        return self.data[self.body_start : self.end]
+
+    @property
+    def body_size(self) -> int:
+        return self.end - self.body_start
+
+    @property
+    def body_lines(self) -> int:
+        lines = self.data.count(b"\n", self.body_start, self.end)
+        ends_open = self.end > self.body_start and self.data[self.end - 1] != 0x0A
+        return lines + ends_open
 
     def _content_type(self) -> str:
-        """The type without parsing the whole header: ENVELOPE-only fetches stay cheap."""
         raw = self.raw_value("content-type")
         if raw is None:
             return self._default_type
@@ -63,13 +235,6 @@ class Part:
         if not slash or not maintype or not subtype or " " in kind:
             return "text/plain"  # RFC 2045 5.2: an invalid Content-Type means text/plain
         return kind
-
-    @cached_property
-    def fields(self) -> Message:
-        """The header parsed by the email package, for parameters (RFC 2231) and charsets."""
-        fields = _HEADER_PARSER.parsebytes(self.header)
-        fields.set_default_type(self._default_type)
-        return fields
 
     @property
     def is_multipart(self) -> bool:
@@ -87,47 +252,86 @@ class Part:
         return part
 
     @cached_property
-    def header_lines(self) -> list[tuple[bytes, bytes]]:
-        """(lowercased name, raw field with its folding and CRLF) for every header field."""
-        block = self.header.rstrip(b"\r\n") + b"\r\n" if self.header.strip() else b""
-        out = []
-        for field in FIELD_START.split(block):
-            if not field:
-                continue
-            name = field.partition(b":")[0].strip().lower()
-            out.append((name, field))
-        return out
-
-    def header_fields(self, names: list[str], exclude: bool) -> bytes:
-        wanted = {n.lower().encode() for n in names}
-        kept = [raw for name, raw in self.header_lines if (name in wanted) != exclude]
-        return b"".join(kept) + b"\r\n"
+    def _lowered(self) -> bytearray:
+        """LF and the header in lower case: a field starts after an LF, whatever its case.
+        Index i here is octet start + i - 1 of the message."""
+        lowered = bytearray(b"\n")
+        lowered += memoryview(self.data)[self.start : self.body_start]
+        return lowered.lower()
 
     def raw_value(self, name: str) -> bytes | None:
         """A header's raw, unfolded value; envelope fields are sent undecoded (RFC 3501)."""
-        target = name.lower().encode()
-        for field_name, field in self.header_lines:
-            if field_name == target:
-                value = field.partition(b":")[2]
-                return UNFOLD.sub(b"", value).strip()
+        if name in self._values:
+            return self._values[name]
+        lowered = self._lowered
+        match = _first_field(name).search(lowered)
+        value = None
+        if match is not None:
+            rest = FIELD_REST.match(lowered, match.end())
+            last = rest.end() if rest else len(lowered)
+            raw = self.data[self.start + match.end() - 1 : self.start + last - 1]
+            value = UNFOLD.sub(b"", raw).strip()
+        self._values[name] = value
+        return value
+
+    def header_fields(self, names: list[str], exclude: bool) -> bytes:
+        """HEADER.FIELDS (or .NOT): the named fields as they are, then the blank line; the
+        last field ends in CRLF even where the header had no blank line."""
+        last = self.start + len(self.header.rstrip(b"\r\n"))
+        wanted = tuple(sorted({n for n in names if n}))
+        view, out, position = memoryview(self.data), bytearray(), self.start
+        if wanted:
+            for match in _whole_fields(wanted).finditer(self.data, self.start, last):
+                first, position = (position, match.start()) if exclude else match.span()
+                out += view[first:position]
+                position = match.end()
+        if exclude:
+            out += view[position:last]
+        if out and not out.endswith(b"\n"):
+            out += b"\r\n"
+        out += b"\r\n"
+        return bytes(out)
+
+    def parameter(self, field: str, name: str) -> str | None:
+        for key, value in parameters(self.raw_value(field))[1]:
+            if key.lower() == name:
+                return value
         return None
 
+    @property
+    def charset(self) -> str | None:
+        return self.parameter("content-type", "charset")
 
-def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
-    """Body parts between delimiter lines; the CRLF before a delimiter belongs to it."""
-    delimiter = re.compile(rb"(?:\A|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|\Z)")
-    parts: list[bytes] = []
-    start: int | None = None
-    for match in delimiter.finditer(body):
-        if start is not None:
-            parts.append(body[start : match.start()])
+    @property
+    def transfer_encoding(self) -> str:
+        raw = self.raw_value("content-transfer-encoding")
+        return raw.decode("ascii", "replace").strip().lower() if raw else ""
+
+
+def split_multipart(data: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
+    """Ranges of the body parts in data[start:end] between delimiter lines; the line end
+    before a delimiter belongs to it (RFC 2046 5.1.1)."""
+    delimiter = re.compile(rb"\n--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r?\n|\Z)")
+    parts: list[tuple[int, int]] = []
+    first: int | None = None
+    opening = b"--" + boundary
+    if data.startswith(opening, start, end):  # a delimiter right at the start of the body
+        match = re.compile(re.escape(opening) + rb"(--)?[ \t]*(?:\r?\n|\Z)").match(data, start, end)
+        if match is not None:
+            if match.group(1):
+                return parts
+            first = match.end()
+    for match in delimiter.finditer(data, first if first is not None else start, end):
+        if first is not None:
+            last = match.start() - (data[match.start() - 1 : match.start()] == b"\r")
+            parts.append((first, max(first, last)))
             if len(parts) >= MAX_PARTS:
                 return parts
         if match.group(1):
             return parts
-        start = match.end()
-    if start is not None:
-        parts.append(body[start:])
+        first = match.end()
+    if first is not None:
+        parts.append((first, end))
     return parts
 
 
@@ -140,7 +344,12 @@ def _addresses(part: Part, name: str) -> bytes:
     if raw is None:
         return b"NIL"
     entries = []
-    for display, address in email.utils.getaddresses([raw.decode("utf-8", "surrogateescape")]):
+    text = raw[:FIELD_LIMIT].decode("utf-8", "surrogateescape")
+    try:
+        found = email.utils.getaddresses([text])
+    except RecursionError:  # its parser recurses into nested comments and groups
+        found = email.utils.getaddresses([NESTING.sub(" ", text)])
+    for display, address in found:
         if not display and not address:
             continue
         mailbox, at, host = address.rpartition("@")
@@ -160,14 +369,14 @@ def _addresses(part: Part, name: str) -> bytes:
 
 def envelope(part: Part) -> bytes:
     """ENVELOPE (RFC 3501 7.4.2); Sender and Reply-To default to From."""
-    sender = b"sender" if part.raw_value("sender") is not None else b"from"
-    reply_to = b"reply-to" if part.raw_value("reply-to") is not None else b"from"
+    sender = "sender" if part.raw_value("sender") is not None else "from"
+    reply_to = "reply-to" if part.raw_value("reply-to") is not None else "from"
     fields = [
         _text(part, "date"),
         _text(part, "subject"),
         _addresses(part, "from"),
-        _addresses(part, sender.decode()),
-        _addresses(part, reply_to.decode()),
+        _addresses(part, sender),
+        _addresses(part, reply_to),
         _addresses(part, "to"),
         _addresses(part, "cc"),
         _addresses(part, "bcc"),
@@ -177,62 +386,51 @@ def envelope(part: Part) -> bytes:
     return b"(" + b" ".join(fields) + b")"
 
 
-def _params(fields: Message, header: str) -> bytes:
-    params = fields.get_params(header=header)
-    if not params:
-        return b"NIL"
-    items = []
-    for key, value in params[1:]:
-        text = email.utils.collapse_rfc2231_value(value)
-        items.append(quoted_or_literal(key) + b" " + quoted_or_literal(text))
+def _params(params: list[tuple[str, str]]) -> bytes:
+    items = [quoted_or_literal(key) + b" " + quoted_or_literal(value) for key, value in params]
     return b"(" + b" ".join(items) + b")" if items else b"NIL"
 
 
-def _disposition(fields: Message) -> bytes:
-    value = fields.get("content-disposition")
-    if value is None:
+def _disposition(part: Part) -> bytes:
+    raw = part.raw_value("content-disposition")
+    if raw is None:
         return b"NIL"
-    kind = str(value).split(";", 1)[0].strip()
-    return b"(" + quoted_or_literal(kind) + b" " + _params(fields, "content-disposition") + b")"
-
-
-def _lines(data: bytes) -> int:
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    kind, params = parameters(raw)
+    return b"(" + quoted_or_literal(kind) + b" " + _params(params) + b")"
 
 
 def bodystructure(part: Part, extensible: bool = True) -> bytes:
     """BODYSTRUCTURE (or BODY without extension data when extensible is False)."""
-    fields = part.fields
-    language = nstring(fields.get("content-language"))
-    location = nstring(fields.get("content-location"))
+    language = _text(part, "content-language")
+    location = _text(part, "content-location")
+    type_params = _params(parameters(part.raw_value("content-type"))[1])
     if part.is_multipart:
         out = b"(" + b"".join(bodystructure(c, extensible) for c in part.children)
         out += b" " + quoted_or_literal(part.content_type.partition("/")[2])
         if extensible:
-            out += b" " + b" ".join(
-                [_params(fields, "content-type"), _disposition(fields), language, location]
-            )
+            out += b" " + b" ".join([type_params, _disposition(part), language, location])
         return out + b")"
     maintype, _, subtype = part.content_type.partition("/")
+    encoding = part.raw_value("content-transfer-encoding")
     items = [
         quoted_or_literal(maintype),
         quoted_or_literal(subtype),
-        _params(fields, "content-type"),
-        nstring(fields.get("content-id")),
-        nstring(fields.get("content-description")),
-        quoted_or_literal(str(fields.get("content-transfer-encoding", "7BIT")).strip()),
-        str(len(part.body)).encode(),
+        type_params,
+        _text(part, "content-id"),
+        _text(part, "content-description"),
+        quoted_or_literal(b"7BIT" if encoding is None else encoding),
+        str(part.body_size).encode(),
     ]
     if part.message is not None:
         items += [
             envelope(part.message),
             bodystructure(part.message, extensible),
-            str(_lines(part.body)).encode(),
+            str(part.body_lines).encode(),
         ]
     elif maintype == "text":
-        items.append(str(_lines(part.body)).encode())
+        items.append(str(part.body_lines).encode())
     if extensible:
-        items += [nstring(fields.get("content-md5")), _disposition(fields), language, location]
+        items += [_text(part, "content-md5"), _disposition(part), language, location]
     return b"(" + b" ".join(items) + b")"
 
 

@@ -18,6 +18,9 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 # patterns and flag names parse as atoms; '[' opens a section that may hold spaces.
 ATOM_END = frozenset(b' ()"{\r\n')
 LITERAL_AT_END = re.compile(rb"\{(\d{1,20})(\+?)\}\r?\n\Z")
+# Parenthesized lists nest at most this deep: real commands use three levels, and every level
+# is a stack frame here (deeper input used to end in RecursionError).
+MAX_NESTING = 100
 
 
 def is_number(text: str) -> bool:
@@ -44,10 +47,12 @@ class Tokenizer:
         self.pos = 0
 
     def tokens(self) -> list[Token]:
-        result = self._sequence(top=True)
-        return result
+        return self._sequence(depth=0)
 
-    def _sequence(self, top: bool) -> list[Token]:
+    def _sequence(self, depth: int) -> list[Token]:
+        if depth > MAX_NESTING:
+            raise ParseError(f"parentheses nested more than {MAX_NESTING} deep")
+        top = depth == 0
         items: list[Token] = []
         data = self.data
         while True:
@@ -61,7 +66,7 @@ class Tokenizer:
                 continue
             if char == 0x28:  # (
                 self.pos += 1
-                items.append(self._sequence(top=False))
+                items.append(self._sequence(depth + 1))
             elif char == 0x29:  # )
                 if top:
                     raise ParseError("unexpected ')'")
@@ -261,7 +266,7 @@ def _runs(numbers: list[int]) -> Iterator[tuple[int, int]]:
 def quoted_or_literal(value: bytes | str, utf8: bool = False) -> bytes:
     """A string as IMAP output: quoted when safe, otherwise a literal. With UTF8=ACCEPT
     enabled, quoted strings may carry UTF-8 (RFC 6855)."""
-    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    data = _octets(value) if isinstance(value, str) else value
     if (
         len(data) < 1024
         and not any(c in data for c in b"\r\n\0")
@@ -269,6 +274,14 @@ def quoted_or_literal(value: bytes | str, utf8: bool = False) -> bytes:
     ):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(data) + data
+
+
+def _octets(text: str) -> bytes:
+    """UTF-8, with octets that arrived undecodable (surrogate escapes) restored as they were."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no decoder of ours produces
+        return text.encode("utf-8", "replace")
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import email.message
 import email.utils
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.header import decode_header, make_header
 
-from borderline.imap.mime import Part
+from borderline.imap.mime import Part, decode_chunks, transfer_decode, words_text
 from borderline.imap.protocol import (
     Args,
     Atom,
@@ -52,39 +50,41 @@ FLAG_KEYS = {
     "RECENT": ("\\Recent", True),
 }
 ADDRESS_KEYS = ("BCC", "CC", "FROM", "TO", "SUBJECT")
+# NOT, OR and parentheses nest keys; each level is a few stack frames when parsing and when
+# matching, so the depth is bounded (a chain of 50 ORs is the deepest real clients send).
+MAX_SEARCH_DEPTH = 100
 
 
 def decoded_header(part: Part, name: str) -> str:
     raw = part.raw_value(name)
-    if raw is None:
-        return ""
-    text = raw.decode("utf-8", "replace")
-    try:
-        return str(make_header(decode_header(text)))
-    except (ValueError, LookupError):
-        return text
+    return "" if raw is None else words_text(raw)
 
 
-def decoded_body(part: Part) -> str:
-    """Searchable text of every leaf part, transfer-decoded where the email package can."""
+def _contains(chunks: Iterator[str], needle: str) -> bool:
+    """Whether casefolded text, read in pieces, contains the casefolded needle."""
+    tail = ""
+    keep = len(needle) - 1
+    for chunk in chunks:
+        text = tail + chunk.casefold()
+        if needle in text:
+            return True
+        tail = text[-keep:] if keep else ""
+    return False
+
+
+def body_contains(part: Part, needle: str) -> bool:
+    """Whether any leaf part's text, transfer- and charset-decoded, contains the needle."""
     if part.message is not None:
-        return decoded_body(part.message)
+        return body_contains(part.message, needle)
     if part.children:
-        return "\n".join(decoded_body(child) for child in part.children)
-    data = part.body
-    encoding = str(part.fields.get("content-transfer-encoding", "")).strip().lower()
-    if encoding in ("base64", "quoted-printable"):
-        # get_payload does the transfer decoding, tolerant of broken input.
-        holder = email.message.Message()
-        holder["Content-Transfer-Encoding"] = encoding
-        holder.set_payload(part.body.decode("ascii", "replace"))
-        decoded = holder.get_payload(decode=True)
-        data = decoded if isinstance(decoded, bytes) else data
-    charset = part.fields.get_content_charset() or "utf-8"
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:
-        return data.decode("utf-8", "replace")
+        return any(body_contains(child, needle) for child in part.children)
+    data = transfer_decode(part.body, part.transfer_encoding)
+    return _contains(decode_chunks(data, part.charset), needle)
+
+
+def text_contains(part: Part, needle: str) -> bool:
+    """SEARCH TEXT: the header (as UTF-8) or the body."""
+    return _contains(decode_chunks(part.header), needle) or body_contains(part, needle)
 
 
 class BadCharset(ParseError):
@@ -92,8 +92,9 @@ class BadCharset(ParseError):
 
 
 class SearchParser:
-    def __init__(self, args: Args) -> None:
+    def __init__(self, args: Args, depth: int = 0) -> None:
         self.args = args
+        self.depth = depth
         self.needs_content = False
         self.uses_modseq = False
         self.predicate: Predicate = lambda c: True
@@ -111,9 +112,18 @@ class SearchParser:
         return _all(keys)
 
     def key(self) -> Predicate:
+        if self.depth >= MAX_SEARCH_DEPTH:
+            raise ParseError(f"SEARCH: keys nested more than {MAX_SEARCH_DEPTH} deep")
+        self.depth += 1
+        try:
+            return self._key()
+        finally:
+            self.depth -= 1
+
+    def _key(self) -> Predicate:
         token = self.args.next("search key")
         if isinstance(token, list):
-            nested = SearchParser(Args(token, "SEARCH"))
+            nested = SearchParser(Args(token, "SEARCH"), self.depth)
             predicate = nested.parse_all()
             self.needs_content |= nested.needs_content
             self.uses_modseq |= nested.uses_modseq
@@ -167,11 +177,8 @@ class SearchParser:
             needle = self.args.astring("search string").casefold()
             self.needs_content = True
             if name == "BODY":
-                return lambda c: needle in decoded_body(c.part()).casefold()
-            return lambda c: (
-                needle in c.part().header.decode("utf-8", "replace").casefold()
-                or needle in decoded_body(c.part()).casefold()
-            )
+                return lambda c: body_contains(c.part(), needle)
+            return lambda c: text_contains(c.part(), needle)
         if is_number(name[:1]) or name[:1] == "*":
             numbers = SequenceSet.parse(name)
             return lambda c: numbers.contains(c.seq, c.largest_seq)

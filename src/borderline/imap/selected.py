@@ -1,24 +1,41 @@
 """The selected mailbox as one session sees it: sequence numbers, flags, pending changes.
 
-Each session keeps its own view; other sessions' changes reach it only through `sync`, which
+Each session keeps its own view; other sessions' changes reach it only through a sync, which
 diffs the store against the view and yields the untagged responses that make the client's
-sequence numbers agree again (RFC 3501 7.4.1, 5.5).
+sequence numbers agree again (RFC 3501 7.4.1, 5.5). A sync has two halves: `read_changes`
+reads the store (on a store thread, and it may be abandoned if the store hangs, so it
+changes nothing here) and `apply` updates the view (on the event loop).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from borderline.imap.protocol import SequenceSet, flag_list
-from borderline.store import MailboxInfo, MailStore, MessageInfo
+from borderline.store import MailboxInfo, MailboxNotFound, MailStore, MessageInfo
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a sync read: the new highest modseq, and the mailbox's messages when the view
+    must be diffed against them (None when only this session's own changes happened)."""
+
+    modseq: int
+    messages: dict[int, MessageInfo] | None
 
 
 class Selected:
-    def __init__(self, store: MailStore, mailbox: MailboxInfo, readonly: bool) -> None:
+    def __init__(
+        self, store: MailStore, mailbox: MailboxInfo, readonly: bool, epoch: int = 0
+    ) -> None:
         self.store = store
         self.mailbox = mailbox
         self.readonly = readonly
+        # The server's count of deletes and renames of the account's mailboxes when this view
+        # last made sure its mailbox is still there (see Session.check_selected).
+        self.epoch = epoch
         self.modseq = mailbox.highestmodseq
         self.uids: list[int] = []
         self.info: dict[int, MessageInfo] = {}
@@ -86,19 +103,42 @@ class Selected:
             return info is not None and info.modseq == modseq
         return kind == "expunge" and uid not in self.info
 
-    def sync(self, allow_expunge: bool, modseq: bool = False) -> list[bytes]:
-        """Untagged EXPUNGE / FETCH FLAGS / EXISTS for what changed in the store since the
-        last sync. While expunges may not be announced (during FETCH, STORE, SEARCH), the
-        vanished messages stay in the view and are announced at the next chance. With
-        `modseq` (CONDSTORE enabled) flag changes carry the message's MODSEQ."""
+    def current(self) -> MailboxInfo | None:
+        """The mailbox as the store has it now (store thread), if it still exists and is
+        still the account's: the same id and UIDVALIDITY, under its name or, after a rename
+        by another session, under another (RFC 2180 3.4)."""
+        account = self.mailbox.account
+        try:
+            box: MailboxInfo | None = self.store.mailbox(account, self.mailbox.name)
+        except MailboxNotFound:
+            box = None
+        if box is not None and self._same(box):
+            return box
+        return next((b for b in self.store.mailboxes(account) if self._same(b)), None)
+
+    def _same(self, box: MailboxInfo) -> bool:
+        mine = self.mailbox
+        return (box.id, box.uidvalidity, box.account) == (mine.id, mine.uidvalidity, mine.account)
+
+    def read_changes(self, allow_expunge: bool) -> Changes | None:
+        """What changed in the store since the last sync (store thread; changes nothing)."""
         changes = self.store.changes_since(self.id, self.modseq)
         if not changes and not (allow_expunge and self.expunge_pending):
+            return None
+        modseq = changes[-1][0] if changes else self.modseq
+        if changes and not self.expunge_pending and all(self._known(c) for c in changes):
+            return Changes(modseq, None)  # this session's own STORE/EXPUNGE: no reload
+        return Changes(modseq, {m.uid: m for m in self.store.messages(self.id)})
+
+    def apply(self, changes: Changes, allow_expunge: bool, modseq: bool = False) -> list[bytes]:
+        """Untagged EXPUNGE / FETCH FLAGS / EXISTS that bring the view up to `changes`.
+        While expunges may not be announced (during FETCH, STORE, SEARCH), the vanished
+        messages stay in the view and are announced at the next chance. With `modseq`
+        (CONDSTORE enabled) flag changes carry the message's MODSEQ."""
+        self.modseq = max(self.modseq, changes.modseq)
+        fresh = changes.messages
+        if fresh is None:
             return []
-        if changes:
-            self.modseq = changes[-1][0]
-            if not self.expunge_pending and all(self._known(c) for c in changes):
-                return []  # this session's own STORE/EXPUNGE: no reload of a big mailbox
-        fresh = {m.uid: m for m in self.store.messages(self.id)}
         lines: list[bytes] = []
         gone = [uid for uid in self.uids if uid not in fresh]
         if allow_expunge:

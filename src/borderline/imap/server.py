@@ -1,11 +1,12 @@
-"""One region's IMAP listeners (plain with STARTTLS, and implicit TLS), login throttling,
-and the change notices that wake IDLE sessions."""
+"""One region's IMAP listeners (plain with STARTTLS, and implicit TLS), the threads that do
+its store calls and message parsing, and the change notices between its sessions."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from borderline.cloud import Region
@@ -15,6 +16,12 @@ from borderline.imap.session import LINE_LIMIT, Session
 log = logging.getLogger(__name__)
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+# A store call that takes longer is answered NO [UNAVAILABLE] (SQLite waits 30 s for a lock).
+STORE_TIMEOUT = 20.0
+# Store calls of all sessions at once; calls that hang hold a thread until the store answers.
+STORE_THREADS = 32
+# Parsing and rendering of messages at once (the GIL shares them, the loop stays responsive).
+WORK_THREADS = 4
 
 
 class RegionImap:
@@ -26,6 +33,10 @@ class RegionImap:
         self.tls: ssl.SSLContext | None = region.tls
         self.throttle = region.logins
         self.max_connections_per_ip = 100
+        self.store_timeout = STORE_TIMEOUT
+        self.store_threads = ThreadPoolExecutor(STORE_THREADS, f"imap-{region.id}-store")
+        self.work_threads = ThreadPoolExecutor(WORK_THREADS, f"imap-{region.id}-work")
+        self._mailbox_epochs: dict[str, int] = {}
         self._per_ip: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,6 +95,9 @@ class RegionImap:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        # Calls still running (one may hang on the store) finish on their own threads.
+        self.store_threads.shutdown(wait=False, cancel_futures=True)
+        self.work_threads.shutdown(wait=False, cancel_futures=True)
 
     def referral(self, address: str, home: str) -> str:
         """RFC 2221 LOGIN-REFERRALS response text pointing at the home region's listener."""
@@ -105,6 +119,17 @@ class RegionImap:
         return self._flag_locks.setdefault(mailbox_id, asyncio.Lock())
 
     # change notices between sessions of this region
+
+    def mailboxes_changed(self, account: str, deleted: int | None = None) -> None:
+        """One of the account's mailboxes was deleted or renamed: each of its sessions with a
+        mailbox selected checks with the store, before its next command, that the mailbox is
+        still there (Session.check_selected), and an IDLE on a deleted one wakes up for it."""
+        self._mailbox_epochs[account] = self.mailbox_epoch(account) + 1
+        if deleted is not None:
+            self.changed(deleted)
+
+    def mailbox_epoch(self, account: str) -> int:
+        return self._mailbox_epochs.get(account, 0)
 
     def watch(self, session: Session, mailbox_id: int) -> None:
         self._watching.setdefault(mailbox_id, set()).add(session)

@@ -5,16 +5,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
+import concurrent.futures
+import contextlib
+import functools
 import logging
 import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from borderline.imap.fetch import Contents, FetchItem, fetch_response, parse_items
+from borderline.imap.fetch import (
+    Contents,
+    FetchItem,
+    Vanished,
+    fetch_response,
+    parse_items,
+    read_blobs,
+)
 from borderline.imap.mime import Part
 from borderline.imap.protocol import (
     Args,
@@ -33,10 +42,10 @@ from borderline.imap.protocol import (
     tokenize,
     uid_set_text,
 )
-from borderline.imap.search import BadCharset, Candidate, parse_search
-from borderline.imap.selected import Selected
+from borderline.imap.search import BadCharset, Candidate, Predicate, parse_search
+from borderline.imap.selected import Changes, Selected
 from borderline.store import MailboxInfo, MailboxNotFound, MessageInfo, StoreError
-from borderline.vault import Justification, KeyReleaseDenied
+from borderline.vault import AccessLogUnavailable, Justification, KeyReleaseDenied
 
 if TYPE_CHECKING:
     from borderline.imap.server import RegionImap
@@ -50,9 +59,15 @@ PREAUTH_TIMEOUT = 120.0
 AUTOLOGOUT = 30 * 60.0
 IDLE_POLL = 1.0
 MAX_BAD_COMMANDS = 20
+MAX_MAILBOX_NAME = 1024
+# FETCH and SEARCH read and decrypt messages in batches of this many, or this many octets.
+BATCH_MESSAGES = 64
+BATCH_OCTETS = 8 * 1024 * 1024
 SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
 TAG = re.compile(rb"^[\x21\x23\x24\x26\x27\x2c-\x5a\x5e-\x7a\x7c\x7e]+$")
 NOT_AUTH, AUTH, SELECTED = "not authenticated", "authenticated", "selected"
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Reply(Exception):
@@ -66,6 +81,10 @@ class Reply(Exception):
 
 def no(text: str) -> Reply:
     return Reply("NO", text)
+
+
+class SelectionGone(Exception):
+    """The selected mailbox was deleted by another session: the session ends with BYE."""
 
 
 class Session:
@@ -92,6 +111,7 @@ class Session:
         self.condstore = False
         self.closing = False
         self.bad_commands = 0
+        self._stuck: concurrent.futures.Future[Any] | None = None
         self._out: list[bytes] = []
         self._out_size = 0
         self._handlers: dict[str, tuple[Callable[[str, Args], Awaitable[str]], str]] = {
@@ -202,27 +222,32 @@ class Session:
             raise asyncio.LimitOverrunError(str(exc), 0) from exc
 
     async def read_command(self) -> bytes | None:
-        """A whole command with its literals inline, or None when it was refused for size."""
+        """A whole command with its literals inline, or None when it was refused for size.
+        Its lines together are bounded like one line, its literals by the literal limit."""
         parts = [await self.readline()]
-        total = 0
+        literals = 0
+        lines = len(parts[0])
         while True:
             announced = literal_announced(parts[-1])
             if announced is None:
                 return b"".join(parts)
             size, nonsync = announced
             words = parts[0].split(b" ", 2)
-            tag = words[0].decode("ascii", "replace")
+            tag = words[0].decode("ascii") if TAG.match(words[0]) else "*"
             is_append = self.state != NOT_AUTH and len(words) > 1 and words[1].upper() == b"APPEND"
             limit = self.server.max_message_size if is_append else OTHER_LITERAL_LIMIT
-            total += size
-            if total > limit:
+            literals += size
+            if literals > limit or lines > LINE_LIMIT:
                 if nonsync:
                     await self._discard(size)
-                what = "message" if is_append else "literal"
-                self.emit(
-                    f"{tag} {'NO [TOOBIG]' if is_append else 'BAD'} {what} of {total} octets is"
-                    f" over the limit of {limit} octets".encode()
-                )
+                if lines > LINE_LIMIT:
+                    self.emit(f"{tag} BAD command of over {LINE_LIMIT} octets of syntax".encode())
+                else:
+                    what = "message" if is_append else "literal"
+                    self.emit(
+                        f"{tag} {'NO [TOOBIG]' if is_append else 'BAD'} {what} of {literals}"
+                        f" octets is over the limit of {limit} octets".encode()
+                    )
                 await self.flush()
                 return None
             if not nonsync:
@@ -230,18 +255,20 @@ class Session:
                 await self.flush()
             parts.append(await self.reader.readexactly(size))
             parts.append(await self.readline())
+            lines += len(parts[-1])
 
     async def _discard(self, size: int) -> None:
         """Swallow a refused non-synchronizing literal and the rest of its command."""
-        while size:
-            chunk = await self.reader.read(min(size, 1 << 20))
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", size)
-            size -= len(chunk)
-        line = await self.readline()
-        announced = literal_announced(line)
-        if announced is not None and announced[1]:
-            await self._discard(announced[0])
+        while True:
+            while size:
+                chunk = await self.reader.read(min(size, 1 << 20))
+                if not chunk:
+                    raise asyncio.IncompleteReadError(b"", size)
+                size -= len(chunk)
+            announced = literal_announced(await self.readline())
+            if announced is None or not announced[1]:
+                return
+            size = announced[0]
 
     async def execute(self, command: bytes) -> None:
         tag_bytes, _, rest = command.partition(b" ")
@@ -266,8 +293,15 @@ class Session:
                 raise ParseError(f"{name} needs a selected mailbox: SELECT one first")
             if name in ("LOGIN", "AUTHENTICATE", "STARTTLS") and self.state != NOT_AUTH:
                 raise ParseError(f"{name}: already authenticated")
+            if self.selected is not None and name != "LOGOUT":
+                await self.check_selected()
             status = "OK " + await handler(tag, Args(tokens[1:], name))
             self.bad_commands = 0
+        except SelectionGone:
+            self.emit(b"* BYE Selected mailbox was deleted, have to disconnect")
+            self.closing = True
+            await self.flush()
+            return
         except Reply as reply:
             status = f"{reply.status} {reply.text}"
             if reply.status == "BAD":
@@ -275,15 +309,18 @@ class Session:
         except ParseError as exc:
             status = f"BAD {exc}"
             self.bad_commands += 1
-        except (KeyReleaseDenied, StoreError) as exc:
+        except KeyReleaseDenied as exc:
             status = f"NO {exc}"
+        except MailboxNotFound as exc:  # deleted by another session in the meantime
+            status = f"NO [NONEXISTENT] {exc}"
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             raise
         except Exception:
             log.exception("imap %s: %s failed", self.region.id, name or "command")
             status = "NO [SERVERBUG] internal error; the command was not completed"
         if self.selected is not None and name not in ("LOGOUT", "IDLE"):
-            self._sync(allow_expunge=name not in ("FETCH", "STORE", "SEARCH", "COPY"))
+            with contextlib.suppress(Reply):  # store unavailable: updates come later
+                await self._sync(allow_expunge=name not in ("FETCH", "STORE", "SEARCH", "COPY"))
         self.emit(f"{tag} {status}".encode("utf-8", "replace"))
         await self.flush()
         if self.closing:
@@ -291,21 +328,67 @@ class Session:
         if name == "STARTTLS" and status.startswith("OK"):
             await self._start_tls()
 
-    def _sync(self, allow_expunge: bool) -> None:
-        assert self.selected is not None
-        for line in self.selected.sync(allow_expunge, self.condstore):
-            self.emit(line)
+    async def _sync(self, allow_expunge: bool) -> None:
+        selected = self.selected
+        assert selected is not None
+        changes: Changes | None = await self.stored(selected.read_changes, allow_expunge)
+        if changes is not None and self.selected is selected:
+            for line in selected.apply(changes, allow_expunge, self.condstore):
+                self.emit(line)
+
+    async def check_selected(self) -> None:
+        """Before every command while a mailbox is selected: it must still exist and be the
+        account's, or the session ends (RFC 9051 7.1.5 BYE; Dovecot does the same). Deletes
+        and renames of an account's mailboxes go through this server, which counts them per
+        account, so the store is asked again only after one of them (a rename keeps the
+        selection under its new name, RFC 2180 3.4)."""
+        selected = self.selected
+        assert selected is not None
+        epoch = self.server.mailbox_epoch(self.address)
+        if selected.epoch == epoch:
+            return
+        current = await self.stored(selected.current)
+        if self.selected is not selected:
+            return
+        if current is None:
+            self._deselect()
+            raise SelectionGone
+        selected.mailbox, selected.epoch = current, epoch
+
+    # the store and the work threads
+
+    async def stored(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A store or vault call, on the region's store threads and within its store timeout:
+        the event loop never waits on the store, and a store that fails or hangs is
+        NO [UNAVAILABLE]. The call must change nothing of the session's own state: after a
+        timeout it may still be running while the session goes on."""
+        if self._stuck is not None and not self._stuck.done():
+            raise no("[UNAVAILABLE] the mail store has not answered this session's last request")
+        future = self.server.store_threads.submit(call, *args, **kwargs)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.server.store_timeout)
+        except TimeoutError:
+            if not future.cancelled():
+                self._stuck = future
+            raise no("[UNAVAILABLE] the mail store did not answer in time; try again") from None
+        except MailboxNotFound:
+            raise
+        except (StoreError, AccessLogUnavailable) as exc:
+            raise no(f"[UNAVAILABLE] {exc}") from None
+
+    async def work(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Parsing, rendering and matching of messages, on the region's work threads, so no
+        session stalls the others; awaited to its end, so it may change session state."""
+        loop = asyncio.get_running_loop()
+        task = functools.partial(call, *args, **kwargs)
+        return await loop.run_in_executor(self.server.work_threads, task)
 
     # capabilities and greeting state
 
     def plaintext_allowed(self) -> bool:
-        """Passwords only over TLS, except from loopback (local clients and tests)."""
-        if self.tls:
-            return True
-        try:
-            return ipaddress.ip_address(self.ip).is_loopback
-        except ValueError:
-            return False
+        """Passwords only over TLS, unless the operator allowed cleartext logins: a peer's
+        address proves nothing (a local TLS proxy makes every client look local)."""
+        return self.tls or self.server.config.cloud.allow_cleartext_login
 
     def capabilities(self) -> str:
         caps = [
@@ -428,13 +511,13 @@ class Session:
     async def content(self) -> Contents:
         """The session's first content read releases the account key, logged first."""
         if self.contents is None:
-            key = await asyncio.to_thread(
+            key = await self.stored(
                 self.region.vault.release,
                 self.address,
                 Justification.CUSTOMER_INITIATED_ACCESS,
                 f"imap:{self.address}@{self.ip}",
             )
-            self.contents = Contents(self.store, key)
+            self.contents = Contents(key)
         return self.contents
 
     # authenticated state
@@ -468,13 +551,23 @@ class Session:
             raise no(f"[CANNOT] {name!r} is not a valid mailbox name")
         return name
 
+    def new_mailbox_name(self, args: Args) -> str:
+        """A name for a mailbox about to exist (CREATE, RENAME): no control characters
+        (RFC 9051 5.1 asks for Net-Unicode, RFC 5198) and at most MAX_MAILBOX_NAME octets."""
+        name = self.mailbox_name(args)
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
+            raise no("[CANNOT] mailbox names cannot contain control characters")
+        if len(name.encode("utf-8", "surrogateescape")) > MAX_MAILBOX_NAME:
+            raise no(f"[CANNOT] mailbox names are limited to {MAX_MAILBOX_NAME} octets")
+        return name
+
     def encode_name(self, name: str) -> bytes:
         encoded = name.encode() if self.utf8 else encode_mailbox(name)
         return quoted_or_literal(encoded, self.utf8)
 
-    def mailbox(self, name: str, trycreate: bool = False) -> MailboxInfo:
+    async def mailbox(self, name: str, trycreate: bool = False) -> MailboxInfo:
         try:
-            return self.store.mailbox(self.address, name)
+            return await self.stored(self.store.mailbox, self.address, name)
         except MailboxNotFound:
             code = "TRYCREATE" if trycreate else "NONEXISTENT"
             raise no(f"[{code}] no mailbox {name!r}") from None
@@ -491,17 +584,17 @@ class Session:
                 raise ParseError("LIST: expected RETURN")
             returns = {as_text(t, "LIST: bad option").upper() for t in args.list("options")}
         args.end()
-        self._list("LIST", reference, patterns, selection, returns)
+        await self._list("LIST", reference, patterns, selection, returns)
         return "LIST completed"
 
     async def cmd_lsub(self, tag: str, args: Args) -> str:
         reference = args.astring("reference name")
         pattern = args.astring("pattern")
         args.end()
-        self._list("LSUB", reference, [pattern], {"SUBSCRIBED"}, set())
+        await self._list("LSUB", reference, [pattern], {"SUBSCRIBED"}, set())
         return "LSUB completed"
 
-    def _list(
+    async def _list(
         self, kind: str, reference: str, patterns: list[str], selection: set[str], returns: set[str]
     ) -> None:
         if patterns == [""]:
@@ -518,7 +611,7 @@ class Session:
                 ".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full
             )
             regexes.append(re.compile(f"^{body}$", re.DOTALL))
-        boxes = self.store.mailboxes(self.address)
+        boxes = await self.stored(self.store.mailboxes, self.address)
         names = {box.name for box in boxes}
         for box in boxes:
             if not any(r.match(box.name) for r in regexes):
@@ -541,7 +634,7 @@ class Session:
         name = self.mailbox_name(args)
         wanted = [as_text(t, "STATUS: bad item").upper() for t in args.list("status items")]
         args.end()
-        box = self.mailbox(name)
+        box = await self.mailbox(name)
         messages: list[MessageInfo] | None = None
         values = []
         for item in wanted:
@@ -559,7 +652,8 @@ class Session:
                 self.condstore = True
                 value = box.highestmodseq
             elif item in ("SIZE", "DELETED"):
-                messages = messages if messages is not None else self.store.messages(box.id)
+                if messages is None:
+                    messages = await self.stored(self.store.messages, box.id)
                 if item == "SIZE":
                     value = sum(m.size for m in messages)
                 else:
@@ -571,15 +665,18 @@ class Session:
         return "STATUS completed"
 
     async def cmd_create(self, tag: str, args: Args) -> str:
-        name = self.mailbox_name(args)
+        name = self.new_mailbox_name(args)
         args.end()
         if name == "INBOX":
             raise no("[ALREADYEXISTS] INBOX always exists")
-        existing = {box.name for box in self.store.mailboxes(self.address)}
+        existing = await self._names()
         if name in existing:
             raise no(f"[ALREADYEXISTS] mailbox {name!r} already exists")
-        await asyncio.to_thread(self._create_with_parents, name, existing)
+        await self.stored(self._create_with_parents, name, existing)
         return "CREATE completed"
+
+    async def _names(self) -> set[str]:
+        return {box.name for box in await self.stored(self.store.mailboxes, self.address)}
 
     def _create_with_parents(self, name: str, existing: set[str]) -> None:
         parts = name.split("/")
@@ -593,44 +690,50 @@ class Session:
         args.end()
         if name == "INBOX":
             raise no("[CANNOT] INBOX cannot be deleted")
-        box = self.mailbox(name)
-        if any(b.name.startswith(name + "/") for b in self.store.mailboxes(self.address)):
+        box = await self.mailbox(name)
+        if any(other.startswith(name + "/") for other in await self._names()):
             raise no(f"[INUSE] mailbox {name!r} has child mailboxes; delete them first")
-        await asyncio.to_thread(self.store.delete_mailbox, self.address, name)
+        try:
+            await self.stored(self.store.delete_mailbox, self.address, name)
+        finally:  # even when the store did not answer: it may have deleted it
+            self.server.mailboxes_changed(self.address, box.id)
         if self.selected is not None and self.selected.id == box.id:
-            self.selected = None
-            self.state = AUTH
-        self.server.changed(box.id)
+            self._deselect()
         return "DELETE completed"
 
     async def cmd_rename(self, tag: str, args: Args) -> str:
         old = self.mailbox_name(args)
-        new = self.mailbox_name(args)
+        new = self.new_mailbox_name(args)
         args.end()
-        existing = {box.name for box in self.store.mailboxes(self.address)}
+        existing = await self._names()
         if old not in existing:
             raise no(f"[NONEXISTENT] no mailbox {old!r}")
         if new in existing or new == "INBOX":
             raise no(f"[ALREADYEXISTS] mailbox {new!r} already exists")
+        if old != "INBOX" and new.startswith(old + "/"):  # INBOX's children stay where they are
+            raise no(f"[CANNOT] {old!r} cannot be moved into its own subtree")
         parent = new.rpartition("/")[0]
         if parent and parent not in existing:
-            await asyncio.to_thread(self._create_with_parents, parent, existing)
+            await self.stored(self._create_with_parents, parent, existing)
         if old == "INBOX":
-            async with self.server.flag_lock(self.mailbox("INBOX").id):
-                await asyncio.to_thread(self._rename_inbox, new)
+            inbox = await self.mailbox("INBOX")
+            async with self.server.flag_lock(inbox.id):
+                await self.stored(self._rename_inbox, inbox, new)
+            self.server.changed(inbox.id)
         else:
-            await asyncio.to_thread(self.store.rename_mailbox, self.address, old, new)
+            try:
+                await self.stored(self.store.rename_mailbox, self.address, old, new)
+            finally:
+                self.server.mailboxes_changed(self.address)
         return "RENAME completed"
 
-    def _rename_inbox(self, new: str) -> None:
+    def _rename_inbox(self, inbox: MailboxInfo, new: str) -> None:
         """RFC 3501 6.3.5: renaming INBOX moves its messages and leaves INBOX empty."""
-        inbox = self.store.mailbox(self.address, "INBOX")
         target = self.store.create_mailbox(self.address, new)
         uids = [m.uid for m in self.store.messages(inbox.id)]
         self.store.copy(inbox.id, uids, target.id)
         self.store.set_flags(inbox.id, uids, frozenset({"\\Deleted"}), "add")
         self.store.expunge(inbox.id, uids)
-        self.server.changed(inbox.id)
 
     async def cmd_subscribe(self, tag: str, args: Args) -> str:
         return await self._subscribe(args, True)
@@ -642,7 +745,7 @@ class Session:
         name = self.mailbox_name(args)
         args.end()
         try:
-            await asyncio.to_thread(self.store.set_subscribed, self.address, name, subscribed)
+            await self.stored(self.store.set_subscribed, self.address, name, subscribed)
         except MailboxNotFound:
             raise no(f"[NONEXISTENT] no mailbox {name!r}") from None
         return ("SUBSCRIBE" if subscribed else "UNSUBSCRIBE") + " completed"
@@ -665,8 +768,9 @@ class Session:
             self.selected = None
             self.state = AUTH
             self.emit(b"* OK [CLOSED] previous mailbox closed")
-        box = self.mailbox(name)
-        selected = Selected(self.store, box, readonly)
+        epoch = self.server.mailbox_epoch(self.address)  # before: a delete meanwhile counts
+        box = await self.mailbox(name)
+        selected = await self.stored(Selected, self.store, box, readonly, epoch)
         self.emit(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
         permanent = "" if readonly else "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
         self.emit(f"* OK [PERMANENTFLAGS ({permanent})] flags permitted".encode())
@@ -705,7 +809,7 @@ class Session:
         args.end()
         if not content:
             raise no("APPEND: empty message")
-        box = self.mailbox(name, trycreate=True)
+        box = await self.mailbox(name, trycreate=True)
         planner = self.region.planner
 
         def deliver() -> int:
@@ -714,7 +818,7 @@ class Session:
             )
             return self.store.deliver([delivery])[0][1]
 
-        uid = await asyncio.to_thread(deliver)
+        uid = await self.stored(deliver)
         self.server.changed(box.id)
         return f"[APPENDUID {box.uidvalidity} {uid}] APPEND completed"
 
@@ -749,7 +853,9 @@ class Session:
                     self.closing = True
                     return "IDLE terminated by autologout"
                 if self.selected is not None:
-                    self._sync(allow_expunge=True)
+                    await self.check_selected()
+                    with contextlib.suppress(Reply):  # the store is unavailable: next poll
+                        await self._sync(allow_expunge=True)
                     await self.flush()
                 wake = self.server.wake_event(self)
                 waiter = asyncio.ensure_future(wake.wait())
@@ -779,7 +885,7 @@ class Session:
         args.end()
         selected = self._require_selected()
         if not selected.readonly:
-            await asyncio.to_thread(self.store.expunge, selected.id)
+            await self.stored(self.store.expunge, selected.id)
             self.server.changed(selected.id)
         self._deselect()
         return "CLOSE completed"
@@ -807,7 +913,7 @@ class Session:
         if sub not in handlers:
             raise ParseError(f"UID {sub}: not a UID command")
         args.what = f"UID {sub}"
-        self._sync(allow_expunge=True)  # so the responses use current sequence numbers
+        await self._sync(allow_expunge=True)  # so the responses use current sequence numbers
         text = await handlers[sub](args, True)
         if text.startswith("["):  # a response code stays first: "[COPYUID ...] UID COPY ..."
             code, _, rest = text.partition("] ")
@@ -817,7 +923,7 @@ class Session:
     async def cmd_expunge(self, tag: str, args: Args) -> str:
         args.end()
         selected = self._require_writable()
-        removed = await asyncio.to_thread(self.store.expunge, selected.id)
+        removed = await self.stored(self.store.expunge, selected.id)
         self._removed(selected, removed)
         return "EXPUNGE completed"
 
@@ -826,7 +932,7 @@ class Session:
         args.end()
         selected = self._require_writable()
         uids = [m.uid for _, m in selected.resolve(numbers, by_uid=True)]
-        removed = await asyncio.to_thread(self.store.expunge, selected.id, uids) if uids else []
+        removed = await self.stored(self.store.expunge, selected.id, uids) if uids else []
         self._removed(selected, removed)
         return "EXPUNGE completed"
 
@@ -866,11 +972,20 @@ class Session:
         ):
             items.append(FetchItem("MODSEQ"))  # RFC 7162 3.1.4.1, 3.2
         missing = 0
-        for seq, info in messages:
-            try:
-                self.emit_chunks(fetch_response(seq, info, items, contents))
-            except StoreError:
-                missing += 1  # expunged by another session, not yet announced here
+        for batch in _batches(messages):
+            responses: list[list[bytes] | None]
+            if contents is None:
+                responses = [fetch_response(seq, info, items, None, {}) for seq, info in batch]
+            else:
+                contents.trim(len(batch))
+                wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
+                blobs = await self.stored(read_blobs, self.store, wanted) if wanted else {}
+                responses = await self.work(contents.responses, batch, items, blobs)
+            for chunks in responses:
+                if chunks is None:
+                    missing += 1  # expunged by another session, not yet announced here
+                else:
+                    self.emit_chunks(chunks)
             await self.flush_if_full()
         if missing:
             raise no(f"{missing} of the messages were expunged meanwhile")
@@ -878,7 +993,7 @@ class Session:
 
     async def _set_seen(self, selected: Selected, uids: list[int], items: list[FetchItem]) -> None:
         async with self.server.flag_lock(selected.id):
-            changed = await asyncio.to_thread(
+            changed = await self.stored(
                 self.store.set_flags, selected.id, uids, frozenset({"\\Seen"}), "add"
             )
         selected.update(changed)
@@ -910,12 +1025,13 @@ class Session:
             if unchanged_since is not None:
                 # Checked against the store, not this session's view, under the lock every
                 # flag writer of this mailbox takes: no write can slip in between.
-                current = {m.uid: m.modseq for m in self.store.messages(selected.id)}
+                stored = await self.stored(self.store.messages, selected.id)
+                current = {m.uid: m.modseq for m in stored}
                 late = {m.uid for _, m in messages if current.get(m.uid, 0) > unchanged_since}
                 modified = [m.uid if by_uid else seq for seq, m in messages if m.uid in late]
                 messages = [(seq, m) for seq, m in messages if m.uid not in late]
             uids = [m.uid for _, m in messages]
-            changed = await asyncio.to_thread(self.store.set_flags, selected.id, uids, flags, mode)
+            changed = await self.stored(self.store.set_flags, selected.id, uids, flags, mode)
         selected.update(changed)
         if changed:
             self.server.changed(selected.id)
@@ -960,12 +1076,12 @@ class Session:
     async def _copy_messages(self, args: Args, by_uid: bool) -> str:
         selected = self._require_selected()
         numbers = SequenceSet.parse(args.atom("sequence set"))
-        dest = self.mailbox(self.mailbox_name(args), trycreate=True)
+        dest = await self.mailbox(self.mailbox_name(args), trycreate=True)
         args.end()
         uids = [m.uid for _, m in selected.resolve(numbers, by_uid)]
         if not uids:
             return ""
-        mapping = await asyncio.to_thread(self.store.copy, selected.id, uids, dest.id)
+        mapping = await self.stored(self.store.copy, selected.id, uids, dest.id)
         self.server.changed(dest.id)
         if not mapping:
             return ""
@@ -989,7 +1105,7 @@ class Session:
             self.emit(f"* OK {code.strip()}".encode())
         if uids:
             async with self.server.flag_lock(selected.id):
-                removed = await asyncio.to_thread(self._expunge_uids, selected.id, uids)
+                removed = await self.stored(self._expunge_uids, selected.id, uids)
             self._removed(selected, removed)
         return "MOVE completed"
 
@@ -1008,28 +1124,21 @@ class Session:
             parsed = parse_search(args.tokens[args.pos :])
         except BadCharset as exc:
             raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {exc} is not supported") from None
-        predicate = parsed.predicate
         contents = await self.content() if parsed.needs_content else None
         self.condstore |= parsed.uses_modseq
-        hits = []
-        highest = 0
-        for index, uid in enumerate(selected.uids):
-            info = selected.info[uid]
-            candidate = Candidate(
-                seq=index + 1,
-                info=info,
-                largest_seq=selected.exists,
-                largest_uid=selected.largest_uid,
-                part=_part_getter(contents, info),
-            )
-            try:
-                if predicate(candidate):
-                    hits.append(uid if by_uid else index + 1)
-                    highest = max(highest, info.modseq)
-            except StoreError:
-                continue
-            if contents is not None and index % 64 == 63:
-                await asyncio.sleep(0)  # a text search decrypts every message: let SMTP run
+        match = functools.partial(
+            _matches, parsed.predicate, selected.exists, selected.largest_uid, contents
+        )
+        candidates = [(index + 1, selected.info[uid]) for index, uid in enumerate(selected.uids)]
+        # Messages whose answer depends on their content are read in a second round, so
+        # `UNSEEN BODY x` decrypts only the unseen ones.
+        found, undecided = await self.work(match, candidates, {})
+        for batch in _batches(undecided):
+            blobs = await self.stored(read_blobs, self.store, [i.blob_id for _, i in batch])
+            found += (await self.work(match, batch, blobs))[0]
+        found.sort(key=lambda hit: hit[0])
+        hits = [info.uid if by_uid else seq for seq, info in found]
+        highest = max((info.modseq for _, info in found), default=0)
         line = ("* SEARCH " + " ".join(map(str, hits))).rstrip()
         if parsed.uses_modseq and hits:
             line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
@@ -1037,10 +1146,51 @@ class Session:
         return "SEARCH completed"
 
 
-def _part_getter(contents: Contents | None, info: MessageInfo) -> Callable[[], Part]:
+Batch = list[tuple[int, MessageInfo]]
+
+
+def _batches(messages: Batch) -> Iterator[Batch]:
+    """(seq, message) pairs in runs of BATCH_MESSAGES, or fewer up to BATCH_OCTETS."""
+    batch: Batch = []
+    octets = 0
+    for item in messages:
+        if batch and (len(batch) >= BATCH_MESSAGES or octets + item[1].size > BATCH_OCTETS):
+            yield batch
+            batch, octets = [], 0
+        batch.append(item)
+        octets += item[1].size
+    if batch:
+        yield batch
+
+
+def _matches(
+    predicate: Predicate,
+    largest_seq: int,
+    largest_uid: int,
+    contents: Contents | None,
+    candidates: Batch,
+    blobs: Mapping[int, bytes],
+) -> tuple[Batch, Batch]:
+    """SEARCH over candidates (work thread): those that match, and those whose content was
+    needed but is not in `blobs` (nor cached)."""
+    found: Batch = []
+    undecided: Batch = []
+    for seq, info in candidates:
+        part = _part_getter(contents, info, blobs)
+        try:
+            if predicate(Candidate(seq, info, largest_seq, largest_uid, part)):
+                found.append((seq, info))
+        except Vanished:
+            undecided.append((seq, info))
+    return found, undecided
+
+
+def _part_getter(
+    contents: Contents | None, info: MessageInfo, blobs: Mapping[int, bytes]
+) -> Callable[[], Part]:
     def get() -> Part:
         assert contents is not None, "the parser asked for content, so the key was released"
-        return contents.part(info)
+        return contents.part(info, blobs)
 
     return get
 

@@ -2,11 +2,18 @@
 
 from borderline.vault.access import AccessEvent, AccessLog, Justification
 from borderline.vault.sealing import SealedMessageError, open_sealed, seal
-from borderline.vault.vault import AccessRecord, ContentKey, KeyReleaseDenied, Vault
+from borderline.vault.vault import (
+    AccessLogUnavailable,
+    AccessRecord,
+    ContentKey,
+    KeyReleaseDenied,
+    Vault,
+)
 
 __all__ = [
     "AccessEvent",
     "AccessLog",
+    "AccessLogUnavailable",
     "AccessRecord",
     "ContentKey",
     "Justification",

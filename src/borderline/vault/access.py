@@ -37,6 +37,7 @@ class AccessLog(Protocol):
     """Where access events go: the region's transparency log (borderline.tlog)."""
 
     def append(self, entry: bytes) -> int: ...
+    def close(self) -> None: ...
 
 
 def canonical_json(record: Mapping[str, Any]) -> bytes:

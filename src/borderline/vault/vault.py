@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -44,6 +45,11 @@ JOIN_PIECES_UP_TO = 1 << 20
 
 class KeyReleaseDenied(Exception):
     """The vault refused to release a key; the reason says why."""
+
+
+class AccessLogUnavailable(Exception):
+    """The access could not be logged (the log's disk is full, say), so no key was released.
+    The vault reopens the log for the next access, which recovers it once it can write."""
 
 
 def _message_aad(address: str) -> bytes:
@@ -148,6 +154,7 @@ class Vault:
         )
         self._open_log = open_log
         self._log: AccessLog | None = None
+        self._log_lock = threading.Lock()
         self._lock = threading.Lock()
         self._db = open_durable(directory / "keys.sqlite")
         with self._db:
@@ -172,10 +179,30 @@ class Vault:
 
     @property
     def access_log(self) -> AccessLog:
-        """Opened on first use: ingest-only processes encrypt but never release keys."""
-        if self._log is None:
-            self._log = self._open_log(self.signing_key)
-        return self._log
+        """Opened on first use (ingest-only processes encrypt but never release keys), and
+        again after an append failed."""
+        with self._log_lock:
+            if self._log is None:
+                self._log = self._open_log(self.signing_key)
+            return self._log
+
+    def _log_access(self, entry: bytes) -> int:
+        """Append to the access log. A log that failed to append stays failed until it is
+        reopened (tlog), so it is dropped here and the next access reopens it: a full disk
+        refuses releases while it is full, not until a restart."""
+        try:
+            log = self.access_log
+        except Exception as exc:  # reopening needs room to recover, too
+            raise AccessLogUnavailable(f"the access log cannot be opened: {exc}") from exc
+        try:
+            return log.append(entry)
+        except Exception as exc:
+            with self._log_lock:
+                if self._log is log:
+                    self._log = None
+                    with contextlib.suppress(Exception):
+                        log.close()
+            raise AccessLogUnavailable(f"the access could not be logged: {exc}") from exc
 
     @property
     def sealing_public_key(self) -> bytes:
@@ -291,7 +318,7 @@ class Vault:
         index = (
             self._append_sealed(public, sealed_until)
             if sealed_until is not None
-            else self.access_log.append(public)
+            else self._log_access(public)
         )
         return ContentKey(address, AESGCM(data_key), index)
 
@@ -341,9 +368,7 @@ class Vault:
         """Log a seal over the entry now; the entry itself is revealed when the order lapses."""
         salt = secrets.token_bytes(32)
         with self._lock:
-            index = self.access_log.append(
-                sealed_entry(self.region_id, seal_commitment(salt, public))
-            )
+            index = self._log_access(sealed_entry(self.region_id, seal_commitment(salt, public)))
             with self._db:
                 self._db.execute(
                     "INSERT INTO sealed_events (log_index, salt, event, until) VALUES (?,?,?,?)",
@@ -365,7 +390,7 @@ class Vault:
                 entry = reveal_entry(log_index, bytes(salt), bytes(body))
             else:
                 entry = reveal_entry(log_index, None, self._reopen_format1(log_index, salt, body))
-            entry_index = self.access_log.append(entry)
+            entry_index = self._log_access(entry)
             with self._lock, self._db:
                 self._db.execute(
                     "UPDATE sealed_events SET revealed_at = ? WHERE log_index = ?",
