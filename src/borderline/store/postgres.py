@@ -701,6 +701,15 @@ class PostgresMailStore:
             if cursor.rowcount != 1:
                 raise StoreError(f"no live hold {hold_id} that ends before {until}")
 
+    def release_hold(self, hold_id: int) -> None:
+        with self._transaction() as db:
+            now = time.time()
+            cursor = db.execute(
+                "UPDATE holds SET until = %s WHERE id = %s AND until > %s", (now, hold_id, now)
+            )
+            if cursor.rowcount != 1:
+                raise StoreError(f"no live hold {hold_id}")
+
     def holds(self, now: float | None = None) -> list[Hold]:
         rows = self._rows(
             "SELECT id, account, reference, until FROM holds WHERE until > %s ORDER BY id",

@@ -604,6 +604,15 @@ class SqliteMailStore:
             if cursor.rowcount != 1:
                 raise StoreError(f"no live hold {hold_id} that ends before {until}")
 
+    def release_hold(self, hold_id: int) -> None:
+        with self._transaction() as db:
+            now = time.time()
+            cursor = db.execute(
+                "UPDATE holds SET until = ? WHERE id = ? AND until > ?", (now, hold_id, now)
+            )
+            if cursor.rowcount != 1:
+                raise StoreError(f"no live hold {hold_id}")
+
     def holds(self, now: float | None = None) -> list[Hold]:
         rows = (
             self._reader()
