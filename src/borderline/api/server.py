@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import uvicorn
+from fastapi import FastAPI
 
 from borderline.api.app import PublishedLog, create_app
 from borderline.api.witness import load_witness
@@ -48,9 +49,15 @@ class ApiServer:
     seals revealed, a fresh checkpoint), so what it serves trails the log by at most that."""
 
     def __init__(
-        self, cloud: Cloud, listen: Listen | None = None, checkpoint_interval: float = 1.0
+        self,
+        cloud: Cloud,
+        listen: Listen | None = None,
+        checkpoint_interval: float = 1.0,
+        mounts: Sequence[Callable[[FastAPI], None]] = (),
     ) -> None:
         self.cloud = cloud
+        # More routes beside the public log (the legal desk, its console), from the runtime.
+        self.mounts = mounts
         self.listen = listen or cloud.config.api.listen
         self.checkpoint_interval = checkpoint_interval
         self._server: _EmbeddedServer | None = None
@@ -61,6 +68,8 @@ class ApiServer:
     async def start(self) -> None:
         await self.publish()
         app = create_app(published_logs(self.cloud))
+        for mount in self.mounts:
+            mount(app)
         family = socket.AF_INET6 if ":" in self.listen.host else socket.AF_INET
         # Bound here, not by uvicorn, so a port in use fails start() with a clear OSError.
         sock = socket.create_server((self.listen.host, self.listen.port), family=family)
