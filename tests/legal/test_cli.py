@@ -50,14 +50,22 @@ def add_staff(cwd: Path, name: str, roles: str, region: str) -> str:
     return ok(cwd, "staff", "token", str(added["id"]), "--code", code).strip()
 
 
-def cloud_with_staff(cwd: Path) -> tuple[str, str]:
+def cloud_with_staff(cwd: Path, people: int = 2) -> list[str]:
+    """A cloud with Alice (whom the example orders name) and the tokens of the Irish
+    custodian's reviewers: Ada (intake, legal) and Ben (security)."""
     ok(cwd, "init")
-    for address, region in (("alice@example.test", "eu-dublin"), ("bob@example.test", "us-east")):
-        ok(cwd, "account", "add", address, "--region", region, "--password", "long enough")
-    return (
-        add_staff(cwd, "Ada", "intake,legal-reviewer", "eu-dublin"),
-        add_staff(cwd, "Ben", "security-reviewer", "eu-dublin"),
+    ok(
+        cwd,
+        "account",
+        "add",
+        "alice@example.test",
+        "--region",
+        "eu-dublin",
+        "--password",
+        "long enough",
     )
+    reviewers = (("Ada", "intake,legal-reviewer"), ("Ben", "security-reviewer"))
+    return [add_staff(cwd, name, roles, "eu-dublin") for name, roles in reviewers[:people]]
 
 
 def test_request_round_trip(tmp_path: Path) -> None:
@@ -181,7 +189,7 @@ def test_commands_reach_the_running_server(tmp_path: Path) -> None:
 def test_untrusted_text_is_printed_not_interpreted(tmp_path: Path) -> None:
     """An authority writes the reference and staff write reasons: rich markup in them
     (a stray closing tag crashed every later listing; a link tag was rendered) prints as is."""
-    ada, _ = cloud_with_staff(tmp_path)
+    (ada,) = cloud_with_staff(tmp_path, people=1)
     order = tmp_path / "order.toml"
     order.write_text(
         MLAT_ORDER.read_text().replace('reference = "', 'reference = "[/] [bold]x[/bold] ', 1)
