@@ -363,7 +363,8 @@ class StaffRoster:
         self.data_dir = data_dir
         self.key_regions = dict(key_regions)
         self.cost = cost or PasswordCost()
-        self._lock = threading.Lock()
+        # Reentrant: a new account's secrets are written inside the profile's transaction.
+        self._lock = threading.RLock()
         self._db = open_durable(data_dir / "staff.sqlite")
         with self._db:
             self._db.executescript(SCHEMA)
@@ -525,7 +526,7 @@ class StaffRoster:
         verifier, unlock = _derive(password, salt, self.cost)
         payload = key.private_bytes_raw() + totp.encode()
         wrapped = _seal(unlock, payload, _aad(region, staff_id))
-        with self._vault(region) as vault:
+        with self._lock, self._vault(region) as vault:
             vault.execute(
                 "INSERT INTO secrets (staff_id, cost, salt, verifier, wrapped)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (staff_id) DO UPDATE SET"
@@ -545,7 +546,7 @@ class StaffRoster:
                 " AND disabled_at IS NULL",
                 (_now(), by, staff_id),
             )
-        with self._vault(member.key_region) as vault:
+        with self._lock, self._vault(member.key_region) as vault:
             vault.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE staff_id = ? AND revoked_at IS NULL",
                 (_now(), staff_id),
@@ -574,7 +575,7 @@ class StaffRoster:
                 (staff_id, public, _now()),
             )
         totp = self._store_secrets(member.key_region, staff_id, new_password, key, None)
-        with self._vault(member.key_region) as vault:
+        with self._lock, self._vault(member.key_region) as vault:
             vault.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE staff_id = ? AND revoked_at IS NULL",
                 (_now(), staff_id),
@@ -615,7 +616,7 @@ class StaffRoster:
         step = _totp_step(totp, code, int(row[4]))
         if step is None:
             raise AuthenticationError("wrong name, password or code")
-        with self._vault(member.key_region) as vault:
+        with self._lock, self._vault(member.key_region) as vault:
             cursor = vault.execute(
                 "UPDATE secrets SET last_totp_step = ? WHERE staff_id = ? AND last_totp_step < ?",
                 (step, member.id, step),
@@ -635,7 +636,7 @@ class StaffRoster:
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         wrapped = _seal(_token_key(secret), signer._key.private_bytes_raw(), _aad_of(member))
-        with self._vault(member.key_region) as vault:
+        with self._lock, self._vault(member.key_region) as vault:
             vault.execute(
                 "INSERT INTO tokens (id, staff_id, digest, wrapped, label, created_at, expires)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
