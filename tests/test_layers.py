@@ -25,6 +25,7 @@ CORE = {
     "mailauth",
     "report",
     "residency",
+    "staff",
     "store",
     "throttle",
     "tlog",

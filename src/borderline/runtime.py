@@ -12,11 +12,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from fastapi import FastAPI
+
 from borderline.api import ApiServer, WitnessServer
+from borderline.api.legal import legal_router
 from borderline.cloud import Cloud
 from borderline.config import ConfigError, Listen, load_config
+from borderline.console import mount_console
 from borderline.imap import RegionImap
+from borderline.legal import LegalDesk
+from borderline.legal.office import LegalOffice
 from borderline.smtp.server import RegionSmtp
+from borderline.staff import StaffRoster
 from borderline.tlog import Witness
 
 log = logging.getLogger(__name__)
@@ -50,7 +57,12 @@ class Runtime:
             [] if ingest_only else [RegionImap(r, cloud.config) for r in cloud.regions.values()]
         )
         api_listen = _api_listen(cloud)
-        self.api = [] if ingest_only or api_listen is None else [ApiServer(cloud, api_listen)]
+        self.api: list[ApiServer] = []
+        self.office: LegalOffice | None = None
+        if not ingest_only and api_listen is not None:
+            # The legal desk is served beside the public log, on the same listener.
+            self.office = LegalOffice(LegalDesk(cloud), StaffRoster.of(cloud.config))
+            self.api = [ApiServer(cloud, api_listen, mounts=legal_mounts(self.office))]
 
     @property
     def services(self) -> list[Service]:
@@ -77,6 +89,9 @@ class Runtime:
     async def stop(self) -> None:
         for service in reversed(self.services):
             await service.stop()
+        if self.office is not None:
+            self.office.close()
+            self.office = None
 
     async def relays_drained(self, timeout: float = 30.0) -> bool:
         """Wait until no region has sealed mail waiting to be relayed."""
@@ -95,6 +110,15 @@ def _open_logs(cloud: Cloud) -> None:
     the server at start, not fail its first IMAP read."""
     for region in cloud.regions.values():
         region.transparency_log  # noqa: B018 - opening is the point
+
+
+def legal_mounts(office: LegalOffice) -> list[Callable[[FastAPI], None]]:
+    """The legal desk's API and its web console, on the API listener."""
+
+    def mount_api(app: FastAPI) -> None:
+        app.include_router(legal_router(office))
+
+    return [mount_api, lambda app: mount_console(app, office)]
 
 
 def _api_listen(cloud: Cloud) -> Listen | None:
@@ -118,7 +142,7 @@ def listeners(cloud: Cloud) -> list[tuple[str, str, str]]:
                 rows.append((region.id, name, str(address)))
     api = _api_listen(cloud)
     if api is not None:
-        rows.append((", ".join(cloud.regions), "log api", str(api)))
+        rows.append((", ".join(cloud.regions), "api", f"{api} (log, legal desk, console)"))
     return rows
 
 

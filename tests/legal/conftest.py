@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -13,10 +14,48 @@ import pytest
 from borderline.cloud import Cloud
 from borderline.law import LegalRequest, parse_request
 from borderline.legal import LegalDesk
+from borderline.staff import PasswordCost, Signer, StaffRoster, parse_roles, totp_code
 
 ALICE = "alice@example.test"  # homed in eu-dublin (Irish custodian)
 BOB = "bob@example.test"  # homed in us-east (US custodian)
-REVIEWERS = ("Ada Reviewer", "Ben Counsel")
+STAFF_PASSWORD = "staff password 1"
+# Real argon2id, with small parameters so that a test enrolling four people stays fast.
+FAST = PasswordCost(time_cost=1, memory_cost=8192, parallelism=1)
+
+
+def enroll(roster: StaffRoster, name: str, roles: str, region: str) -> Signer:
+    """Create a staff account and log in as the person would: password and a TOTP code."""
+    enrolled = roster.add(name, parse_roles(roles), region, STAFF_PASSWORD)
+    return roster.login(str(enrolled.member.id), STAFF_PASSWORD, totp_code(enrolled.totp_secret))
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Two reviewers at each custodian: the legal one also does intake."""
+
+    ada: Signer  # Irish custodian: intake, legal reviewer
+    ben: Signer  # Irish custodian: security reviewer
+    cy: Signer  # US custodian: intake, legal reviewer
+    dee: Signer  # US custodian: security reviewer
+
+    def of(self, custodian: str) -> tuple[Signer, Signer]:
+        return (self.ada, self.ben) if custodian == "ie-custodian" else (self.cy, self.dee)
+
+
+@pytest.fixture
+def roster(cloud: Cloud) -> Iterator[StaffRoster]:
+    roster = StaffRoster.of(cloud.config, FAST)
+    yield roster
+    roster.close()
+
+
+def enroll_staff(roster: StaffRoster) -> Staff:
+    return Staff(
+        enroll(roster, "Ada Reviewer", "intake,legal-reviewer", "eu-dublin"),
+        enroll(roster, "Ben Counsel", "security-reviewer", "eu-dublin"),
+        enroll(roster, "Cy Attorney", "intake,legal-reviewer", "us-east"),
+        enroll(roster, "Dee Guard", "security-reviewer", "us-east"),
+    )
 
 
 def request(
@@ -69,3 +108,8 @@ def deliver(cloud: Cloud, address: str, subject: str, when: str) -> bytes:
 def desk(cloud: Cloud) -> Iterator[LegalDesk]:
     with LegalDesk(cloud) as desk:
         yield desk
+
+
+@pytest.fixture
+def staff(roster: StaffRoster) -> Staff:
+    return enroll_staff(roster)

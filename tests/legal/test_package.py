@@ -15,18 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from borderline.cloud import Cloud
 from borderline.legal import LegalDesk, LegalError, PackageWriter, verify_package
+from borderline.tlog import TransparencyLog
 
-from .conftest import ALICE, BOB, REVIEWERS, deliver, request
+from .conftest import ALICE, BOB, Staff, deliver, request
 
 
-def _approved(desk: LegalDesk, **kwargs: Any) -> int:
-    record = desk.submit(request(**kwargs))
-    desk.approve(record.id, REVIEWERS[0])
-    desk.approve(record.id, REVIEWERS[1])
+def _approved(desk: LegalDesk, staff: Staff, **kwargs: Any) -> int:
+    wanted = request(**kwargs)
+    legal, security = staff.of(wanted.instrument.served_on)
+    record = desk.submit(wanted, legal)
+    desk.approve(record.id, legal)
+    desk.approve(record.id, security)
     return record.id
+
+
+def _kinds(log: TransparencyLog) -> list[str]:
+    return [json.loads(log.entry(i))["type"] for i in range(log.size)]
 
 
 @pytest.fixture
@@ -40,11 +48,11 @@ def mail(cloud: Cloud) -> list[bytes]:
 
 
 def test_package_contents_and_logged_release(
-    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
 ) -> None:
-    request_id = _approved(desk)
+    request_id = _approved(desk, staff)
     log = cloud.region("eu-dublin").transparency_log
-    folders = desk.export(request_id, tmp_path / "out")
+    folders = desk.export(request_id, tmp_path / "out", staff.ada)
     assert desk.get(request_id).state == "fulfilled"
     assert list(folders) == ["eu-dublin"]
     folder = folders["eu-dublin"]
@@ -61,7 +69,11 @@ def test_package_contents_and_logged_release(
     assert subscriber["account"]["address"] == ALICE
     assert subscriber["account"]["home_region"] == "eu-dublin"
     assert manifest["custodian"]["id"] == "ie-custodian"
-    assert manifest["approved_by"] == list(REVIEWERS)
+    assert manifest["approved_by"] == ["Ada Reviewer (staff 1)", "Ben Counsel (staff 2)"]
+    assert [(a["staff_id"], a["role"]) for a in manifest["approvals"]] == [
+        (1, "legal-reviewer"),
+        (2, "security-reviewer"),
+    ]
 
     # Exactly one key release: for the content item, logged before the key left the vault.
     releases = [i["key_release"] for i in manifest["items"] if i["key_release"]]
@@ -75,7 +87,7 @@ def test_package_contents_and_logged_release(
     records = cloud.region("eu-dublin").vault.access_records(ALICE, date.today())
     [record] = [r for r in records if r.commitment == entry["commitment"]]
     assert record.opens() and record.fields["decision"] == content_item.id
-    assert record.fields["principal"] == ", ".join(REVIEWERS)
+    assert record.fields["principal"] == "legal desk (two-person approval)"  # people: signed
 
     # Residency: no byte of the content outside Alice's region but the package itself.
     data_dir = cloud.config.cloud.data_dir
@@ -90,13 +102,61 @@ def test_package_contents_and_logged_release(
     assert result.public_key == cloud.region("eu-dublin").vault.signing_public_key.hex()
     # The wrong region's key is not trusted.
     other = [cloud.directory.region_keys("us-east").signing_key]
-    assert any("not trusted" in p for p in verify_package(folder, other).problems)
+    assert any(
+        f"signed by key {result.public_key}, which is not" in p
+        for p in verify_package(folder, other).problems
+    )
+
+
+def _resign(folder: Path, manifest: dict[str, Any], key: Ed25519PrivateKey) -> None:
+    """What someone holding `key` could do: rewrite the manifest and sign it again."""
+    public = key.public_key().public_bytes_raw().hex()
+    body = json.dumps({**manifest, "public_key": public}, indent=2, sort_keys=True).encode()
+    (folder / "manifest.json").write_bytes(body)
+    (folder / "manifest.sig").write_text(key.sign(body).hex())
+    (folder / "manifest.pub").write_text(public)
+
+
+def test_resigned_package_and_forged_approvals_fail(
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
+) -> None:
+    folder = desk.export(_approved(desk, staff), tmp_path, staff.ada)["eu-dublin"]
+    trusted = [cloud.directory.region_keys("eu-dublin").signing_key]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert verify_package(folder, trusted).ok
+
+    attacker = Ed25519PrivateKey.generate()
+    _resign(folder, manifest, attacker)
+    assert verify_package(folder).ok  # self-consistent: only the trusted key tells
+    (problem,) = verify_package(folder, trusted, "eu-dublin's published key").problems
+    assert problem.startswith(
+        f"manifest.pub: signed by key {attacker.public_key().public_bytes_raw().hex()},"
+        " which is not eu-dublin's published key"
+    )
+
+    # Even the region's own key cannot make one person's approval into two.
+    region_key = cloud.region("eu-dublin").vault.signing_key
+    _resign(folder, {**manifest, "approvals": manifest["approvals"][:1]}, region_key)
+    assert any("two different people" in p for p in verify_package(folder, trusted).problems)
+    forged = [{**a, "role": "security-reviewer"} for a in manifest["approvals"][:1]]
+    _resign(folder, {**manifest, "approvals": manifest["approvals"][:1] + forged}, region_key)
+    assert any("not an approval" in p for p in verify_package(folder, trusted).problems)
+    statement = manifest["approvals"][1]["statement"].replace("req1-item3", "req1-item9")
+    altered = [manifest["approvals"][0], {**manifest["approvals"][1], "statement": statement}]
+    _resign(folder, {**manifest, "approvals": altered}, region_key)
+    assert any("does not verify" in p for p in verify_package(folder, trusted).problems)
+    _resign(folder, manifest, region_key)
+    roster_keys = {2: [], 1: []}
+    assert any(
+        "is not a key of staff" in p
+        for p in verify_package(folder, trusted, staff_keys=lambda i: roster_keys[i]).problems
+    )
 
 
 def test_tampering_is_detected(
-    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
 ) -> None:
-    folder = desk.export(_approved(desk), tmp_path)["eu-dublin"]
+    folder = desk.export(_approved(desk, staff), tmp_path, staff.ada)["eu-dublin"]
     eml = sorted((folder / ALICE / "content").glob("*.eml"))[0]
     original = eml.read_bytes()
     eml.write_bytes(original.replace(b"inside 1", b"inside X"))
@@ -120,23 +180,24 @@ def test_tampering_is_detected(
 
 
 def test_non_content_disclosure_releases_no_key(
-    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
 ) -> None:
     log = cloud.region("eu-dublin").transparency_log
-    before = log.size
-    folder = desk.export(_approved(desk, categories=("subscriber", "traffic")), tmp_path)
-    assert log.size == before
+    request_id = _approved(desk, staff, categories=("subscriber", "traffic"))
+    folder = desk.export(request_id, tmp_path, staff.ben)
+    assert _kinds(log) == ["staff-action"] * 5  # submit, decide, approve twice, export
     assert verify_package(folder["eu-dublin"]).ok
     assert not list(folder["eu-dublin"].rglob("*.eml"))
 
 
 def test_mixed_request_discloses_only_what_the_served_custodian_controls(
-    cloud: Cloud, desk: LegalDesk, tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, tmp_path: Path
 ) -> None:
     deliver(cloud, ALICE, "dublin mail", "2026-06-01T10:00:00")
     bob_mail = deliver(cloud, BOB, "us mail", "2026-06-01T10:00:00")
     request_id = _approved(
         desk,
+        staff,
         type="us_sca_warrant",
         country="US",
         served_on="us-custodian",
@@ -144,7 +205,7 @@ def test_mixed_request_discloses_only_what_the_served_custodian_controls(
         categories=("subscriber", "content"),
     )
     dublin_log = cloud.region("eu-dublin").transparency_log.size
-    folders = desk.export(request_id, tmp_path)
+    folders = desk.export(request_id, tmp_path, staff.cy)
     assert list(folders) == ["us-east"]  # Alice's Dublin mail is referred, never read
     assert cloud.region("eu-dublin").transparency_log.size == dublin_log
     emls = list(folders["us-east"].rglob("*.eml"))
@@ -155,13 +216,13 @@ def test_mixed_request_discloses_only_what_the_served_custodian_controls(
 
 
 def test_nondisclosure_order_seals_the_log_entry_and_defers_notice(
-    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
 ) -> None:
     today = date.today()
     until = today + timedelta(days=90)
-    request_id = _approved(desk, nondisclosure={"until": until.isoformat()})
+    request_id = _approved(desk, staff, nondisclosure={"until": until.isoformat()})
     log = cloud.region("eu-dublin").transparency_log
-    folder = desk.export(request_id, tmp_path)["eu-dublin"]
+    folder = desk.export(request_id, tmp_path, staff.ada)["eu-dublin"]
     manifest = json.loads((folder / "manifest.json").read_text())
     release = next(i["key_release"] for i in manifest["items"] if i["key_release"])
     assert release["sealed_until"] == until.isoformat()
@@ -169,35 +230,39 @@ def test_nondisclosure_order_seals_the_log_entry_and_defers_notice(
     # Only a salted commitment is public: no account, principal or decision until it lapses.
     assert entry["type"] == "sealed-access" and set(entry) == {"type", "v", "region", "commitment"}
 
-    desk.close(request_id, REVIEWERS[0], today=today)
+    desk.close(request_id, staff.ada, today=today)
     assert desk.due_notifications(today) == []
     assert desk.due_notifications(until - timedelta(days=1)) == []
     due = desk.due_notifications(until)
     assert [(n.account, n.due) for n in due] == [(ALICE, until)]
-    desk.mark_notified(due[0].id)
+    notice = desk.mark_notified(due[0].id, staff.ada)
+    assert notice.sent_at is not None
+    assert desk.get(request_id).history[-1].note == f"user notice {notice.id} to {ALICE} sent"
+    with pytest.raises(LegalError, match="was sent"):
+        desk.mark_notified(due[0].id, staff.ada)
     assert desk.due_notifications(until) == []
 
 
 def test_notice_due_at_close_without_nondisclosure(
-    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
 ) -> None:
-    request_id = _approved(desk)
-    desk.export(request_id, tmp_path)
+    request_id = _approved(desk, staff)
+    desk.export(request_id, tmp_path, staff.ada)
     today = date(2026, 11, 28)
-    desk.close(request_id, REVIEWERS[1], today=today)
+    desk.close(request_id, staff.ben, today=today)
     assert [(n.account, n.due) for n in desk.due_notifications(today)] == [(ALICE, today)]
 
 
 def test_existing_target_refused_before_any_release(
-    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
 ) -> None:
-    request_id = _approved(desk)
+    request_id = _approved(desk, staff)
     out = tmp_path / "out"
     (out / f"request-{request_id}-T-1-eu-dublin").mkdir(parents=True)
     log = cloud.region("eu-dublin").transparency_log
     before = log.size
     with pytest.raises(FileExistsError):
-        desk.export(request_id, out)
+        desk.export(request_id, out, staff.ada)
     assert log.size == before
     assert desk.get(request_id).state == "approved"
     assert [p.name for p in out.iterdir()] == [f"request-{request_id}-T-1-eu-dublin"]
@@ -217,43 +282,47 @@ EPOC: dict[str, Any] = {
 
 
 def test_eevidence_transfer_waits_for_the_enforcing_state(
-    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
 ) -> None:
-    request_id = _approved(desk, **EPOC)
+    request_id = _approved(desk, staff, **EPOC)
     obligation = desk.get(request_id).items[0].decision.obligations[0]
     assert obligation.policy_id == "eu.eevidence.art8_notification" and obligation.due
     log = cloud.region("eu-dublin").transparency_log
     before = log.size
     served = datetime(2026, 11, 20, tzinfo=UTC)
     with pytest.raises(LegalError, match="enforcing state may refuse"):
-        desk.export(request_id, tmp_path / "early", now=served + timedelta(days=3))
+        desk.export(request_id, tmp_path / "early", staff.ada, now=served + timedelta(days=3))
     assert log.size == before and desk.get(request_id).state == "approved"
-    desk.export(request_id, tmp_path / "confirmed", served, enforcing_state_confirmed=True)
+    desk.export(
+        request_id, tmp_path / "confirmed", staff.ada, served, enforcing_state_confirmed=True
+    )
     assert "enforcing state confirmed" in desk.get(request_id).history[-1].note
-    assert log.size == before + 1
+    assert _kinds(log)[before:] == ["access", "staff-action"]
 
-    later = _approved(desk, **{**EPOC, "reference": "T-2"})
-    assert desk.export(later, tmp_path / "later", now=obligation.due + timedelta(seconds=1))
+    later = _approved(desk, staff, **{**EPOC, "reference": "T-2"})
+    assert desk.export(
+        later, tmp_path / "later", staff.ada, now=obligation.due + timedelta(seconds=1)
+    )
 
 
 def test_emergency_epoc_is_not_held_back_by_the_notification(
-    cloud: Cloud, desk: LegalDesk, mail: list[bytes], tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, mail: list[bytes], tmp_path: Path
 ) -> None:
     """Art. 10(4): an emergency EPOC is answered within 8 hours; the enforcing state objects
     within 96 hours afterwards, so the transfer does not wait (it used to wait 10 days)."""
     danger = "an attack on a hospital is planned for tonight"
-    request_id = _approved(desk, **EPOC, emergency=True, danger=danger)
+    request_id = _approved(desk, staff, **EPOC, emergency=True, danger=danger)
     (obligation,) = desk.get(request_id).items[0].decision.obligations
     assert obligation.policy_id == "eu.eevidence.art8_emergency" and not obligation.holds_transfer
     served = datetime(2026, 11, 20, tzinfo=UTC)
-    folders = desk.export(request_id, tmp_path / "out", now=served + timedelta(hours=1))
+    folders = desk.export(request_id, tmp_path / "out", staff.ada, served + timedelta(hours=1))
     manifest = json.loads((folders["eu-dublin"] / "manifest.json").read_text())
     assert manifest["request"]["emergency"]["danger"] == danger
     assert manifest["request"]["emergency"]["voluntary"] is False
 
 
 def test_us_emergency_disclosure_is_recorded_as_one(
-    cloud: Cloud, desk: LegalDesk, tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, tmp_path: Path
 ) -> None:
     """2702(b)(8) is voluntary: the record says who decided, on what danger, and when."""
     deliver(cloud, BOB, "ransom note", "2026-06-01T10:00:00")
@@ -269,7 +338,8 @@ def test_us_emergency_disclosure_is_recorded_as_one(
             received="2026-11-20T03:00:00Z",
             emergency=True,
             danger=danger,
-        )
+        ),
+        staff.cy,
     )
     (item,) = record.items
     assert item.decision.voluntary and "disclose.compelled" not in item.decision.policy_ids
@@ -279,30 +349,33 @@ def test_us_emergency_disclosure_is_recorded_as_one(
         "decided_by": [],
         "decided_at": None,
     }
-    desk.approve(record.id, REVIEWERS[0])
-    approved = desk.approve(record.id, REVIEWERS[1])
+    desk.approve(record.id, staff.cy)
+    approved = desk.approve(record.id, staff.dee)
     emergency = approved.emergency()
-    assert emergency is not None and emergency["decided_by"] == list(REVIEWERS)
+    assert emergency is not None and emergency["decided_by"] == [
+        "Cy Attorney (staff 3)",
+        "Dee Guard (staff 4)",
+    ]
     decided = next(h for h in approved.history if h.state == "approved")
     assert emergency["decided_at"] == decided.at.isoformat()
     assert f"voluntary emergency disclosure decided on the danger stated: {danger}" in decided.note
     assert approved.to_json()["emergency"] == emergency
-    folders = desk.export(record.id, tmp_path / "out")
+    folders = desk.export(record.id, tmp_path / "out", staff.dee)
     manifest = json.loads((folders["us-east"] / "manifest.json").read_text())
     assert manifest["request"]["emergency"] == emergency
 
 
 def test_messages_after_service_are_not_produced(
-    cloud: Cloud, desk: LegalDesk, tmp_path: Path
+    cloud: Cloud, desk: LegalDesk, staff: Staff, tmp_path: Path
 ) -> None:
     """A stored-data order served on 2026-11-20 for a period to 2026-12-31 reaches only the
     mail that existed when it was served."""
     before = deliver(cloud, ALICE, "before service", "2026-11-19T10:00:00")
     deliver(cloud, ALICE, "after service", "2026-11-25T10:00:00")
-    request_id = _approved(desk, categories=("content",), scope_to="2026-12-31")
+    request_id = _approved(desk, staff, categories=("content",), scope_to="2026-12-31")
     (obligation,) = desk.get(request_id).items[0].decision.obligations
     assert obligation.policy_id == "scope.cut_at_service"
-    folders = desk.export(request_id, tmp_path / "out")
+    folders = desk.export(request_id, tmp_path / "out", staff.ada)
     emls = sorted((folders["eu-dublin"] / ALICE / "content").glob("*.eml"))
     assert [p.read_bytes() for p in emls] == [before]
 

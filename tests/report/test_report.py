@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -26,8 +27,11 @@ from borderline.report.transparency import (
     build_report,
     shown,
 )
+from borderline.staff import StaffRoster
 from borderline.vault import Justification
-from tests.legal.conftest import ALICE, BOB, REVIEWERS, deliver, request
+from tests.legal.conftest import ALICE, BOB, FAST, deliver, enroll_staff, request
+from tests.legal.test_cli import add_staff
+from tests.legal.test_cli import ok as submit_as
 from tests.report.conftest import fails, ok
 
 pytestmark = pytest.mark.one_engine(
@@ -284,15 +288,16 @@ def test_region_log_counts_from_a_real_log(cloud: Cloud) -> None:
 
 def test_legal_records_become_summaries(cloud: Cloud, tmp_path: Path) -> None:
     deliver(cloud, ALICE, "in scope", "2026-05-01T10:00:00")
-    with LegalDesk(cloud) as desk:
-        disclosed = desk.submit(request(reference="IE-1"))
-        for reviewer in REVIEWERS:
+    with LegalDesk(cloud) as desk, contextlib.closing(StaffRoster.of(cloud.config, FAST)) as roster:
+        staff = enroll_staff(roster)
+        disclosed = desk.submit(request(reference="IE-1"), staff.ada)
+        for reviewer in staff.of("ie-custodian"):
             desk.approve(disclosed.id, reviewer)
-        desk.export(disclosed.id, tmp_path / "package")
-        refused = desk.submit(request(reference="IE-2"))
-        desk.reject(refused.id, REVIEWERS[0], "overbroad")
-        desk.submit(request(reference="IE-3", accounts=("nobody@example.test",)))
-        desk.submit(request(reference="IE-4"))
+        desk.export(disclosed.id, tmp_path / "package", staff.ada)
+        refused = desk.submit(request(reference="IE-2"), staff.ada)
+        desk.reject(refused.id, staff.ada, "overbroad")
+        desk.submit(request(reference="IE-3", accounts=("nobody@example.test",)), staff.ada)
+        desk.submit(request(reference="IE-4"), staff.ada)
         wrong_custodian = desk.submit(
             request(
                 "us_sca_warrant",
@@ -300,9 +305,10 @@ def test_legal_records_become_summaries(cloud: Cloud, tmp_path: Path) -> None:
                 served_on="us-custodian",
                 reference="US-1",
                 categories=("content",),
-            )
+            ),
+            staff.cy,
         )
-        desk.reject(wrong_custodian.id, REVIEWERS[0], "no item may lawfully be disclosed")
+        desk.reject(wrong_custodian.id, staff.cy, "no item may lawfully be disclosed")
         both = desk.submit(
             request(
                 "us_sca_warrant",
@@ -311,11 +317,12 @@ def test_legal_records_become_summaries(cloud: Cloud, tmp_path: Path) -> None:
                 reference="US-2",
                 accounts=(ALICE, BOB),
                 categories=("subscriber",),
-            )
+            ),
+            staff.cy,
         )
-        for reviewer in REVIEWERS:
+        for reviewer in staff.of("us-custodian"):
             desk.approve(both.id, reviewer)
-        desk.export(both.id, tmp_path / "package-2")
+        desk.export(both.id, tmp_path / "package-2", staff.cy)
     got = {s.reference: s for s in legal_requests(cloud.config.cloud.data_dir)}
     assert got["IE-1"].outcome is OutcomeClass.CONTENT
     assert got["IE-1"].decision_ids == ("req1-item1", "req1-item2", "req1-item3")
@@ -349,7 +356,8 @@ def test_legal_records_become_summaries(cloud: Cloud, tmp_path: Path) -> None:
 def test_report_command_signs_and_verifies(root: Path) -> None:
     example = Path(__file__).parents[2] / "src/borderline/law/examples/dublin_warrant_today.toml"
     shutil.copy(example, root / "warrant.toml")
-    ok("request", "submit", "warrant.toml", cwd=root)
+    intake = add_staff(root, "Ida", "intake", "us-east")
+    submit_as(root, "request", "submit", "warrant.toml", token=intake)
     data = json.loads(
         ok("report", "--from", "2026-11-01", "--to", "2026-11-30", "--format", "json", cwd=root)
     )

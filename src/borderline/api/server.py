@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
 import uvicorn
@@ -116,10 +116,16 @@ class ApiServer(_Http):
     trails the log by at most that."""
 
     def __init__(
-        self, cloud: Cloud, listen: Listen | None = None, checkpoint_interval: float = 1.0
+        self,
+        cloud: Cloud,
+        listen: Listen | None = None,
+        checkpoint_interval: float = 1.0,
+        mounts: Sequence[Callable[[FastAPI], None]] = (),
     ) -> None:
         super().__init__(listen or cloud.config.api.listen)
         self.cloud = cloud
+        # More routes beside the public log (the legal desk, its console), from the runtime.
+        self.mounts = mounts
         self.checkpoint_interval = checkpoint_interval
         self._publisher_task: asyncio.Task[None] | None = None
         self._witnesses = {
@@ -135,7 +141,10 @@ class ApiServer(_Http):
             region = self.cloud.region(region_id)
             await asyncio.to_thread(publisher.check_start, region.transparency_log)
         await self.publish()
-        await self.start_app(create_app(published_logs(self.cloud)))
+        app = create_app(published_logs(self.cloud))
+        for mount in self.mounts:
+            mount(app)
+        await self.start_app(app)
         self._publisher_task = asyncio.create_task(self._publish_forever())
 
     async def publish(self) -> None:

@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from borderline.cli import accounts, demo, legal_cmd, log_cmd, report_cmd, witness_cmd
+from borderline.cli import (
+    accounts,
+    demo,
+    legal_cmd,
+    log_cmd,
+    report_cmd,
+    staff_cmd,
+    witness_cmd,
+)
 from borderline.cli.common import (
     DEFAULT_CONFIG,
     ConfigOption,
@@ -36,6 +44,7 @@ app.add_typer(accounts.app, name="account")
 app.add_typer(legal_cmd.request_app, name="request")
 app.add_typer(legal_cmd.hold_app, name="hold")
 app.add_typer(legal_cmd.law_app, name="law")
+app.add_typer(staff_cmd.app, name="staff")
 app.command("demo")(demo.demo)
 app.add_typer(log_cmd.app, name="log")
 app.command("access-history")(log_cmd.access_history)

@@ -222,12 +222,11 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
         console.rule("4. every read is on the log")
         for region in (eu, us):
             log = region.transparency_log
-            reasons = Counter(
-                json.loads(log.entry(i)).get("justification", "sealed") for i in range(log.size)
-            )
+            entries = [json.loads(log.entry(i)) for i in range(log.size)]
+            reasons = Counter(e.get("justification", e["type"]) for e in entries)
             summary = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
             console.print(
-                emphasis("", region.id, f" log: {log.size} access event(s) ({summary});"),
+                emphasis("", region.id, f" log: {log.size} entries ({summary});"),
                 "checkpoint:",
             )
             console.print(log.checkpoint().decode())

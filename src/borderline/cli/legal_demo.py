@@ -13,13 +13,43 @@ from pathlib import Path
 
 from borderline.cloud import Cloud
 from borderline.law import EXAMPLES, load_request
-from borderline.legal import LegalDesk, LegalError, RequestRecord, verify_package
+from borderline.legal import LegalDesk, LegalError, RequestRecord
+from borderline.legal.office import trusted_verification
+from borderline.staff import Signer, StaffError, StaffRoster, parse_roles, totp_code
 
 DUBLIN_WARRANT = EXAMPLES / "dublin_warrant_today.toml"
 MLAT_ORDER = EXAMPLES / "irish_court_order_mlat.toml"
 # The accounts the example request files name, and where the example config homes them.
 CASE_ACCOUNTS = (("alice@example.test", "eu-dublin"), ("bob@example.test", "us-east"))
-REVIEWERS = ("Dana Okafor (legal)", "Eli Brandt (security)")
+# Each custodian's own people answer the requests served on it: a legal reviewer (who also
+# does intake) and a security reviewer at each.
+STAFF = (
+    ("Dana Okafor", "intake,legal-reviewer", "us-east"),
+    ("Eli Brandt", "security-reviewer", "us-east"),
+    ("Fionnuala Byrne", "intake,legal-reviewer", "eu-dublin"),
+    ("Gus Keane", "security-reviewer", "eu-dublin"),
+)
+LOOK_ALIKE = "D\u0430na Okafor"  # with a Cyrillic a
+
+
+def _enroll(roster: StaffRoster) -> tuple[dict[str, tuple[Signer, Signer]], list[str]]:
+    """The demo's staff, each logged in with password and TOTP code as a person would."""
+    people: dict[str, list[Signer]] = {}
+    lines = []
+    for name, roles, region in STAFF:
+        password = secrets.token_urlsafe(16)
+        enrolled = roster.add(name, parse_roles(roles), region, password)
+        signer = roster.login(str(enrolled.member.id), password, totp_code(enrolled.totp_secret))
+        people.setdefault(signer.member.custodian, []).append(signer)
+        lines.append(
+            f"  staff {signer.id}: {name} ({signer.member.role_words()}) at"
+            f" {signer.member.custodian}, key held by {region}; logged in with password and code"
+        )
+    try:
+        roster.add(LOOK_ALIKE, parse_roles("legal-reviewer"), "us-east", secrets.token_urlsafe(16))
+    except StaffError as exc:
+        lines.append(f"  a second account for a look-alike name is refused: {exc}")
+    return {c: (legal, security) for c, (legal, security) in people.items()}, lines
 
 
 def _seed(cloud: Cloud) -> None:
@@ -55,8 +85,17 @@ def _decisions(record: RequestRecord) -> list[str]:
     return lines
 
 
-def _replay(cloud: Cloud, desk: LegalDesk, path: Path, out: Path) -> list[str]:
-    record = desk.submit(load_request(path), actor="demo intake")
+def _replay(
+    cloud: Cloud,
+    desk: LegalDesk,
+    people: dict[str, tuple[Signer, Signer]],
+    path: Path,
+    out: Path,
+    roster: StaffRoster,
+) -> list[str]:
+    request = load_request(path)
+    legal, security = people[request.instrument.served_on]
+    record = desk.submit(request, legal)
     ins = record.request.instrument
     lines = [
         f"request {record.id} {record.reference}: {ins.type} served on {ins.served_on}"
@@ -64,20 +103,22 @@ def _replay(cloud: Cloud, desk: LegalDesk, path: Path, out: Path) -> list[str]:
         *_decisions(record),
     ]
     if not any(i.outcome == "disclose" for i in record.items):
-        refused = desk.reject(record.id, REVIEWERS[0], "no item may lawfully be disclosed")
+        refused = desk.reject(record.id, legal, "no item may lawfully be disclosed")
         return [*lines, f"  -> {refused.state}: {refused.reject_reason}"]
-    desk.approve(record.id, REVIEWERS[0])
+    desk.approve(record.id, legal)
     try:
-        desk.approve(record.id, REVIEWERS[0].upper())
+        desk.approve(record.id, legal)
     except LegalError as exc:
         lines.append(f"  two-person rule: {exc}")
-    approved = desk.approve(record.id, REVIEWERS[1])
-    lines.append(f"  {approved.state} by {' and '.join(approved.approvers)}")
-    for region_id, folder in desk.export(record.id, out).items():
-        trusted = [cloud.directory.region_keys(region_id).signing_key]
-        check = verify_package(folder, trusted)
+    approved = desk.approve(record.id, security)
+    lines.append(f"  {approved.state} by {' and '.join(approved.approvers)}, each signed")
+    for region_id, folder in desk.export(record.id, out, security).items():
+        check = trusted_verification(folder, desk, roster)
         verdict = "verified" if check.ok else "FAILED: " + "; ".join(check.problems)
-        lines.append(f"  package {folder}: {check.files_checked} files, signature {verdict}")
+        lines.append(
+            f"  package {folder}: {check.files_checked} files, signature {verdict}"
+            " (the region's published key and both approvers' signatures)"
+        )
         log = cloud.region(region_id).transparency_log
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         for item in manifest["items"]:
@@ -89,23 +130,42 @@ def _replay(cloud: Cloud, desk: LegalDesk, path: Path, out: Path) -> list[str]:
                     f"{event['justification']}, request {event['request']},"
                     f" {item['messages']} message(s) in scope"
                 )
-    closed = desk.close(record.id, REVIEWERS[1])
+    closed = desk.close(record.id, legal)
     notices = [n for n in desk.records.notifications() if n.request_id == record.id]
     lines.append(f"  {closed.state}; user notices queued: {len(notices)}")
     return lines
 
 
+def _staff_actions(cloud: Cloud) -> list[str]:
+    """One staff action as the public log shows it: no name, only a commitment."""
+    log = cloud.region("eu-dublin").transparency_log
+    for index in reversed(range(log.size)):
+        entry = json.loads(log.entry(index))
+        if entry.get("type") == "staff-action":
+            return [
+                f"  a staff action on {log.origin} log entry {index}: {log.entry(index).decode()}"
+            ]
+    return []
+
+
 def demo_replay(cloud: Cloud, out: Path | None = None) -> list[str]:
-    """Submit the two example requests, decide, approve with two people, export signed
-    packages of what may be disclosed (to `out`, or a new temp dir) and verify them.
-    Returns the lines to print."""
+    """Create two staff accounts at each custodian, submit the two example requests, decide,
+    approve with two people (legal and security reviewer), export signed packages of what may
+    be disclosed (to `out`, or a new temp dir) and verify them. Returns the lines to print."""
     out = out or Path(tempfile.mkdtemp(prefix="borderline-disclosures-"))
     _seed(cloud)
-    with LegalDesk(cloud) as desk:
-        lines = ["Dublin warrant, served today on the US custodian:"]
-        lines += _replay(cloud, desk, DUBLIN_WARRANT, out)
-        lines.append("The MLAT route: an Irish court order served on the Irish custodian:")
-        lines += _replay(cloud, desk, MLAT_ORDER, out)
-        due = desk.due_notifications(datetime.now(UTC).date())
-        lines.append(f"user notices due today: {', '.join(n.account for n in due) or 'none'}")
+    roster = StaffRoster.of(cloud.config)
+    try:
+        people, enrolled = _enroll(roster)
+        lines = ["The legal desk's staff, two reviewers at each custodian:", *enrolled]
+        with LegalDesk(cloud) as desk:
+            lines.append("Dublin warrant, served today on the US custodian:")
+            lines += _replay(cloud, desk, people, DUBLIN_WARRANT, out, roster)
+            lines.append("The MLAT route: an Irish court order served on the Irish custodian:")
+            lines += _replay(cloud, desk, people, MLAT_ORDER, out, roster)
+            lines += _staff_actions(cloud)
+            due = desk.due_notifications(datetime.now(UTC).date())
+    finally:
+        roster.close()
+    lines.append(f"user notices due today: {', '.join(n.account for n in due) or 'none'}")
     return lines

@@ -1,5 +1,6 @@
 """Legal requests: records, decisions, two-person review, holds, disclosure, notification."""
 
+from borderline.legal.actions import ActionKind, StaffAction, StaffActionLog
 from borderline.legal.desk import LegalDesk, refusal_note
 from borderline.legal.package import PackageWriter, Verification, verify_package
 from borderline.legal.records import (
@@ -8,8 +9,10 @@ from borderline.legal.records import (
     ItemRecord,
     LegalError,
     LegalRecords,
+    NotFoundError,
     Notification,
     RequestRecord,
+    SignedAction,
     State,
     TransitionError,
     decision_id,
@@ -17,14 +20,19 @@ from borderline.legal.records import (
 
 __all__ = [
     "TRANSITIONS",
+    "ActionKind",
     "HistoryEntry",
     "ItemRecord",
     "LegalDesk",
     "LegalError",
     "LegalRecords",
+    "NotFoundError",
     "Notification",
     "PackageWriter",
     "RequestRecord",
+    "SignedAction",
+    "StaffAction",
+    "StaffActionLog",
     "State",
     "TransitionError",
     "Verification",

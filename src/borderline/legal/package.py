@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from borderline.staff import REVIEWER_ROLES, verify_signature
 
 FORMAT = "borderline-disclosure-v1"
 MANIFEST = "manifest.json"
@@ -114,9 +117,17 @@ class Verification:
         return not self.problems
 
 
-def verify_package(folder: Path, trusted_keys: list[bytes] | None = None) -> Verification:
+def verify_package(
+    folder: Path,
+    trusted_keys: list[bytes] | None = None,
+    trusted_as: str = "a trusted key",
+    staff_keys: Callable[[int], list[bytes]] | None = None,
+) -> Verification:
     """Recompute every hash and check the signature (and, if given, that the signer's key is
-    one of `trusted_keys`, e.g. the region's key published in the directory)."""
+    one of `trusted_keys`, e.g. the region's key published in the directory, described by
+    `trusted_as`), and the staff approvals in the manifest: two different people, a legal
+    and a security reviewer, each signature good and covering every disclosed item (and, with
+    `staff_keys`, made with a key the roster knows for that person)."""
     result = Verification(folder)
     try:
         body = (folder / MANIFEST).read_bytes()
@@ -132,13 +143,17 @@ def verify_package(folder: Path, trusted_keys: list[bytes] | None = None) -> Ver
     except (InvalidSignature, ValueError):
         result.problems.append(f"{SIGNATURE}: the signature does not match {MANIFEST}")
     if trusted_keys is not None and public not in trusted_keys:
-        result.problems.append(f"{PUBLIC_KEY}: signed by a key that is not trusted ({public_hex})")
+        wanted = ", ".join(k.hex() for k in trusted_keys) or "none"
+        result.problems.append(
+            f"{PUBLIC_KEY}: signed by key {public_hex}, which is not {trusted_as} ({wanted})"
+        )
     try:
         manifest = json.loads(body)
         listed = {f["path"]: f["sha256"] for f in manifest["files"]}
         if manifest.get("public_key") != public_hex:
             result.problems.append(f"{PUBLIC_KEY}: differs from the key named in {MANIFEST}")
-    except (ValueError, KeyError, TypeError) as exc:
+        result.problems += approval_problems(manifest, staff_keys)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         result.problems.append(f"{MANIFEST}: malformed: {exc}")
         return result
     present = {
@@ -156,3 +171,45 @@ def verify_package(folder: Path, trusted_keys: list[bytes] | None = None) -> Ver
         if sha256_file(folder / path) != digest:
             result.problems.append(f"{path}: SHA-256 differs from the manifest")
     return result
+
+
+def approval_problems(
+    manifest: dict[str, Any], staff_keys: Callable[[int], list[bytes]] | None = None
+) -> list[str]:
+    """What is wrong with a manifest's staff approvals (nothing, for a sound disclosure)."""
+    problems = []
+    request_id = manifest["request"]["id"]
+    disclosed = {i["decision_id"] for i in manifest["items"]}
+    people: set[int] = set()
+    roles: set[str] = set()
+    for n, approval in enumerate(manifest.get("approvals", []), 1):
+        where = f"{MANIFEST}: approval {n}"
+        staff_id, role = int(approval["staff_id"]), str(approval["role"])
+        body = str(approval["statement"]).encode()
+        key = bytes.fromhex(approval["public_key"])
+        if not verify_signature(key, bytes.fromhex(approval["signature"]), body):
+            problems.append(f"{where}: the signature of staff {staff_id} does not verify")
+            continue
+        if staff_keys is not None and key not in staff_keys(staff_id):
+            problems.append(f"{where}: key {key.hex()} is not a key of staff {staff_id}")
+            continue
+        statement = json.loads(body)
+        signed = {d["id"] for d in statement["decisions"] if d["outcome"] == "disclose"}
+        if (
+            statement["action"] != "approve"
+            or statement["request"]["id"] != request_id
+            or statement["staff"] != {**statement["staff"], "id": staff_id, "role": role}
+        ):
+            problems.append(f"{where}: not an approval of request {request_id} by staff {staff_id}")
+        elif not disclosed <= signed:
+            missing = ", ".join(sorted(disclosed - signed))
+            problems.append(f"{where}: staff {staff_id} did not approve {missing}")
+        else:
+            people.add(staff_id)
+            roles.add(role)
+    if disclosed and (len(people) < 2 or not roles >= REVIEWER_ROLES):
+        problems.append(
+            f"{MANIFEST}: a disclosure needs two valid approvals by two different people, a"
+            f" legal and a security reviewer (found {len(people)}: {', '.join(sorted(roles))})"
+        )
+    return problems

@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from borderline.durable_sqlite import open_durable
 from borderline.law import Decision, LegalRequest
 from borderline.law.request import STORED
+from borderline.staff import Signature
 
 State = Literal[
     "received", "decided", "in_review", "approved", "rejected", "fulfilled", "refused", "closed"
@@ -59,12 +60,27 @@ CREATE TABLE IF NOT EXISTS items (
     hold_region TEXT,
     UNIQUE (request_id, n)
 );
-CREATE TABLE IF NOT EXISTS approvals (
+CREATE TABLE IF NOT EXISTS signed_actions (
+    id INTEGER PRIMARY KEY,
     request_id INTEGER NOT NULL REFERENCES requests (id),
-    approver TEXT NOT NULL,
-    approver_key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    staff_id INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
     at TEXT NOT NULL,
-    PRIMARY KEY (request_id, approver_key)
+    statement TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    public_key BLOB NOT NULL,
+    log_region TEXT,
+    log_index INTEGER
+);
+CREATE TABLE IF NOT EXISTS staff_approvals (
+    request_id INTEGER NOT NULL REFERENCES requests (id),
+    staff_id INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    action_id INTEGER NOT NULL REFERENCES signed_actions (id),
+    PRIMARY KEY (request_id, staff_id),
+    UNIQUE (request_id, role)
 );
 CREATE TABLE IF NOT EXISTS history (
     request_id INTEGER NOT NULL REFERENCES requests (id),
@@ -101,6 +117,10 @@ class TransitionError(LegalError):
     """A lifecycle step that is not allowed from the request's current state."""
 
 
+class NotFoundError(LegalError):
+    """No such request, notice or hold."""
+
+
 @dataclass(frozen=True)
 class ItemRecord:
     """One demand item and the engine's decision on it."""
@@ -127,6 +147,35 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class SignedAction:
+    """One step a person took, as they signed it, and where the region logged it."""
+
+    id: int
+    request_id: int
+    kind: str
+    actor: str
+    at: datetime
+    signature: Signature
+    log_region: str | None
+    log_index: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "action": self.kind,
+            "actor": self.actor,
+            "at": self.at.isoformat(),
+            **self.signature.to_json(),
+            "log_region": self.log_region,
+            "log_index": self.log_index,
+        }
+
+
+# What a step is signed with: its kind and the person's signature.
+Signed = tuple[str, Signature]
+
+
+@dataclass(frozen=True)
 class RequestRecord:
     id: int
     reference: str
@@ -137,8 +186,14 @@ class RequestRecord:
     submitted_at: datetime
     reject_reason: str | None
     items: tuple[ItemRecord, ...]
-    approvers: tuple[str, ...]
+    approvals: tuple[SignedAction, ...]
     history: tuple[HistoryEntry, ...]
+    actions: tuple[SignedAction, ...]
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        """Who approved, as records name people: name and staff account."""
+        return tuple(a.actor for a in self.approvals)
 
     def ndo_in_force(self, today: date) -> bool:
         return self.ndo_until is not None and today < self.ndo_until
@@ -170,6 +225,7 @@ class RequestRecord:
             "reject_reason": self.reject_reason,
             "emergency": self.emergency(),
             "approvers": list(self.approvers),
+            "approvals": [a.to_json() for a in self.approvals],
             "items": [
                 {
                     "decision_id": i.id,
@@ -186,6 +242,7 @@ class RequestRecord:
                 {"at": h.at.isoformat(), "state": h.state, "actor": h.actor, "note": h.note}
                 for h in self.history
             ],
+            "actions": [a.to_json() for a in self.actions],
         }
 
 
@@ -196,9 +253,30 @@ class Notification:
     id: int
     request_id: int
     reference: str
+    served_on: str
     account: str
     due: date
     sent_at: datetime | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "request": self.request_id,
+            "reference": self.reference,
+            "account": self.account,
+            "due": self.due.isoformat(),
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
+        }
+
+
+# SQLite integers are 64-bit signed: a larger id names nothing (and must not crash a query).
+MAX_ID = 2**63 - 1
+
+
+def _known_id(value: int, what: str) -> int:
+    if not 0 < value <= MAX_ID:
+        raise NotFoundError(f"no {what} {value}")
+    return value
 
 
 def _now() -> str:
@@ -216,6 +294,27 @@ def public_request_id(request_id: int) -> str:
     return f"req{request_id}"
 
 
+_ACTION_COLUMNS = (
+    "id, request_id, action, actor, at, staff_id, role, statement, signature, public_key,"
+    " log_region, log_index"
+)
+
+
+def _action(row: tuple[Any, ...]) -> SignedAction:
+    return SignedAction(
+        id=int(row[0]),
+        request_id=int(row[1]),
+        kind=str(row[2]),
+        actor=str(row[3]),
+        at=datetime.fromisoformat(row[4]),
+        signature=Signature(
+            int(row[5]), str(row[6]), str(row[7]).encode(), bytes(row[8]), bytes(row[9])
+        ),
+        log_region=row[10],
+        log_index=None if row[11] is None else int(row[11]),
+    )
+
+
 class LegalRecords:
     """The SQLite database of legal requests (data_dir/legal.sqlite)."""
 
@@ -230,8 +329,15 @@ class LegalRecords:
         with self._lock, self._db:
             yield self._db
 
-    def create(self, request: LegalRequest, decisions: list[Decision], actor: str) -> int:
-        """Record a request and its decisions: received, then decided, in one transaction."""
+    def create(
+        self,
+        request: LegalRequest,
+        decisions: list[Decision],
+        actor: str,
+        sign: Callable[[int], list[Signed]],
+    ) -> tuple[int, list[int]]:
+        """Record a request and its decisions: received, then decided, in one transaction,
+        with the intake's signatures (`sign` is given the new request's id)."""
         ndo = request.nondisclosure.until.isoformat() if request.nondisclosure else None
         with self._tx() as db:
             if db.execute(
@@ -272,7 +378,35 @@ class LegalRecords:
                 ],
             )
             self._move(db, request_id, "decided", actor, f"{len(decisions)} item(s) decided")
-        return request_id
+            actions = [self._sign(db, request_id, actor, s) for s in sign(request_id)]
+        return request_id, actions
+
+    @staticmethod
+    def _sign(db: sqlite3.Connection, request_id: int, actor: str, signed: Signed) -> int:
+        kind, signature = signed
+        cursor = db.execute(
+            "INSERT INTO signed_actions (request_id, action, staff_id, actor, role, at,"
+            " statement, signature, public_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request_id,
+                kind,
+                signature.staff_id,
+                actor,
+                signature.role,
+                _now(),
+                signature.body.decode(),
+                signature.signature,
+                signature.public_key,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def set_logged(self, action_id: int, region: str, log_index: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE signed_actions SET log_region = ?, log_index = ? WHERE id = ?",
+                (region, log_index, action_id),
+            )
 
     @staticmethod
     def _log(db: sqlite3.Connection, request_id: int, state: str, actor: str, note: str) -> None:
@@ -286,7 +420,7 @@ class LegalRecords:
     ) -> None:
         row = db.execute("SELECT state FROM requests WHERE id = ?", (request_id,)).fetchone()
         if row is None:
-            raise LegalError(f"no request {request_id}")
+            raise NotFoundError(f"no request {request_id}")
         current: State = row[0]
         if to not in TRANSITIONS[current]:
             allowed = ", ".join(TRANSITIONS[current]) or "nothing: it is closed"
@@ -296,57 +430,86 @@ class LegalRecords:
         db.execute("UPDATE requests SET state = ? WHERE id = ?", (to, request_id))
         self._log(db, request_id, to, actor, note)
 
-    def transition(self, request_id: int, to: State, actor: str, note: str = "") -> None:
+    def transition(
+        self,
+        request_id: int,
+        to: State,
+        actor: str,
+        note: str = "",
+        signed: Signed | None = None,
+    ) -> int | None:
+        """Move the request on; with `signed`, record the signature in the same transaction
+        and return its action id."""
         with self._tx() as db:
             self._move(db, request_id, to, actor, note)
+            return None if signed is None else self._sign(db, request_id, actor, signed)
 
-    def reject(self, request_id: int, actor: str, reason: str, refusal: str) -> None:
+    def reject(self, request_id: int, actor: str, reason: str, refusal: str, signed: Signed) -> int:
         """Rejected and refused in one transaction, so no request is left half rejected."""
         with self._tx() as db:
             db.execute("UPDATE requests SET reject_reason = ? WHERE id = ?", (reason, request_id))
             self._move(db, request_id, "rejected", actor, reason)
             self._move(db, request_id, "refused", actor, refusal)
+            return self._sign(db, request_id, actor, signed)
 
     def add_approval(
         self,
         request_id: int,
-        approver: str,
-        needed: int,
+        actor: str,
+        signed: Signed,
+        roles_needed: frozenset[str],
         then: tuple[State, str] | None = None,
         note: str = "",
-    ) -> tuple[str, ...]:
-        """Record one approver; the same person (case-insensitively) twice is refused. With
-        `needed` distinct approvers the request becomes approved (its history noting who, and
-        `note`) and then `then`, if given, in the same transaction."""
-        name = " ".join(approver.split())
-        if not name:
-            raise LegalError("--by: an approver must be named")
+    ) -> int:
+        """Record one person's signed approval. A person approves once, and each reviewer
+        role once: when every role in `roles_needed` has approved (at least one, if empty)
+        the request becomes approved (its history noting who, and `note`) and then `then`,
+        if given, in the same transaction."""
+        signature = signed[1]
         with self._tx() as db:
-            try:
-                db.execute(
-                    "INSERT INTO approvals (request_id, approver, approver_key, at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (request_id, name, name.casefold(), _now()),
-                )
-            except sqlite3.IntegrityError:
+            if db.execute("SELECT 1 FROM requests WHERE id = ?", (request_id,)).fetchone() is None:
+                raise NotFoundError(f"no request {request_id}")
+            earlier = db.execute(
+                "SELECT a.staff_id, s.actor, a.role FROM staff_approvals a"
+                " JOIN signed_actions s ON s.id = a.action_id WHERE a.request_id = ?"
+                " AND (a.staff_id = ? OR a.role = ?)",
+                (request_id, signature.staff_id, signature.role),
+            ).fetchone()
+            if earlier is not None and earlier[0] == signature.staff_id:
                 raise LegalError(
-                    f"{name} has already approved request {request_id}: "
+                    f"{earlier[1]} has already approved request {request_id}: "
                     "a second, different person must approve"
-                ) from None
-            self._log(db, request_id, "in_review", name, "approved")
-            approvers = self._approvers(db, request_id)
-            if len(approvers) >= needed:
-                self._move(db, request_id, "approved", name, " and ".join(approvers) + note)
+                )
+            if earlier is not None:
+                other = sorted(roles_needed - {signature.role})
+                raise LegalError(
+                    f"request {request_id} already has the {earlier[2]} approval of {earlier[1]}:"
+                    f" the second must come from a {' or '.join(other) or 'different role'}"
+                )
+            action_id = self._sign(db, request_id, actor, signed)
+            db.execute(
+                "INSERT INTO staff_approvals (request_id, staff_id, role, action_id)"
+                " VALUES (?, ?, ?, ?)",
+                (request_id, signature.staff_id, signature.role, action_id),
+            )
+            self._log(db, request_id, "in_review", actor, f"approved as {signature.role}")
+            approvals = self._approvals(db, request_id)
+            roles = {a.signature.role for a in approvals}
+            if roles >= roles_needed:
+                names = " and ".join(a.actor for a in approvals)
+                self._move(db, request_id, "approved", actor, names + note)
                 if then is not None:
-                    self._move(db, request_id, then[0], name, then[1])
-            return approvers
+                    self._move(db, request_id, then[0], actor, then[1])
+            return action_id
 
     @staticmethod
-    def _approvers(db: sqlite3.Connection, request_id: int) -> tuple[str, ...]:
+    def _approvals(db: sqlite3.Connection, request_id: int) -> tuple[SignedAction, ...]:
         rows = db.execute(
-            "SELECT approver FROM approvals WHERE request_id = ? ORDER BY rowid", (request_id,)
+            f"SELECT {_ACTION_COLUMNS} FROM signed_actions WHERE id IN"
+            " (SELECT action_id FROM staff_approvals WHERE request_id = ?) ORDER BY id",
+            (request_id,),
         ).fetchall()
-        return tuple(str(r[0]) for r in rows)
+        return tuple(_action(r) for r in rows)
 
     def set_hold(self, item_id: str, region: str, hold_id: int) -> None:
         with self._tx() as db:
@@ -357,6 +520,7 @@ class LegalRecords:
 
     def hold_items(self, region: str, hold_id: int) -> list[ItemRecord]:
         """The items a hold was placed for (all of one request and account)."""
+        _known_id(hold_id, "hold")
         with self._lock:
             rows = self._db.execute(
                 "SELECT request_id FROM items WHERE hold_region = ? AND hold_id = ?",
@@ -382,40 +546,43 @@ class LegalRecords:
                 f" {earlier[1]}: the law allows one extension"
             )
 
-    def extend_hold(
+    def change_hold(
         self,
         request_id: int,
         region: str,
         hold_id: int,
-        until: datetime,
+        until: datetime | None,
         actor: str,
         note: str,
         apply: Callable[[], None],
-    ) -> None:
-        """Record the one extension a hold may have and `apply` it (to the store) in the same
-        transaction: if the store refuses, nothing is recorded."""
-        name = " ".join(actor.split())
-        if not name:
-            raise LegalError("--by: who extends the hold must be named")
+        signed: Signed,
+    ) -> int:
+        """Record a hold's one extension (to `until`) or its release (`until` None) and
+        `apply` it to the store in the same transaction: if the store refuses, nothing is
+        recorded."""
         with self._tx() as db:
-            self._not_extended(db, region, hold_id)
-            db.execute(
-                "INSERT INTO hold_extensions (hold_region, hold_id, request_id, until, actor, at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (region, hold_id, request_id, until.isoformat(), name, _now()),
-            )
+            if until is not None:
+                self._not_extended(db, region, hold_id)
+                db.execute(
+                    "INSERT INTO hold_extensions (hold_region, hold_id, request_id, until, actor,"
+                    " at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (region, hold_id, request_id, until.isoformat(), actor, _now()),
+                )
             row = db.execute("SELECT state FROM requests WHERE id = ?", (request_id,)).fetchone()
+            change = f"extended to {until.isoformat()}" if until else "released"
             self._log(
                 db,
                 request_id,
                 row[0],
-                name,
-                f"hold {hold_id} in {region} extended to"
-                f" {until.isoformat()}" + (f": {note}" if note else ""),
+                actor,
+                f"hold {hold_id} in {region} {change}" + (f": {note}" if note else ""),
             )
+            action_id = self._sign(db, request_id, actor, signed)
             apply()
+            return action_id
 
     def get(self, request_id: int) -> RequestRecord:
+        _known_id(request_id, "request")
         with self._lock:
             row = self._db.execute(
                 "SELECT id, reference, served_on, state, request, ndo_until, submitted_at,"
@@ -423,7 +590,7 @@ class LegalRecords:
                 (request_id,),
             ).fetchone()
             if row is None:
-                raise LegalError(f"no request {request_id}")
+                raise NotFoundError(f"no request {request_id}")
             items = self._db.execute(
                 "SELECT id, request_id, account, category, decision, hold_id, hold_region"
                 " FROM items WHERE request_id = ? ORDER BY n",
@@ -433,7 +600,11 @@ class LegalRecords:
                 "SELECT at, state, actor, note FROM history WHERE request_id = ? ORDER BY rowid",
                 (request_id,),
             ).fetchall()
-            approvers = self._approvers(self._db, request_id)
+            approvals = self._approvals(self._db, request_id)
+            actions = self._db.execute(
+                f"SELECT {_ACTION_COLUMNS} FROM signed_actions WHERE request_id = ? ORDER BY id",
+                (request_id,),
+            ).fetchall()
         return RequestRecord(
             id=int(row[0]),
             reference=str(row[1]),
@@ -455,18 +626,30 @@ class LegalRecords:
                 )
                 for i in items
             ),
-            approvers=approvers,
+            approvals=approvals,
             history=tuple(
                 HistoryEntry(datetime.fromisoformat(h[0]), str(h[1]), str(h[2]), str(h[3]))
                 for h in history
             ),
+            actions=tuple(_action(a) for a in actions),
         )
 
-    def ids(self) -> list[int]:
+    def ids(self, served_on: str | None = None) -> list[int]:
+        query, params = "SELECT id FROM requests", []
+        if served_on is not None:
+            query, params = query + " WHERE served_on = ?", [served_on]
         with self._lock:
-            return [int(r[0]) for r in self._db.execute("SELECT id FROM requests ORDER BY id")]
+            return [int(r[0]) for r in self._db.execute(query + " ORDER BY id", params)]
 
-    def close(self, request_id: int, actor: str, note: str, accounts: list[str], due: date) -> None:
+    def close(
+        self,
+        request_id: int,
+        actor: str,
+        note: str,
+        accounts: list[str],
+        due: date,
+        signed: Signed,
+    ) -> int:
         """Close the request and queue its user notices in one transaction."""
         with self._tx() as db:
             self._move(db, request_id, "closed", actor, note)
@@ -474,18 +657,32 @@ class LegalRecords:
                 "INSERT OR IGNORE INTO notifications (request_id, account, due) VALUES (?, ?, ?)",
                 [(request_id, a, due.isoformat()) for a in accounts],
             )
+            return self._sign(db, request_id, actor, signed)
 
-    def notifications(self, due_by: date | None = None, unsent: bool = True) -> list[Notification]:
+    def notifications(
+        self,
+        due_by: date | None = None,
+        unsent: bool = True,
+        served_on: str | None = None,
+        notification_id: int | None = None,
+    ) -> list[Notification]:
         query = (
-            "SELECT n.id, n.request_id, r.reference, n.account, n.due, n.sent_at"
+            "SELECT n.id, n.request_id, r.reference, r.served_on, n.account, n.due, n.sent_at"
             " FROM notifications n JOIN requests r ON r.id = n.request_id WHERE 1 = 1"
         )
-        params: list[str] = []
+        params: list[str | int] = []
         if due_by is not None:
             query += " AND n.due <= ?"
             params.append(due_by.isoformat())
         if unsent:
             query += " AND n.sent_at IS NULL"
+        if served_on is not None:
+            query += " AND r.served_on = ?"
+            params.append(served_on)
+        if notification_id is not None:
+            _known_id(notification_id, "user notice")
+            query += " AND n.id = ?"
+            params.append(notification_id)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY n.due, n.id", params).fetchall()
         return [
@@ -493,21 +690,33 @@ class LegalRecords:
                 id=int(r[0]),
                 request_id=int(r[1]),
                 reference=str(r[2]),
-                account=str(r[3]),
-                due=date.fromisoformat(r[4]),
-                sent_at=datetime.fromisoformat(r[5]) if r[5] else None,
+                served_on=str(r[3]),
+                account=str(r[4]),
+                due=date.fromisoformat(r[5]),
+                sent_at=datetime.fromisoformat(r[6]) if r[6] else None,
             )
             for r in rows
         ]
 
-    def mark_sent(self, notification_id: int) -> None:
+    def mark_sent(self, notification: Notification, actor: str, signed: Signed) -> int:
         with self._tx() as db:
             cursor = db.execute(
                 "UPDATE notifications SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
-                (_now(), notification_id),
+                (_now(), notification.id),
             )
             if cursor.rowcount != 1:
-                raise LegalError(f"notification {notification_id} does not exist or was sent")
+                raise LegalError(f"notification {notification.id} does not exist or was sent")
+            row = db.execute(
+                "SELECT state FROM requests WHERE id = ?", (notification.request_id,)
+            ).fetchone()
+            self._log(
+                db,
+                notification.request_id,
+                row[0],
+                actor,
+                f"user notice {notification.id} to {notification.account} sent",
+            )
+            return self._sign(db, notification.request_id, actor, signed)
 
     def shutdown(self) -> None:
         self._db.close()
