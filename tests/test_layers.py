@@ -23,6 +23,7 @@ CORE = {
     "law",
     "legal",
     "mailauth",
+    "peering",
     "report",
     "residency",
     "staff",
@@ -33,7 +34,7 @@ CORE = {
 }
 # Plumbing adapters share (TLS contexts, the witness push client): network code that is
 # no protocol server of its own, on top of the core.
-NEUTRAL = {"tls", "witnessing"}
+NEUTRAL = {"peers", "tls", "witnessing"}
 ADAPTERS = {"smtp", "imap", "api", "console"}
 ROOT = {"cloud", "runtime"}
 ENTRY = {"cli", "__main__", "__init__"}

@@ -16,6 +16,7 @@ from borderline.directory import Directory, DirectoryError, RegionKeys
 from borderline.law import Custodian as LawCustodian
 from borderline.law import Region as LawRegion
 from borderline.law import StaticFacts
+from borderline.peering import QuestionDesk
 from borderline.store import MailStore, open_store
 from borderline.throttle import LoginThrottle
 from borderline.tlog import TransparencyLog
@@ -45,6 +46,7 @@ class Region:
         # One per region, shared by IMAP and SMTP submission: a guess costs the same wherever
         # it is made.
         self.logins = LoginThrottle()
+        self.questions = QuestionDesk(self.vault, directory)
         directory.publish_region(
             RegionKeys(section.id, self.vault.sealing_public_key, self.vault.signing_public_key)
         )
@@ -89,6 +91,24 @@ class Region:
 
     def check_password(self, address: str, password: str) -> bool:
         return accounts.check_password(self.store, address, password)
+
+    def answer_password_question(self, wire: bytes) -> bytes:
+        """Another region asks, for a client logging in there, whether the password of an
+        account homed here is right (borderline.peering). The guess counts on this region's
+        login throttle with the client's address, as if it had been made here. Blocking:
+        argon2. Raises PeeringError for a question that does not verify."""
+        question = self.questions.open(wire)
+        address, ip = question.address, question.client_ip
+        right = (
+            not self.logins.locked(address, ip)
+            and self.directory.home(address) == self.id
+            and self.check_password(address, question.password)
+        )
+        if right:
+            self.logins.succeeded(address, ip)
+        else:
+            self.logins.failed(address, ip)
+        return self.questions.answer(question, right)
 
     def close(self) -> None:
         self.store.close()

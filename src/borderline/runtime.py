@@ -16,12 +16,14 @@ from fastapi import FastAPI
 
 from borderline.api import ApiServer, WitnessServer
 from borderline.api.legal import legal_router
+from borderline.api.peering import mount_peering
 from borderline.cloud import Cloud
 from borderline.config import ConfigError, Listen, load_config
 from borderline.console import mount_console
 from borderline.imap import RegionImap
 from borderline.legal import LegalDesk
 from borderline.legal.office import LegalOffice
+from borderline.peers import Peers
 from borderline.smtp.server import RegionSmtp
 from borderline.staff import StaffRoster
 from borderline.tlog import Witness
@@ -53,8 +55,11 @@ class Runtime:
             RegionSmtp(region, cloud.config, ingest_only, reuse_port)
             for region in cloud.regions.values()
         ]
+        peers = Peers(cloud.config, cloud.directory, cloud.regions.get)
         self.imap = (
-            [] if ingest_only else [RegionImap(r, cloud.config) for r in cloud.regions.values()]
+            []
+            if ingest_only
+            else [RegionImap(r, cloud.config, peers) for r in cloud.regions.values()]
         )
         api_listen = _api_listen(cloud)
         self.api: list[ApiServer] = []
@@ -62,7 +67,8 @@ class Runtime:
         if not ingest_only and api_listen is not None:
             # The legal desk is served beside the public log, on the same listener.
             self.office = LegalOffice(LegalDesk(cloud), StaffRoster.of(cloud.config))
-            self.api = [ApiServer(cloud, api_listen, mounts=legal_mounts(self.office))]
+            mounts = [mount_peering(cloud.regions.get), *legal_mounts(self.office)]
+            self.api = [ApiServer(cloud, api_listen, mounts=mounts)]
 
     @property
     def services(self) -> list[Service]:

@@ -67,6 +67,16 @@ def _read(path: pathlib.Path) -> bytes | None:
         raise
 
 
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """A request body read no further than `limit` bytes (413 beyond)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"request bodies here are at most {limit} bytes")
+    return bytes(body)
+
+
 def witness_routes(router: APIRouter, prefix: str, witness_of: Callable[..., Witness]) -> None:
     """C2SP tlog-witness under `prefix`: POST add-checkpoint and the monitoring GET
     <origin hash>/checkpoint. `witness_of` maps the prefix's path parameters to the witness."""
@@ -74,14 +84,10 @@ def witness_routes(router: APIRouter, prefix: str, witness_of: Callable[..., Wit
     @router.post(f"{prefix}/add-checkpoint", summary="C2SP tlog-witness add-checkpoint")
     async def add_checkpoint(request: Request) -> Response:
         witness = witness_of(**request.path_params)
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_WITNESS_BODY:
-                raise HTTPException(413, f"add-checkpoint bodies are at most {MAX_WITNESS_BODY}")
+        body = await bounded_body(request, MAX_WITNESS_BODY)
         try:
             # The witness fsyncs its state before answering: keep that off the event loop.
-            cosignature = await run_in_threadpool(witness.add_checkpoint, bytes(body))
+            cosignature = await run_in_threadpool(witness.add_checkpoint, body)
         except WitnessError as exc:
             if exc.latest_size is not None:
                 # Set as a header: Starlette would append a charset to the media type.

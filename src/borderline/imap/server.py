@@ -12,6 +12,7 @@ from urllib.parse import quote
 from borderline.cloud import Region
 from borderline.config import Config, Listen
 from borderline.imap.session import LINE_LIMIT, Session
+from borderline.peers import Peers
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ WORK_THREADS = 4
 
 
 class RegionImap:
-    def __init__(self, region: Region, config: Config) -> None:
+    def __init__(self, region: Region, config: Config, peers: Peers) -> None:
         self.region = region
+        self.peers = peers
         self.name = f"{region.id} IMAP"
         self.config = config
         self.max_message_size = config.cloud.max_message_size

@@ -66,6 +66,7 @@ BATCH_OCTETS = 8 * 1024 * 1024
 SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
 TAG = re.compile(rb"^[\x21\x23\x24\x26\x27\x2c-\x5a\x5e-\x7a\x7c\x7e]+$")
 NOT_AUTH, AUTH, SELECTED = "not authenticated", "authenticated", "selected"
+FAILED_LOGIN = "[AUTHENTICATIONFAILED] invalid user name or password"
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -494,16 +495,29 @@ class Session:
         throttle = self.server.throttle
         if throttle.locked(address, self.ip):
             raise no("[UNAVAILABLE] too many failed logins; try again later")
-        home = self.region.directory.home(address) if "@" in address else None
+        home = await self.stored(self.region.directory.home, address) if "@" in address else None
         if home is not None and home != self.region.id:
-            raise no(self.server.referral(address, home))
+            # Refer only once the home region says the password is right: a referral names
+            # the home region, so it must tell nothing to a guesser (who gets exactly the
+            # reply, delay and throttling of an unknown account).
+            vault = self.region.vault
+            referred = await throttle.attempt(
+                lambda: self.server.peers.password_is_right(
+                    vault, home, address, password, self.ip
+                ),
+                address,
+                self.ip,
+            )
+            if referred:
+                raise no(self.server.referral(address, home))
+            raise no(FAILED_LOGIN)
         ok = await throttle.attempt(
             lambda: self.region.check_password(address, password) and home == self.region.id,
             address,
             self.ip,
         )
         if not ok:
-            raise no("[AUTHENTICATIONFAILED] invalid user name or password")
+            raise no(FAILED_LOGIN)
         self.address = address
         self.state = AUTH
         return f"[CAPABILITY {self.capabilities()}] logged in"
