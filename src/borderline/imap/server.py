@@ -10,13 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from borderline.cloud import Region
-from borderline.config import Config, Listen
+from borderline.config import WILDCARD_HOSTS, Config, Listen
 from borderline.imap.session import LINE_LIMIT, Session
 from borderline.peers import Peers
 
 log = logging.getLogger(__name__)
 
-WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 # A store call that takes longer is answered NO [UNAVAILABLE] (SQLite waits 30 s for a lock).
 STORE_TIMEOUT = 20.0
 # Store calls of all sessions at once; calls that hang hold a thread until the store answers.
