@@ -15,16 +15,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from processes import serve_example, stop, wait_for_port
-from smtp_ingest import make_message, start_peer
+from processes import free_port, serve_example, stop, wait_for_port
+from smtp_ingest import make_message
 
 CHUNK = 1 << 20
+# The peer: stock aiosmtpd writing each message to a Maildir with fsync.
+PEER_SERVER = r"""
+import asyncio, mailbox, os, sys
+from aiosmtpd.smtp import SMTP
+
+class MaildirFsync:
+    def __init__(self, path):
+        self.box = mailbox.Maildir(path, create=True)
+        self.new = os.path.join(path, "new")
+    async def handle_DATA(self, server, session, envelope):
+        def write():
+            key = self.box.add(envelope.original_content)
+            fd = os.open(os.path.join(self.new, key), os.O_RDONLY)
+            os.fsync(fd); os.close(fd)
+            dfd = os.open(self.new, os.O_RDONLY); os.fsync(dfd); os.close(dfd)
+        await asyncio.get_running_loop().run_in_executor(None, write)
+        return "250 OK"
+
+async def main():
+    handler = MaildirFsync(sys.argv[1])
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(handler, data_size_limit=None), "127.0.0.1", int(sys.argv[2]))
+    print("ready", flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def start_peer(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", PEER_SERVER, str(workdir / "maildir"), str(port)],
+        stdout=subprocess.PIPE,
+    )
+    wait_for_port(port)
+    return server, port
 
 
 def _status(pid: int, field: str) -> int:

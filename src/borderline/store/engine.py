@@ -46,6 +46,11 @@ class Tx(Protocol):
         """Execute `sql` once per parameter row, in order; the first result row of each."""
         ...
 
+    def insert_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Store (account, ciphertext) blobs, in order; their ids. A message may be as big
+        as the size limit, so each engine writes it the way that copies it least."""
+        ...
+
 
 class Engine(Protocol):
     """Connections to one database, already at the current schema version."""

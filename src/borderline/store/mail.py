@@ -330,19 +330,15 @@ class MailStore:
                 ids[account, name] = int(row[0])
             targets = [ids[d.account.lower(), d.mailbox] for d in fresh]
             firsts = self._allocate(tx, dict(Counter(targets)))
-            blobs = tx.one_each(
-                "INSERT INTO blobs (account, data) VALUES (?, ?) RETURNING id",
-                [(d.account.lower(), d.blob) for d in fresh],
-            )
+            blobs = tx.insert_blobs([(d.account.lower(), d.blob) for d in fresh])
             placed = []
             taken: Counter[int] = Counter()
-            for delivery, mailbox_id, blob in zip(fresh, targets, blobs, strict=True):
-                assert blob is not None
+            for delivery, mailbox_id, blob_id in zip(fresh, targets, blobs, strict=True):
                 first_uid, first_modseq = firsts[mailbox_id]
                 offset = taken[mailbox_id]
                 taken[mailbox_id] += 1
                 placed.append(
-                    (mailbox_id, first_uid + offset, first_modseq + offset, int(blob[0]), delivery)
+                    (mailbox_id, first_uid + offset, first_modseq + offset, blob_id, delivery)
                 )
             self._append(tx, placed)
             tx.run_many(

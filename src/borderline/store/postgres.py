@@ -109,6 +109,10 @@ class _Statements:
             with self._db.cursor() as cursor:
                 cursor.executemany(_sql(sql), rows)
 
+    def insert_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[int]:
+        rows = self.one_each("INSERT INTO blobs (account, data) VALUES (?, ?) RETURNING id", blobs)
+        return [int(row[0]) for row in rows if row is not None]
+
     def one_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
         """One pipelined batch: a round trip for all the rows, not one each."""
         if not rows:

@@ -77,6 +77,22 @@ class _Statements:
     def one_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
         return [self._db.execute(sql, row).fetchone() for row in rows]
 
+    def insert_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Reserve each blob's room with zeroblob() and write the ciphertext into it: binding
+        a big value would make SQLite copy it twice more (the bound value, then the record)
+        and keep the last one with the statement."""
+        ids = []
+        for account, data in blobs:
+            row = self._db.execute(
+                "INSERT INTO blobs (account, data) VALUES (?, zeroblob(?)) RETURNING id",
+                (account, len(data)),
+            ).fetchone()
+            blob_id = int(row[0])
+            with self._db.blobopen("blobs", "data", blob_id) as blob:
+                blob.write(data)
+            ids.append(blob_id)
+        return ids
+
 
 def _ids_never_reused(tx: Tx) -> None:
     """Version 2: rebuild the tables with ids as AUTOINCREMENT (SQLite otherwise hands out a
