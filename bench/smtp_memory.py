@@ -2,10 +2,12 @@
 
 Borderline (`borderline serve`, both regions in one process) receives big messages over
 real SMTP, for a recipient homed where the message arrives (encrypted into the store) and
-for one homed in the other region (sealed, queued, relayed). The figure is the growth of
-the server's peak RSS (VmHWM, from /proc) over its value after a warm-up, divided by the
-bytes sent at once; "kept" is what the process still holds (VmRSS) afterwards. Peer, same
-run: stock aiosmtpd writing each message to a Maildir (what a minimal Python MTA holds).
+for one homed in the other region (sealed, queued, relayed); then the relayed path again
+with each region in its own process (`serve --region`, as in scale-out), measured in each.
+The figure is the growth of the server's peak RSS (VmHWM, from /proc) over its value after
+a warm-up, divided by the bytes sent at once; "kept" is what the process still holds
+(VmRSS) afterwards. Peer, same run: stock aiosmtpd writing each message to a Maildir (what a
+minimal Python MTA holds).
 
     .venv/bin/python bench/smtp_memory.py [--size-mb 24] [--parallel 1,10]
 """
@@ -26,6 +28,12 @@ from processes import free_port, serve_example, stop, wait_for_port
 from smtp_ingest import make_message
 
 CHUNK = 1 << 20
+# (region sent to, one process per region, a label per process)
+PATHS = [
+    ("eu-dublin", False, ["home region"]),
+    ("us-east", False, ["sealed and relayed home"]),
+    ("us-east", True, ["sealed, accepting region alone", "relayed, home region alone"]),
+]
 # The peer: stock aiosmtpd writing each message to a Maildir with fsync.
 PEER_SERVER = r"""
 import asyncio, mailbox, os, sys
@@ -103,14 +111,14 @@ async def _send(port: int, rcpt: str, data: bytes) -> None:
 
 
 def measure(
-    pid: int, port: int, size: int, parallel: int, settled: Callable[[], bool]
-) -> tuple[float, float]:
-    """(peak RSS growth, RSS kept afterwards), each per byte sent."""
+    pids: list[int], port: int, size: int, parallel: int, settled: Callable[[], bool]
+) -> list[tuple[float, float]]:
+    """Per process: (peak RSS growth, RSS kept afterwards), each per byte sent."""
     asyncio.run(_send(port, "alice@example.test", make_message(64 * 1024, 0)))  # warm-up
     while not settled():
         time.sleep(0.1)
     time.sleep(0.5)
-    before = _status(pid, "VmHWM")
+    before = [_status(pid, "VmHWM") for pid in pids]
     messages = [make_message(size, i) for i in range(parallel)]
 
     async def send_all() -> None:
@@ -121,7 +129,10 @@ def measure(
         time.sleep(0.1)
     time.sleep(1)
     sent = sum(len(m) for m in messages)
-    return (_status(pid, "VmHWM") - before) / sent, (_status(pid, "VmRSS") - before) / sent
+    return [
+        ((_status(pid, "VmHWM") - base) / sent, (_status(pid, "VmRSS") - base) / sent)
+        for pid, base in zip(pids, before, strict=True)
+    ]
 
 
 def relays_settled(config_path: Path) -> bool:
@@ -132,13 +143,30 @@ def relays_settled(config_path: Path) -> bool:
         return cloud.region("us-east").store.queued_relays() == 0
 
 
-def start_borderline(workdir: Path, size: int) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+def start_borderline(
+    workdir: Path, size: int, split: bool
+) -> tuple[list[subprocess.Popen[bytes]], dict[str, int]]:
+    """Both regions in one process, or (`split`) us-east's process, then eu-dublin's."""
     # Room for the sealed relay envelope too, which older versions held to the same limit.
-    server, config = serve_example(workdir, max_message_size=size * 3 // 2)
+    region = ("--region", "us-east") if split else ()
+    server, config = serve_example(workdir, *region, max_message_size=size * 3 // 2)
+    servers = [server]
+    if split:
+        command = [
+            sys.executable,
+            "-m",
+            "borderline",
+            "serve",
+            "-c",
+            str(workdir / "borderline.toml"),
+        ]
+        servers.append(
+            subprocess.Popen([*command, "--region", "eu-dublin"], stdout=subprocess.DEVNULL)
+        )
     ports = {r: config.region(r).smtp.port for r in ("eu-dublin", "us-east")}
     for port in ports.values():
         wait_for_port(port)
-    return server, ports
+    return servers, ports
 
 
 def main() -> None:
@@ -150,26 +178,27 @@ def main() -> None:
     print(f"# SMTP memory, {args.size_mb} MB messages; peak RSS growth / bytes sent")
     print(f"{'at once':>7} {'server and path':<44} {'peak':>6} {'kept':>6}")
     for parallel in (int(p) for p in args.parallel.split(",")):
-        paths = [("eu-dublin", "home region"), ("us-east", "sealed and relayed home")]
-        for region, label in paths:
+        for region, split, labels in PATHS:
             with tempfile.TemporaryDirectory(prefix="bench-smtp-mem-") as tmp:
-                server, ports = start_borderline(Path(tmp), size)
+                servers, ports = start_borderline(Path(tmp), size, split)
                 config_path = Path(tmp) / "borderline.toml"
                 try:
-                    peak, kept = measure(
-                        server.pid,
+                    figures = measure(
+                        [server.pid for server in servers],
                         ports[region],
                         size,
                         parallel,
                         partial(relays_settled, config_path),
                     )
                 finally:
-                    stop(server)
-            print(f"{parallel:>7} {'borderline, ' + label:<44} {peak:>5.2f}x {kept:>5.2f}x")
+                    for server in servers:
+                        stop(server)
+            for label, (peak, kept) in zip(labels, figures, strict=True):
+                print(f"{parallel:>7} {'borderline, ' + label:<44} {peak:>5.2f}x {kept:>5.2f}x")
         with tempfile.TemporaryDirectory(prefix="bench-smtp-mem-") as tmp:
             server, port = start_peer(Path(tmp))
             try:
-                peak, kept = measure(server.pid, port, size, parallel, lambda: True)
+                [(peak, kept)] = measure([server.pid], port, size, parallel, lambda: True)
             finally:
                 stop(server)
         print(f"{parallel:>7} {'aiosmtpd+Maildir':<44} {peak:>5.2f}x {kept:>5.2f}x")
