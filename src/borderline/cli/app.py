@@ -30,6 +30,7 @@ from borderline.cli.common import (
     open_cloud,
     user_errors,
 )
+from borderline.cli.malloc import return_big_buffers
 from borderline.config import example_config
 from borderline.tlog import CorruptLogError
 
@@ -89,6 +90,7 @@ def serve(
     # Imported here, as in `demo`: only the commands that serve load every server.
     from borderline.runtime import ServeError, run_lock, serve_forever
 
+    return_big_buffers()
     shared_port = ingest_workers > 1 or ingest_only
     with open_cloud(config, region) as cloud:
         level = "info" if verbose else cloud.config.log.level

@@ -22,6 +22,7 @@ from borderline.config import Config
 from borderline.delivery import Envelope
 from borderline.smtp.dsn import Failure, delivery_report
 from borderline.smtp.ingress import GroupCommitter
+from borderline.smtp.streamed_data import send_data
 from borderline.store import RelayItem
 
 log = logging.getLogger(__name__)
@@ -178,9 +179,10 @@ class RelayWorker:
             await client.rset()
             return failures
         try:
-            await client.data(
+            await send_data(
+                client,
                 self.region.planner.relay_message(item.dest_region, item.sealed),
-                timeout=DATA_TIMEOUT,
+                DATA_TIMEOUT,
             )
         except aiosmtplib.SMTPResponseException as exc:
             failure = Failure(exc.code, exc.message)
