@@ -1,14 +1,16 @@
 """DKIM signing of outgoing mail (RFC 6376, Ed25519 per RFC 8463) with dkimpy, and the DNS
 TXT record that publishes the public key.
 
-Each region signs with its own key under the selector `<region>` (the record lives at
-`<region>._domainkey.<domain>`), so one region's key never signs another's mail and keys
-rotate per region. Keys come in and go out as PKCS#8 PEM (what the vault will store);
+Each region signs with its own keys, in generations under the selector `g<n>.<region>` (the
+records live below `<region>._domainkey.<domain>`; the vault keeps the keys and says which
+is in use), so one region's key never signs another's mail and keys rotate per region.
+Keys come in and go out as PKCS#8 PEM (what the vault will store);
 dkimpy's own formats (a base64 seed for Ed25519, PKCS#1 for RSA) stay inside this module."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import Literal
 
@@ -36,7 +38,9 @@ SIGNED_HEADERS = (
     b"list-unsubscribe-post",
     b"from",
 )
-_SELECTOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# RFC 6376 3.1: a selector is one or more DNS labels ("g2.eu-dublin").
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SELECTOR = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
 class DkimKeyError(ValueError):
@@ -83,7 +87,7 @@ def sign(
     """The message with a DKIM-Signature field prepended (relaxed/relaxed, so the usual
     rewrapping by MTAs on the way keeps it valid)."""
     if not _SELECTOR.fullmatch(selector):
-        raise DkimKeyError(f"selector {selector!r} is not a DNS label")
+        raise DkimKeyError(f"selector {selector!r} is not a DNS name")
     key = _load(private_key)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         seed = key.private_bytes(
@@ -119,7 +123,10 @@ def sign(
     return bytes(signature) + message
 
 
+@functools.lru_cache(maxsize=32)
 def _load(private_key: bytes) -> ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey:
+    """Cached: checking an RSA key as it is loaded takes about 70 ms, and a region signs
+    every message with the same key."""
     try:
         key = serialization.load_pem_private_key(private_key, password=None)
     except (ValueError, TypeError) as error:

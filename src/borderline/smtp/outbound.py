@@ -1,0 +1,475 @@
+"""Mail to the Internet, delivered from the sender's home region (invariant 10).
+
+Each pass takes the due items of the outbound queue, groups them by destination domain and
+plans each domain once (`outbound_route.plan`: MX hosts, MTA-STS, the TLS each MX must be
+reached with). A domain's items go out over at most `connections_per_domain` connections at
+once, each carrying up to `messages_per_connection` messages, with at most
+`connections_per_mx` open to one MX host and `max_connections` in all. Per recipient, a
+delivery or a permanent refusal is final (refusals are bounced to the sender in one DSN);
+a temporary failure is retried with backoff and jitter, the sender is told once if the mail
+is still queued after `delay_warning_seconds`, and it is bounced when the retry window or
+the attempts run out.
+
+Every item succeeds or fails on its own: its own problems (a message the destination cannot
+take, a blob that does not open) are that item's failures, a broken connection fails only
+the items of that connection not yet sent, and a domain that cannot be planned only that
+domain's items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosmtplib
+import dns.asyncresolver
+import dns.resolver
+
+from borderline.cloud import Region
+from borderline.config import Config, OutboundSection
+from borderline.domains import ascii_domain
+from borderline.smtp.dsn import Failure, delivery_report
+from borderline.smtp.ingress import GroupCommitter
+from borderline.smtp.outbound_route import (
+    Hop,
+    IpAddress,
+    MtaSts,
+    Route,
+    RouteError,
+    StsMode,
+    TlsRequirement,
+    plan,
+    public_address,
+    tls_context,
+)
+from borderline.smtp.queue import (
+    COMMAND_TIMEOUT,
+    QueueWorker,
+    backoff,
+    guarded_transaction,
+    jittered,
+)
+from borderline.smtp.submission import header_block
+from borderline.store import OutboundItem
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # due items per pass
+LOOKUPS = 16  # domains planned at once (each lookup is bounded by outbound_route's limits)
+# RFC 3463 codes for what is decided here, without a reply from the destination.
+NO_CONNECTION = "4.4.1"  # no answer from host
+TLS_REFUSED = "4.7.5"  # cryptographic failure: MTA-STS forbids sending without valid TLS
+NON_ASCII_ADDRESS = "5.6.7"  # RFC 6531 3.5: SMTPUTF8 needed for an address, not offered
+UTF8_HEADER = "5.6.9"  # RFC 6531 3.5, RFC 6532: a UTF-8 header the destination cannot take
+EIGHT_BIT = "5.6.3"  # RFC 6152: 8-bit data and no 8BITMIME (converting would break DKIM)
+TOO_BIG = "5.3.4"  # RFC 1870: over the destination's SIZE
+UNREADABLE = "5.3.0"  # the queued message does not decrypt: it never will
+GIVEN_UP = "5.0.0"  # an operator bounced it (MailStore.bounce_outbound)
+
+Outcome = tuple[OutboundItem, dict[str, Failure], bytes | None]
+
+
+class _NoConnection(Exception):
+    """No MX host of the route could be reached as its TLS requirement demands."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.text)
+        self.failure = failure
+
+
+class _TlsFailed(Exception):
+    """STARTTLS was missing or failed on a connection."""
+
+
+class _SenderGone(Exception):
+    """The sender's account is no longer here: nobody to tell, nothing to send."""
+
+
+@dataclass
+class _Session:
+    client: aiosmtplib.SMTP
+    mx: str  # the MX host name, for DSNs and logs
+    tls: str  # "validated", "unvalidated" or "none"
+
+
+def wire_address(address: str) -> str:
+    """An address as it goes on the wire: the domain as an A-label, so only a non-ASCII
+    local part needs SMTPUTF8 (RFC 6531 3.2)."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}@{ascii_domain(domain) or domain}" if at else address
+
+
+def make_resolver(settings: OutboundSection) -> dns.asyncresolver.Resolver:
+    """The configured DNS servers, or the system's; answers cached for their TTL."""
+    try:
+        resolver = dns.asyncresolver.Resolver(configure=not settings.dns_servers)
+    except dns.resolver.NoResolverConfiguration:
+        log.warning("no /etc/resolv.conf: asking a resolver on 127.0.0.1 for outbound mail")
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+    if settings.dns_servers:
+        resolver.nameservers = list(settings.dns_servers)
+        resolver.port = settings.dns_port
+    resolver.cache = dns.resolver.LRUCache(10_000)
+    return resolver
+
+
+class OutboundWorker(QueueWorker):
+    def __init__(self, region: Region, config: Config, committer: GroupCommitter) -> None:
+        super().__init__(region, committer)
+        self.config = config
+        self.settings = config.outbound
+        self.allowed: Callable[[IpAddress], bool] = (
+            (lambda address: True) if self.settings.allow_private_addresses else public_address
+        )
+        self.validated = tls_context(TlsRequirement.VALIDATED, self.settings.ca_file)
+        self.unvalidated = tls_context(TlsRequirement.OPPORTUNISTIC)
+        self.resolver: dns.asyncresolver.Resolver | None = None
+        self.mta_sts: MtaSts | None = None
+        self._connections = asyncio.Semaphore(self.settings.max_connections)
+        self._per_mx: dict[str, asyncio.Semaphore] = {}
+        self._lookups = asyncio.Semaphore(LOOKUPS)
+        # Certificate failures MTA-STS testing mode delivered anyway, per domain: what a
+        # TLS-RPT report (RFC 8460) would send.
+        self.tls_failures: Counter[str] = Counter()
+        committer.on_outbound_queued = self.wake
+
+    def start(self) -> None:
+        self.resolver = make_resolver(self.settings)
+        cache = self.region.root / "mta-sts"
+        cache.mkdir(mode=0o700, exist_ok=True)
+        self.mta_sts = MtaSts(
+            cache,
+            self.resolver,
+            https_port=self.settings.mta_sts_port,
+            ca_file=self.settings.ca_file,
+            allowed=self.allowed,
+        )
+        super().start()
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.mta_sts is not None:
+            self.mta_sts.close()
+            self.mta_sts = None
+
+    async def run_once(self) -> int:
+        """One pass over due items; how many reached every recipient they still had."""
+        due = await asyncio.to_thread(self.region.store.due_outbound, time.time(), BATCH)
+        by_domain: dict[str, list[OutboundItem]] = defaultdict(list)
+        given_up = []
+        for item in due:
+            if item.bounce is None:
+                by_domain[item.domain].append(item)
+            else:
+                given_up.append(item)
+        sent = await asyncio.gather(
+            self._give_up(given_up), *(self._domain(d, items) for d, items in by_domain.items())
+        )
+        for name in [n for n, slot in self._per_mx.items() if not slot.locked()]:
+            del self._per_mx[name]  # none in use: the table stays as small as the traffic
+        return sum(sent)
+
+    async def _give_up(self, items: list[OutboundItem]) -> int:
+        """Items an operator bounced: a failure report for every recipient left, no try."""
+        outcomes: list[Outcome] = []
+        for item in items:
+            failure = Failure(None, f"bounced by the operator: {item.bounce}", GIVEN_UP)
+            outcomes.append((item, dict.fromkeys(item.rcpts, failure), None))
+        return await self._settle(outcomes) if outcomes else 0
+
+    async def _domain(self, domain: str, items: list[OutboundItem]) -> int:
+        assert self.resolver is not None and self.mta_sts is not None
+        try:
+            async with self._lookups:
+                route = await plan(domain, self.resolver, self.mta_sts, allowed=self.allowed)
+        except RouteError as error:
+            log.info("region %s: no route to %s: %s", self.region.id, domain, error)
+            failure = Failure(None, str(error), enhanced=error.status)
+            return await self._settle([(i, dict.fromkeys(i.rcpts, failure), None) for i in items])
+        except Exception as exc:
+            log.exception("region %s: planning %s failed", self.region.id, domain)
+            failure = Failure(None, f"{type(exc).__name__}: {exc}")
+            return await self._settle([(i, dict.fromkeys(i.rcpts, failure), None) for i in items])
+        lanes = min(self.settings.connections_per_domain, len(items))
+        sent = await asyncio.gather(*(self._lane(route, items[n::lanes]) for n in range(lanes)))
+        return sum(sent)
+
+    async def _lane(self, route: Route, items: list[OutboundItem]) -> int:
+        """One connection after another, each with up to messages_per_connection items;
+        each connection's items are settled as soon as it is done."""
+        step = self.settings.messages_per_connection
+        sent = 0
+        for start in range(0, len(items), step):
+            sent += await self._settle(await self._send(route, items[start : start + step]))
+        return sent
+
+    async def _send(self, route: Route, items: list[OutboundItem]) -> list[Outcome]:
+        results: list[Outcome] = []
+        try:
+            async with self._session(route) as session:
+                for item in items:
+                    results.append(await self._send_item(session, item))
+        except _NoConnection as error:
+            results += [(i, dict.fromkeys(i.rcpts, error.failure), None) for i in items]
+        except Exception as exc:
+            # The connection broke: every item not yet sent waits.
+            log.warning("region %s: delivery to %s: %r", self.region.id, route.domain, exc)
+            failure = Failure(None, f"{type(exc).__name__}: {exc}", enhanced=NO_CONNECTION)
+            unsent = items[len(results) :]
+            results += [(item, dict.fromkeys(item.rcpts, failure), None) for item in unsent]
+        return results
+
+    @contextlib.asynccontextmanager
+    async def _session(self, route: Route) -> AsyncIterator[_Session]:
+        """A connection to the first MX host (in the route's order) that takes one as its
+        TLS requirement says, holding a slot of the connection limits while it is open."""
+        problems: list[str] = []
+        async with self._connections:
+            for hop in route.hops:
+                slot = self._per_mx.setdefault(
+                    hop.mx.name, asyncio.Semaphore(self.settings.connections_per_mx)
+                )
+                async with slot:
+                    for address in hop.mx.addresses:
+                        try:
+                            session = await self._open(route, hop, address)
+                        except (OSError, aiosmtplib.SMTPException, _TlsFailed) as exc:
+                            problems.append(f"{hop.mx.name}[{address}]: {exc}")
+                            continue
+                        try:
+                            yield session
+                        finally:
+                            with contextlib.suppress(Exception):
+                                await session.client.quit()
+                            session.client.close()
+                        return
+        status = TLS_REFUSED if route.hops[0].tls is TlsRequirement.VALIDATED else NO_CONNECTION
+        raise _NoConnection(Failure(None, "; ".join(problems)[:900], enhanced=status))
+
+    async def _open(self, route: Route, hop: Hop, address: str) -> _Session:
+        """Connect and say EHLO, then STARTTLS as the hop requires: MTA-STS enforce needs a
+        certificate valid for the MX name (or nothing is sent); testing tries that, and
+        delivers without it, counting the failure; otherwise TLS without checks when the
+        server offers it, and in the clear when it offers none or the handshake fails."""
+        testing = route.policy is not None and route.policy.mode is StsMode.TESTING
+        if hop.tls is TlsRequirement.VALIDATED:
+            modes = ["validated"]
+        elif testing:
+            modes = ["validated", "unvalidated", "none"]
+        else:
+            modes = ["unvalidated", "none"]
+        for mode in modes:
+            client = aiosmtplib.SMTP(
+                hostname=address,
+                port=self.settings.smtp_port,
+                timeout=COMMAND_TIMEOUT,
+                start_tls=False,
+                local_hostname=self.region.host_name,
+            )
+            await client.connect(timeout=self.settings.connect_timeout_seconds)
+            try:
+                await client.ehlo()
+                if mode == "none" or not client.supports_extension("starttls"):
+                    if hop.tls is TlsRequirement.VALIDATED:
+                        raise _TlsFailed("no STARTTLS, which the domain's MTA-STS policy requires")
+                    if testing:
+                        self._tls_failure(route, hop, "no STARTTLS")
+                    return _Session(client, hop.mx.name, "none")
+                context = self.validated if mode == "validated" else self.unvalidated
+                try:
+                    await client.starttls(tls_context=context, server_hostname=hop.mx.name)
+                except (ssl.SSLError, aiosmtplib.SMTPException) as exc:
+                    raise _TlsFailed(f"STARTTLS failed: {exc}") from exc
+                await client.ehlo()
+                return _Session(client, hop.mx.name, mode)
+            except _TlsFailed as exc:
+                client.close()
+                if mode == modes[-1] or hop.tls is TlsRequirement.VALIDATED:
+                    raise
+                if mode == "validated":
+                    self._tls_failure(route, hop, str(exc))
+            except BaseException:
+                client.close()
+                raise
+        raise _TlsFailed("no way to connect")  # every mode returns or raises before this
+
+    def _tls_failure(self, route: Route, hop: Hop, why: str) -> None:
+        self.tls_failures[route.domain] += 1
+        log.warning(
+            "region %s: MTA-STS testing: %s (%s): %s; delivering anyway",
+            self.region.id,
+            route.domain,
+            hop.mx.name,
+            why,
+        )
+
+    async def _send_item(self, session: _Session, item: OutboundItem) -> Outcome:
+        """One message over the session: the recipients that failed (none: all delivered),
+        and the message's header lines for a DSN."""
+        try:
+            content = await asyncio.to_thread(self._open_item, item)
+        except Exception as exc:
+            log.error("region %s: outbound %d does not open: %s", self.region.id, item.id, exc)
+            failure = Failure(None, f"the queued message cannot be read: {exc}", UNREADABLE)
+            return item, dict.fromkeys(item.rcpts, failure), None
+        if content is None:
+            return item, {}, None  # gone since the pass began: nothing left to send
+        headers = header_block(content)
+        refusal = self._refusal(session, item, content, headers)
+        if refusal is not None:
+            return item, dict.fromkeys(item.rcpts, refusal), headers
+        options = []
+        client = session.client
+        if self._needs_smtputf8(item, headers):
+            options.append("SMTPUTF8")
+        if not content.isascii() and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if client.supports_extension("size"):
+            options.append(f"SIZE={len(content)}")
+        failures = await guarded_transaction(
+            client,
+            wire_address(item.mail_from),
+            [wire_address(r) for r in item.rcpts],
+            lambda: content,
+            options,
+            remote_mta=session.mx,
+        )
+        by_wire = {wire_address(r): r for r in item.rcpts}
+        return item, {by_wire[r]: f for r, f in failures.items()}, headers
+
+    def _headers(self, item: OutboundItem) -> bytes | None:
+        """The queued message's header lines for a report, when it still opens."""
+        try:
+            content = self._open_item(item)
+        except Exception:
+            return None  # the report goes without them
+        return None if content is None else header_block(content)
+
+    def _open_item(self, item: OutboundItem) -> bytes | None:
+        blob = self.region.store.outbound_blob(item.id)
+        if blob is None:
+            return None
+        return self.region.vault.open_outbound(item.mail_from, item.domain, blob)
+
+    @staticmethod
+    def _needs_smtputf8(item: OutboundItem, headers: bytes) -> bool:
+        addresses = [item.mail_from, *item.rcpts]
+        return not (all(wire_address(a).isascii() for a in addresses) and headers.isascii())
+
+    def _refusal(
+        self, session: _Session, item: OutboundItem, content: bytes, headers: bytes
+    ) -> Failure | None:
+        """Why the destination cannot take this message as it is, decided before sending
+        it: RFC 6531 (SMTPUTF8), RFC 6152 (8BITMIME), RFC 1870 (SIZE)."""
+        client = session.client
+        where = f"{session.mx} does not offer"
+        if not client.supports_extension("smtputf8"):
+            addresses = [item.mail_from, *item.rcpts]
+            if not all(wire_address(a).isascii() for a in addresses):
+                why = f"{where} SMTPUTF8, which the address needs"
+                return Failure(None, why, NON_ASCII_ADDRESS)
+            if not headers.isascii():
+                why = f"{where} SMTPUTF8, which the UTF-8 header needs"
+                return Failure(None, why, UTF8_HEADER)
+        if not content.isascii() and not client.supports_extension("8bitmime"):
+            return Failure(None, f"{where} 8BITMIME, which the 8-bit message needs", EIGHT_BIT)
+        limit = client.esmtp_extensions.get("size", "")
+        if limit.isdigit() and 0 < int(limit) < len(content):
+            return Failure(None, f"{session.mx} takes at most {limit} octets", TOO_BIG)
+        return None
+
+    async def _settle(self, outcomes: list[Outcome]) -> int:
+        """Record each item's outcome: delivered or bounced recipients leave the item, an
+        item with none left leaves the queue (in one commit for all of them); the others
+        are due again after their backoff. How many items reached every recipient."""
+        now = time.time()
+        settings = self.settings
+        done: list[int] = []
+        sent = 0
+        for item, failures, headers in outcomes:
+            expired = (
+                now - item.created > settings.retry_window_seconds
+                or item.attempts + 1 >= settings.max_attempts
+            )
+            final = {r: f for r, f in failures.items() if f.permanent or expired}
+            waiting = {r: f for r, f in failures.items() if r not in final}
+            try:
+                if final:
+                    await self._report(item, final, headers, "failed")
+                warn = (
+                    bool(waiting)
+                    and not item.delay_notified
+                    and now - item.created >= settings.delay_warning_seconds
+                )
+                if warn:
+                    await self._report(item, waiting, headers, "delayed")
+            except _SenderGone:
+                log.warning("region %s: outbound %d: its sender is gone", self.region.id, item.id)
+                done.append(item.id)
+                continue
+            except Exception:
+                log.exception("region %s: DSN for outbound %d failed", self.region.id, item.id)
+                waiting = failures  # nothing is final until the sender could be told
+                warn = False
+            if not failures:
+                sent += 1
+            if not waiting:
+                done.append(item.id)
+                continue
+            error = str(next(iter(waiting.values())))
+            delay = jittered(
+                backoff(item.attempts, settings.first_retry_seconds, settings.max_retry_seconds)
+            )
+            await asyncio.to_thread(
+                self.region.store.outbound_retry,
+                item.id,
+                [r for r in item.rcpts if r in waiting],
+                error,
+                now + delay,
+                item.delay_notified or warn,
+            )
+        # A crash before this commit sends these again: mail to the Internet is delivered
+        # at least once, as with every MTA.
+        await asyncio.to_thread(self.region.store.outbound_done, done)
+        return sent
+
+    async def _report(
+        self,
+        item: OutboundItem,
+        failures: dict[str, Failure],
+        headers: bytes | None,
+        action: Literal["failed", "delayed"],
+    ) -> None:
+        """A DSN (RFC 3464) to the sender, who is an account of this region."""
+        if self.region.directory.home(item.mail_from) != self.region.id:
+            raise _SenderGone(item.mail_from)
+        if headers is None:
+            headers = await asyncio.to_thread(self._headers, item)
+        report = delivery_report(
+            reporting_mta=self.region.host_name,
+            remote_mta=None,
+            postmaster=f"MAILER-DAEMON@{self.config.primary_domain}",
+            sender=item.mail_from,
+            failures=failures,
+            arrival=item.created,
+            attempts=item.attempts + 1,
+            action=action,
+            will_retry_until=item.created + self.settings.retry_window_seconds,
+            original_headers=headers,
+        )
+        log.info(
+            "region %s: outbound %d %s for %d recipient(s)",
+            self.region.id,
+            item.id,
+            action,
+            len(failures),
+        )
+        await self.bounce(item.mail_from, report)

@@ -1,0 +1,292 @@
+"""Mail to the Internet, end to end over loopback: submitted in the sender's home region,
+DKIM-signed there, queued there encrypted, and delivered by the outbound worker to a real
+Postfix found through a real DNS server (Knot), over STARTTLS as MTA-STS requires; delay and
+failure reports to the sender; nothing of it in any other region."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+import ssl
+import time
+from collections.abc import Callable
+from email.message import EmailMessage, Message
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from borderline.cloud import Cloud, Region
+from borderline.residency import files_containing
+from borderline.smtp.outbound import OutboundWorker
+from borderline.vault import Justification
+from tests.conftest import PASSWORD, RunningCloud, write_config
+from tests.internet.components import wait_for
+from tests.internet.dkimverify import dkimverify
+from tests.internet.dns_server import KnotServer, Record, txt
+from tests.internet.https_policy import PolicyServer
+from tests.internet.postfix import PostfixServer
+from tests.internet.testca import TestCA
+
+ALICE = "alice@example.test"  # homed in eu-dublin
+
+
+@pytest.fixture
+def config_path(
+    tmp_path: Path,
+    region_stores: dict[str, str],
+    dns_server: KnotServer,
+    postfix: PostfixServer,
+    policy_server: PolicyServer,
+    test_ca: TestCA,
+) -> Path:
+    """The shared cloud, its mail to the Internet going to the test DNS, the Postfix port
+    and the policy server, retried within a second."""
+    path = write_config(tmp_path, region_stores)
+    path.write_text(
+        path.read_text()
+        + "\n[outbound]\n"
+        + 'dns_servers = ["127.0.0.1"]\n'
+        + f"dns_port = {dns_server.port}\n"
+        + f"smtp_port = {postfix.port}\n"
+        + f"mta_sts_port = {policy_server.port}\n"
+        + f'ca_file = "{test_ca.ca_file}"\n'
+        + "allow_private_addresses = true\n"
+        + "connect_timeout_seconds = 5\n"
+        + "first_retry_seconds = 0.2\n"
+        + "max_retry_seconds = 0.4\n"
+        + "max_attempts = 3\n"
+        + "delay_warning_seconds = 0.1\n"
+    )
+    return path
+
+
+def remote_zone(cloud: Cloud, *extra: Record) -> list[Record]:
+    """remote.test's MX is the Postfix; example.test publishes each region's DKIM keys."""
+    records = [
+        Record("remote", "MX", "10 mx.remote.test."),
+        Record("mx.remote", "A", "127.0.0.1"),
+        # 127.0.0.2 is loopback too, where nothing listens: connections are refused.
+        Record("slow", "MX", "10 mx.slow.test."),
+        Record("mx.slow", "A", "127.0.0.2"),
+        Record("nomail", "MX", "0 ."),
+    ]
+    for region in cloud.regions.values():
+        for key in region.vault.dkim_keys():
+            records.append(txt(f"{key.selector}._domainkey.example", key.record))
+    return records + list(extra)
+
+
+def submit(running: RunningCloud, rcpts: list[str], body: str, subject: str = "out") -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = ALICE, ", ".join(rcpts), subject
+    message.set_content(body)
+    listen = running.cloud.region("eu-dublin").section.submission
+    assert listen is not None
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with smtplib.SMTP(listen.host, listen.port, timeout=30) as client:
+        client.starttls(context=context)
+        client.login(ALICE, PASSWORD)
+        assert client.send_message(message, ALICE, rcpts) == {}
+
+
+def worker(running: RunningCloud, region_id: str = "eu-dublin") -> OutboundWorker:
+    [smtp] = [s for s in running.runtime.smtp if s.region.id == region_id]
+    return smtp.outbound
+
+
+def inbox(region: Region, address: str = ALICE) -> list[bytes]:
+    key = region.vault.release(address, Justification.CUSTOMER_INITIATED_ACCESS, "test")
+    box = region.store.mailbox(address, "INBOX")
+    return [key.decrypt(region.store.blob(m.blob_id)) for m in region.store.messages(box.id)]
+
+
+def reports(region: Region, count: int) -> list[Message]:
+    """The first `count` delivery reports in Alice's INBOX, once they are there."""
+    found: Callable[[], list[bytes] | None] = lambda: (  # noqa: E731
+        got if len(got := inbox(region)) >= count else None
+    )
+    return [
+        email.message_from_bytes(m, policy=email.policy.default)
+        for m in wait_for(found, 20, f"{count} DSN(s)")
+    ]
+
+
+def per_recipient(report: Message) -> list[Message]:
+    assert report.get_content_type() == "multipart/report"
+    status = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
+    return list(status.get_payload())[1:]
+
+
+def dump_database(url: str) -> bytes:
+    """Every row of every table, as text (binary columns in hex)."""
+    with psycopg.connect(url) as db:
+        tables = [
+            r[0]
+            for r in db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            )
+        ]
+        return b"".join(
+            str(row[0]).encode()
+            for table in tables
+            for row in db.execute(f'SELECT t::text FROM "{table}" t')
+        )
+
+
+def test_delivered_signed_over_starttls(
+    running: RunningCloud, dns: KnotServer, postfix: PostfixServer
+) -> None:
+    dns.publish(remote_zone(running.cloud))
+    before = len(postfix.delivered("remote.test"))
+    submit(running, ["bob@remote.test", "carol@remote.test"], "hello internet", "Grüße")
+    [first, second] = postfix.wait_delivered("remote.test", before + 2)[before:]
+    assert b"hello internet" in first and b"hello internet" in second
+    assert b"(using TLSv1.3" in first, "Postfix's Received field: it came over TLS"
+    done = dkimverify(first, dns.port)
+    assert done.returncode == 0, done.stdout + done.stderr
+    parsed = email.message_from_bytes(first, policy=email.policy.default)
+    assert (
+        "s=g1.eu-dublin" in parsed["DKIM-Signature"]
+        and "d=example.test" in parsed["DKIM-Signature"]
+    )
+    assert parsed["Message-ID"] and parsed["Date"], "a submitted message is completed"
+    assert running.cloud.region("eu-dublin").store.queued_outbound() == 0
+
+
+def test_content_stays_in_the_home_region_encrypted(
+    running: RunningCloud, dns: KnotServer, postfix: PostfixServer, region_stores: dict[str, str]
+) -> None:
+    """Invariant 10: one message to a reachable and an unreachable domain; the second copy
+    waits in Dublin's queue. No byte of it is anywhere in us-east (files or database), and
+    Dublin keeps it only as ciphertext."""
+    dns.publish(remote_zone(running.cloud))
+    marker = "OUTBOUND-MARKER-9c41e7"
+    before = len(postfix.delivered("remote.test"))
+    submit(running, ["bob@remote.test", "dave@slow.test"], marker)
+    [delivered] = postfix.wait_delivered("remote.test", before + 1)[before:]
+    assert marker.encode() in delivered
+    dublin, us = running.cloud.region("eu-dublin"), running.cloud.region("us-east")
+    [waiting] = dublin.store.list_outbound()
+    assert waiting.domain == "slow.test" and waiting.rcpts == ("dave@slow.test",)
+    assert marker.encode() not in (dublin.store.outbound_blob(waiting.id) or b"")
+    assert us.store.queued_outbound() == 0
+    assert files_containing(us.root, marker.encode()) == []
+    assert files_containing(dublin.root, marker.encode()) == []
+    if region_stores:
+        for region, url in region_stores.items():
+            dump = dump_database(url)
+            assert marker.encode() not in dump and marker.encode().hex().encode() not in dump, (
+                region
+            )
+
+
+def test_delay_then_failure_reports(running: RunningCloud, dns: KnotServer) -> None:
+    """No MX host answers: the sender hears once that it is delayed (RFC 3464 "delayed"),
+    then, when the attempts run out, that it failed; the original headers come along."""
+    dns.publish(remote_zone(running.cloud))
+    submit(running, ["dave@slow.test"], "never arrives", "slow one")
+    dublin = running.cloud.region("eu-dublin")
+    delayed, failed = reports(dublin, 2)
+    [delay] = per_recipient(delayed)
+    assert (delay["Action"], delay["Status"]) == ("delayed", "4.4.1")
+    assert delay["Final-Recipient"] == "rfc822; dave@slow.test" and delay["Will-Retry-Until"]
+    [failure] = per_recipient(failed)
+    assert (failure["Action"], failure["Status"]) == ("failed", "4.4.7")
+    headers = next(p for p in failed.walk() if p.get_content_type() == "text/rfc822-headers")
+    assert "Subject: slow one" in headers.get_content()
+    assert wait_for(lambda: dublin.store.queued_outbound() == 0, 10, "the queue to empty")
+
+
+def test_null_mx_bounces_at_once_and_the_rest_is_delivered(
+    running: RunningCloud, dns: KnotServer, postfix: PostfixServer
+) -> None:
+    dns.publish(remote_zone(running.cloud))
+    before = len(postfix.delivered("remote.test"))
+    submit(running, ["erin@nomail.test", "bob@remote.test"], "mixed")
+    postfix.wait_delivered("remote.test", before + 1)
+    [bounce] = reports(running.cloud.region("eu-dublin"), 1)
+    [failure] = per_recipient(bounce)
+    assert (failure["Final-Recipient"], failure["Status"]) == ("rfc822; erin@nomail.test", "5.1.10")
+
+
+def patient(running: RunningCloud, **settings: float) -> OutboundWorker:
+    """Dublin's worker with other retry settings from now on."""
+    outbound = worker(running)
+    outbound.settings = outbound.settings.model_copy(update=settings)
+    return outbound
+
+
+@pytest.mark.one_engine("the TLS decision happens before the queue is touched again")
+def test_mta_sts_enforce_refuses_a_certificate_not_for_the_mx(
+    running: RunningCloud,
+    dns: KnotServer,
+    postfix: PostfixServer,
+    policy_server: PolicyServer,
+    test_ca: TestCA,
+) -> None:
+    """mx2.remote.test is the same Postfix, whose certificate is for mx.remote.test. With
+    MTA-STS enforce nothing is sent to it, however often it is retried; once the policy is
+    `testing`, the next retry delivers it and counts the failure (for TLS-RPT)."""
+    outbound = patient(running, max_attempts=1000, delay_warning_seconds=3600)
+
+    def publish(mode: str) -> None:
+        policy_server.serve(
+            "mta-sts.remote.test",
+            test_ca.issue("mta-sts.remote.test"),
+            f"version: STSv1\nmode: {mode}\nmx: mx2.remote.test\nmax_age: 86400\n",
+        )
+        zone = [r for r in remote_zone(running.cloud) if r.name != "remote"]
+        dns.publish(
+            [
+                *zone,
+                Record("remote", "MX", "10 mx2.remote.test."),
+                Record("mx2.remote", "A", "127.0.0.1"),
+                Record("mta-sts.remote", "A", "127.0.0.1"),
+                txt("_mta-sts.remote", f"v=STSv1; id={mode}", ttl=1),
+            ]
+        )
+
+    publish("enforce")
+    before = len(postfix.delivered("remote.test"))
+    submit(running, ["bob@remote.test"], "not over a bad certificate")
+    dublin = running.cloud.region("eu-dublin")
+    item = wait_for(
+        lambda: next((i for i in dublin.store.list_outbound() if i.attempts >= 3), None),
+        20,
+        "three failed attempts",
+    )
+    assert item.last_error is not None and "not valid for 'mx2.remote.test'" in item.last_error
+    assert len(postfix.delivered("remote.test")) == before, "nothing sent without valid TLS"
+    assert not inbox(dublin), "still being retried: no report yet"
+    publish("testing")
+    postfix.wait_delivered("remote.test", before + 1)
+    assert outbound.tls_failures["remote.test"] >= 1
+
+
+@pytest.mark.one_engine("what an operator does to the queue is store calls, tested on both")
+def test_an_operator_retries_now_and_bounces(running: RunningCloud, dns: KnotServer) -> None:
+    patient(running, first_retry_seconds=3600, max_retry_seconds=3600, max_attempts=1000)
+    dns.publish(remote_zone(running.cloud))
+    submit(running, ["dave@slow.test"], "held up", "held up")
+    dublin = running.cloud.region("eu-dublin")
+    first = wait_for(
+        lambda: next((i for i in dublin.store.list_outbound() if i.attempts), None),
+        20,
+        "a failed attempt",
+    )
+    assert first.next_attempt > time.time() + 600, "backed off for most of an hour"
+    assert dublin.store.retry_outbound(first.id)
+    wait_for(lambda: (i := dublin.store.outbound_item(first.id)) and i.attempts == 2, 20, "a retry")
+    assert dublin.store.bounce_outbound(first.id, "the destination is gone for good")
+    wait_for(lambda: dublin.store.outbound_item(first.id) is None, 20, "the item to go")
+    [delayed, bounced] = reports(dublin, 2)
+    assert per_recipient(delayed)[0]["Action"] == "delayed"
+    [failure] = per_recipient(bounced)
+    assert (failure["Action"], failure["Status"]) == ("failed", "5.0.0")
+    assert "the destination is gone for good" in bounced.get_body(("plain",)).get_content()
+    assert not dublin.store.retry_outbound(first.id) and not dublin.store.bounce_outbound(
+        first.id, "x"
+    )
