@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
+import re
 import smtplib
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from email.message import EmailMessage, Message
@@ -278,7 +282,7 @@ def test_an_operator_retries_now_and_bounces(running: RunningCloud, dns: KnotSer
         "a failed attempt",
     )
     assert first.next_attempt > time.time() + 600, "backed off for most of an hour"
-    assert dublin.store.retry_outbound(first.id)
+    assert dublin.store.retry_outbound(first.id) == 1
     wait_for(lambda: (i := dublin.store.outbound_item(first.id)) and i.attempts == 2, 20, "a retry")
     assert dublin.store.bounce_outbound(first.id, "the destination is gone for good")
     wait_for(lambda: dublin.store.outbound_item(first.id) is None, 20, "the item to go")
@@ -290,3 +294,115 @@ def test_an_operator_retries_now_and_bounces(running: RunningCloud, dns: KnotSer
     assert not dublin.store.retry_outbound(first.id) and not dublin.store.bounce_outbound(
         first.id, "x"
     )
+
+
+def borderline(config: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "borderline", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.one_engine("DKIM keys live in the vault, whatever the store")
+def test_rotated_key_signs_and_borderline_dns_publishes_it(
+    running: RunningCloud, dns: KnotServer, postfix: PostfixServer, config_path: Path
+) -> None:
+    """`borderline dkim rotate` while the region serves; `borderline dns --json` gives the
+    records, published as they are; mail is then signed by the new generation and verifies
+    against them."""
+    rotated = json.loads(
+        borderline(config_path, "dkim", "rotate", "-r", "eu-dublin", "--in", "0", "--json")
+    )
+    assert rotated["selector"] == "g2.eu-dublin" and rotated["signing"]
+    [domain] = json.loads(borderline(config_path, "dns", "--json"))
+    names = {(r["name"], r["type"]) for r in domain["records"]}
+    assert {
+        ("g1.eu-dublin._domainkey.example.test", "TXT"),
+        ("g2.eu-dublin._domainkey.example.test", "TXT"),
+        ("eu-dublin._domainkey.example.test", "TXT"),
+        ("g1.us-east._domainkey.example.test", "TXT"),
+        ("_dmarc.example.test", "TXT"),
+        ("_mta-sts.example.test", "TXT"),
+        ("_smtp._tls.example.test", "TXT"),
+        ("example.test", "MX"),
+    } <= names
+    published = [
+        txt(f"{r['name']}.", r["value"])
+        if r["type"] == "TXT"
+        else Record(f"{r['name']}.", r["type"], r["value"])
+        for r in domain["records"]
+    ]
+    dns.publish([r for r in remote_zone(running.cloud) if "_domainkey" not in r.name] + published)
+    before = len(postfix.delivered("remote.test"))
+    submit(running, ["bob@remote.test"], "signed by the new key")
+    [delivered] = postfix.wait_delivered("remote.test", before + 1)[before:]
+    assert b"s=g2.eu-dublin;" in delivered.replace(b"\r\n", b"").replace(b" ", b"")
+    done = dkimverify(delivered, dns.port)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.one_engine("what a destination offers is decided per connection, not stored")
+def test_smtputf8_and_8bitmime_follow_what_the_destination_offers(
+    running: RunningCloud, dns: KnotServer, postfix: PostfixServer
+) -> None:
+    """Postfix offers SMTPUTF8: a UTF-8 address and header arrive as they are. Once it
+    stops offering SMTPUTF8 and 8BITMIME, such mail is refused before sending it, and the
+    sender is told why."""
+    dns.publish(remote_zone(running.cloud))
+    before = len(postfix.delivered("remote.test"))
+    submit(running, ["dörte@remote.test"], "grüße", "Grüße aus Dublin")
+    [delivered] = postfix.wait_delivered("remote.test", before + 1)[before:]
+    assert "Subject: Grüße aus Dublin".encode() in delivered
+    assert dkimverify(delivered, dns.port).returncode == 0
+    postfix.postconf(smtpd_discard_ehlo_keywords="smtputf8,8bitmime")
+    try:
+        submit(running, ["dörte@remote.test"], "plain", "ascii")
+        submit(running, ["bob@remote.test"], "grüße, 8-bit", "ascii")
+        dublin = running.cloud.region("eu-dublin")
+        statuses = sorted(per_recipient(r)[0]["Status"] for r in reports(dublin, 2))
+        assert statuses == ["5.6.3", "5.6.7"]
+    finally:
+        postfix.postconf(smtpd_discard_ehlo_keywords="")
+    assert len(postfix.delivered("remote.test")) == before + 1
+
+
+@pytest.mark.one_engine("connection reuse is the worker's, whatever the store")
+def test_queued_mail_shares_connections_within_the_limits(
+    running: RunningCloud, dns: KnotServer, postfix: PostfixServer
+) -> None:
+    """Six messages to one domain, queued while its MX is unreachable, then sent on one
+    pass: one connection at a time for the domain, four messages per connection."""
+    patient(
+        running,
+        connections_per_domain=1,
+        messages_per_connection=4,
+        first_retry_seconds=3600,
+        max_retry_seconds=3600,
+        max_attempts=1000,
+    )
+    slow = [r for r in remote_zone(running.cloud) if r.name != "mx.remote"]
+    dns.publish([*slow, Record("mx.remote", "A", "127.0.0.2", ttl=1)])
+    dublin = running.cloud.region("eu-dublin")
+    for n in range(6):
+        submit(running, ["bob@remote.test"], f"batch {n}")
+    wait_for(lambda: [i.attempts for i in dublin.store.list_outbound()] == [1] * 6, 20, "tries")
+    dns.publish(remote_zone(running.cloud))
+    time.sleep(1.1)  # the unreachable address's TTL
+    logged = len(postfix.log_lines())
+    before = len(postfix.delivered("remote.test"))
+    assert dublin.store.retry_outbound() == 6
+    postfix.wait_delivered("remote.test", before + 6)
+    smtpd = [line for line in postfix.log_lines()[logged:] if "postfix/smtpd[" in line]
+    events = [
+        "open" if ": connect from" in line else "close"
+        for line in smtpd
+        if ": connect from" in line or ": disconnect from" in line
+    ]
+    assert events == ["open", "close"] * (len(events) // 2), "one connection at a time"
+    carried = [int(m) for line in smtpd for m in re.findall(r" mail=(\d+)", line)]
+    assert sum(carried) == 6 and max(carried) == 4, carried

@@ -230,7 +230,10 @@ def test_outbound_queue_shrinks_per_recipient_and_answers_an_operator(store: Mai
         "421 busy",
         True,
     )
-    assert store.retry_outbound(first.id)
+    assert store.retry_outbound(first.id) == 1
+    assert {i.id for i in store.due_outbound(time.time())} == {first.id, second.id}
+    store.outbound_retry(first.id, ["b@remote.test"], "421 busy", later, delay_notified=True)
+    assert store.retry_outbound() == 2, "every item"
     assert {i.id for i in store.due_outbound(time.time())} == {first.id, second.id}
     assert store.bounce_outbound(second.id, "gone", now=later)
     [bounced] = [i for i in store.due_outbound(later) if i.id == second.id]

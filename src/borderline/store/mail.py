@@ -680,28 +680,31 @@ class MailStore:
             row = tx.one(f"SELECT {_OUTBOUND_COLUMNS} FROM outbound_queue WHERE id = ?", (item_id,))
         return None if row is None else self._outbound_item(row)
 
-    def retry_outbound(self, item_id: int, now: float | None = None) -> bool:
-        """Make an item due now, whatever its backoff said (an operator's "retry now"); the
-        worker takes it on its next pass. False if the item is gone."""
-        return self._change_outbound(
-            item_id, "next_attempt = ?", (time.time() if now is None else now,)
-        )
+    def retry_outbound(self, item_id: int | None = None, now: float | None = None) -> int:
+        """Make an item due now, or every item (None: `postqueue -f`), whatever their
+        backoff said (an operator's "retry now"); the worker takes them on its next pass.
+        How many there were (0: the item is gone)."""
+        when = time.time() if now is None else now
+        with self.engine.write() as tx:
+            which = "" if item_id is None else " WHERE id = ?"
+            params = () if item_id is None else (item_id,)
+            found = tx.one(f"SELECT COUNT(*) FROM outbound_queue{which}", params)
+            tx.run(f"UPDATE outbound_queue SET next_attempt = ?{which}", (when, *params))
+        return 0 if found is None else int(found[0])
 
     def bounce_outbound(self, item_id: int, reason: str, now: float | None = None) -> bool:
         """Give up on an item (an operator's "bounce"): on its next pass, due now, the worker
         sends the sender a failure report with `reason` for every recipient left, without
         trying again, and drops the item. False if the item is gone."""
-        return self._change_outbound(
-            item_id, "bounce = ?, next_attempt = ?", (reason, time.time() if now is None else now)
-        )
-
-    def _change_outbound(self, item_id: int, assignments: str, values: tuple[object, ...]) -> bool:
+        when = time.time() if now is None else now
         with self.engine.write() as tx:
             found = tx.one(
                 f"SELECT id FROM outbound_queue WHERE id = ?{self.dialect.for_update}", (item_id,)
             )
-            if found is not None:
-                tx.run(f"UPDATE outbound_queue SET {assignments} WHERE id = ?", (*values, item_id))
+            tx.run(
+                "UPDATE outbound_queue SET bounce = ?, next_attempt = ? WHERE id = ?",
+                (reason, when, item_id),
+            )
         return found is not None
 
     def _outbound_item(self, r: Row) -> OutboundItem:
