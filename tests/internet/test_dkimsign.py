@@ -84,3 +84,17 @@ def test_signature_survives_postfix(
     assert b"(using TLSv1.3" in delivered  # Postfix's Received field: it came over TLS
     done = dkimverify(delivered, dns.port)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rsa_signatures_are_dkimpys_own() -> None:
+    """The RSA signing primitive borderline.dkimsign hands dkimpy (OpenSSL's) gives the
+    very bytes of dkimpy's own, so what is signed and how is dkimpy's alone."""
+    import hashlib
+
+    import dkim.crypto
+
+    key = dkimsign.generate_key("rsa")
+    signed = dkimsign.sign(outgoing(), domain="example.test", selector="s", private_key=key)
+    parsed = dkim.crypto.parse_pem_private_key(dkimsign._library_key(key)[0])
+    digest = hashlib.sha256(signed)
+    assert dkimsign._rsa_sign(digest, parsed) == dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, parsed)

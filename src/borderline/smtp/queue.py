@@ -41,7 +41,10 @@ def jittered(seconds: float) -> float:
 
 class QueueWorker(ABC):
     """Runs `run_once` whenever woken (mail was queued) and at least every POLL_SECONDS; a
-    pass that fails is logged and the next one runs as usual."""
+    pass that fails is logged and the next one runs as usual. Woken, it waits
+    `gather_seconds` first, so that mail arriving together is sent in one pass."""
+
+    gather_seconds = 0.0
 
     def __init__(self, region: Region, committer: GroupCommitter) -> None:
         self.region = region
@@ -68,6 +71,7 @@ class QueueWorker(ABC):
                 log.exception("region %s: %s pass failed", self.region.id, type(self).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                await asyncio.sleep(self.gather_seconds)
             self._wake.clear()
 
     @abstractmethod
