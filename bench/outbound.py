@@ -37,9 +37,10 @@ from tests.internet.dns_server import KnotServer, Record
 from tests.internet.postfix import PostfixServer
 from tests.internet.testca import TestCA
 
+from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import example_config, load_config
-from processes import free_port, stop, wait_for_port
+from processes import stop, wait_for_port
 from smtp_ingest import CONNECTIONS, make_message
 
 SENDER = "alice@example.test"
@@ -94,7 +95,7 @@ def start_borderline(
     test DNS to the destination's port; returns the server and eu-dublin's submission port."""
     workdir.mkdir()
     config_path = workdir / "borderline.toml"
-    text = example_config(workdir / "data", base_port=20000 + free_port() % 30000)
+    text = example_config(workdir / "data", base_port=free_base_port())
     config_path.write_text(
         text
         + "\n[outbound]\n"
