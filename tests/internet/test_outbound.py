@@ -8,7 +8,9 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import re
+import signal
 import smtplib
 import ssl
 import subprocess
@@ -22,6 +24,7 @@ import psycopg
 import pytest
 
 from borderline.cloud import Cloud, Region
+from borderline.config import load_config
 from borderline.residency import files_containing
 from borderline.smtp.outbound import OutboundWorker
 from borderline.vault import Justification
@@ -32,6 +35,7 @@ from tests.internet.dns_server import KnotServer, Record, txt
 from tests.internet.https_policy import PolicyServer
 from tests.internet.postfix import PostfixServer
 from tests.internet.testca import TestCA
+from tests.smtp.served import serve, wait_for_port
 
 ALICE = "alice@example.test"  # homed in eu-dublin
 
@@ -83,14 +87,19 @@ def remote_zone(cloud: Cloud, *extra: Record) -> list[Record]:
 
 
 def submit(running: RunningCloud, rcpts: list[str], body: str, subject: str = "out") -> None:
+    listen = running.cloud.region("eu-dublin").section.submission
+    assert listen is not None
+    submit_to(listen.host, listen.port, rcpts, body, subject)
+
+
+def submit_to(host: str, port: int, rcpts: list[str], body: str, subject: str) -> None:
+    """Alice submits a message: STARTTLS, AUTH, then the mail, answered 250."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = ALICE, ", ".join(rcpts), subject
     message.set_content(body)
-    listen = running.cloud.region("eu-dublin").section.submission
-    assert listen is not None
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with smtplib.SMTP(listen.host, listen.port, timeout=30) as client:
+    with smtplib.SMTP(host, port, timeout=30) as client:
         client.starttls(context=context)
         client.login(ALICE, PASSWORD)
         assert client.send_message(message, ALICE, rcpts) == {}
@@ -413,3 +422,46 @@ def test_queued_mail_shares_connections_within_the_limits(
         if ": connect from" in line or ": disconnect from" in line
     ]
     assert events == ["open", "close"] * (len(events) // 2), "one connection at a time"
+
+
+@pytest.mark.one_engine("the queue commits in the delivery transaction, durable on both engines")
+def test_queued_mail_survives_sigkill_and_leaves_after_restart(
+    config_path: Path, dns: KnotServer, postfix: PostfixServer
+) -> None:
+    """Answered 250 while no MX host answers, the server killed with SIGKILL: restarted,
+    it delivers every one of them, once."""
+    text = config_path.read_text().replace("max_attempts = 3", "max_attempts = 1000")
+    config_path.write_text(
+        text.replace("delay_warning_seconds = 0.1", "delay_warning_seconds = 3600")
+    )
+    config = load_config(config_path)
+    with Cloud(config) as cloud:
+        cloud.add_account(ALICE, "eu-dublin", PASSWORD)
+        unreachable = [r for r in remote_zone(cloud) if r.name != "mx.remote"]
+    dns.publish([*unreachable, Record("mx.remote", "A", "127.0.0.2", ttl=1)])
+    submission = config.region("eu-dublin").submission
+    assert submission is not None
+    server = serve(config_path)
+    try:
+        wait_for_port(submission.port)
+        with Cloud(config) as cloud:
+            zone = remote_zone(cloud)
+        for n in range(5):
+            submit_to(
+                submission.host, submission.port, ["bob@remote.test"], f"kept {n}", f"kept {n}"
+            )
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
+        dns.publish(zone)
+        time.sleep(1.1)  # the unreachable address's TTL, in a resolver cache if any
+        before = len(postfix.delivered("remote.test"))
+        server = serve(config_path)
+        got = postfix.wait_delivered("remote.test", before + 5)[before:]
+        subjects = sorted(email.message_from_bytes(m)["Subject"] for m in got)
+        assert subjects == [f"kept {n}" for n in range(5)]
+        time.sleep(1)
+        assert len(postfix.delivered("remote.test")) == before + 5, "each once"
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
