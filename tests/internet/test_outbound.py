@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -465,3 +466,28 @@ def test_queued_mail_survives_sigkill_and_leaves_after_restart(
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(30)
+
+
+@pytest.mark.one_engine("how passes are scheduled is the worker's, whatever the store")
+def test_a_silent_destination_holds_up_only_its_own_mail(
+    running: RunningCloud, dns: KnotServer, postfix: PostfixServer
+) -> None:
+    """tarpit.test's MX accepts the connection and never says a word (the greeting may take
+    5 minutes, RFC 5321 4.5.3.2): mail to other domains queued after it leaves at once."""
+    with socket.socket() as tarpit:
+        tarpit.bind(("127.0.0.3", postfix.port))
+        tarpit.listen()
+        dns.publish(
+            remote_zone(
+                running.cloud,
+                Record("tarpit", "MX", "10 mx.tarpit.test."),
+                Record("mx.tarpit", "A", "127.0.0.3"),
+            )
+        )
+        submit(running, ["carl@tarpit.test"], "into the tarpit")
+        wait_for(lambda: worker(running)._busy.get("tarpit.test"), 10, "the tarpit delivery")
+        before = len(postfix.delivered("remote.test"))
+        submit(running, ["bob@remote.test"], "past the tarpit")
+        [delivered] = postfix.wait_delivered("remote.test", before + 1, timeout=20)[before:]
+        assert b"past the tarpit" in delivered
+        assert "tarpit.test" in worker(running)._busy, "still waiting for its greeting"

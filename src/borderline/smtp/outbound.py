@@ -156,6 +156,10 @@ class OutboundWorker(QueueWorker):
         self.mta_sts: MtaSts | None = None
         self._connections = asyncio.Semaphore(self.settings.max_connections)
         self._per_mx: dict[str, asyncio.Semaphore] = {}
+        self._mx_users: Counter[str] = Counter()
+        # Domains being delivered to, each by a task of its own: a pass starts the others,
+        # so a slow or silent destination holds up its own mail only.
+        self._busy: dict[str, asyncio.Task[int]] = {}
         self._lookups = asyncio.Semaphore(LOOKUPS)
         self._idle: dict[SessionKey, list[_Session]] = defaultdict(list)
         # Certificate failures MTA-STS testing mode delivered anyway, per domain: what a
@@ -178,28 +182,42 @@ class OutboundWorker(QueueWorker):
 
     async def stop(self) -> None:
         await super().stop()
+        busy = list(self._busy.values())
+        for task in busy:
+            task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
         await self._close_idle(everything=True)
         if self.mta_sts is not None:
             self.mta_sts.close()
             self.mta_sts = None
 
     async def run_once(self) -> int:
-        """One pass over due items; how many reached every recipient they still had."""
+        """One pass: the due items of every domain not being delivered to already are
+        handed to a task per domain; bounced ones are reported. How many items were
+        handed on (or reported)."""
         due = await asyncio.to_thread(self.region.store.due_outbound, time.time(), BATCH)
         by_domain: dict[str, list[OutboundItem]] = defaultdict(list)
         given_up = []
         for item in due:
-            if item.bounce is None:
-                by_domain[item.domain].append(item)
-            else:
+            if item.bounce is not None:
                 given_up.append(item)
-        sent = await asyncio.gather(
-            self._give_up(given_up), *(self._domain(d, items) for d, items in by_domain.items())
-        )
+            elif item.domain not in self._busy:
+                by_domain[item.domain].append(item)
+        for domain, items in by_domain.items():
+            task = asyncio.get_running_loop().create_task(self._domain(domain, items))
+            self._busy[domain] = task
+            task.add_done_callback(functools.partial(self._done, domain))
+        await self._give_up(given_up)
         await self._close_idle()
-        for name in [n for n, slot in self._per_mx.items() if not slot.locked()]:
-            del self._per_mx[name]  # none in use: the table stays as small as the traffic
-        return sum(sent)
+        return len(given_up) + sum(len(items) for items in by_domain.values())
+
+    def _done(self, domain: str, task: asyncio.Task[int]) -> None:
+        del self._busy[domain]
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "region %s: delivery to %s failed: %r", self.region.id, domain, task.exception()
+            )
+        self.wake()  # its domain's next items may be due
 
     async def _give_up(self, items: list[OutboundItem]) -> int:
         """Items an operator bounced: a failure report for every recipient left, no try."""
@@ -264,10 +282,7 @@ class OutboundWorker(QueueWorker):
         problems: list[str] = []
         async with self._connections:
             for hop in route.hops:
-                slot = self._per_mx.setdefault(
-                    hop.mx.name, asyncio.Semaphore(self.settings.connections_per_mx)
-                )
-                async with slot:
+                async with self._mx_slot(hop.mx.name):
                     session = await self._connect(route, hop, problems)
                     if session is None:
                         continue
@@ -280,6 +295,20 @@ class OutboundWorker(QueueWorker):
                     return
         status = TLS_REFUSED if route.hops[0].tls is TlsRequirement.VALIDATED else NO_CONNECTION
         raise _NoConnection(Failure(None, "; ".join(problems)[:900], enhanced=status))
+
+    @contextlib.asynccontextmanager
+    async def _mx_slot(self, name: str) -> AsyncIterator[None]:
+        """One of the connections_per_mx slots of an MX host; the host's entry is dropped
+        when nobody holds or waits for one, so the table stays as small as the traffic."""
+        slot = self._per_mx.setdefault(name, asyncio.Semaphore(self.settings.connections_per_mx))
+        self._mx_users[name] += 1
+        try:
+            async with slot:
+                yield
+        finally:
+            self._mx_users[name] -= 1
+            if not self._mx_users[name]:
+                del self._mx_users[name], self._per_mx[name]
 
     async def _connect(self, route: Route, hop: Hop, problems: list[str]) -> _Session | None:
         """A kept connection for this hop that still answers (RSET), else a new one to the

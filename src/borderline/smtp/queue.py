@@ -76,7 +76,8 @@ class QueueWorker(ABC):
 
     @abstractmethod
     async def run_once(self) -> int:
-        """One pass over the due items; how many reached their destination."""
+        """One pass over the due items; how many it sent, or handed on (each subclass
+        says which)."""
 
     async def bounce(self, sender: str, report: bytes) -> None:
         """Deliver a DSN to a sender of this cloud, as mail from the null reverse-path."""
