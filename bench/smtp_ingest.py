@@ -37,10 +37,13 @@ RCPT = "alice@example.test"
 WARM_UP = 200
 
 
-def make_message(size: int, index: int) -> bytes:
+def make_message(
+    size: int, index: int, sender: str = "load@example.org", rcpt: str = RCPT
+) -> bytes:
+    domain = sender.rpartition("@")[2]
     head = (
-        f"From: load@example.org\r\nTo: alice@example.test\r\nSubject: bench {index}\r\n"
-        f"Message-ID: <bench-{index}@example.org>\r\n\r\n"
+        f"From: {sender}\r\nTo: {rcpt}\r\nSubject: bench {index}\r\n"
+        f"Message-ID: <bench-{index}@{domain}>\r\n\r\n"
     ).encode()
     line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
     return head + line * max(1, (size - len(head)) // len(line))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import tomllib
@@ -89,6 +90,51 @@ class SmtpSection(_Strict):
     data_timeout_seconds: float = Field(default=180, gt=0)
 
 
+class OutboundSection(_Strict):
+    """Mail to the Internet, sent from the sender's home region (docs/internet-mail.md)."""
+
+    # The DNS servers to ask (IP addresses) and their port; default: the system's resolvers
+    # (/etc/resolv.conf).
+    dns_servers: list[str] = []
+    dns_port: int = Field(default=53, gt=0, le=65535)
+    smtp_port: int = Field(default=25, gt=0, le=65535)  # of remote MX hosts
+    mta_sts_port: int = Field(default=443, gt=0, le=65535)  # of MTA-STS policy hosts
+    # Trust anchors for validated TLS (MTA-STS enforce); default: the system's.
+    ca_file: Path | None = None
+    # Loopback and private MX addresses: only for tests and closed networks. Off, a domain
+    # cannot point this region's MTA at its own internal network.
+    allow_private_addresses: bool = False
+    connections_per_domain: int = Field(default=10, gt=0, le=100)
+    connections_per_mx: int = Field(default=10, gt=0, le=100)
+    max_connections: int = Field(default=100, gt=0, le=10_000)
+    messages_per_connection: int = Field(default=100, gt=0, le=10_000)
+    connect_timeout_seconds: float = Field(default=30, gt=0, le=300)
+    first_retry_seconds: float = Field(default=300, gt=0)
+    max_retry_seconds: float = Field(default=3600, gt=0)
+    retry_window_seconds: float = Field(default=5 * 24 * 3600, gt=0)
+    max_attempts: int = Field(default=200, gt=0, le=10_000)
+    # One delay notice per message still queued after this long (RFC 3464 "delayed").
+    delay_warning_seconds: float = Field(default=4 * 3600, gt=0)
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _ip_addresses(cls, servers: list[str]) -> list[str]:
+        return [_ip_address(server) for server in servers]
+
+    @model_validator(mode="after")
+    def _retries(self) -> OutboundSection:
+        if self.first_retry_seconds > self.max_retry_seconds:
+            raise ValueError("first_retry_seconds is more than max_retry_seconds")
+        return self
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
 class CustodianSection(_Strict):
     id: str
     name: str
@@ -143,6 +189,9 @@ class RegionSection(_Strict):
     # a process serving every region uses [api] listen.
     api: ListenField | None = None
     store: str | None = None
+    # The addresses the region's MX is reached at and its mail to the Internet leaves from:
+    # its A/AAAA and SPF records (`borderline dns`).
+    public_addresses: list[str] = []
     # The name this region's servers give themselves (SMTP banner, Received, DSNs, TLS
     # certificate); default <id>.<first cloud domain>.
     host_name: str | None = None
@@ -163,6 +212,11 @@ class RegionSection(_Strict):
     @classmethod
     def _location(cls, value: str) -> str:
         return CustodianSection._iso_code(value)
+
+    @field_validator("public_addresses")
+    @classmethod
+    def _addresses(cls, addresses: list[str]) -> list[str]:
+        return [_ip_address(address) for address in addresses]
 
     @field_validator("store")
     @classmethod
@@ -200,6 +254,7 @@ class Config(_Strict):
     api: ApiSection = ApiSection()
     log: LogSection = LogSection()
     smtp: SmtpSection = SmtpSection()
+    outbound: OutboundSection = OutboundSection()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -1,4 +1,6 @@
-"""Where accepted mail goes: encrypted into this region's store, or sealed for its home.
+"""Where accepted mail goes: encrypted into this region's store, sealed for its home, or
+(mail an account of this region submitted to the Internet) signed and queued here to leave
+from here.
 
 Pure planning and crypto, no network: SMTP ingress, the relay and IMAP APPEND share it.
 """
@@ -18,7 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from borderline.directory import Directory, DirectoryError
-from borderline.store import Delivery, OutboundRelay
+from borderline.domains import ascii_domain
+from borderline.store import Delivery, OutboundMessage, OutboundRelay
 from borderline.vault import SealedMessageError, Vault, seal
 
 RELAY_HEADER = b"X-Borderline-Relay"
@@ -52,12 +55,30 @@ class Envelope:
     received: float
     relay_id: str | None = None
     trace: bytes = b""
+    # Submitted by the account `mail_from`, homed here: recipients outside the cloud are
+    # mail to the Internet, which leaves from here (invariant 10). Nothing else may be.
+    submitted: bool = False
 
 
 @dataclass(frozen=True)
 class Plan:
     deliveries: tuple[Delivery, ...]
     relays: tuple[OutboundRelay, ...]
+    outbound: tuple[OutboundMessage, ...] = ()
+
+
+def complete_header(content: bytes, domain: str, received: float) -> bytes:
+    """A submitted message with the Date and Message-ID an author's client left out added
+    (RFC 6409 8.2 and 8.3), so what leaves is a complete RFC 5322 message."""
+    end = content.find(b"\r\n\r\n")
+    head = content if end < 0 else content[: end + 2]
+    names = {line.split(b":", 1)[0].strip().lower() for line in head.split(b"\r\n")}
+    added = b""
+    if b"date" not in names:
+        added += b"Date: " + email.utils.formatdate(received, usegmt=True).encode() + b"\r\n"
+    if b"message-id" not in names:
+        added += b"Message-ID: " + email.utils.make_msgid(domain=domain).encode() + b"\r\n"
+    return added + content if added else content
 
 
 def _relay_signed_bytes(from_region: str, dest_region: str, sealed: bytes) -> bytes:
@@ -96,13 +117,17 @@ class DeliveryPlanner:
     def plan(self, envelope: Envelope) -> Plan:
         deliveries: list[Delivery] = []
         remote: dict[str, list[str]] = {}
+        internet: dict[str, list[str]] = {}
         # RFC 5321 4.4: the delivering server records the reverse-path.
         head = b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + envelope.trace
         for rcpt in dict.fromkeys(r.lower() for r in envelope.rcpts):
             home = self.directory.home(rcpt)
             if home is None:
-                raise ValueError(f"{rcpt} has no home region")
-            if home == self.region_id:
+                if not (envelope.submitted and self._sends_from_here(envelope.mail_from)):
+                    raise ValueError(f"{rcpt} has no home region")
+                domain = rcpt.rpartition("@")[2]
+                internet.setdefault(ascii_domain(domain) or domain, []).append(rcpt)
+            elif home == self.region_id:
                 deliveries.append(
                     self.local_delivery(
                         rcpt,
@@ -123,7 +148,31 @@ class DeliveryPlanner:
             )
             for home, rcpts in remote.items()
         )
-        return Plan(tuple(deliveries), relays)
+        return Plan(tuple(deliveries), relays, self._outbound(envelope, internet))
+
+    def _sends_from_here(self, sender: str) -> bool:
+        return bool(sender) and self.directory.home(sender) == self.region_id
+
+    def _outbound(
+        self, envelope: Envelope, by_domain: dict[str, list[str]]
+    ) -> tuple[OutboundMessage, ...]:
+        """The message DKIM-signed with this region's key for the sender's domain, then
+        encrypted for the queue once per destination domain."""
+        if not by_domain:
+            return ()
+        sender_domain = envelope.mail_from.rpartition("@")[2].lower()
+        content = complete_header(envelope.content, sender_domain, envelope.received)
+        signed = self.vault.dkim_sign(envelope.trace + content, sender_domain)
+        return tuple(
+            OutboundMessage(
+                domain=domain,
+                mail_from=envelope.mail_from,
+                rcpts=tuple(rcpts),
+                blob=self.vault.encrypt_outbound(envelope.mail_from, domain, signed),
+                size=len(signed),
+            )
+            for domain, rcpts in by_domain.items()
+        )
 
     def _seal_for(self, home: str, envelope: Envelope, rcpts: Sequence[str]) -> bytes:
         header = json.dumps(

@@ -4,7 +4,9 @@ TLS-RPT.
 
 Every region is an MX (inbound mail may arrive anywhere and is sealed to its home) and every
 region sends (mail leaves from the sender's home), so each region's addresses are in SPF
-and each region has its own DKIM selector, `<region>._domainkey.<domain>`."""
+and each region has its own DKIM keys below `<region>._domainkey.<domain>`: one selector per
+key generation (`g<n>.<region>`), and at `<region>._domainkey.<domain>` itself the key in use
+(so the name the region is known by resolves to its current key)."""
 
 from __future__ import annotations
 
@@ -19,14 +21,23 @@ StsMode = Literal["enforce", "testing", "none"]
 
 
 @dataclass(frozen=True)
+class DkimRecord:
+    """One published DKIM key: its selector and record text (`dkimsign.public_record`)."""
+
+    selector: str
+    record: str
+    current: bool = False  # the key the region signs with now
+
+
+@dataclass(frozen=True)
 class RegionMail:
-    """What one region contributes: its mail host name, addresses and DKIM record text
-    (`dkimsign.public_record`), or None while it has no key yet."""
+    """What one region contributes: its mail host name, addresses and DKIM keys (none for a
+    region whose vault is not on this host)."""
 
     region: str
     hostname: str
     addresses: tuple[str, ...]
-    dkim_record: str | None = None
+    dkim: tuple[DkimRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,9 +84,12 @@ def domain_records(
             for address in region.addresses:
                 kind = "AAAA" if ipaddress.ip_address(address).version == 6 else "A"
                 records.append(DnsRecord(host, kind, address, region.region))
-        if region.dkim_record:
-            name = f"{region.region}._domainkey.{domain}"
-            records.append(DnsRecord(name, "TXT", region.dkim_record, region.region))
+        keys = f"{region.region}._domainkey.{domain}"
+        for key in region.dkim:
+            name = f"{key.selector}._domainkey.{domain}"
+            records.append(DnsRecord(name, "TXT", key.record, region.region))
+            if key.current:
+                records.append(DnsRecord(keys, "TXT", key.record, region.region))
     records.append(DnsRecord(domain, "TXT", spf_record(regions)))
     records.append(
         DnsRecord(

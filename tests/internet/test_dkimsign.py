@@ -54,8 +54,8 @@ def test_record_text_and_bad_inputs() -> None:
     record = dkimsign.public_record(key)
     assert record.startswith("v=DKIM1; k=ed25519; p=") and len(record) == 66
     assert dkimsign.public_record(dkimsign.generate_key("rsa")).startswith("v=DKIM1; k=rsa; p=MII")
-    with pytest.raises(dkimsign.DkimKeyError, match="not a DNS label"):
-        dkimsign.sign(outgoing(), domain="example.test", selector="a.b", private_key=key)
+    with pytest.raises(dkimsign.DkimKeyError, match="not a DNS name"):
+        dkimsign.sign(outgoing(), domain="example.test", selector="a..b", private_key=key)
     with pytest.raises(dkimsign.DkimKeyError, match="PEM"):
         dkimsign.sign(outgoing(), domain="example.test", selector="s", private_key=b"junk")
     with pytest.raises(dkimsign.DkimKeyError, match="From"):
@@ -84,3 +84,17 @@ def test_signature_survives_postfix(
     assert b"(using TLSv1.3" in delivered  # Postfix's Received field: it came over TLS
     done = dkimverify(delivered, dns.port)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rsa_signatures_are_dkimpys_own() -> None:
+    """The RSA signing primitive borderline.dkimsign hands dkimpy (OpenSSL's) gives the
+    very bytes of dkimpy's own, so what is signed and how is dkimpy's alone."""
+    import hashlib
+
+    import dkim.crypto
+
+    key = dkimsign.generate_key("rsa")
+    signed = dkimsign.sign(outgoing(), domain="example.test", selector="s", private_key=key)
+    parsed = dkim.crypto.parse_pem_private_key(dkimsign._library_key(key)[0])
+    digest = hashlib.sha256(signed)
+    assert dkimsign._rsa_sign(digest, parsed) == dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, parsed)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from borderline import dkimsign
-from borderline.dnsrecords import DnsRecord, RegionMail, domain_records
+from borderline.dnsrecords import DkimRecord, DnsRecord, RegionMail, domain_records
 from borderline.mailauth import Disposition, authenticate
 from borderline.smtp.outbound_route import MtaSts, StsMode, TlsRequirement, plan
 from tests.internet.dns_server import KnotServer, Record, txt
@@ -17,16 +17,21 @@ from tests.internet.https_policy import PolicyServer
 from tests.internet.testca import TestCA
 
 KEYS = {"eu-dublin": dkimsign.generate_key(), "us-east": dkimsign.generate_key("rsa")}
+OLD_KEY = dkimsign.generate_key()
+
+
+def current(region: str) -> DkimRecord:
+    return DkimRecord(f"g2.{region}", dkimsign.public_record(KEYS[region]), current=True)
+
+
 REGIONS = [
     RegionMail(
         "eu-dublin",
         "mx.dublin.example.test",
         ("127.0.0.1", "::1"),
-        dkimsign.public_record(KEYS["eu-dublin"]),
+        (DkimRecord("g1.eu-dublin", dkimsign.public_record(OLD_KEY)), current("eu-dublin")),
     ),
-    RegionMail(
-        "us-east", "mx.useast.example.test", ("127.0.0.2",), dkimsign.public_record(KEYS["us-east"])
-    ),
+    RegionMail("us-east", "mx.useast.example.test", ("127.0.0.2",), (current("us-east"),)),
 ]
 
 
@@ -39,10 +44,12 @@ def zone_records(records: tuple[DnsRecord, ...]) -> list[Record]:
 
 def test_records_per_domain_and_region() -> None:
     published = domain_records("Example.test", REGIONS, dmarc_policy="reject")
-    assert {(r.type, r.value) for r in published.for_region("eu-dublin")} >= {
-        ("MX", "10 mx.dublin.example.test."),
-        ("TXT", REGIONS[0].dkim_record),
-        ("AAAA", "::1"),
+    assert {(r.name, r.type, r.value) for r in published.for_region("eu-dublin")} >= {
+        ("example.test", "MX", "10 mx.dublin.example.test."),
+        ("g1.eu-dublin._domainkey.example.test", "TXT", dkimsign.public_record(OLD_KEY)),
+        ("g2.eu-dublin._domainkey.example.test", "TXT", current("eu-dublin").record),
+        ("eu-dublin._domainkey.example.test", "TXT", current("eu-dublin").record),
+        ("mx.dublin.example.test", "AAAA", "::1"),
     }
     whole = {r.name: r.value for r in published.for_region(None)}
     assert whole["example.test"] == "v=spf1 ip4:127.0.0.1 ip6:::1 ip4:127.0.0.2 -all"
@@ -70,7 +77,7 @@ def test_mail_from_each_region_passes_spf_dkim_and_dmarc(
         b"Date: Tue, 01 Dec 2026 10:00:00 +0000\r\n\r\nbody\r\n"
     )
     signed = dkimsign.sign(
-        message, domain="example.test", selector=region, private_key=KEYS[region]
+        message, domain="example.test", selector=f"g2.{region}", private_key=KEYS[region]
     )
     result = authenticate(
         signed,

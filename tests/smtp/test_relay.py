@@ -17,6 +17,7 @@ from aiosmtpd.controller import Controller
 
 from borderline.cloud import Cloud
 from borderline.config import Config, load_config
+from borderline.smtp.queue import jittered
 from borderline.smtp.relay import backoff
 from borderline.smtp.server import RegionSmtp
 from borderline.store import OutboundRelay
@@ -56,6 +57,13 @@ def _inbox(cloud: Cloud, region_id: str, address: str) -> list[bytes]:
 def test_backoff_doubles_and_caps() -> None:
     assert [backoff(n) for n in range(4)] == [5.0, 10.0, 20.0, 40.0]
     assert backoff(30) == 3600.0
+
+
+def test_retries_are_spread_by_jitter() -> None:
+    """Items that failed together come back spread over +-25% of their backoff."""
+    delays = [jittered(100.0) for _ in range(200)]
+    assert all(75.0 <= d <= 125.0 for d in delays)
+    assert min(delays) < 90.0 < 110.0 < max(delays)
 
 
 @contextmanager

@@ -14,7 +14,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from borderline.store import Delivery, MailStore, OutboundRelay, StoreError, open_store
+from borderline.store import (
+    Delivery,
+    MailStore,
+    OutboundMessage,
+    OutboundRelay,
+    StoreError,
+    open_store,
+)
 from borderline.store.schema import LATEST
 from tests.pg import PostgresServer
 
@@ -88,6 +95,8 @@ def test_a_store_from_before_schema_versions_opens_with_every_row_kept(
     box = store.create_mailbox(ALICE, "After")
     store.deliver([Delivery(ALICE, b"after", 5, time.time(), mailbox="After")])
     store.deliver([], [OutboundRelay("us-east", ALICE, (BOB,), b"sealed-3")])
+    store.deliver([], [], [OutboundMessage("remote.test", ALICE, ("x@remote.test",), b"q", 1)])
+    assert [i.domain for i in store.list_outbound()] == ["remote.test"], "version 3's queue"
     hold = store.add_hold(BOB, "REQ-NEW", FOREVER)
     assert box.uidvalidity > old_validity
     assert box.id > tops["mailboxes"] and hold > tops["holds"]

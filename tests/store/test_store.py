@@ -11,6 +11,7 @@ from borderline.store import (
     Delivery,
     MailboxNotFound,
     MailStore,
+    OutboundMessage,
     OutboundRelay,
     StoreError,
 )
@@ -203,3 +204,41 @@ def test_rename_refuses_to_move_a_mailbox_into_itself_and_keeps_the_hierarchy(
         "longer/than/before/k/kid/deeper",
         "x",
     }
+
+
+def test_outbound_queue_shrinks_per_recipient_and_answers_an_operator(store: MailStore) -> None:
+    """Mail to the Internet: queued with the rest of a delivery in one commit; delivered
+    recipients leave the item; an operator lists, shows, retries and bounces items."""
+    message = OutboundMessage("remote.test", ALICE, ("a@remote.test", "b@remote.test"), b"c", 9)
+    with pytest.raises(MailboxNotFound):
+        store.deliver([Delivery(ALICE, b"y", 1, time.time(), mailbox="Nope")], [], [message])
+    assert store.queued_outbound() == 0, "nothing half written"
+    store.deliver(
+        [], [], [message, OutboundMessage("other.test", ALICE, ("c@other.test",), b"d", 1)]
+    )
+    first, second = store.list_outbound()
+    assert (first.rcpts, first.size, first.attempts, first.bounce) == (message.rcpts, 9, 0, None)
+    assert store.outbound_blob(first.id) == b"c"
+    later = time.time() + 600
+    store.outbound_retry(first.id, ["b@remote.test"], "421 busy", later, delay_notified=True)
+    assert [i.id for i in store.due_outbound(time.time())] == [second.id]
+    shown = store.outbound_item(first.id)
+    assert shown is not None
+    assert (shown.rcpts, shown.attempts, shown.last_error, shown.delay_notified) == (
+        ("b@remote.test",),
+        1,
+        "421 busy",
+        True,
+    )
+    assert store.retry_outbound(first.id) == 1
+    assert {i.id for i in store.due_outbound(time.time())} == {first.id, second.id}
+    store.outbound_retry(first.id, ["b@remote.test"], "421 busy", later, delay_notified=True)
+    assert store.retry_outbound() == 2, "every item"
+    assert {i.id for i in store.due_outbound(time.time())} == {first.id, second.id}
+    assert store.bounce_outbound(second.id, "gone", now=later)
+    [bounced] = [i for i in store.due_outbound(later) if i.id == second.id]
+    assert bounced.bounce == "gone"
+    store.outbound_done([first.id, second.id])
+    assert store.queued_outbound() == 0 and store.outbound_item(first.id) is None
+    assert not store.retry_outbound(first.id) and not store.bounce_outbound(first.id, "x")
+    assert store.outbound_blob(first.id) is None

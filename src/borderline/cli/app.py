@@ -18,6 +18,7 @@ from borderline.cli import (
     demo,
     legal_cmd,
     log_cmd,
+    mail_cmd,
     report_cmd,
     staff_cmd,
     witness_cmd,
@@ -51,6 +52,8 @@ app.add_typer(log_cmd.app, name="log")
 app.command("access-history")(log_cmd.access_history)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(witness_cmd.app, name="witness")
+app.add_typer(mail_cmd.dkim_app, name="dkim")
+app.command("dns")(mail_cmd.dns)
 
 
 @app.command()

@@ -23,7 +23,7 @@ from borderline.delivery import Envelope as MailEnvelope
 from borderline.delivery import Plan, RelayRejected, is_relay_message
 from borderline.directory import DirectoryError, normalize_address
 from borderline.smtp.submission import sender_refusal
-from borderline.store import Delivery, OutboundRelay
+from borderline.store import Delivery, OutboundMessage, OutboundRelay
 from borderline.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.on_relay_queued: Callable[[], None] | None = None
+        self.on_outbound_queued: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -74,9 +75,11 @@ class GroupCommitter:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            errors, queued_relays = await loop.run_in_executor(None, self._commit, batch)
-            if queued_relays and self.on_relay_queued is not None:
+            errors, relayed, sent = await loop.run_in_executor(None, self._commit, batch)
+            if relayed and self.on_relay_queued is not None:
                 self.on_relay_queued()
+            if sent and self.on_outbound_queued is not None:
+                self.on_outbound_queued()
         except Exception as exc:
             log.exception("region %s: store commit failed", self.region.id)
             errors = [exc] * len(batch)
@@ -88,9 +91,12 @@ class GroupCommitter:
             else:
                 pending.done.set_exception(error)
 
-    def _commit(self, batch: Sequence[_Pending]) -> tuple[list[Exception | None], bool]:
+    def _commit(self, batch: Sequence[_Pending]) -> tuple[list[Exception | None], bool, bool]:
+        """Plan and commit a batch: each message's error (None: committed), and whether
+        relays and mail to the Internet were queued."""
         deliveries: list[Delivery] = []
         relays: list[OutboundRelay] = []
+        outbound: list[OutboundMessage] = []
         errors: list[Exception | None] = []
         for pending in batch:
             try:
@@ -100,10 +106,11 @@ class GroupCommitter:
                 continue
             deliveries.extend(plan.deliveries)
             relays.extend(plan.relays)
+            outbound.extend(plan.outbound)
             errors.append(None)
-        if deliveries or relays:
-            self.region.store.deliver(deliveries, relays)
-        return errors, bool(relays)
+        if deliveries or relays or outbound:
+            self.region.store.deliver(deliveries, relays, outbound)
+        return errors, bool(relays), bool(outbound)
 
     def _plan(self, pending: _Pending) -> Plan:
         envelope, pending.envelope = pending.envelope, None
@@ -201,7 +208,9 @@ class IngressHandler:
             domain = normalized.rpartition("@")[2]
             if domain in self.region.domains:
                 return f"550 5.1.1 <{normalized}>: no such user here"
-            return "550 5.7.1 Relaying denied: this cloud only accepts mail for its own domains"
+            if not (self.submission and session.authenticated):
+                return "550 5.7.1 Relaying denied: this cloud only accepts mail for its own domains"
+            # Mail to the Internet, from an account homed here: it leaves from here.
         envelope.rcpt_tos.append(normalized)
         return "250 2.1.5 OK"
 
@@ -246,6 +255,7 @@ class IngressHandler:
             content=content,
             received=received,
             trace=self._received_header(session, received),
+            submitted=self.submission,
         )
 
     def _open_relay(self, content: bytes, rcpts: Sequence[str]) -> MailEnvelope:

@@ -43,11 +43,14 @@ MAX_MAX_AGE = 31_557_600  # section 3.2: at most a year
 
 
 class RouteError(Exception):
-    """No route now. `permanent` means retrying cannot help (a bounce), else defer."""
+    """No route now. `permanent` means retrying cannot help (a bounce), else defer;
+    `status` is the RFC 3463 code a delivery report gives it."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, status: str | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        # X.4.4 "unable to route" unless the cause has a code of its own.
+        self.status = status or ("5.4.4" if permanent else "4.4.3")
 
 
 def public_address(address: IpAddress) -> bool:
@@ -77,7 +80,7 @@ def to_ascii_domain(domain: str) -> str:
     """The A-label form of a mail domain, or a permanent RouteError."""
     ascii_name = ascii_domain(domain)
     if ascii_name is None:
-        raise RouteError(f"{domain!r} is not a valid domain name", permanent=True)
+        raise RouteError(f"{domain!r} is not a valid domain name", permanent=True, status="5.1.2")
     return ascii_name
 
 
@@ -109,7 +112,7 @@ async def _resolve_mx(
 ) -> list[MxHost]:
     answer = await _query(resolver, domain, "MX", limits)
     if answer is _NXDOMAIN:
-        raise RouteError(f"{domain} does not exist (NXDOMAIN)", permanent=True)
+        raise RouteError(f"{domain} does not exist (NXDOMAIN)", permanent=True, status="5.1.2")
     if answer is _NODATA:
         addresses, _ = await _addresses(resolver, domain, limits, allowed)
         if not addresses:
@@ -120,7 +123,9 @@ async def _resolve_mx(
         key=lambda record: (record[0], random.random()),
     )
     if any(exchange == dns.name.root for _, exchange in records):
-        raise RouteError(f"{domain} accepts no mail (null MX, RFC 7505)", permanent=True)
+        raise RouteError(
+            f"{domain} accepts no mail (null MX, RFC 7505)", permanent=True, status="5.1.10"
+        )
     hosts = []
     temporary = []
     for preference, exchange in records[: limits.max_mx_hosts]:
@@ -454,6 +459,8 @@ async def plan(
     refused = tuple(h for h in decided if h.tls is TlsRequirement.MAY_NOT_USE)
     if not hops:
         raise RouteError(
-            f"no MX host of {domain} is allowed by its MTA-STS policy", permanent=False
+            f"no MX host of {domain} is allowed by its MTA-STS policy",
+            permanent=False,
+            status="4.7.5",
         )
     return Route(to_ascii_domain(domain), hops, refused, policy)

@@ -9,7 +9,6 @@ item is sent again because another one failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -19,62 +18,39 @@ import aiosmtplib
 
 from borderline.cloud import Region
 from borderline.config import Config
-from borderline.delivery import Envelope
 from borderline.smtp.dsn import Failure, delivery_report
 from borderline.smtp.ingress import GroupCommitter
-from borderline.smtp.streamed_data import send_data
+from borderline.smtp.queue import (
+    COMMAND_TIMEOUT,
+    QueueWorker,
+    guarded_transaction,
+    jittered,
+)
+from borderline.smtp.queue import backoff as _backoff
 from borderline.store import RelayItem
 
 log = logging.getLogger(__name__)
 
 FIRST_RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 3600.0
-POLL_SECONDS = 0.5
 BATCH = 500  # due items per pass
 LANES = 4  # connections per destination region
-# RFC 5321 4.5.3.2, client side: 5 minutes for the greeting and each command, 10 for the
-# reply to the end of data (which covers sending it).
-COMMAND_TIMEOUT = 300.0
-DATA_TIMEOUT = 600.0
 
 Outcome = tuple[RelayItem, dict[str, Failure]]
 
 
 def backoff(attempts: int) -> float:
-    """Seconds until the next try after `attempts` failures: 5 s doubling, capped at an hour."""
-    return min(FIRST_RETRY_SECONDS * 2.0 ** max(attempts, 0), MAX_RETRY_SECONDS)
+    """Seconds until the next try after `attempts` failures: 5 s doubling, capped at an hour
+    (each retry is then jittered)."""
+    return _backoff(attempts, FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS)
 
 
-class RelayWorker:
+class RelayWorker(QueueWorker):
     def __init__(self, region: Region, config: Config, committer: GroupCommitter) -> None:
-        self.region = region
+        super().__init__(region, committer)
         self.config = config
-        self.committer = committer
         self.retry_window = config.cloud.relay_retry_window_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         committer.on_relay_queued = self.wake
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("region %s: relay pass failed", self.region.id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-            self._wake.clear()
 
     async def run_once(self) -> int:
         """One pass over due items; returns how many were relayed."""
@@ -118,7 +94,7 @@ class RelayWorker:
             await asyncio.to_thread(store.relay_done, done)
         for item, failures in retry:
             error = str(next(iter(failures.values())))
-            next_attempt = time.time() + backoff(item.attempts)
+            next_attempt = time.time() + jittered(backoff(item.attempts))
             await asyncio.to_thread(store.relay_failed, item.id, error, next_attempt)
         return relayed
 
@@ -148,51 +124,19 @@ class RelayWorker:
         return results
 
     async def _send_item(self, client: aiosmtplib.SMTP, item: RelayItem) -> dict[str, Failure]:
-        """One transaction. Anything about this item alone that goes wrong is its own
-        temporary failure; a broken connection is raised for the lane."""
-        try:
-            return await self._transaction(client, item)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError):
-            raise
-        except Exception as exc:
-            log.exception("region %s: relay %d failed", self.region.id, item.id)
-            await client.rset()
-            return dict.fromkeys(item.rcpts, Failure(None, f"{type(exc).__name__}: {exc}"))
-
-    async def _transaction(self, client: aiosmtplib.SMTP, item: RelayItem) -> dict[str, Failure]:
         international = not (item.mail_from.isascii() and all(r.isascii() for r in item.rcpts))
-        encoding = "utf-8" if international else "ascii"
-        try:
-            await client.mail(
-                item.mail_from, options=["SMTPUTF8"] if international else [], encoding=encoding
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            await client.rset()
-            return dict.fromkeys(item.rcpts, Failure(exc.code, exc.message))
-        failures: dict[str, Failure] = {}
-        for rcpt in item.rcpts:
-            try:
-                await client.rcpt(rcpt, encoding=encoding)
-            except aiosmtplib.SMTPResponseException as exc:
-                failures[rcpt] = Failure(exc.code, exc.message)
-        if len(failures) == len(item.rcpts):
-            await client.rset()
-            return failures
-        try:
-            await send_data(
-                client,
-                self.region.planner.relay_message(item.dest_region, item.sealed),
-                DATA_TIMEOUT,
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            failure = Failure(exc.code, exc.message)
-            failures |= {rcpt: failure for rcpt in item.rcpts if rcpt not in failures}
-        return failures
+        return await guarded_transaction(
+            client,
+            item.mail_from,
+            item.rcpts,
+            lambda: self.region.planner.relay_message(item.dest_region, item.sealed),
+            ["SMTPUTF8"] if international else [],
+        )
 
     async def _bounce(self, item: RelayItem, failures: dict[str, Failure]) -> None:
         """A DSN to the sender. None for the null reverse-path (RFC 5321 6.1: never answer a
-        bounce with a bounce); none yet for a sender outside this cloud, as mail to the
-        Internet does not leave from here yet."""
+        bounce with a bounce); none for a sender outside this cloud: the mail came from the
+        Internet, its sender may be forged, and a bounce to it would be backscatter."""
         if not item.mail_from:
             return
         if self.region.directory.home(item.mail_from) is None:
@@ -207,6 +151,4 @@ class RelayWorker:
             arrival=item.created,
             attempts=item.attempts + 1,
         )
-        await self.committer.commit(
-            Envelope(mail_from="", rcpts=(item.mail_from,), content=report, received=time.time())
-        )
+        await self.bounce(item.mail_from, report)

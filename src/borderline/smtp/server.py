@@ -1,4 +1,5 @@
-"""Starts one region's SMTP listeners (MX and submission) and its relay worker."""
+"""Starts one region's SMTP listeners (MX and submission), its relay worker and its worker
+for mail to the Internet."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from borderline.config import Config, Listen
 from borderline.delivery import is_relay_message, relay_size_limit
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
 from borderline.smtp.limits import ConnectionLimiter
+from borderline.smtp.outbound import OutboundWorker
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
 
@@ -34,6 +36,7 @@ class RegionSmtp:
         self.reuse_port = reuse_port
         self.committer = GroupCommitter(region)
         self.relay = RelayWorker(region, config, self.committer)
+        self.outbound = OutboundWorker(region, config, self.committer)
         self.hostname = region.host_name
         self.tls = region.tls
         self._servers: list[asyncio.Server] = []
@@ -46,6 +49,7 @@ class RegionSmtp:
         if self.ingest_only:
             return
         self.relay.start()
+        self.outbound.start()
         if section.submission is not None:
             self._servers.append(await self._listen(section.submission, submission=True))
 
@@ -102,4 +106,5 @@ class RegionSmtp:
             server.close()
             await server.wait_closed()
         await self.relay.stop()
+        await self.outbound.stop()
         await self.committer.stop()

@@ -87,6 +87,36 @@ class OutboundRelay:
 
 
 @dataclass(frozen=True)
+class OutboundMessage:
+    """Mail to the Internet to queue in the sender's home region: one destination domain's
+    recipients, the message encrypted by the vault for the queue."""
+
+    domain: str  # A-label, lower case
+    mail_from: str
+    rcpts: tuple[str, ...]
+    blob: bytes
+    size: int  # of the message, before encryption
+
+
+@dataclass(frozen=True)
+class OutboundItem:
+    """Queued mail to the Internet, without its blob (`MailStore.outbound_blob` reads it):
+    a pass over many items holds no message it is not sending."""
+
+    id: int
+    domain: str
+    mail_from: str
+    rcpts: tuple[str, ...]  # those not yet delivered or bounced
+    size: int
+    created: float
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    delay_notified: bool
+    bounce: str | None = None  # an operator's reason to give up on it (`bounce_outbound`)
+
+
+@dataclass(frozen=True)
 class Hold:
     """A preservation hold: nothing of the account may be deleted until it lapses."""
 

@@ -26,6 +26,8 @@ from borderline.store.base import (
     MailboxInfo,
     MailboxNotFound,
     MessageInfo,
+    OutboundItem,
+    OutboundMessage,
     OutboundRelay,
     Placement,
     RelayItem,
@@ -34,6 +36,11 @@ from borderline.store.base import (
     check_flag_mode,
 )
 from borderline.store.engine import Conflict, Engine, Row, Tx
+
+_OUTBOUND_COLUMNS = (
+    "id, domain, mail_from, rcpts, size, created, attempts, next_attempt, last_error,"
+    " delay_notified, bounce"
+)
 
 SEEN, DELETED = "\\Seen", "\\Deleted"
 _MESSAGE = "SELECT uid, modseq, flags, internal_date, size, blob_id FROM messages"
@@ -310,10 +317,14 @@ class MailStore:
         )
 
     def deliver(
-        self, deliveries: Sequence[Delivery], relays: Sequence[OutboundRelay] = ()
+        self,
+        deliveries: Sequence[Delivery],
+        relays: Sequence[OutboundRelay] = (),
+        outbound: Sequence[OutboundMessage] = (),
     ) -> list[Placement]:
-        """Commit local deliveries and sealed relays for other regions in one transaction:
-        all or nothing, durable when this returns (SMTP answers 250 only then). Each message
+        """Commit local deliveries, sealed relays for other regions and mail to the Internet
+        in one transaction: all or nothing, durable when this returns (SMTP answers 250 only
+        then). Each message
         gets the next UID of its mailbox and a new MODSEQ, in the order given. A delivery with
         a relay id already stored for its account (a retried relay) is skipped. Returns where
         each stored message went, in order. MailboxNotFound, with nothing stored, if a target
@@ -347,6 +358,14 @@ class MailStore:
                 [
                     (r.dest_region, r.mail_from, self.dialect.values(r.rcpts), r.sealed, now, now)
                     for r in relays
+                ],
+            )
+            tx.run_many(
+                "INSERT INTO outbound_queue (domain, mail_from, rcpts, blob, size, created,"
+                " next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (m.domain, m.mail_from, self.dialect.values(m.rcpts), m.blob, m.size, now, now)
+                    for m in outbound
                 ],
             )
         return [Placement(mailbox_id, uid) for mailbox_id, uid, _, _, _ in placed]
@@ -628,6 +647,116 @@ class MailStore:
         """How many relays are queued, due or not."""
         with self.engine.read() as tx:
             row = tx.one("SELECT COUNT(*) FROM relay_queue")
+        return 0 if row is None else int(row[0])
+
+    # the outbound queue of mail to the Internet
+
+    def due_outbound(self, now: float, limit: int = 100) -> list[OutboundItem]:
+        """Up to `limit` queued items due at `now`, the longest waiting first, without their
+        blobs."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound_queue WHERE next_attempt <= ?"
+                " ORDER BY next_attempt, id LIMIT ?",
+                (now, limit),
+            )
+        return [self._outbound_item(r) for r in rows]
+
+    def list_outbound(self, limit: int = 1000) -> list[OutboundItem]:
+        """Queued mail to the Internet, due or not, oldest first (for `borderline queue`)."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                f"SELECT {_OUTBOUND_COLUMNS} FROM outbound_queue ORDER BY id LIMIT ?", (limit,)
+            )
+        return [self._outbound_item(r) for r in rows]
+
+    def outbound_item(self, item_id: int) -> OutboundItem | None:
+        """One queued item (without its blob), or None if it is gone."""
+        with self.engine.read() as tx:
+            row = tx.one(f"SELECT {_OUTBOUND_COLUMNS} FROM outbound_queue WHERE id = ?", (item_id,))
+        return None if row is None else self._outbound_item(row)
+
+    def retry_outbound(self, item_id: int | None = None, now: float | None = None) -> int:
+        """Make an item due now, or every item (None: `postqueue -f`), whatever their
+        backoff said (an operator's "retry now"); the worker takes them on its next pass.
+        How many there were (0: the item is gone)."""
+        when = time.time() if now is None else now
+        with self.engine.write() as tx:
+            which = "" if item_id is None else " WHERE id = ?"
+            params = () if item_id is None else (item_id,)
+            found = tx.one(f"SELECT COUNT(*) FROM outbound_queue{which}", params)
+            tx.run(f"UPDATE outbound_queue SET next_attempt = ?{which}", (when, *params))
+        return 0 if found is None else int(found[0])
+
+    def bounce_outbound(self, item_id: int, reason: str, now: float | None = None) -> bool:
+        """Give up on an item (an operator's "bounce"): on its next pass, due now, the worker
+        sends the sender a failure report with `reason` for every recipient left, without
+        trying again, and drops the item. False if the item is gone."""
+        when = time.time() if now is None else now
+        with self.engine.write() as tx:
+            found = tx.one(
+                f"SELECT id FROM outbound_queue WHERE id = ?{self.dialect.for_update}", (item_id,)
+            )
+            tx.run(
+                "UPDATE outbound_queue SET bounce = ?, next_attempt = ? WHERE id = ?",
+                (reason, when, item_id),
+            )
+        return found is not None
+
+    def _outbound_item(self, r: Row) -> OutboundItem:
+        return OutboundItem(
+            id=int(r[0]),
+            domain=str(r[1]),
+            mail_from=str(r[2]),
+            rcpts=self.dialect.strings(r[3]),
+            size=int(r[4]),
+            created=float(r[5]),
+            attempts=int(r[6]),
+            next_attempt=float(r[7]),
+            last_error=None if r[8] is None else str(r[8]),
+            delay_notified=bool(r[9]),
+            bounce=None if r[10] is None else str(r[10]),
+        )
+
+    def outbound_blob(self, item_id: int) -> bytes | None:
+        """A queued item's encrypted message, or None if the item is gone."""
+        with self.engine.read() as tx:
+            row = tx.one("SELECT blob FROM outbound_queue WHERE id = ?", (item_id,))
+        return None if row is None else bytes(row[0])
+
+    def outbound_done(self, item_ids: Sequence[int]) -> None:
+        """Remove items every recipient of which was delivered or bounced, in one commit.
+        Ids already gone are ignored; ids are never reused, so none names another item."""
+        if not item_ids:
+            return
+        with self.engine.write() as tx:
+            tx.run(
+                f"DELETE FROM outbound_queue WHERE {self.dialect.member('id')}",
+                (self.dialect.values(item_ids),),
+            )
+
+    def outbound_retry(
+        self,
+        item_id: int,
+        rcpts: Sequence[str],
+        error: str,
+        next_attempt: float,
+        delay_notified: bool,
+    ) -> None:
+        """Count a failed attempt: only `rcpts` (those neither delivered nor bounced) are
+        tried again, at `next_attempt`; keep the error and whether the sender was told of
+        the delay."""
+        with self.engine.write() as tx:
+            tx.run(
+                "UPDATE outbound_queue SET rcpts = ?, attempts = attempts + 1, last_error = ?,"
+                " next_attempt = ?, delay_notified = ? WHERE id = ?",
+                (self.dialect.values(rcpts), error, next_attempt, delay_notified, item_id),
+            )
+
+    def queued_outbound(self) -> int:
+        """How many items of mail to the Internet are queued, due or not."""
+        with self.engine.read() as tx:
+            row = tx.one("SELECT COUNT(*) FROM outbound_queue")
         return 0 if row is None else int(row[0])
 
     # preservation holds

@@ -3,7 +3,8 @@
 Version 1 is the schema Borderline used before it kept a version (no `schema_version`
 table). Version 2 adds `schema_version`, a UIDVALIDITY clock on SQLite (PostgreSQL had
 one) and ids that are never handed out twice on SQLite (AUTOINCREMENT; PostgreSQL's
-identity columns never reuse). A new database is created at the latest version directly;
+identity columns never reuse). Version 3 adds the outbound queue (mail to the Internet).
+A new database is created at the latest version directly;
 an older one is migrated step by step, in one transaction, when a store opens it.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 2
+LATEST = 3
 
 # {id}: a primary key that is never reused; {bytes}: binary; {strings}: a list of strings
 # and {no_strings} its empty value. Booleans are BOOLEAN (0/1 on SQLite).
@@ -81,6 +82,23 @@ TABLES: dict[str, str] = {
         received DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (relay_id, account)
     )""",
+    # Mail to the Internet, one row per (message, destination domain); `rcpts` shrinks as
+    # recipients are delivered or bounced. The blob is encrypted by the vault. `bounce`: an
+    # operator gave up on it, for this reason.
+    "outbound_queue": """CREATE TABLE {table} (
+        id {id},
+        domain TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        rcpts {strings} NOT NULL,
+        blob {bytes} NOT NULL,
+        size BIGINT NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt DOUBLE PRECISION NOT NULL,
+        last_error TEXT,
+        delay_notified BOOLEAN NOT NULL DEFAULT FALSE,
+        bounce TEXT
+    )""",
     "holds": """CREATE TABLE {table} (
         id {id},
         account TEXT NOT NULL,
@@ -92,8 +110,10 @@ TABLES: dict[str, str] = {
 INDEXES: dict[str, tuple[str, ...]] = {
     "messages": ("CREATE INDEX messages_by_blob ON messages (blob_id)",),
     "changes": ("CREATE INDEX changes_by_mailbox ON changes (mailbox_id, modseq)",),
+    "outbound_queue": ("CREATE INDEX outbound_due ON outbound_queue (next_attempt, id)",),
 }
-# Tables whose ids a session, the relay lane or the legal desk holds on to.
+# Tables of version 1 whose ids a session, the relay lane or the legal desk holds on to
+# (version 2 rebuilt them on SQLite; tables added since are created with such ids).
 WITH_IDS = ("mailboxes", "blobs", "messages", "relay_queue", "holds")
 
 Migration = Callable[[Tx], None]
@@ -102,6 +122,13 @@ Migration = Callable[[Tx], None]
 def create_table(tx: Tx, dialect: Dialect, table: str, as_name: str | None = None) -> None:
     """Create `table` as the latest schema defines it (named `as_name` if given)."""
     tx.run(TABLES[table].format(table=as_name or table, **dialect.ddl_types))
+
+
+def add_table(tx: Tx, dialect: Dialect, table: str) -> None:
+    """A migration step that only adds a table (with its indexes) of the latest schema."""
+    create_table(tx, dialect, table)
+    for index in INDEXES.get(table, ()):
+        tx.run(index)
 
 
 def seed_clock(tx: Tx) -> None:

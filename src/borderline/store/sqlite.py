@@ -14,7 +14,14 @@ from borderline.durable_sqlite import BUSY_TIMEOUT_MS, open_durable
 from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
-from borderline.store.schema import INDEXES, WITH_IDS, create_table, migrate, seed_clock
+from borderline.store.schema import (
+    INDEXES,
+    WITH_IDS,
+    add_table,
+    create_table,
+    migrate,
+    seed_clock,
+)
 
 
 class SqliteDialect(Dialect):
@@ -111,7 +118,7 @@ def _ids_never_reused(tx: Tx) -> None:
         raise StoreError("the migrated tables break a foreign key; the migration was rolled back")
 
 
-MIGRATIONS = {2: _ids_never_reused}
+MIGRATIONS = {2: _ids_never_reused, 3: lambda tx: add_table(tx, SQLITE, "outbound_queue")}
 
 
 class SqliteEngine:

@@ -6,6 +6,7 @@ from borderline.vault.vault import (
     AccessLogUnavailable,
     AccessRecord,
     ContentKey,
+    DkimKey,
     KeyReleaseDenied,
     Vault,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "AccessLogUnavailable",
     "AccessRecord",
     "ContentKey",
+    "DkimKey",
     "Justification",
     "KeyReleaseDenied",
     "SealedMessageError",

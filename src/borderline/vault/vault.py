@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from borderline import dkimsign
 from borderline.durable_sqlite import open_durable
 from borderline.vault.access import (
     ENTRY_FORMAT,
@@ -41,6 +43,9 @@ BLOB_VERSION = b"\x01"
 NONCE_SIZE = 12
 TAG_SIZE = 16
 JOIN_PIECES_UP_TO = 1 << 20
+# A DKIM key stays published this long after a newer one took over signing: longer than
+# mail is retried (5 days), so a message signed just before a rotation still verifies.
+DKIM_GRACE_SECONDS = 7 * 24 * 3600
 
 
 class KeyReleaseDenied(Exception):
@@ -62,6 +67,76 @@ def _wrap_aad(region_id: str, address: str) -> bytes:
 
 def _record_aad(region_id: str, address: str, committed_to: str) -> bytes:
     return f"borderline-access-record-v1\n{region_id}\n{address}\n{committed_to}".encode()
+
+
+def _outbound_aad(region_id: str, sender: str, domain: str) -> bytes:
+    return f"borderline-outbound-v1\n{region_id}\n{sender.lower()}\n{domain}".encode()
+
+
+def _dkim_aad(region_id: str, generation: int) -> bytes:
+    return f"borderline-dkim-v1\n{region_id}\n{generation}".encode()
+
+
+def _derived_key(data_key: bytes, purpose: bytes) -> bytes:
+    hkdf = HKDF(hashes.SHA256(), length=32, salt=None, info=purpose)
+    return hkdf.derive(data_key)
+
+
+def _encrypt_pieces(key: bytes, aead: AESGCM, aad: bytes, pieces: tuple[bytes, ...]) -> bytes:
+    """A blob (version, nonce, ciphertext, tag) written in place: beyond a small message,
+    the only copy of the message this makes is the ciphertext."""
+    nonce = os.urandom(NONCE_SIZE)
+    size = sum(len(piece) for piece in pieces)
+    blob = io.BytesIO()
+    blob.write(BLOB_VERSION + nonce)
+    start = blob.tell()
+    blob.seek(start + size + TAG_SIZE - 1)
+    blob.write(b"\0")  # sizes the buffer once
+    with blob.getbuffer() as view:
+        if size <= JOIN_PIECES_UP_TO:  # one AES-GCM call is quicker than a stream
+            aead.encrypt_into(nonce, b"".join(pieces), aad, view[start:])
+        else:
+            encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+            encryptor.authenticate_additional_data(aad)
+            at = start
+            for piece in pieces:
+                at += encryptor.update_into(piece, view[at:])
+            encryptor.finalize()
+            view[at:] = encryptor.tag
+    # Either way the layout of AESGCM.encrypt: ciphertext, then tag. getvalue() hands
+    # over the buffer itself.
+    return blob.getvalue()
+
+
+def _decrypt_blob(aead: AESGCM, blob: bytes, aad: bytes, what: str) -> bytes:
+    if not blob.startswith(BLOB_VERSION):
+        raise ValueError(f"unknown version of {what}")
+    nonce = blob[1 : 1 + NONCE_SIZE]
+    try:
+        return aead.decrypt(nonce, blob[1 + NONCE_SIZE :], aad)
+    except InvalidTag as exc:
+        raise ValueError(f"{what} fails authentication") from exc
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """One generation of a region's DKIM key, as published (the private key stays here)."""
+
+    generation: int
+    selector: str  # g<generation>.<region>
+    algorithm: str
+    record: str  # the TXT record text
+    created: float
+    active_from: float  # signs from then on, until a newer generation is active
+    retired_at: float | None  # when a newer generation took over, if one has
+
+    def signing(self, now: float) -> bool:
+        return self.active_from <= now and (self.retired_at is None or now < self.retired_at)
+
+    def published(self, now: float) -> bool:
+        """Keys to keep in DNS: every key not yet retired for longer than the grace period
+        (one that will sign soon is published before it does)."""
+        return self.retired_at is None or now < self.retired_at + DKIM_GRACE_SECONDS
 
 
 def _record_cipher(data_key: bytes) -> AESGCM:
@@ -116,13 +191,9 @@ class ContentKey:
         self.log_index = log_index
 
     def decrypt(self, blob: bytes) -> bytes:
-        if not blob.startswith(BLOB_VERSION):
-            raise ValueError("unknown message blob version")
-        nonce = blob[1 : 1 + NONCE_SIZE]
-        try:
-            return self._aead.decrypt(nonce, blob[1 + NONCE_SIZE :], _message_aad(self.address))
-        except InvalidTag as exc:
-            raise ValueError(f"message blob of {self.address} fails authentication") from exc
+        return _decrypt_blob(
+            self._aead, blob, _message_aad(self.address), f"message blob of {self.address}"
+        )
 
 
 class Vault:
@@ -174,8 +245,15 @@ class Vault:
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS access_records_account ON access_records (account)"
             )
-        # Per account: its data key, and an AESGCM of it (which keeps the key schedule).
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS dkim_keys (generation INTEGER PRIMARY KEY,"
+                " algorithm TEXT NOT NULL, wrapped BLOB NOT NULL, record TEXT NOT NULL,"
+                " created REAL NOT NULL, active_from REAL NOT NULL)"
+            )
+        # Per account: its data key, and an AESGCM of it (which keeps the key schedule);
+        # the same for the key its outbound mail is queued under.
         self._writers: dict[str, tuple[bytes, AESGCM]] = {}
+        self._outbound: dict[str, tuple[bytes, AESGCM]] = {}
 
     @property
     def access_log(self) -> AccessLog:
@@ -242,35 +320,119 @@ class Vault:
 
     def encrypt(self, address: str, *pieces: bytes) -> bytes:
         """Encrypt a message (the pieces, one after another) for an account at rest; the key
-        stays inside the vault. The blob is written in place: beyond a small message, the
-        only copy of the message this makes is the ciphertext."""
+        stays inside the vault."""
         address = address.lower()
         writer = self._writers.get(address)
         if writer is None:
             dek = self._data_key(address)
             writer = self._writers[address] = (dek, AESGCM(dek))
-        dek, aead = writer
+        return _encrypt_pieces(*writer, _message_aad(address), pieces)
+
+    def _outbound_key(self, sender: str) -> tuple[bytes, AESGCM]:
+        key = self._outbound.get(sender)
+        if key is None:
+            derived = _derived_key(self._data_key(sender), b"borderline-outbound-v1")
+            key = self._outbound[sender] = (derived, AESGCM(derived))
+        return key
+
+    def encrypt_outbound(self, sender: str, domain: str, *pieces: bytes) -> bytes:
+        """Encrypt mail an account of this region sends to the Internet, for the outbound
+        queue: under a key derived from the sender's data key (so the queue is encrypted
+        per account, as the mailbox is, and destroying that key erases what is queued too),
+        bound to this region, the sender and the destination domain."""
+        sender = sender.lower()
+        key, aead = self._outbound_key(sender)
+        return _encrypt_pieces(key, aead, _outbound_aad(self.region_id, sender, domain), pieces)
+
+    def open_outbound(self, sender: str, domain: str, blob: bytes) -> bytes:
+        """The queued message, for the delivery its sender asked for. No key leaves the
+        vault and no access is logged: the derived key opens queued outbound mail only,
+        never the account's mailbox. KeyReleaseDenied if the account has no data key (it
+        was deleted); ValueError if the blob does not authenticate."""
+        sender = sender.lower()
+        _, aead = self._outbound_key(sender)
+        aad = _outbound_aad(self.region_id, sender, domain)
+        return _decrypt_blob(aead, blob, aad, f"outbound blob of {sender}")
+
+    # DKIM keys: generations g1, g2, ... per region, wrapped by the KEK.
+
+    def dkim_keys(self, now: float | None = None) -> list[DkimKey]:
+        """Every kept generation, oldest first; the first one is made (RSA, in use at once)
+        when there is none, so a region always has a key to sign and publish."""
+        now = time.time() if now is None else now
+        keys = self._dkim_rows()
+        if not keys:
+            self._add_dkim_key("rsa", 1, now, now)
+            keys = self._dkim_rows()
+        active = [row[4] for row in keys]
+        result = []
+        for index, (generation, algorithm, record, created, active_from) in enumerate(keys):
+            later = [t for t in active[index + 1 :] if t <= now]
+            result.append(
+                DkimKey(
+                    generation=generation,
+                    selector=f"g{generation}.{self.region_id}",
+                    algorithm=algorithm,
+                    record=record,
+                    created=created,
+                    active_from=active_from,
+                    retired_at=min(later) if later else None,
+                )
+            )
+        return result
+
+    def _dkim_rows(self) -> list[tuple[int, str, str, float, float]]:
+        with self._lock:
+            return [
+                (int(r[0]), str(r[1]), str(r[2]), float(r[3]), float(r[4]))
+                for r in self._db.execute(
+                    "SELECT generation, algorithm, record, created, active_from FROM dkim_keys"
+                    " ORDER BY generation"
+                )
+            ]
+
+    def _add_dkim_key(
+        self, algorithm: dkimsign.Algorithm, generation: int, now: float, active_from: float
+    ) -> bool:
+        private = dkimsign.generate_key(algorithm)
         nonce = os.urandom(NONCE_SIZE)
-        size = sum(len(piece) for piece in pieces)
-        blob = io.BytesIO()
-        blob.write(BLOB_VERSION + nonce)
-        start = blob.tell()
-        blob.seek(start + size + TAG_SIZE - 1)
-        blob.write(b"\0")  # sizes the buffer once
-        with blob.getbuffer() as view:
-            if size <= JOIN_PIECES_UP_TO:  # one AES-GCM call is quicker than a stream
-                aead.encrypt_into(nonce, b"".join(pieces), _message_aad(address), view[start:])
-            else:
-                encryptor = Cipher(algorithms.AES(dek), modes.GCM(nonce)).encryptor()
-                encryptor.authenticate_additional_data(_message_aad(address))
-                at = start
-                for piece in pieces:
-                    at += encryptor.update_into(piece, view[at:])
-                encryptor.finalize()
-                view[at:] = encryptor.tag
-        # Either way the layout of AESGCM.encrypt: ciphertext, then tag. getvalue() hands
-        # over the buffer itself.
-        return blob.getvalue()
+        wrapped = nonce + self._kek.encrypt(nonce, private, _dkim_aad(self.region_id, generation))
+        with self._lock, self._db:
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO dkim_keys VALUES (?, ?, ?, ?, ?, ?)",
+                (generation, algorithm, wrapped, dkimsign.public_record(private), now, active_from),
+            )
+        return added.rowcount == 1
+
+    def rotate_dkim(
+        self, algorithm: dkimsign.Algorithm, active_from: float, now: float | None = None
+    ) -> DkimKey:
+        """A new generation that signs from `active_from` on (publish it before then); the
+        one it replaces stays published for DKIM_GRACE_SECONDS after that. Keys past their
+        grace period are destroyed."""
+        now = time.time() if now is None else now
+        keys = self.dkim_keys(now)
+        gone = [k.generation for k in keys if not k.published(now)]
+        with self._lock, self._db:
+            self._db.executemany("DELETE FROM dkim_keys WHERE generation = ?", [(g,) for g in gone])
+        generation = keys[-1].generation + 1
+        while not self._add_dkim_key(algorithm, generation, now, max(active_from, now)):
+            generation += 1  # another process rotated at the same moment
+        return next(k for k in self.dkim_keys(now) if k.generation == generation)
+
+    def dkim_sign(self, message: bytes, domain: str, now: float | None = None) -> bytes:
+        """The message with a DKIM-Signature of the generation in use, d=`domain`."""
+        now = time.time() if now is None else now
+        key = next(k for k in self.dkim_keys(now) if k.signing(now))
+        with self._lock:
+            row = self._db.execute(
+                "SELECT wrapped FROM dkim_keys WHERE generation = ?", (key.generation,)
+            ).fetchone()
+        wrapped: bytes = row[0]
+        private = self._kek.decrypt(
+            wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], _dkim_aad(self.region_id, key.generation)
+        )
+        return dkimsign.sign(message, domain=domain, selector=key.selector, private_key=private)
 
     def release(
         self,
