@@ -137,6 +137,8 @@ class RegionSection(_Strict):
     custodian: str
     smtp: ListenField
     submission: ListenField | None = None
+    # Submission over implicit TLS (RFC 8314, port 465), beside STARTTLS on `submission`.
+    submissions: ListenField | None = None
     imap: ListenField | None = None
     imaps: ListenField | None = None
     # The log API of a process that serves this region alone (`serve --region`);
@@ -225,7 +227,7 @@ class Config(_Strict):
         listeners = [("api.listen", self.api.listen)] + [
             (f"regions.{region.id}.{name}", address)
             for region in self.regions
-            for name in ("smtp", "submission", "imap", "imaps", "api")
+            for name in ("smtp", "submission", "submissions", "imap", "imaps", "api")
             if (address := getattr(region, name)) is not None
         ]
         for key, address in listeners:
@@ -382,6 +384,7 @@ location = "US"
 custodian = "us-custodian"
 smtp = "127.0.0.1:{base_port + 25}"
 submission = "127.0.0.1:{base_port + 87}"
+submissions = "127.0.0.1:{base_port + 65}"
 imap = "127.0.0.1:{base_port + 43}"
 imaps = "127.0.0.1:{base_port + 93}"
 api = "127.0.0.1:{base_port + 81}"{store("us-east")}
@@ -392,6 +395,7 @@ location = "IE"
 custodian = "ie-custodian"
 smtp = "127.0.0.1:{base_port + 125}"
 submission = "127.0.0.1:{base_port + 187}"
+submissions = "127.0.0.1:{base_port + 165}"
 imap = "127.0.0.1:{base_port + 143}"
 imaps = "127.0.0.1:{base_port + 193}"
 api = "127.0.0.1:{base_port + 181}"{store("eu-dublin")}

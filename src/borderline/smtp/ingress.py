@@ -134,17 +134,15 @@ class IngressHandler:
         """RFC 4616 PLAIN, with the password check off the event loop and throttled: aiosmtpd
         calls its `authenticator` synchronously, and argon2 takes ~0.1 s per check."""
         if len(args) == 1:
-            response = await server.challenge_auth("")
-            if response is MISSING:
-                return AuthResult(success=False)
+            response = await _challenge(server, "")
+            if response is None:
+                return AuthResult(success=False, handled=True)
         else:
-            try:
-                response = base64.b64decode(args[1].encode(), validate=True)
-            except binascii.Error:
-                await server.push("501 5.5.2 Can't decode base64")
+            response = await _initial_response(server, args[1])
+            if response is None:
                 return AuthResult(success=False, handled=True)
         try:
-            authzid, login_bytes, password_bytes = bytes(response).split(b"\0")
+            authzid, login_bytes, password_bytes = response.split(b"\0")
         except ValueError:
             await server.push("501 5.5.2 Malformed PLAIN response")
             return AuthResult(success=False, handled=True)
@@ -153,6 +151,26 @@ class IngressHandler:
             return AuthResult(
                 success=False, handled=False, message="535 5.7.8 Authorization identity mismatch"
             )
+        return await self._login(server, login, password_bytes)
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        """The LOGIN mechanism many mail clients still use (draft-murchison-sasl-login): the
+        user name (in the AUTH command or after a challenge), then the password; checked and
+        throttled as PLAIN is. Offered only over TLS, as PLAIN."""
+        if len(args) == 1:
+            login_bytes = await _challenge(server, "Username:")
+        else:
+            login_bytes = await _initial_response(server, args[1])
+        if login_bytes is None:
+            return AuthResult(success=False, handled=True)
+        password_bytes = await _challenge(server, "Password:")
+        if password_bytes is None:
+            return AuthResult(success=False, handled=True)
+        login = login_bytes.decode(errors="replace").strip().lower()
+        return await self._login(server, login, password_bytes)
+
+    async def _login(self, server: SMTP, login: str, password_bytes: bytes) -> AuthResult:
+        """Check a password through the region's login throttle (shared with IMAP)."""
         peer = server.session.peer if server.session is not None else None
         ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         if self.throttle.locked(login, ip):
@@ -277,6 +295,29 @@ class IngressHandler:
             f"Received: from {helo[:255] or 'unknown'} ([{peer}])\r\n\tby {self.hostname}"
             f" with {protocol}; {stamp}\r\n"
         ).encode(errors="replace")
+
+
+async def _challenge(server: SMTP, prompt: str) -> bytes | None:
+    """The client's base64 answer to a 334 challenge, or None once the refusal is sent
+    (aiosmtpd sends it for a cancelled exchange or bad base64)."""
+    try:
+        response = await server.challenge_auth(prompt)
+    except ValueError:  # an answer longer than a line may be: the reader's limit
+        await server.push("500 5.5.6 Authentication exchange line is too long")
+        return None
+    return None if response is MISSING else bytes(response)
+
+
+async def _initial_response(server: SMTP, argument: str) -> bytes | None:
+    """The initial response given with AUTH (RFC 4954 4; "=" is an empty one), or None once
+    the refusal is sent."""
+    if argument == "=":
+        return b""
+    try:
+        return base64.b64decode(argument.encode(errors="surrogateescape"), validate=True)
+    except binascii.Error:
+        await server.push("501 5.5.2 Can't decode base64")
+        return None
 
 
 def may_send_as(region: Region, account: str, address: str) -> bool:
