@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     ValidationError,
     field_validator,
     model_validator,
@@ -87,6 +88,21 @@ class SmtpSection(_Strict):
     # RFC 5321 4.5.3.2: 5 minutes for each command, 3 for each block of data.
     command_timeout_seconds: float = Field(default=300, gt=0)
     data_timeout_seconds: float = Field(default=180, gt=0)
+
+
+class InboundSection(_Strict):
+    """Sender authentication of mail from the Internet on every MX (docs/internet-mail.md)."""
+
+    # SPF, DKIM, DMARC and ARC on every message the MX accepts; an Authentication-Results
+    # header on each; DMARC p=reject refused (550 5.7.1), p=quarantine to Junk.
+    authenticate: bool = True
+    # The DNS servers to ask and their port; default: the system's (/etc/resolv.conf).
+    dns_servers: list[IPvAnyAddress] = []
+    dns_port: int = Field(default=53, gt=0, le=65535)
+    # The authserv-id of the header (RFC 8601 2.5); default: the cloud's first domain.
+    authserv_id: str | None = None
+    # ARC sealers (d= domains) whose passing chain forgives a DMARC failure (RFC 8617 7.2).
+    trusted_arc_sealers: list[str] = []
 
 
 class CustodianSection(_Strict):
@@ -202,6 +218,7 @@ class Config(_Strict):
     api: ApiSection = ApiSection()
     log: LogSection = LogSection()
     smtp: SmtpSection = SmtpSection()
+    inbound: InboundSection = InboundSection()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

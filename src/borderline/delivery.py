@@ -46,6 +46,7 @@ class Envelope:
     received: float
     relay_id: str | None = None
     trace: bytes = b""
+    mailbox: str = "INBOX"  # or "Junk": what sender authentication made of it
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class DeliveryPlanner:
                         rcpt,
                         envelope.content,
                         envelope.received,
+                        mailbox=envelope.mailbox,
                         relay_id=envelope.relay_id,
                         head=head,
                     )
@@ -128,6 +130,7 @@ class DeliveryPlanner:
                 "mail_from": envelope.mail_from,
                 "rcpts": list(rcpts),
                 "received": envelope.received,
+                "mailbox": envelope.mailbox,
             },
             separators=(",", ":"),
         ).encode()
@@ -199,6 +202,7 @@ class DeliveryPlanner:
                 content=content,
                 received=float(meta["received"]),
                 relay_id=str(meta["id"]),
+                mailbox="Junk" if meta.get("mailbox") == "Junk" else "INBOX",
             )
         except (SealedMessageError, ValueError, KeyError, TypeError) as exc:
             raise RelayRejected(f"sealed relay envelope is malformed: {exc}") from exc

@@ -22,8 +22,9 @@ from borderline.cloud import Region
 from borderline.delivery import Envelope as MailEnvelope
 from borderline.delivery import Plan, RelayRejected, is_relay_message
 from borderline.directory import DirectoryError, normalize_address
+from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.submission import sender_refusal
-from borderline.store import Delivery, OutboundRelay
+from borderline.store import Delivery, MailboxNotFound, OutboundRelay
 from borderline.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,18 @@ class GroupCommitter:
     def _plan(self, pending: _Pending) -> Plan:
         envelope, pending.envelope = pending.envelope, None
         assert envelope is not None
-        return self.region.planner.plan(envelope)
+        plan = self.region.planner.plan(envelope)
+        if envelope.mailbox == "INBOX":
+            return plan
+        # An account may have deleted its Junk folder: its mail still arrives.
+        return replace(plan, deliveries=tuple(map(self._to_existing_mailbox, plan.deliveries)))
+
+    def _to_existing_mailbox(self, delivery: Delivery) -> Delivery:
+        try:
+            self.region.store.mailbox(delivery.account, delivery.mailbox)
+        except MailboxNotFound:
+            return replace(delivery, mailbox="INBOX")
+        return delivery
 
 
 class IngressHandler:
@@ -122,8 +134,10 @@ class IngressHandler:
         throttle: LoginThrottle | None = None,
         hostname: str = "localhost",
         max_recipients: int = 1000,
+        authenticator: InboundAuthenticator | None = None,
     ) -> None:
         self.region = region
+        self.authenticator = authenticator
         self.committer = committer
         self.submission = submission
         self.throttle = throttle or LoginThrottle()
@@ -258,12 +272,26 @@ class IngressHandler:
         received = time.time()
         # aiosmtpd keeps the null reverse-path (RFC 5321 4.5.5) as "<>".
         reverse_path = envelope.mail_from or ""
+        mail_from = "" if reverse_path == NULL_REVERSE_PATH else reverse_path
+        trace = self._received_header(session, received)
+        mailbox = "INBOX"
+        if self.authenticator is not None and not self.submission:
+            verdict = await self.authenticator.verdict(
+                content,
+                _peer_ip(session),
+                mail_from,
+                session.host_name or "",
+            )
+            if verdict.refusal is not None:
+                return verdict.refusal
+            content, trace, mailbox = verdict.content, trace + verdict.header, verdict.mailbox
         return MailEnvelope(
-            mail_from="" if reverse_path == NULL_REVERSE_PATH else reverse_path,
+            mail_from=mail_from,
             rcpts=tuple(envelope.rcpt_tos),
             content=content,
             received=received,
-            trace=self._received_header(session, received),
+            trace=trace,
+            mailbox=mailbox,
         )
 
     def _open_relay(self, content: bytes, rcpts: Sequence[str]) -> MailEnvelope:
@@ -281,7 +309,7 @@ class IngressHandler:
     def _received_header(self, session: Session, received: float) -> bytes:
         """RFC 5321 4.4 trace line. The HELO name is the client's: only printable
         characters of it are kept, so it cannot add header lines."""
-        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        peer = _peer_ip(session)
         protocol = "ESMTP"
         if session.ssl is not None:
             protocol += "S"
@@ -295,6 +323,10 @@ class IngressHandler:
             f"Received: from {helo[:255] or 'unknown'} ([{peer}])\r\n\tby {self.hostname}"
             f" with {protocol}; {stamp}\r\n"
         ).encode(errors="replace")
+
+
+def _peer_ip(session: Session) -> str:
+    return str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer)
 
 
 async def _challenge(server: SMTP, prompt: str) -> bytes | None:

@@ -11,6 +11,7 @@ import socket
 from borderline.cloud import Region
 from borderline.config import Config, Listen
 from borderline.delivery import is_relay_message, relay_size_limit
+from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
 from borderline.smtp.limits import ConnectionLimiter
 from borderline.smtp.protocol import FastDataSMTP
@@ -51,6 +52,10 @@ class RegionSmtp:
         self.tls = region.tls
         self._servers: list[asyncio.Server] = []
         self.throttle = region.logins
+        inbound = config.inbound
+        self.authenticator = (
+            InboundAuthenticator(inbound, config.primary_domain) if inbound.authenticate else None
+        )
 
     async def start(self) -> None:
         self.committer.start()
@@ -75,6 +80,7 @@ class RegionSmtp:
             throttle=self.throttle,
             hostname=self.hostname,
             max_recipients=limits.max_recipients,
+            authenticator=None if submission else self.authenticator,
         )
         limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
         max_size = self.config.cloud.max_message_size
@@ -123,3 +129,5 @@ class RegionSmtp:
             await server.wait_closed()
         await self.relay.stop()
         await self.committer.stop()
+        if self.authenticator is not None:
+            self.authenticator.close()
