@@ -105,6 +105,17 @@ class InboundSection(_Strict):
     trusted_arc_sealers: list[str] = []
 
 
+class AddressesSection(_Strict):
+    """Which account an address delivers to, besides its own (README "Addresses")."""
+
+    # The account that receives postmaster@ and abuse@ of every domain (RFC 5321 4.5.1,
+    # RFC 2142) that has no account or alias of that name.
+    postmaster: str | None = None
+    # `alice+news@` is delivered to `alice@`; new account names may not contain it.
+    # "" turns plus-addressing off.
+    separator: Literal["+", "-", "_", "=", ""] = "+"
+
+
 class CustodianSection(_Strict):
     id: str
     name: str
@@ -219,6 +230,7 @@ class Config(_Strict):
     log: LogSection = LogSection()
     smtp: SmtpSection = SmtpSection()
     inbound: InboundSection = InboundSection()
+    addresses: AddressesSection = AddressesSection()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

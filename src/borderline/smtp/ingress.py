@@ -228,13 +228,13 @@ class IngressHandler:
             normalized = normalize_address(address)
         except DirectoryError:
             return "501 5.1.3 Bad recipient address syntax"
-        home = self.region.directory.home(normalized)
-        if home is None:
+        account = self.region.account_for(normalized)
+        if account is None:
             domain = normalized.rpartition("@")[2]
             if domain in self.region.domains:
                 return f"550 5.1.1 <{normalized}>: no such user here"
             return "550 5.7.1 Relaying denied: this cloud only accepts mail for its own domains"
-        envelope.rcpt_tos.append(normalized)
+        envelope.rcpt_tos.append(account)  # an alias, a tag, a role address: its account
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -353,9 +353,9 @@ async def _initial_response(server: SMTP, argument: str) -> bytes | None:
 
 
 def may_send_as(region: Region, account: str, address: str) -> bool:
-    """Whether an authenticated account may send as an address: today its own address only.
-    Aliases, when accounts have them, are added here and nowhere else."""
+    """Whether an authenticated account may send as an address: one delivered to it (its
+    own, its aliases and tagged forms, postmaster@ and abuse@ for the role account)."""
     try:
-        return normalize_address(address) == normalize_address(account)
+        return region.account_for(normalize_address(address)) == normalize_address(account)
     except DirectoryError:
         return False
