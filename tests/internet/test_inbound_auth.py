@@ -14,6 +14,7 @@ from borderline.vault import Justification
 from tests.conftest import RunningCloud, write_config
 from tests.internet.dns_server import KnotServer, txt
 from tests.internet.postfix import PostfixServer
+from tests.internet.test_mailauth import RSA, arc_sealed
 
 KEY = dkimsign.generate_key("ed25519")
 AUTHSERV_ID = "example.test"  # the cloud's first domain
@@ -21,7 +22,10 @@ AUTHSERV_ID = "example.test"  # the cloud's first domain
 
 @pytest.fixture
 def config_path(tmp_path: Path, region_stores: dict[str, str], dns_server: KnotServer) -> Path:
-    inbound = f'[inbound]\ndns_servers = ["127.0.0.1"]\ndns_port = {dns_server.port}\n\n[api]\n'
+    inbound = (
+        f'[inbound]\ndns_servers = ["127.0.0.1"]\ndns_port = {dns_server.port}\n'
+        'trusted_arc_sealers = ["List.test"]\n\n[api]\n'
+    )
     return write_config(tmp_path, region_stores, **{"\n[api]\n": "\n" + inbound})
 
 
@@ -47,16 +51,14 @@ def _mail(region: Region, address: str, mailbox: str) -> dict[str, bytes]:
 
 
 def _results(raw: bytes) -> dict[str, str]:
-    """Our Authentication-Results, parsed back by authres: method -> result."""
+    """Our Authentication-Results (exactly one), parsed back by authres: method -> result."""
     fields = [
-        line
+        authres.AuthenticationResultsHeader.parse(line.decode())
         for line in raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b" ").split(b"\r\n")
         if line.lower().startswith(b"authentication-results:")
     ]
-    assert len(fields) == 1, fields
-    parsed = authres.AuthenticationResultsHeader.parse(fields[0].decode())
-    assert parsed.authserv_id == AUTHSERV_ID
-    return {result.method: result.result for result in parsed.results}
+    [ours] = [field for field in fields if field.authserv_id == AUTHSERV_ID]
+    return {result.method: result.result for result in ours.results}
 
 
 @pytest.mark.one_engine("sender authentication is the same over either store engine")
@@ -76,7 +78,8 @@ def test_spf_dkim_dmarc_pass_fail_and_none_through_a_real_postfix(
             txt("_dmarc.strict", "v=DMARC1; p=reject"),
             txt("careful", "v=spf1 ip4:192.0.2.1 -all"),
             txt("_dmarc.careful", "v=DMARC1; p=quarantine"),
-            # plain.test publishes nothing.
+            # plain.test publishes nothing; list.test seals what it forwards with ARC.
+            txt("arc._domainkey.list", dkimsign.public_record(RSA)),
         ]
     )
     forged = f"Authentication-Results: {AUTHSERV_ID}; dmarc=pass header.from=strict.test\r\n"
@@ -99,6 +102,13 @@ def test_spf_dkim_dmarc_pass_fail_and_none_through_a_real_postfix(
             "news@careful.test",
             ["bob@example.test"],
         ),
+        # A list forwarded strict.test's mail (so SPF fails): its ARC seal, trusted here,
+        # forgives the DMARC failure.
+        "forwarded": postfix.send(
+            arc_sealed(_message("ceo@strict.test", "alice@example.test", "ARC-3f8"), "list.test"),
+            "ceo@strict.test",
+            ["alice@example.test"],
+        ),
         "none": postfix.send(
             _message("x@plain.test", "alice@example.test", "NONE-9d0"),
             "x@plain.test",
@@ -110,6 +120,7 @@ def test_spf_dkim_dmarc_pass_fail_and_none_through_a_real_postfix(
         "pass": "sent",
         "reject": "bounced",
         "quarantine": "sent",
+        "forwarded": "sent",
         "none": "sent",
     }
     assert outcomes["reject"].dsn == "5.7.1"
@@ -118,7 +129,7 @@ def test_spf_dkim_dmarc_pass_fail_and_none_through_a_real_postfix(
 
     dublin, us = running.cloud.region("eu-dublin"), running.cloud.region("us-east")
     inbox = _mail(dublin, "alice@example.test", "INBOX")
-    assert sorted(inbox) == ["NONE-9d0", "PASS-7e1"], "the rejected message is not stored"
+    assert sorted(inbox) == ["ARC-3f8", "NONE-9d0", "PASS-7e1"], "the rejected one is not stored"
     assert _results(inbox["PASS-7e1"]) == {
         "spf": "pass",
         "dkim": "pass",
@@ -131,6 +142,8 @@ def test_spf_dkim_dmarc_pass_fail_and_none_through_a_real_postfix(
         "dmarc": "none",
         "arc": "none",
     }
+    forwarded = _results(inbox["ARC-3f8"])
+    assert (forwarded["dmarc"], forwarded["arc"]) == ("fail", "pass")
     assert _mail(us, "bob@example.test", "INBOX") == {}
     junk = _mail(us, "bob@example.test", "Junk")
     assert list(junk) == ["JUNK-44c"]

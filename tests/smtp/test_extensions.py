@@ -155,13 +155,16 @@ def test_submission_over_implicit_tls_offers_auth_at_once(running: RunningCloud)
         code, _ = client.mail("alice@example.test")
         assert code == 530, "AUTH is still required"
         client.rset()
+        for feature in ("pipelining", "chunking", "enhancedstatuscodes", "smtputf8"):
+            assert client.has_extn(feature), feature
         client.user, client.password = "alice@example.test", PASSWORD
         client.auth("LOGIN", client.auth_login)
-        client.sendmail(
-            "alice@example.test",
-            ["bob@example.test"],
-            b"From: alice@example.test\r\nSubject: 465\r\n\r\nover implicit TLS\r\n",
-        )
+        assert client.mail("alice@example.test")[0] == 250
+        assert client.rcpt("bob@example.test")[0] == 250
+        content = b"From: alice@example.test\r\nSubject: 465\r\n\r\nover implicit TLS\r\n"
+        client.send(b"BDAT %d LAST\r\n" % len(content) + content)
+        code, text = client.getreply()
+        assert code == 250 and text.startswith(b"2.0.0 OK: queued as"), text
     assert running.drained()
     [stored] = inbox(running.cloud.region("us-east"), "bob@example.test")
     assert b"over implicit TLS" in stored

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import dns.resolver
 
 from borderline.config import InboundSection
-from borderline.mailauth import Disposition, authenticate, strip_forged_results
+from borderline.mailauth import Disposition, Limits, authenticate, strip_forged_results
 from borderline.smtp.submission import header_block
 
 log = logging.getLogger(__name__)
 
 # Messages evaluated at once per region; more wait their turn (their clients, in DATA).
 THREADS = 16
+HEADER_LIMIT = Limits().max_header_bytes
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,22 @@ class InboundAuthenticator:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     def check(self, content: bytes, ip: str, mail_from: str, helo: str) -> Verdict:
-        if b"authentication-results" in header_block(content).lower():
-            # RFC 8601 5: results that claim to be ours and are not are removed.
-            content = strip_forged_results(content, self.authserv_id)
-        result = authenticate(
-            content,
-            ip=ip,
-            mail_from=mail_from,
-            helo=helo,
-            resolver=self.resolver,
-            trusted_arc_sealers=self.trusted_arc_sealers,
-        )
+        try:
+            # RFC 8601 5: results that claim to be ours and are not are removed. (A header
+            # section past the limit is refused by `authenticate` anyway.)
+            if b"authentication-results" in header_block(content)[:HEADER_LIMIT].lower():
+                content = strip_forged_results(content, self.authserv_id)
+            result = authenticate(
+                content,
+                ip=ip,
+                mail_from=mail_from,
+                helo=helo,
+                resolver=self.resolver,
+                trusted_arc_sealers=self.trusted_arc_sealers,
+            )
+        except Exception:  # a library failing on hostile input must not let it past DMARC
+            log.exception("sender authentication failed")
+            return Verdict("451 4.7.0 Sender authentication failed, try again later", content)
         domain = result.dmarc.from_domain
         if result.disposition is Disposition.REJECT:
             shown = domain.encode("ascii", "replace").decode()[:253] or "its From domain"

@@ -456,6 +456,11 @@ class Vault:
             self._writers.pop(address, None)
         return index
 
+    def forget_cached_keys(self) -> None:
+        """Drop the data keys kept for encrypting (accounts deleted by another process)."""
+        with self._lock:
+            self._writers.clear()
+
     def open_sealed(self, sealed: bytes) -> bytes:
         """Open mail sealed to this region by another region (sealed transit)."""
         return open_sealed(self._sealing_key, self.region_id, sealed)
