@@ -103,6 +103,21 @@ class InboundSection(_Strict):
     authserv_id: str | None = None
     # ARC sealers (d= domains) whose passing chain forgives a DMARC failure (RFC 8617 7.2).
     trusted_arc_sealers: list[str] = []
+    # Spam scoring by rspamd (its normal worker, e.g. "http://127.0.0.1:11333"); off unless
+    # set. A score from spam_junk_score goes to Junk, from spam_reject_score is refused.
+    rspamd_url: str | None = None
+    rspamd_timeout_seconds: float = Field(default=15, gt=0, le=120)
+    spam_junk_score: float = 6.0
+    spam_reject_score: float = 15.0
+
+    @model_validator(mode="after")
+    def _spam_scores(self) -> InboundSection:
+        if self.spam_junk_score > self.spam_reject_score:
+            raise ValueError("spam_junk_score is more than spam_reject_score")
+        url = self.rspamd_url
+        if url is not None and not re.fullmatch(r"http://[^/:@\s]+(:[0-9]{1,5})?(/\S*)?", url):
+            raise ValueError(f"rspamd_url {url!r} is not an http://host[:port] URL")
+        return self
 
 
 class AddressesSection(_Strict):

@@ -1,5 +1,5 @@
-"""Sender authentication on the MX: what `mailauth` decides, turned into an SMTP reply, a
-mailbox and an `Authentication-Results` header.
+"""Sender authentication on the MX (and optional spam scoring): what `mailauth` and rspamd
+decide, turned into an SMTP reply, a mailbox and an `Authentication-Results` header.
 
 The region that accepts a message evaluates it at the end of DATA: only it knows the
 client's address, HELO name and envelope sender, and only then can a DMARC reject be a
@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.resolver
 
 from borderline.config import InboundSection
 from borderline.mailauth import Disposition, Limits, authenticate, strip_forged_results
+from borderline.smtp.spam import Rspamd
 from borderline.smtp.submission import header_block
 
 log = logging.getLogger(__name__)
@@ -54,25 +56,55 @@ def make_resolver(settings: InboundSection) -> dns.resolver.Resolver:
 
 
 class InboundAuthenticator:
-    """One region's sender authentication. It blocks (DNS, signatures) for up to the DNS
-    deadline of `mailauth.Limits`, which a sender's own slow name servers can spend: so it
-    runs in threads of its own, and a flood of such mail cannot hold the threads the store
-    commits in."""
+    """One region's judgement of mail from the Internet: sender authentication and, when
+    configured, spam scoring by rspamd. It blocks (DNS, signatures, rspamd) for up to the
+    DNS deadline of `mailauth.Limits` plus rspamd's timeout, which a sender's own slow name
+    servers can spend: so it runs in threads of its own, and a flood of such mail cannot
+    hold the threads the store commits in."""
 
     def __init__(self, settings: InboundSection, authserv_id: str) -> None:
+        self.authenticate = settings.authenticate
         self.authserv_id = settings.authserv_id or authserv_id
         self.trusted_arc_sealers = frozenset(d.lower() for d in settings.trusted_arc_sealers)
         self.resolver = make_resolver(settings)
+        self.rspamd = (
+            None
+            if settings.rspamd_url is None
+            else Rspamd(settings.rspamd_url, settings.rspamd_timeout_seconds)
+        )
+        self.junk_score = settings.spam_junk_score
+        self.reject_score = settings.spam_reject_score
         self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="mailauth")
 
-    async def verdict(self, content: bytes, ip: str, mail_from: str, helo: str) -> Verdict:
+    async def verdict(
+        self, content: bytes, ip: str, mail_from: str, helo: str, rcpts: Sequence[str]
+    ) -> Verdict:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self.check, content, ip, mail_from, helo)
+        return await loop.run_in_executor(
+            self._threads, self.check, content, ip, mail_from, helo, rcpts
+        )
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    def check(self, content: bytes, ip: str, mail_from: str, helo: str) -> Verdict:
+    def check(
+        self, content: bytes, ip: str, mail_from: str, helo: str, rcpts: Sequence[str]
+    ) -> Verdict:
+        verdict = Verdict(None, content)
+        if self.authenticate:
+            verdict = self._authenticated(content, ip, mail_from, helo)
+            if verdict.refusal is not None:
+                return verdict
+        if self.rspamd is None:
+            return verdict
+        score = self.rspamd.score(verdict.content, ip, helo, mail_from, rcpts)
+        if score is None or score < self.junk_score:
+            return verdict
+        if score >= self.reject_score:
+            return replace(verdict, refusal=f"550 5.7.1 Message refused as spam ({score:.1f})")
+        return replace(verdict, mailbox="Junk")
+
+    def _authenticated(self, content: bytes, ip: str, mail_from: str, helo: str) -> Verdict:
         try:
             # RFC 8601 5: results that claim to be ours and are not are removed. (A header
             # section past the limit is refused by `authenticate` anyway.)

@@ -281,6 +281,7 @@ class IngressHandler:
                 _peer_ip(session),
                 mail_from,
                 session.host_name or "",
+                envelope.rcpt_tos,
             )
             if verdict.refusal is not None:
                 return verdict.refusal

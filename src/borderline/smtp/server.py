@@ -54,7 +54,9 @@ class RegionSmtp:
         self.throttle = region.logins
         inbound = config.inbound
         self.authenticator = (
-            InboundAuthenticator(inbound, config.primary_domain) if inbound.authenticate else None
+            InboundAuthenticator(inbound, config.primary_domain)
+            if inbound.authenticate or inbound.rspamd_url is not None
+            else None
         )
 
     async def start(self) -> None:
