@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from borderline.cloud import Cloud
+from borderline.config import load_config
+
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -87,3 +90,28 @@ def test_errors_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
         result = run(*args, cwd=tmp_path)
         assert result.returncode == 1, args
         assert reason in result.stderr, (args, result.stderr)
+
+
+def test_aliases_passwords_and_deleting_an_account(tmp_path: Path) -> None:
+    run("init", cwd=tmp_path)
+    pw = ("--password", "long enough pw")
+    added = run("account", "add", "alice@example.test", "-r", "eu-dublin", *pw, cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    aliased = run("alias", "add", "Al@example.test", "alice@example.test", cwd=tmp_path)
+    assert aliased.returncode == 0, aliased.stderr
+    listed = json.loads(run("alias", "list", "--json", cwd=tmp_path).stdout)
+    assert listed == [{"alias": "al@example.test", "account": "alice@example.test"}]
+    assert run("alias", "remove", "al@example.test", cwd=tmp_path).returncode == 0
+
+    new = "a new one!"
+    changed = run("account", "passwd", "alice@example.test", "--password", new, cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    with Cloud(load_config(tmp_path / "borderline.toml")) as cloud:
+        region = cloud.region("eu-dublin")
+        assert region.check_password("alice@example.test", new)
+        assert not region.check_password("alice@example.test", "long enough pw")
+    deleted = run("account", "delete", "alice@example.test", "--yes", cwd=tmp_path)
+    assert deleted.returncode == 0, deleted.stderr
+    assert "log entry" in deleted.stdout
+    gone = run("account", "passwd", "alice@example.test", "--password", new, cwd=tmp_path)
+    assert gone.returncode == 1 and "no account alice@example.test" in gone.stderr

@@ -19,7 +19,7 @@ def test_example_config_is_valid_with_two_regions(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ('location = "IE"', 'location = "Ireland"', "borderline.toml:32: regions.1.location"),
+        ('location = "IE"', 'location = "Ireland"', "borderline.toml:33: regions.1.location"),
         ('smtp = "127.0.0.1:2525"', 'smtp = "nowhere"', "borderline.toml:24: regions.0.smtp"),
         ('smtp = "127.0.0.1:2525"', 'smtp = "127.0.0.1:²"', "expected host:port"),
         ('smtp = "127.0.0.1:2525"', 'smtp = "127.0.0.1:70000"', "expected host:port"),

@@ -37,15 +37,21 @@ def hash_password(password: str) -> str:
     return PASSWORD_HASHER.hash(password)
 
 
-def new_account_address(address: str, domains: list[str]) -> str:
-    """The normalized address of a new account, if this cloud may home it."""
+def new_account_address(address: str, domains: list[str], separator: str = "+") -> str:
+    """The normalized address of a new account or alias, if this cloud may home it. Its
+    local part may not hold the plus-addressing `separator`: `alice+news@` is alice's."""
     try:
         address = normalize_address(address)
     except DirectoryError as exc:
         raise AccountError(str(exc)) from exc
-    domain = address.rpartition("@")[2]
+    local, _, domain = address.rpartition("@")
     if domain not in domains:
         raise AccountError(f"{domain} is not a domain of this cloud ({', '.join(domains)})")
+    if separator and separator in local:
+        raise AccountError(
+            f"{address}: {separator!r} separates a tag (plus-addressing), so it cannot be in"
+            " a new address"
+        )
     return address
 
 

@@ -17,7 +17,7 @@ from borderline.law import Custodian as LawCustodian
 from borderline.law import Region as LawRegion
 from borderline.law import StaticFacts
 from borderline.peering import QuestionDesk
-from borderline.store import MailStore, open_store
+from borderline.store import MailStore, StoreError, open_store
 from borderline.throttle import LoginThrottle
 from borderline.tlog import TransparencyLog
 from borderline.tls import load_certificate, server_context
@@ -32,6 +32,7 @@ class Region:
         self.section = section
         self.custodian: CustodianSection = config.custodian(section.custodian)
         self.domains = config.cloud.domains
+        self.addresses = config.addresses
         self.origin = f"{config.primary_domain}/{section.id}"
         self.host_name = config.host_name(section.id)
         self.root = config.cloud.data_dir / section.id
@@ -89,6 +90,16 @@ class Region:
         if "tls" in self.__dict__:
             load_certificate(self.tls, self.root / "tls")
 
+    def account_for(self, address: str) -> str | None:
+        """The account mail to `address` is delivered to (an alias, a tag, a role address
+        resolved), or None."""
+        return self.directory.account_for(
+            address,
+            separator=self.addresses.separator,
+            role_account=self.addresses.postmaster,
+            domains=self.domains,
+        )
+
     def check_password(self, address: str, password: str) -> bool:
         return accounts.check_password(self.store, address, password)
 
@@ -139,7 +150,9 @@ class Cloud:
 
     def add_account(self, address: str, region_id: str, password: str) -> str:
         """Home an account: directory entry, data key and mailboxes in its region only."""
-        address = accounts.new_account_address(address, self.config.cloud.domains)
+        address = accounts.new_account_address(
+            address, self.config.cloud.domains, self.config.addresses.separator
+        )
         password_hash = accounts.hash_password(password)
         region = self.region(region_id)
         try:
@@ -153,6 +166,53 @@ class Cloud:
             self.directory.remove(address)
             raise
         return address
+
+    def _served_home(self, address: str) -> Region:
+        region = self.home_region(address)
+        if region is None:
+            home = self.directory.home(address)
+            raise AccountError(
+                f"no account {address.lower()}"
+                if home is None
+                else f"{address.lower()} is homed in {home}, which this process does not serve"
+            )
+        return region
+
+    def set_password(self, address: str, password: str) -> None:
+        """Replace an account's password (in its home region's store only)."""
+        password_hash = accounts.hash_password(password)
+        self._served_home(address).store.set_password_hash(address, password_hash)
+
+    def delete_account(self, address: str) -> int:
+        """Delete an account: its mail, then its data key (so any copy of the ciphertext
+        is unreadable; the deletion is logged naming no one: the entry's index is
+        returned), then its directory entry and aliases. Refused, with nothing changed,
+        while a preservation hold covers it. Run again after a crash, it finishes."""
+        region = self._served_home(address)
+        try:
+            region.store.delete_account(address)
+        except StoreError as exc:
+            raise AccountError(f"not deleted: {exc}") from exc
+        index = region.vault.destroy_account_key(address)
+        self.directory.remove(address)
+        return index
+
+    def add_alias(self, alias: str, target: str) -> str:
+        """Deliver mail for `alias` to the account `target`, homed with it."""
+        alias = accounts.new_account_address(
+            alias, self.config.cloud.domains, self.config.addresses.separator
+        )
+        try:
+            self.directory.add_alias(alias, target)
+        except DirectoryError as exc:
+            raise AccountError(str(exc)) from exc
+        return alias
+
+    def remove_alias(self, alias: str) -> None:
+        try:
+            self.directory.remove_alias(alias)
+        except DirectoryError as exc:
+            raise AccountError(str(exc)) from exc
 
     def facts(self) -> StaticFacts:
         """The law engine's facts: custodians and every region from the config (not only those

@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyAddress,
     ValidationError,
     field_validator,
     model_validator,
@@ -88,6 +89,47 @@ class SmtpSection(_Strict):
     # RFC 5321 4.5.3.2: 5 minutes for each command, 3 for each block of data.
     command_timeout_seconds: float = Field(default=300, gt=0)
     data_timeout_seconds: float = Field(default=180, gt=0)
+
+
+class InboundSection(_Strict):
+    """Sender authentication of mail from the Internet on every MX (docs/internet-mail.md)."""
+
+    # SPF, DKIM, DMARC and ARC on every message the MX accepts; an Authentication-Results
+    # header on each; DMARC p=reject refused (550 5.7.1), p=quarantine to Junk.
+    authenticate: bool = True
+    # The DNS servers to ask and their port; default: the system's (/etc/resolv.conf).
+    dns_servers: list[IPvAnyAddress] = []
+    dns_port: int = Field(default=53, gt=0, le=65535)
+    # The authserv-id of the header (RFC 8601 2.5); default: the cloud's first domain.
+    authserv_id: str | None = None
+    # ARC sealers (d= domains) whose passing chain forgives a DMARC failure (RFC 8617 7.2).
+    trusted_arc_sealers: list[str] = []
+    # Spam scoring by rspamd (its normal worker, e.g. "http://127.0.0.1:11333"); off unless
+    # set. A score from spam_junk_score goes to Junk, from spam_reject_score is refused.
+    rspamd_url: str | None = None
+    rspamd_timeout_seconds: float = Field(default=15, gt=0, le=120)
+    spam_junk_score: float = 6.0
+    spam_reject_score: float = 15.0
+
+    @model_validator(mode="after")
+    def _spam_scores(self) -> InboundSection:
+        if self.spam_junk_score > self.spam_reject_score:
+            raise ValueError("spam_junk_score is more than spam_reject_score")
+        url = self.rspamd_url
+        if url is not None and not re.fullmatch(r"http://[^/:@\s]+(:[0-9]{1,5})?(/\S*)?", url):
+            raise ValueError(f"rspamd_url {url!r} is not an http://host[:port] URL")
+        return self
+
+
+class AddressesSection(_Strict):
+    """Which account an address delivers to, besides its own (README "Addresses")."""
+
+    # The account that receives postmaster@ and abuse@ of every domain (RFC 5321 4.5.1,
+    # RFC 2142) that has no account or alias of that name.
+    postmaster: str | None = None
+    # `alice+news@` is delivered to `alice@`; new account names may not contain it.
+    # "" turns plus-addressing off.
+    separator: Literal["+", "-", "_", "=", ""] = "+"
 
 
 class OutboundSection(_Strict):
@@ -183,6 +225,8 @@ class RegionSection(_Strict):
     custodian: str
     smtp: ListenField
     submission: ListenField | None = None
+    # Submission over implicit TLS (RFC 8314, port 465), beside STARTTLS on `submission`.
+    submissions: ListenField | None = None
     imap: ListenField | None = None
     imaps: ListenField | None = None
     # The log API of a process that serves this region alone (`serve --region`);
@@ -255,6 +299,8 @@ class Config(_Strict):
     log: LogSection = LogSection()
     smtp: SmtpSection = SmtpSection()
     outbound: OutboundSection = OutboundSection()
+    inbound: InboundSection = InboundSection()
+    addresses: AddressesSection = AddressesSection()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -280,7 +326,7 @@ class Config(_Strict):
         listeners = [("api.listen", self.api.listen)] + [
             (f"regions.{region.id}.{name}", address)
             for region in self.regions
-            for name in ("smtp", "submission", "imap", "imaps", "api")
+            for name in ("smtp", "submission", "submissions", "imap", "imaps", "api")
             if (address := getattr(region, name)) is not None
         ]
         for key, address in listeners:
@@ -437,6 +483,7 @@ location = "US"
 custodian = "us-custodian"
 smtp = "127.0.0.1:{base_port + 25}"
 submission = "127.0.0.1:{base_port + 87}"
+submissions = "127.0.0.1:{base_port + 65}"
 imap = "127.0.0.1:{base_port + 43}"
 imaps = "127.0.0.1:{base_port + 93}"
 api = "127.0.0.1:{base_port + 81}"{store("us-east")}
@@ -447,6 +494,7 @@ location = "IE"
 custodian = "ie-custodian"
 smtp = "127.0.0.1:{base_port + 125}"
 submission = "127.0.0.1:{base_port + 187}"
+submissions = "127.0.0.1:{base_port + 165}"
 imap = "127.0.0.1:{base_port + 143}"
 imaps = "127.0.0.1:{base_port + 193}"
 api = "127.0.0.1:{base_port + 181}"{store("eu-dublin")}

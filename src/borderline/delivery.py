@@ -58,6 +58,7 @@ class Envelope:
     # Submitted by the account `mail_from`, homed here: recipients outside the cloud are
     # mail to the Internet, which leaves from here (invariant 10). Nothing else may be.
     submitted: bool = False
+    mailbox: str = "INBOX"  # or "Junk": what sender authentication made of it
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class DeliveryPlanner:
                         rcpt,
                         envelope.content,
                         envelope.received,
+                        mailbox=envelope.mailbox,
                         relay_id=envelope.relay_id,
                         head=head,
                     )
@@ -183,6 +185,7 @@ class DeliveryPlanner:
                 "mail_from": envelope.mail_from,
                 "rcpts": list(rcpts),
                 "received": envelope.received,
+                "mailbox": envelope.mailbox,
             },
             separators=(",", ":"),
         ).encode()
@@ -254,6 +257,7 @@ class DeliveryPlanner:
                 content=content,
                 received=float(meta["received"]),
                 relay_id=str(meta["id"]),
+                mailbox="Junk" if meta.get("mailbox") == "Junk" else "INBOX",
             )
         except (SealedMessageError, ValueError, KeyError, TypeError) as exc:
             raise RelayRejected(f"sealed relay envelope is malformed: {exc}") from exc

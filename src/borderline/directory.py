@@ -6,12 +6,15 @@ It holds no content and no names, so it may be replicated to every region.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from borderline.durable_sqlite import open_durable
 
 ADDRESS_MAX = 254
+# RFC 5321 4.5.1 (postmaster) and RFC 2142 (abuse): every domain of the cloud has them.
+ROLE_LOCAL_PARTS = ("postmaster", "abuse")
 
 
 class DirectoryError(Exception):
@@ -49,6 +52,11 @@ class Directory:
                 "CREATE TABLE IF NOT EXISTS accounts (address TEXT PRIMARY KEY,"
                 " region TEXT NOT NULL)"
             )
+            # An alias is homed with its target: it has no region of its own.
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS aliases (address TEXT PRIMARY KEY,"
+                " target TEXT NOT NULL REFERENCES accounts (address))"
+            )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS regions (id TEXT PRIMARY KEY,"
                 " sealing_key BLOB NOT NULL, signing_key BLOB NOT NULL)"
@@ -58,20 +66,93 @@ class Directory:
     def add(self, address: str, region_id: str) -> None:
         address = normalize_address(address)
         with self._lock, self._db:
-            current = self._db.execute(
-                "SELECT region FROM accounts WHERE address = ?", (address,)
-            ).fetchone()
-            if current is not None:
-                raise DirectoryError(f"{address} already exists, homed in {current[0]}")
+            self._refuse_taken(address)
             self._db.execute(
                 "INSERT INTO accounts (address, region) VALUES (?, ?)", (address, region_id)
             )
             self._cache.pop(address, None)
 
+    def _refuse_taken(self, address: str) -> None:
+        current = self._db.execute(
+            "SELECT region FROM accounts WHERE address = ?", (address,)
+        ).fetchone()
+        if current is not None:
+            raise DirectoryError(f"{address} already exists, homed in {current[0]}")
+        alias = self._db.execute(
+            "SELECT target FROM aliases WHERE address = ?", (address,)
+        ).fetchone()
+        if alias is not None:
+            raise DirectoryError(f"{address} already exists, an alias of {alias[0]}")
+
     def remove(self, address: str) -> None:
+        """Remove an account and every alias of it."""
         with self._lock, self._db:
+            self._db.execute("DELETE FROM aliases WHERE target = ?", (address.lower(),))
             self._db.execute("DELETE FROM accounts WHERE address = ?", (address.lower(),))
             self._cache.pop(address.lower(), None)
+
+    def add_alias(self, alias: str, target: str) -> None:
+        """Deliver mail for `alias` to the account `target` (an account, not an alias)."""
+        alias, target = normalize_address(alias), normalize_address(target)
+        with self._lock, self._db:
+            self._refuse_taken(alias)
+            if (
+                self._db.execute("SELECT 1 FROM accounts WHERE address = ?", (target,)).fetchone()
+                is None
+            ):
+                raise DirectoryError(f"no account {target}")
+            self._db.execute("INSERT INTO aliases (address, target) VALUES (?, ?)", (alias, target))
+
+    def remove_alias(self, alias: str) -> None:
+        with self._lock, self._db:
+            removed = self._db.execute("DELETE FROM aliases WHERE address = ?", (alias.lower(),))
+        if removed.rowcount == 0:
+            raise DirectoryError(f"no alias {alias.lower()}")
+
+    def aliases(self, target: str | None = None) -> list[tuple[str, str]]:
+        """(alias, account) pairs, of one account or all."""
+        query = "SELECT address, target FROM aliases"
+        params: tuple[str, ...] = ()
+        if target is not None:
+            query, params = query + " WHERE target = ?", (target.lower(),)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY address", params).fetchall()
+        return [(str(a), str(t)) for a, t in rows]
+
+    def account_for(
+        self,
+        address: str,
+        *,
+        separator: str = "+",
+        role_account: str | None = None,
+        domains: Collection[str] = (),
+    ) -> str | None:
+        """The account mail to `address` goes to, or None: the account itself, the target
+        of an alias, the same for the address without its `separator` and tag
+        (`alice+news@` -> `alice@`), and `role_account` for postmaster@ and abuse@ of every
+        domain in `domains` that has no account or alias of that name."""
+        address = address.lower()
+        found = self._account_or_alias(address)
+        if found is not None:
+            return found
+        local, _, domain = address.rpartition("@")
+        if separator and separator in local:
+            base = local.split(separator, 1)[0]
+            return self.account_for(
+                f"{base}@{domain}", separator="", role_account=role_account, domains=domains
+            )
+        if role_account and local in ROLE_LOCAL_PARTS and domain in domains:
+            return self._account_or_alias(role_account.lower())
+        return None
+
+    def _account_or_alias(self, address: str) -> str | None:
+        if self.home(address) is not None:
+            return address
+        with self._lock:
+            row = self._db.execute(
+                "SELECT target FROM aliases WHERE address = ?", (address,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def home(self, address: str) -> str | None:
         """The address's home region, or None for an unknown address."""

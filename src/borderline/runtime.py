@@ -198,22 +198,23 @@ def run_lock(cloud: Cloud) -> Iterator[None]:
 
 
 def reload(cloud: Cloud, config_path: Path) -> str:
-    """What SIGHUP reloads: the TLS certificates, the accounts' home regions (accounts added
-    or removed by other processes), and the log level. A config change that needs a restart
-    is refused and named; nothing else is touched."""
+    """What SIGHUP reloads: the TLS certificates, the accounts' home regions and cached data
+    keys (accounts added or deleted by other processes), and the log level. A config change
+    that needs a restart is refused and named; nothing else is touched."""
     try:
         fresh = load_config(config_path)
     except ConfigError as exc:
         return f"reload refused: {config_path} is not valid: {exc}"
     changed = [
         name
-        for name in ("cloud", "custodians", "regions", "api")
+        for name in ("cloud", "custodians", "regions", "api", "inbound", "addresses")
         if getattr(fresh, name) != getattr(cloud.config, name)
     ]
     if changed:
         return f"reload refused: [{'], ['.join(changed)}] changed; restart to apply"
     for region in cloud.regions.values():
         region.reload_tls()
+        region.vault.forget_cached_keys()
     cloud.directory.forget_cached_homes()
     logging.getLogger().setLevel(fresh.log.level.upper())
     return f"reloaded: TLS certificates, account homes, log level {fresh.log.level}"

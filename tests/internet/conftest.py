@@ -6,8 +6,18 @@ from tests.internet.fixtures import (
     policy_server,
     postfix,
     rogue_ca,
+    rspamd,
     silent_dns,
     test_ca,
 )
 
-__all__ = ["dns", "dns_server", "policy_server", "postfix", "rogue_ca", "silent_dns", "test_ca"]
+__all__ = [
+    "dns",
+    "dns_server",
+    "policy_server",
+    "postfix",
+    "rogue_ca",
+    "rspamd",
+    "silent_dns",
+    "test_ca",
+]

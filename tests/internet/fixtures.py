@@ -12,6 +12,7 @@ import pytest
 from tests.internet.dns_server import KnotServer
 from tests.internet.https_policy import PolicyServer
 from tests.internet.postfix import PostfixServer
+from tests.internet.rspamd import RspamdServer
 from tests.internet.testca import TestCA
 
 
@@ -49,6 +50,16 @@ def postfix(test_ca: TestCA) -> Iterator[PostfixServer]:
     """A Postfix for `remote.test` (Maildir) whose STARTTLS certificate the test CA issued
     for mx.remote.test."""
     server = PostfixServer(certificate=test_ca.issue("mx.remote.test", stem="postfix"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def rspamd() -> Iterator[RspamdServer]:
+    server = RspamdServer()
     try:
         server.start()
         yield server

@@ -44,7 +44,7 @@ def _transaction(conn: socket.socket, wire_body: bytes, step: int = 7) -> bytes:
         conn.sendall(wire_body[start : start + step])
     reply = _reply(conn)
     conn.sendall(b"NOOP\r\n")
-    assert _reply(conn) == b"250 OK\r\n", "the data did not end where it should"
+    assert _reply(conn) == b"250 2.0.0 OK\r\n", "the data did not end where it should"
     return reply
 
 

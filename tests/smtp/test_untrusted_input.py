@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -19,6 +20,7 @@ def _session(port: int, lines: list[bytes]) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         script = [*lines, b".", b"QUIT"]
         conn.sendall(b"".join(line + b"\r\n" for line in script))
+        conn.shutdown(socket.SHUT_WR)  # a BDAT chunk that runs past the script ends here
         received = b""
         while chunk := conn.recv(65536):
             received += chunk
@@ -49,10 +51,18 @@ def test_random_command_lines_get_replies_and_server_survives(
     reply = _session(port, lines)
     assert reply.startswith(b"220 ")
     last = reply.rstrip(b"\r\n").rsplit(b"\r\n", 1)[-1]
-    # An orderly end: our QUIT answered, or aiosmtpd's own limit on unknown commands.
-    assert last in (b"221 Bye", b"502 5.5.1 Too many unrecognized commands, goodbye."), last
+    # An orderly end: our QUIT answered, aiosmtpd's own limit on unknown commands, or a
+    # BDAT whose size does not parse (nothing after it can be read as a command); a BDAT
+    # chunk may also take the QUIT as its data.
+    orderly = (
+        b"221 2.0.0 Bye",
+        b"502 5.5.1 Too many unrecognized commands, goodbye.",
+        b"501 5.5.4 Syntax: BDAT chunk-size [LAST]",
+    )
+    if not any(re.match(rb"(?i)BDAT +[0-9]", line) for line in lines):
+        assert last in orderly, last
     # The server is still healthy for the next, well-formed client.
-    assert b"\r\n250 OK\r\n" in _session(port, [b"NOOP"])
+    assert b"\r\n250 2.0.0 OK\r\n" in _session(port, [b"NOOP"])
 
 
 @settings(

@@ -1,4 +1,4 @@
-"""`borderline account add|list|show`."""
+"""`borderline account add|list|show|passwd|delete`."""
 
 from __future__ import annotations
 
@@ -17,34 +17,74 @@ from borderline.cli.common import (
     fail,
     open_cloud,
     print_json,
+    print_pairs,
     user_errors,
 )
 
-app = typer.Typer(help="Accounts: add them to a home region, list and show them.")
+app = typer.Typer(
+    help="Accounts: add them to a home region, list and show them, change passwords, delete."
+)
+
+PasswordOption = Annotated[
+    str | None,
+    typer.Option(
+        "--password",
+        envvar="BORDERLINE_PASSWORD",
+        help="Password (prompted for if omitted).",
+    ),
+]
+
+
+def _password(address: str, given: str | None) -> str:
+    if given is not None:
+        return given
+    password = getpass.getpass(f"Password for {address}: ")
+    if password != getpass.getpass("Again: "):
+        raise fail("the passwords differ")
+    return password
 
 
 @app.command("add")
 def add(
     address: Annotated[str, typer.Argument(help="The account's mail address.")],
     region: Annotated[str, typer.Option("--region", "-r", help="Home region id.")],
-    password: Annotated[
-        str | None,
-        typer.Option(
-            "--password",
-            envvar="BORDERLINE_PASSWORD",
-            help="Password (prompted for if omitted).",
-        ),
-    ] = None,
+    password: PasswordOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Home a new account in REGION: its key, mailboxes and mail stay there."""
-    if password is None:
-        password = getpass.getpass(f"Password for {address}: ")
-        if password != getpass.getpass("Again: "):
-            raise fail("the passwords differ")
+    password = _password(address, password)
     with open_cloud(config) as cloud, user_errors():
         added = cloud.add_account(address, region, password)
     console.print(emphasis("added ", added, ", homed in region ", region))
+
+
+@app.command("passwd")
+def passwd(
+    address: Annotated[str, typer.Argument(help="The account's mail address.")],
+    password: PasswordOption = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Give an account a new password (kept in its home region only)."""
+    password = _password(address, password)
+    with open_cloud(config) as cloud, user_errors():
+        cloud.set_password(address, password)
+    console.print(emphasis("new password for ", address.lower(), ""))
+
+
+@app.command("delete")
+def delete(
+    address: Annotated[str, typer.Argument(help="The account's mail address.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Delete an account for good: its mail, its aliases, and its data key, so no copy of
+    its ciphertext can be read again. Refused while a preservation hold covers it. The
+    deletion is on the region's transparency log, naming no one."""
+    if not yes and not typer.confirm(f"Delete {address} and all its mail for good?"):
+        raise fail("not deleted")
+    with open_cloud(config) as cloud, user_errors():
+        index = cloud.delete_account(address)
+    console.print(emphasis("deleted ", address.lower(), f"; log entry {index}"))
 
 
 @app.command("list")
@@ -56,13 +96,7 @@ def list_accounts(
     """List accounts and their home regions (from the directory: no content)."""
     with open_cloud(config) as cloud:
         rows = cloud.directory.accounts(region)
-    if as_json:
-        print_json([{"address": a, "region": r} for a, r in rows])
-        return
-    table = data_table("address", "home region")
-    for address, home in rows:
-        table.add_row(address, home)
-    console.print(table)
+    print_pairs(rows, ("address", "region"), ("address", "home region"), as_json)
 
 
 @app.command("show")

@@ -15,6 +15,7 @@ import typer
 
 from borderline.cli import (
     accounts,
+    alias_cmd,
     demo,
     legal_cmd,
     log_cmd,
@@ -43,6 +44,7 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(accounts.app, name="account")
+app.add_typer(alias_cmd.app, name="alias")
 app.add_typer(legal_cmd.request_app, name="request")
 app.add_typer(legal_cmd.hold_app, name="hold")
 app.add_typer(legal_cmd.law_app, name="law")

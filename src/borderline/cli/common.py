@@ -106,3 +106,16 @@ def open_cloud(config_path: Path, region: str | None = None) -> Iterator[Cloud]:
 
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def print_pairs(
+    rows: list[tuple[str, str]], keys: tuple[str, str], headers: tuple[str, str], as_json: bool
+) -> None:
+    """Two-column rows as JSON objects (under `keys`) or a table (under `headers`)."""
+    if as_json:
+        print_json([dict(zip(keys, row, strict=True)) for row in rows])
+        return
+    table = data_table(*headers)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

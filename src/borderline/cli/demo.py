@@ -34,7 +34,7 @@ ACCOUNTS = (
     ("bob@example.test", "us-east"),
 )
 DUBLIN_2013 = EXAMPLES / "dublin_warrant_2013.toml"
-LISTENER_OFFSETS = (25, 87, 43, 93, 81, 125, 187, 143, 193, 181, 80)
+LISTENER_OFFSETS = (25, 87, 65, 43, 93, 81, 125, 187, 165, 143, 193, 181, 80)
 
 
 def free_base_port() -> int:

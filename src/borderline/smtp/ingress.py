@@ -22,8 +22,9 @@ from borderline.cloud import Region
 from borderline.delivery import Envelope as MailEnvelope
 from borderline.delivery import Plan, RelayRejected, is_relay_message
 from borderline.directory import DirectoryError, normalize_address
+from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.submission import sender_refusal
-from borderline.store import Delivery, OutboundMessage, OutboundRelay
+from borderline.store import Delivery, MailboxNotFound, OutboundMessage, OutboundRelay
 from borderline.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,18 @@ class GroupCommitter:
     def _plan(self, pending: _Pending) -> Plan:
         envelope, pending.envelope = pending.envelope, None
         assert envelope is not None
-        return self.region.planner.plan(envelope)
+        plan = self.region.planner.plan(envelope)
+        if envelope.mailbox == "INBOX":
+            return plan
+        # An account may have deleted its Junk folder: its mail still arrives.
+        return replace(plan, deliveries=tuple(map(self._to_existing_mailbox, plan.deliveries)))
+
+    def _to_existing_mailbox(self, delivery: Delivery) -> Delivery:
+        try:
+            self.region.store.mailbox(delivery.account, delivery.mailbox)
+        except MailboxNotFound:
+            return replace(delivery, mailbox="INBOX")
+        return delivery
 
 
 class IngressHandler:
@@ -129,8 +141,10 @@ class IngressHandler:
         throttle: LoginThrottle | None = None,
         hostname: str = "localhost",
         max_recipients: int = 1000,
+        authenticator: InboundAuthenticator | None = None,
     ) -> None:
         self.region = region
+        self.authenticator = authenticator
         self.committer = committer
         self.submission = submission
         self.throttle = throttle or LoginThrottle()
@@ -141,17 +155,15 @@ class IngressHandler:
         """RFC 4616 PLAIN, with the password check off the event loop and throttled: aiosmtpd
         calls its `authenticator` synchronously, and argon2 takes ~0.1 s per check."""
         if len(args) == 1:
-            response = await server.challenge_auth("")
-            if response is MISSING:
-                return AuthResult(success=False)
+            response = await _challenge(server, "")
+            if response is None:
+                return AuthResult(success=False, handled=True)
         else:
-            try:
-                response = base64.b64decode(args[1].encode(), validate=True)
-            except binascii.Error:
-                await server.push("501 5.5.2 Can't decode base64")
+            response = await _initial_response(server, args[1])
+            if response is None:
                 return AuthResult(success=False, handled=True)
         try:
-            authzid, login_bytes, password_bytes = bytes(response).split(b"\0")
+            authzid, login_bytes, password_bytes = response.split(b"\0")
         except ValueError:
             await server.push("501 5.5.2 Malformed PLAIN response")
             return AuthResult(success=False, handled=True)
@@ -160,6 +172,26 @@ class IngressHandler:
             return AuthResult(
                 success=False, handled=False, message="535 5.7.8 Authorization identity mismatch"
             )
+        return await self._login(server, login, password_bytes)
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        """The LOGIN mechanism many mail clients still use (draft-murchison-sasl-login): the
+        user name (in the AUTH command or after a challenge), then the password; checked and
+        throttled as PLAIN is. Offered only over TLS, as PLAIN."""
+        if len(args) == 1:
+            login_bytes = await _challenge(server, "Username:")
+        else:
+            login_bytes = await _initial_response(server, args[1])
+        if login_bytes is None:
+            return AuthResult(success=False, handled=True)
+        password_bytes = await _challenge(server, "Password:")
+        if password_bytes is None:
+            return AuthResult(success=False, handled=True)
+        login = login_bytes.decode(errors="replace").strip().lower()
+        return await self._login(server, login, password_bytes)
+
+    async def _login(self, server: SMTP, login: str, password_bytes: bytes) -> AuthResult:
+        """Check a password through the region's login throttle (shared with IMAP)."""
         peer = server.session.peer if server.session is not None else None
         ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         if self.throttle.locked(login, ip):
@@ -203,15 +235,16 @@ class IngressHandler:
             normalized = normalize_address(address)
         except DirectoryError:
             return "501 5.1.3 Bad recipient address syntax"
-        home = self.region.directory.home(normalized)
-        if home is None:
+        account = self.region.account_for(normalized)
+        if account is None:
             domain = normalized.rpartition("@")[2]
             if domain in self.region.domains:
                 return f"550 5.1.1 <{normalized}>: no such user here"
             if not (self.submission and session.authenticated):
                 return "550 5.7.1 Relaying denied: this cloud only accepts mail for its own domains"
             # Mail to the Internet, from an account homed here: it leaves from here.
-        envelope.rcpt_tos.append(normalized)
+            account = normalized
+        envelope.rcpt_tos.append(account)  # an alias, a tag, a role address: its account
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -249,13 +282,28 @@ class IngressHandler:
         received = time.time()
         # aiosmtpd keeps the null reverse-path (RFC 5321 4.5.5) as "<>".
         reverse_path = envelope.mail_from or ""
+        mail_from = "" if reverse_path == NULL_REVERSE_PATH else reverse_path
+        trace = self._received_header(session, received)
+        mailbox = "INBOX"
+        if self.authenticator is not None and not self.submission:
+            verdict = await self.authenticator.verdict(
+                content,
+                _peer_ip(session),
+                mail_from,
+                session.host_name or "",
+                envelope.rcpt_tos,
+            )
+            if verdict.refusal is not None:
+                return verdict.refusal
+            content, trace, mailbox = verdict.content, trace + verdict.header, verdict.mailbox
         return MailEnvelope(
-            mail_from="" if reverse_path == NULL_REVERSE_PATH else reverse_path,
+            mail_from=mail_from,
             rcpts=tuple(envelope.rcpt_tos),
             content=content,
             received=received,
-            trace=self._received_header(session, received),
+            trace=trace,
             submitted=self.submission,
+            mailbox=mailbox,
         )
 
     def _open_relay(self, content: bytes, rcpts: Sequence[str]) -> MailEnvelope:
@@ -273,7 +321,7 @@ class IngressHandler:
     def _received_header(self, session: Session, received: float) -> bytes:
         """RFC 5321 4.4 trace line. The HELO name is the client's: only printable
         characters of it are kept, so it cannot add header lines."""
-        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        peer = _peer_ip(session)
         protocol = "ESMTP"
         if session.ssl is not None:
             protocol += "S"
@@ -289,10 +337,37 @@ class IngressHandler:
         ).encode(errors="replace")
 
 
-def may_send_as(region: Region, account: str, address: str) -> bool:
-    """Whether an authenticated account may send as an address: today its own address only.
-    Aliases, when accounts have them, are added here and nowhere else."""
+def _peer_ip(session: Session) -> str:
+    return str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer)
+
+
+async def _challenge(server: SMTP, prompt: str) -> bytes | None:
+    """The client's base64 answer to a 334 challenge, or None once the refusal is sent
+    (aiosmtpd sends it for a cancelled exchange or bad base64)."""
     try:
-        return normalize_address(address) == normalize_address(account)
+        response = await server.challenge_auth(prompt)
+    except ValueError:  # an answer longer than a line may be: the reader's limit
+        await server.push("500 5.5.6 Authentication exchange line is too long")
+        return None
+    return None if response is MISSING else bytes(response)
+
+
+async def _initial_response(server: SMTP, argument: str) -> bytes | None:
+    """The initial response given with AUTH (RFC 4954 4; "=" is an empty one), or None once
+    the refusal is sent."""
+    if argument == "=":
+        return b""
+    try:
+        return base64.b64decode(argument.encode(errors="surrogateescape"), validate=True)
+    except binascii.Error:
+        await server.push("501 5.5.2 Can't decode base64")
+        return None
+
+
+def may_send_as(region: Region, account: str, address: str) -> bool:
+    """Whether an authenticated account may send as an address: one delivered to it (its
+    own, its aliases and tagged forms, postmaster@ and abuse@ for the role account)."""
+    try:
+        return region.account_for(normalize_address(address)) == normalize_address(account)
     except DirectoryError:
         return False

@@ -1,15 +1,17 @@
-"""Starts one region's SMTP listeners (MX and submission), its relay worker and its worker
-for mail to the Internet."""
+"""Starts one region's SMTP listeners (MX, submission with STARTTLS, submission over
+implicit TLS), its relay worker and its worker for mail to the Internet."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import socket
 
 from borderline.cloud import Region
 from borderline.config import Config, Listen
 from borderline.delivery import is_relay_message, relay_size_limit
+from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
 from borderline.smtp.limits import ConnectionLimiter
 from borderline.smtp.outbound import OutboundWorker
@@ -21,6 +23,17 @@ from borderline.smtp.relay import RelayWorker
 logging.getLogger("mail.log").addFilter(
     lambda record: "Session.login_data is deprecated" not in record.getMessage()
 )
+
+
+# How long a client of the implicit-TLS port may take over its handshake (asyncio's default
+# is a minute): a connection comes under the caps only once it is done.
+TLS_HANDSHAKE_SECONDS = 30.0
+
+
+class Port(enum.Enum):
+    MX = "mx"
+    SUBMISSION = "submission"  # STARTTLS, then AUTH (RFC 6409)
+    SUBMISSIONS = "submissions"  # TLS from the first byte, then AUTH (RFC 8314)
 
 
 class RegionSmtp:
@@ -41,20 +54,30 @@ class RegionSmtp:
         self.tls = region.tls
         self._servers: list[asyncio.Server] = []
         self.throttle = region.logins
+        inbound = config.inbound
+        self.authenticator = (
+            InboundAuthenticator(inbound, config.primary_domain)
+            if inbound.authenticate or inbound.rspamd_url is not None
+            else None
+        )
 
     async def start(self) -> None:
         self.committer.start()
         section = self.region.section
-        self._servers.append(await self._listen(section.smtp, submission=False))
+        self._servers.append(await self._listen(section.smtp, Port.MX))
         if self.ingest_only:
             return
         self.relay.start()
         self.outbound.start()
         if section.submission is not None:
-            self._servers.append(await self._listen(section.submission, submission=True))
+            self._servers.append(await self._listen(section.submission, Port.SUBMISSION))
+        if section.submissions is not None:
+            self._servers.append(await self._listen(section.submissions, Port.SUBMISSIONS))
 
-    async def _listen(self, address: Listen, submission: bool) -> asyncio.Server:
+    async def _listen(self, address: Listen, port: Port) -> asyncio.Server:
         limits = self.config.smtp
+        submission = port is not Port.MX
+        implicit_tls = port is Port.SUBMISSIONS
         handler = IngressHandler(
             self.region,
             self.committer,
@@ -62,6 +85,7 @@ class RegionSmtp:
             throttle=self.throttle,
             hostname=self.hostname,
             max_recipients=limits.max_recipients,
+            authenticator=None if submission else self.authenticator,
         )
         limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
         max_size = self.config.cloud.max_message_size
@@ -80,11 +104,12 @@ class RegionSmtp:
                 data_size_limit=max_size,
                 hostname=self.hostname,
                 ident=f"Borderline ESMTP ({self.region.id})",
-                tls_context=self.tls,
-                require_starttls=submission,
+                tls_context=None if implicit_tls else self.tls,
+                require_starttls=port is Port.SUBMISSION,
+                implicit_tls=implicit_tls,
+                offer_auth=submission,
                 auth_required=submission,
                 auth_require_tls=True,
-                auth_exclude_mechanism=["LOGIN"],
                 enable_SMTPUTF8=True,
                 timeout=limits.command_timeout_seconds,
             )
@@ -95,6 +120,8 @@ class RegionSmtp:
             address.port,
             reuse_address=True,
             reuse_port=self.reuse_port and not submission,
+            ssl=self.tls if implicit_tls else None,
+            ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if implicit_tls else None,
         )
         for sock in server.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -108,3 +135,5 @@ class RegionSmtp:
         await self.relay.stop()
         await self.outbound.stop()
         await self.committer.stop()
+        if self.authenticator is not None:
+            self.authenticator.close()

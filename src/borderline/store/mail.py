@@ -94,6 +94,24 @@ class MailStore:
                 ],
             )
 
+    def delete_account(self, address: str) -> None:
+        """Delete the account (if it is still here), its mailboxes, messages and their
+        ciphertext. StoreError, with nothing deleted, if a live hold covers it: checked in
+        the transaction that deletes, so a hold added meanwhile wins."""
+        address = address.lower()
+        with self.engine.write() as tx:
+            if self._held(tx, address):
+                raise StoreError(f"{address} is under a preservation hold")
+            mailbox_ids = [
+                int(r[0]) for r in tx.all("SELECT id FROM mailboxes WHERE account = ?", (address,))
+            ]
+            ids = (self.dialect.values(mailbox_ids),)
+            tx.run(f"DELETE FROM messages WHERE {self.dialect.member('mailbox_id')}", ids)
+            tx.run(f"DELETE FROM changes WHERE {self.dialect.member('mailbox_id')}", ids)
+            for table in ("mailboxes", "blobs", "relay_received"):
+                tx.run(f"DELETE FROM {table} WHERE account = ?", (address,))
+            tx.run("DELETE FROM accounts WHERE address = ?", (address,))
+
     def password_hash(self, address: str) -> str | None:
         """The account's password hash, or None if there is no such account."""
         with self.engine.read() as tx:

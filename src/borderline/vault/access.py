@@ -116,6 +116,18 @@ def sealed_entry(region: str, sealed_commitment: str) -> bytes:
     )
 
 
+def deletion_entry(region: str, moment: datetime) -> bytes:
+    """An account of the region was deleted: which one, nobody can tell from the log."""
+    return canonical_json(
+        {
+            "type": "account-deleted",
+            "v": ENTRY_FORMAT,
+            "region": region,
+            "time": to_the_minute(moment),
+        }
+    )
+
+
 def reveal_entry(index: int, salt: bytes | None, event: bytes) -> bytes:
     """Opens the seal at `index` with its salt. A seal written in format 1 committed to a
     record naming its principal, so it is opened to the account holder only (salt None)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import secrets
 import threading
@@ -33,11 +34,14 @@ from borderline.vault.access import (
     Justification,
     account_hash,
     commitment,
+    deletion_entry,
     reveal_entry,
     seal_commitment,
     sealed_entry,
 )
 from borderline.vault.sealing import open_sealed
+
+log = logging.getLogger(__name__)
 
 BLOB_VERSION = b"\x01"
 NONCE_SIZE = 12
@@ -46,6 +50,7 @@ JOIN_PIECES_UP_TO = 1 << 20
 # A DKIM key stays published this long after a newer one took over signing: longer than
 # mail is retried (5 days), so a message signed just before a rotation still verifies.
 DKIM_GRACE_SECONDS = 7 * 24 * 3600
+CHECKPOINT_TRIES = 50
 
 
 class KeyReleaseDenied(Exception):
@@ -588,6 +593,34 @@ class Vault:
         with self._lock:
             addresses = [r[0] for r in self._db.execute("SELECT address FROM data_keys")]
         return next((a for a in addresses if account_hash(a) == hashed), None)
+
+    def destroy_account_key(self, address: str) -> int:
+        """Destroy the account's data key, so its ciphertext (mail, access records), wherever
+        a copy of it is, can never be read again; the deletion goes on the log first (its
+        index is returned), naming no one. SQLite's secure_delete zeroes the freed key and
+        a checkpoint drops the old pages from the WAL, so no copy of the wrapped key stays
+        in the vault's files (a backup of them keeps its own)."""
+        address = address.lower()
+        index = self._log_access(deletion_entry(self.region_id, datetime.now(UTC)))
+        with self._lock:
+            self._db.execute("PRAGMA secure_delete = ON")
+            with self._db:
+                self._db.execute("DELETE FROM data_keys WHERE address = ?", (address,))
+                self._db.execute("DELETE FROM access_records WHERE account = ?", (address,))
+            # A reader in another process (an ingest worker) can hold the checkpoint back.
+            for _ in range(CHECKPOINT_TRIES):
+                if self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                log.warning("vault %s: the WAL still holds a deleted key", self.region_id)
+            self._writers.pop(address, None)
+        return index
+
+    def forget_cached_keys(self) -> None:
+        """Drop the data keys kept for encrypting (accounts deleted by another process)."""
+        with self._lock:
+            self._writers.clear()
 
     def open_sealed(self, sealed: bytes) -> bytes:
         """Open mail sealed to this region by another region (sealed transit)."""
