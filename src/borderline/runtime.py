@@ -14,16 +14,20 @@ from typing import Protocol
 
 from fastapi import FastAPI
 
+from borderline import observe
 from borderline.api import ApiServer, WitnessServer
 from borderline.api.legal import legal_router
+from borderline.api.ops import Operations
 from borderline.api.peering import mount_peering
-from borderline.cloud import Cloud
+from borderline.cloud import Cloud, Region
 from borderline.config import ConfigError, Listen, load_config
 from borderline.console import mount_console
 from borderline.imap import RegionImap
 from borderline.legal import LegalDesk
 from borderline.legal.office import LegalOffice
 from borderline.peers import Peers
+from borderline.smtp.ingress import GroupCommitter
+from borderline.smtp.relay import RelayWorker
 from borderline.smtp.server import RegionSmtp
 from borderline.staff import StaffRoster
 from borderline.tlog import Witness
@@ -64,10 +68,18 @@ class Runtime:
         api_listen = _api_listen(cloud)
         self.api: list[ApiServer] = []
         self.office: LegalOffice | None = None
+        self.operations: Operations | None = None
+        # Every listener is bound: from the end of start() to the start of stop().
+        self.listening = False
         if not ingest_only and api_listen is not None:
-            # The legal desk is served beside the public log, on the same listener.
+            # The legal desk and the health checks are served beside the public log.
             self.office = LegalOffice(LegalDesk(cloud), StaffRoster.of(cloud.config))
-            mounts = [mount_peering(cloud.regions.get), *legal_mounts(self.office)]
+            self.operations = Operations(cloud.regions, lambda: self.listening)
+            mounts = [
+                mount_peering(cloud.regions.get),
+                *legal_mounts(self.office),
+                self.operations.mount,
+            ]
             self.api = [ApiServer(cloud, api_listen, mounts=mounts)]
 
     @property
@@ -91,13 +103,17 @@ class Runtime:
             for service in reversed(begun):
                 await service.stop()
             raise
+        self.listening = True
 
     async def stop(self) -> None:
+        self.listening = False
         for service in reversed(self.services):
             await service.stop()
         if self.office is not None:
             self.office.close()
             self.office = None
+        if self.operations is not None:
+            self.operations.close()
 
     async def relays_drained(self, timeout: float = 30.0) -> bool:
         """Wait until no region has sealed mail waiting to be relayed."""
@@ -169,38 +185,62 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 @contextlib.contextmanager
-def run_lock(cloud: Cloud) -> Iterator[None]:
-    """One server per region's data: a lock file beside each region's data, held while the
-    process lives (the kernel drops it when the process dies, even by SIGKILL)."""
-    held = []
-    try:
-        for region in cloud.regions.values():
-            path = region.root / "serve.pid"
-            file = path.open("a+")
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                file.seek(0)
-                pid = file.read().strip() or "unknown"
-                file.close()
-                raise ServeError(
-                    f"region {region.id} is already served from {region.root} (pid {pid})"
-                ) from None
+def region_lock(region: Region) -> Iterator[None]:
+    """Held by the one process that serves a region's data: a lock file beside it, which
+    the kernel drops when the process dies (even by SIGKILL). ServeError if another holds
+    it, naming that process."""
+    path = region.root / "serve.pid"
+    with path.open("a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             file.seek(0)
-            file.truncate()
-            file.write(f"{os.getpid()}\n")
-            file.flush()
-            held.append(file)
+            pid = file.read().strip() or "unknown"
+            raise ServeError(
+                f"region {region.id} is already served from {region.root} (pid {pid})"
+            ) from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()}\n")
+        file.flush()
         yield
-    finally:
-        for file in held:
-            file.close()
+
+
+@contextlib.contextmanager
+def run_lock(cloud: Cloud) -> Iterator[None]:
+    """One server per region's data: every served region's lock, held while the process
+    lives."""
+    with contextlib.ExitStack() as held:
+        for region in cloud.regions.values():
+            held.enter_context(region_lock(region))
+        yield
+
+
+def bounce_requested(cloud: Cloud, region: Region) -> int | None:
+    """Bounce a region's relays that an operator asked to bounce, through the relay
+    worker's bounce path, if no server runs the region (it would do it itself); how many,
+    or None when a server runs. `borderline queue bounce` calls this."""
+
+    async def bounce() -> int:
+        committer = GroupCommitter(region)
+        committer.start()
+        try:
+            return await RelayWorker(region, cloud.config, committer).bounce_requested()
+        finally:
+            await committer.stop()
+
+    try:
+        with region_lock(region):
+            return asyncio.run(bounce())
+    except ServeError:
+        return None
 
 
 def reload(cloud: Cloud, config_path: Path) -> str:
     """What SIGHUP reloads: the TLS certificates, the accounts' home regions (accounts added
-    or removed by other processes), and the log level. A config change that needs a restart
-    is refused and named; nothing else is touched."""
+    or removed by other processes), and the log level and format (the command line's
+    choices win). A config change that needs a restart is refused and named; nothing else
+    is touched."""
     try:
         fresh = load_config(config_path)
     except ConfigError as exc:
@@ -215,8 +255,8 @@ def reload(cloud: Cloud, config_path: Path) -> str:
     for region in cloud.regions.values():
         region.reload_tls()
     cloud.directory.forget_cached_homes()
-    logging.getLogger().setLevel(fresh.log.level.upper())
-    return f"reloaded: TLS certificates, account homes, log level {fresh.log.level}"
+    level, format = observe.configure_logging(fresh.log.level, fresh.log.format)
+    return f"reloaded: TLS certificates, account homes, log level {level}, log format {format}"
 
 
 async def serve_forever(

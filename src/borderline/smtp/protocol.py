@@ -25,9 +25,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
+from borderline.delivery import is_relay_message
 from borderline.smtp.limits import ConnectionLimiter
+from borderline.smtp.transaction import Transaction, TransactionLog
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +124,21 @@ class FastDataSMTP(SMTP):
     """aiosmtpd's SMTP with the DATA reader above; 421 for a connection over the caps of
     `limiter`; RFC 5321 4.5.3.2 timeouts: `timeout` for each command (and the first) and
     `data_timeout` for each block of data. `size_limit_for` gives the size limit for data
-    that starts with the given bytes (default: `data_size_limit`, which EHLO advertises)."""
+    that starts with the given bytes (default: `data_size_limit`, which EHLO advertises).
+    Each transaction is reported to `transactions` when it ends."""
 
     def __init__(
         self,
         handler: object,
         *,
+        transactions: TransactionLog,
         limiter: ConnectionLimiter | None = None,
         data_timeout: float = 180,
         size_limit_for: Callable[[bytes], int] | None = None,
         **kwargs: object,
     ) -> None:
+        self.transactions = transactions
+        self._last_reply = ""
         super().__init__(handler, **kwargs)  # type: ignore[arg-type]
         self.limiter = limiter
         self.data_timeout = data_timeout
@@ -161,6 +167,7 @@ class FastDataSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
+        self.transactions.dropped(self.envelope, self.session)
         if self._slot is not None and self.limiter is not None:
             self.limiter.release(self._slot)
             self._slot = None
@@ -173,7 +180,23 @@ class FastDataSMTP(SMTP):
             status = status.decode("ascii", "replace")
         if not (status.isascii() and status.isprintable() and len(status) <= REPLY_MAX):
             status = "".join(c if " " <= c <= "~" else "?" for c in status[:REPLY_MAX])
+        self._last_reply = status
         return super().push(status)
+
+    def _create_envelope(self) -> Envelope:
+        """Each new envelope (RSET, HELO/EHLO, STARTTLS, after data) drops the last one."""
+        self.transactions.dropped(self.envelope, self.session)
+        return Transaction()
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(arg)
+        self.transactions.mail(self.envelope, self.session, self._last_reply)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        await super().smtp_RCPT(arg)
+        self.transactions.rcpt(self.envelope, self._last_reply)
 
     def data_received(self, data: bytes) -> None:
         self._last_received = self.loop.time()
@@ -213,8 +236,9 @@ class FastDataSMTP(SMTP):
         self._reset_timeout()
         if data is None:
             return
+        size, relay = data.size, False
         if data.bare is not None:
-            log.info("%r: bare %s in DATA", self.session and self.session.peer, data.bare)
+            log.debug("%r: bare %s in DATA", self.session and self.session.peer, data.bare)
             reply = f"550 5.5.2 {self.hostname} Error: bare {data.bare} received"
         elif data.too_big:
             reply = "552 Error: Too much mail data"
@@ -222,11 +246,13 @@ class FastDataSMTP(SMTP):
             reply = "500 Line too long (see RFC5321 4.5.3.1.6)"
         else:
             content = data.content.getvalue()  # the buffer itself, not a copy
+            relay = is_relay_message(content[:HEAD])
             del data
             self.envelope.content = self.envelope.original_content = content
             del content  # the handler may drop the message once it is encrypted
             status = await self._call_handler_hook("DATA")
             reply = "250 OK" if status is MISSING else status
+        self.transactions.data(self.envelope, self.session, reply, size, relay)
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(reply)
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import aiosmtplib
 
+from borderline import observe
 from borderline.cloud import Region
 from borderline.config import Config
 from borderline.delivery import Envelope
@@ -37,6 +38,14 @@ COMMAND_TIMEOUT = 300.0
 DATA_TIMEOUT = 600.0
 
 Outcome = tuple[RelayItem, dict[str, Failure]]
+
+
+def operator_bounce(item: RelayItem) -> dict[str, Failure]:
+    """Every recipient of an item an operator bounced, with why, for the sender's DSN."""
+    reason = f"removed from the queue by the operator after {item.attempts} attempt(s)"
+    if item.last_error:
+        reason += f"; last error: {item.last_error}"
+    return dict.fromkeys(item.rcpts, Failure(None, reason))
 
 
 def backoff(attempts: int) -> float:
@@ -76,14 +85,28 @@ class RelayWorker:
             self._wake.clear()
 
     async def run_once(self) -> int:
-        """One pass over due items; returns how many were relayed."""
+        """One pass over due items; returns how many were relayed. Items an operator asked
+        to bounce are bounced without being sent. Passes never overlap, so an item is never
+        sent and bounced at once."""
         due = await asyncio.to_thread(self.region.store.due_relays, time.time(), BATCH)
+        bounce = [item for item in due if item.bounce_requested]
+        if bounce:
+            await self._settle([(item, operator_bounce(item)) for item in bounce])
         by_dest: dict[str, list[RelayItem]] = defaultdict(list)
         for item in due:
-            by_dest[item.dest_region].append(item)
+            if not item.bounce_requested:
+                by_dest[item.dest_region].append(item)
         lanes = [items[lane::LANES] for items in by_dest.values() for lane in range(LANES)]
         relayed = await asyncio.gather(*(self._relay_lane(lane) for lane in lanes if lane))
         return sum(relayed)
+
+    async def bounce_requested(self) -> int:
+        """Bounce every item an operator asked to bounce, now (`borderline queue bounce`
+        with no server running); how many."""
+        due = await asyncio.to_thread(self.region.store.due_relays, 0.0, BATCH)
+        bounce = [item for item in due if item.bounce_requested]
+        await self._settle([(item, operator_bounce(item)) for item in bounce])
+        return len(bounce)
 
     async def _relay_lane(self, items: list[RelayItem]) -> int:
         return await self._settle(await self._send_lane(items))
@@ -93,15 +116,14 @@ class RelayWorker:
         due again after its backoff. Returns how many reached their home region."""
         store = self.region.store
         relayed = 0
-        done: list[int] = []
+        done: list[Outcome] = []
         retry: list[Outcome] = []
         for item, failures in outcomes:
-            expired = time.time() - item.created > self.retry_window
+            expired = item.bounce_requested or time.time() - item.created > self.retry_window
             if any(not f.permanent for f in failures.values()) and not expired:
                 retry.append((item, failures))
                 continue
             if failures:
-                log.warning("region %s: relay %d bounced: %s", self.region.id, item.id, failures)
                 try:
                     await self._bounce(item, failures)
                 except Exception:
@@ -110,16 +132,40 @@ class RelayWorker:
                     continue
             if len(failures) < len(item.rcpts):
                 relayed += 1
-            done.append(item.id)
+            done.append((item, failures))
         if done:
             # One commit for the lane; a crash before it only resends, and the home region
             # stores each relay id once.
-            await asyncio.to_thread(store.relay_done, done)
+            await asyncio.to_thread(store.relay_done, [item.id for item, _ in done])
+        for item, failures in done:
+            self._observe(item, failures, deferred=False)
         for item, failures in retry:
             error = str(next(iter(failures.values())))
             next_attempt = time.time() + backoff(item.attempts)
             await asyncio.to_thread(store.relay_failed, item.id, error, next_attempt)
+            self._observe(item, failures, deferred=True)
         return relayed
+
+    def _observe(self, item: RelayItem, failures: dict[str, Failure], deferred: bool) -> None:
+        if item.bounce_requested:
+            observe.queue_action(self.region.id, "relay", item.id, "bounced")
+            return
+        bounced = 0 if deferred else len(failures)
+        delivered = len(item.rcpts) - len(failures)
+        failure = next(iter(failures.values()), None)
+        observe.delivery_attempt(
+            self.region.id,
+            "relay",
+            item.id,
+            item.dest_region,
+            "deferred" if deferred else "delivered" if delivered else "bounced",
+            attempts=item.attempts + 1,
+            delivered=delivered,
+            bounced=bounced,
+            latency=None if deferred or not delivered else time.time() - item.created,
+            error_code=None if failure is None else failure.code,
+            error=None if failure is None else str(failure),
+        )
 
     async def _send_lane(self, items: list[RelayItem]) -> list[Outcome]:
         """Send items to one region over one connection, in order. Each comes back with the
@@ -194,7 +240,7 @@ class RelayWorker:
         if not item.mail_from:
             return
         if self.region.directory.home(item.mail_from) is None:
-            log.warning("region %s: no route for a bounce to %s", self.region.id, item.mail_from)
+            log.warning("region %s: no route for the bounce of relay %d", self.region.id, item.id)
             return
         report = delivery_report(
             reporting_mta=self.config.host_name(self.region.id),

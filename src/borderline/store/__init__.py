@@ -16,6 +16,7 @@ from borderline.store.base import (
     MessageInfo,
     OutboundRelay,
     Placement,
+    QueuedRelay,
     RelayItem,
     StoreError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "OutboundRelay",
     "Placement",
     "PostgresMailStore",
+    "QueuedRelay",
     "RelayItem",
     "SqliteMailStore",
     "StoreError",

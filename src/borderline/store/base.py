@@ -109,6 +109,25 @@ class RelayItem:
     attempts: int
     next_attempt: float
     last_error: str | None
+    # An operator asked to bounce it (`borderline queue bounce`): the relay worker bounces
+    # it on its next pass instead of sending it.
+    bounce_requested: bool = False
+
+
+@dataclass(frozen=True)
+class QueuedRelay:
+    """A relay queue item as an operator sees it: all but the sealed bytes, and their size."""
+
+    id: int
+    dest_region: str
+    mail_from: str
+    rcpts: tuple[str, ...]
+    size: int
+    created: float
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    bounce_requested: bool
 
 
 ChangeKind = Literal["append", "flags", "expunge"]

@@ -28,6 +28,7 @@ from borderline.store.base import (
     MessageInfo,
     OutboundRelay,
     Placement,
+    QueuedRelay,
     RelayItem,
     StoreError,
     apply_flag_mode,
@@ -585,12 +586,13 @@ class MailStore:
     # the relay queue of sealed mail
 
     def due_relays(self, now: float, limit: int = 100) -> list[RelayItem]:
-        """Up to `limit` queued relays due at `now`, the longest waiting first."""
+        """Up to `limit` queued relays due at `now` (or asked to be bounced), the longest
+        waiting first."""
         with self.engine.read() as tx:
             rows = tx.all(
                 "SELECT id, dest_region, mail_from, rcpts, sealed, created, attempts,"
-                " next_attempt, last_error FROM relay_queue WHERE next_attempt <= ?"
-                " ORDER BY next_attempt, id LIMIT ?",
+                " next_attempt, last_error, bounce_requested FROM relay_queue"
+                " WHERE next_attempt <= ? OR bounce_requested ORDER BY next_attempt, id LIMIT ?",
                 (now, limit),
             )
         return [
@@ -604,9 +606,62 @@ class MailStore:
                 attempts=int(r[6]),
                 next_attempt=float(r[7]),
                 last_error=None if r[8] is None else str(r[8]),
+                bounce_requested=bool(r[9]),
             )
             for r in rows
         ]
+
+    def relay_queue(self, limit: int, item_id: int | None = None) -> list[QueuedRelay]:
+        """Up to `limit` queued relays (or the one `item_id`), the oldest first, without
+        their sealed bytes."""
+        where, params = ("WHERE id = ?", (item_id,)) if item_id is not None else ("", ())
+        with self.engine.read() as tx:
+            rows = tx.all(
+                "SELECT id, dest_region, mail_from, rcpts, LENGTH(sealed), created, attempts,"
+                f" next_attempt, last_error, bounce_requested FROM relay_queue {where}"
+                " ORDER BY created, id LIMIT ?",
+                (*params, limit),
+            )
+        return [
+            QueuedRelay(
+                id=int(r[0]),
+                dest_region=str(r[1]),
+                mail_from=str(r[2]),
+                rcpts=self.dialect.strings(r[3]),
+                size=int(r[4]),
+                created=float(r[5]),
+                attempts=int(r[6]),
+                next_attempt=float(r[7]),
+                last_error=None if r[8] is None else str(r[8]),
+                bounce_requested=bool(r[9]),
+            )
+            for r in rows
+        ]
+
+    def relay_queue_age(self) -> tuple[int, float | None]:
+        """How many relays are queued, and when the oldest was queued (None: none)."""
+        with self.engine.read() as tx:
+            row = tx.one("SELECT COUNT(*), MIN(created) FROM relay_queue")
+        assert row is not None
+        return int(row[0]), None if row[1] is None else float(row[1])
+
+    def retry_relay(self, item_id: int, now: float) -> bool:
+        """Make a queued relay due at `now`; False if there is no such item."""
+        with self.engine.write() as tx:
+            row = tx.one(
+                "UPDATE relay_queue SET next_attempt = ? WHERE id = ? RETURNING id", (now, item_id)
+            )
+        return row is not None
+
+    def request_bounce(self, item_id: int) -> bool:
+        """Ask the relay worker to bounce a queued relay instead of sending it; False if
+        there is no such item."""
+        with self.engine.write() as tx:
+            row = tx.one(
+                "UPDATE relay_queue SET bounce_requested = TRUE WHERE id = ? RETURNING id",
+                (item_id,),
+            )
+        return row is not None
 
     def relay_done(self, item_ids: Sequence[int]) -> None:
         """Remove relayed (or bounced) items from the queue, in one commit. Ids already gone

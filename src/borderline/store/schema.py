@@ -3,7 +3,8 @@
 Version 1 is the schema Borderline used before it kept a version (no `schema_version`
 table). Version 2 adds `schema_version`, a UIDVALIDITY clock on SQLite (PostgreSQL had
 one) and ids that are never handed out twice on SQLite (AUTOINCREMENT; PostgreSQL's
-identity columns never reuse). A new database is created at the latest version directly;
+identity columns never reuse). Version 3 marks relay queue items an operator asked to
+bounce (`bounce_requested`). A new database is created at the latest version directly;
 an older one is migrated step by step, in one transaction, when a store opens it.
 """
 
@@ -14,7 +15,8 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 2
+LATEST = 3
+BOUNCE_REQUESTED = "bounce_requested BOOLEAN NOT NULL DEFAULT FALSE"
 
 # {id}: a primary key that is never reused; {bytes}: binary; {strings}: a list of strings
 # and {no_strings} its empty value. Booleans are BOOLEAN (0/1 on SQLite).
@@ -73,7 +75,10 @@ TABLES: dict[str, str] = {
         created DOUBLE PRECISION NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt DOUBLE PRECISION NOT NULL,
-        last_error TEXT
+        last_error TEXT,
+        """
+    + BOUNCE_REQUESTED
+    + """
     )""",
     "relay_received": """CREATE TABLE {table} (
         relay_id TEXT NOT NULL,
