@@ -24,6 +24,7 @@ CORE = {
     "legal",
     "mailauth",
     "peering",
+    "queues",
     "report",
     "residency",
     "staff",

@@ -29,7 +29,6 @@ QueueName = Literal["relay", "outbound"]
 AttemptResult = Literal["delivered", "deferred", "bounced"]
 LoginProtocol = Literal["imap", "submission"]
 LoginResult = Literal["ok", "failed", "locked", "referred"]
-QueueAction = Literal["retry", "bounce requested", "bounced"]
 
 _SHARED: list[structlog.typing.Processor] = [
     structlog.stdlib.add_log_level,
@@ -81,10 +80,10 @@ KEY_RELEASES = Counter(
     "Account keys released by the vault, by justification.",
     ["region", "justification"],
 )
-QUEUE_ACTIONS = Counter(
-    "borderline_queue_actions",
-    "What operators did to queued items (borderline queue retry|bounce).",
-    ["region", "queue", "action"],
+OPERATOR_BOUNCES = Counter(
+    "borderline_operator_bounces",
+    "Queued items bounced because an operator asked (borderline queue bounce).",
+    ["region", "queue"],
 )
 
 
@@ -254,10 +253,10 @@ def delivery_attempt(
         _personal(f"{queue}.attempt", region=region, queue_id=item_id, error=error)
 
 
-def queue_action(region: str, queue: QueueName, item_id: int, action: QueueAction) -> None:
-    """An operator's `borderline queue retry|bounce` on one item."""
-    QUEUE_ACTIONS.labels(region, queue, action).inc()
-    log.info(f"{queue}.operator", region=region, queue_id=item_id, action=action)
+def operator_bounce(region: str, queue: QueueName, item_id: int) -> None:
+    """A queued item was bounced, as an operator asked (`borderline queue bounce`)."""
+    OPERATOR_BOUNCES.labels(region, queue).inc()
+    log.info(f"{queue}.operator_bounce", region=region, queue_id=item_id)
 
 
 def login(
@@ -288,3 +287,11 @@ def key_release(region: str, justification: str, sealed: bool) -> None:
     nondisclosure order, so the log holds a commitment until the order lapses)."""
     KEY_RELEASES.labels(region, justification).inc()
     log.info("vault.release", region=region, justification=justification, sealed=sealed)
+
+
+def check_failed(region: str, check: str, error: Exception) -> None:
+    """A readiness check (/readyz) failed: why, for the operator (the public reply says
+    less). Store and log errors are about connections and files, not about mail."""
+    log.warning(
+        "ops.check_failed", region=region, check=check, error=f"{type(error).__name__}: {error}"
+    )

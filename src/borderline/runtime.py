@@ -19,15 +19,13 @@ from borderline.api import ApiServer, WitnessServer
 from borderline.api.legal import legal_router
 from borderline.api.ops import Operations
 from borderline.api.peering import mount_peering
-from borderline.cloud import Cloud, Region
+from borderline.cloud import Cloud
 from borderline.config import ConfigError, Listen, load_config
 from borderline.console import mount_console
 from borderline.imap import RegionImap
 from borderline.legal import LegalDesk
 from borderline.legal.office import LegalOffice
 from borderline.peers import Peers
-from borderline.smtp.ingress import GroupCommitter
-from borderline.smtp.relay import RelayWorker
 from borderline.smtp.server import RegionSmtp
 from borderline.staff import StaffRoster
 from borderline.tlog import Witness
@@ -185,55 +183,32 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 @contextlib.contextmanager
-def region_lock(region: Region) -> Iterator[None]:
-    """Held by the one process that serves a region's data: a lock file beside it, which
-    the kernel drops when the process dies (even by SIGKILL). ServeError if another holds
-    it, naming that process."""
-    path = region.root / "serve.pid"
-    with path.open("a+") as file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.seek(0)
-            pid = file.read().strip() or "unknown"
-            raise ServeError(
-                f"region {region.id} is already served from {region.root} (pid {pid})"
-            ) from None
-        file.seek(0)
-        file.truncate()
-        file.write(f"{os.getpid()}\n")
-        file.flush()
-        yield
-
-
-@contextlib.contextmanager
 def run_lock(cloud: Cloud) -> Iterator[None]:
-    """One server per region's data: every served region's lock, held while the process
-    lives."""
-    with contextlib.ExitStack() as held:
-        for region in cloud.regions.values():
-            held.enter_context(region_lock(region))
-        yield
-
-
-def bounce_requested(cloud: Cloud, region: Region) -> int | None:
-    """Bounce a region's relays that an operator asked to bounce, through the relay
-    worker's bounce path, if no server runs the region (it would do it itself); how many,
-    or None when a server runs. `borderline queue bounce` calls this."""
-
-    async def bounce() -> int:
-        committer = GroupCommitter(region)
-        committer.start()
-        try:
-            return await RelayWorker(region, cloud.config, committer).bounce_requested()
-        finally:
-            await committer.stop()
-
+    """One server per region's data: a lock file beside each region's data, held while the
+    process lives (the kernel drops it when the process dies, even by SIGKILL)."""
+    held = []
     try:
-        with region_lock(region):
-            return asyncio.run(bounce())
-    except ServeError:
-        return None
+        for region in cloud.regions.values():
+            path = region.root / "serve.pid"
+            file = path.open("a+")
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                pid = file.read().strip() or "unknown"
+                file.close()
+                raise ServeError(
+                    f"region {region.id} is already served from {region.root} (pid {pid})"
+                ) from None
+            file.seek(0)
+            file.truncate()
+            file.write(f"{os.getpid()}\n")
+            file.flush()
+            held.append(file)
+        yield
+    finally:
+        for file in held:
+            file.close()
 
 
 def reload(cloud: Cloud, config_path: Path) -> str:

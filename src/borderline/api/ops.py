@@ -26,49 +26,59 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from borderline import observe
 from borderline.cloud import Region
+from borderline.queues import operator_queues
 from borderline.tlog import verify_checkpoint
 
 PROBE_TIMEOUT = 2.0
-QueueAge = tuple[int, float | None]
+# Each queue's (items, when the oldest was queued), by queue name.
+Depths = dict[str, tuple[int, float | None]]
 
 
 class StoreProbe:
-    """Asks a region's store how long its relay queue is, on a thread of its own."""
+    """Asks a region's store how long its queues are, on a thread of its own."""
 
     def __init__(self, region: Region) -> None:
         self.region = region
+        self.queues = operator_queues(region.store)
         self._thread = ThreadPoolExecutor(1, f"probe-{region.id}")
         self._lock = threading.Lock()
-        self._call: Future[QueueAge] | None = None
+        self._call: Future[Depths] | None = None
 
-    def queue_age(self, timeout: float = PROBE_TIMEOUT) -> QueueAge:
-        """(items, when the oldest was queued); raises the store's error, or TimeoutError."""
+    def depths(self, timeout: float = PROBE_TIMEOUT) -> Depths:
+        """Raises the store's error, or TimeoutError."""
         with self._lock:
             if self._call is None or self._call.done():
-                self._call = self._thread.submit(self.region.store.relay_queue_age)
+                self._call = self._thread.submit(self._depths)
             call = self._call
         return call.result(timeout)
+
+    def _depths(self) -> Depths:
+        return {name: queue.depth() for name, queue in self.queues.items()}
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
 
 def region_checks(region: Region, probe: StoreProbe, listening: bool) -> dict[str, str]:
-    """Each readiness check of a region: "ok", or what is wrong."""
+    """Each readiness check of a region: "ok", or what is wrong in a few words (the
+    listener is public: the error itself goes to the server's log)."""
     checks = {"listeners": "ok" if listening else "not listening"}
     try:
-        probe.queue_age()
+        probe.depths()
         checks["store"] = "ok"
     except TimeoutError:
         checks["store"] = f"no answer within {PROBE_TIMEOUT:g} s"
     except Exception as exc:
-        checks["store"] = f"{type(exc).__name__}: {exc}"
+        observe.check_failed(region.id, "store", exc)
+        checks["store"] = "unavailable"
     try:
         region.vault.access_log  # noqa: B018 - opens the log again if an append dropped it
         checks["log"] = "ok"
     except Exception as exc:
-        checks["log"] = f"{type(exc).__name__}: {exc}"
+        observe.check_failed(region.id, "log", exc)
+        checks["log"] = "unavailable"
     return checks
 
 
@@ -108,13 +118,15 @@ class RegionFigures(Collector):
         )
         for region_id, probe in self.probes.items():
             try:
-                count, first = probe.queue_age()
+                depths = probe.depths()
             except Exception:
                 up.add_metric([region_id], 0)
+                depths = {}
             else:
                 up.add_metric([region_id], 1)
-                depth.add_metric([region_id, "relay"], count)
-                oldest.add_metric([region_id, "relay"], 0 if first is None else now - first)
+            for queue, (count, first) in depths.items():
+                depth.add_metric([region_id, queue], count)
+                oldest.add_metric([region_id, queue], 0 if first is None else now - first)
             log = probe.region.log
             if log is None:
                 continue

@@ -18,6 +18,7 @@ from borderline.cli import (
     demo,
     legal_cmd,
     log_cmd,
+    queue_cmd,
     report_cmd,
     staff_cmd,
     witness_cmd,
@@ -48,6 +49,7 @@ app.add_typer(legal_cmd.law_app, name="law")
 app.add_typer(staff_cmd.app, name="staff")
 app.command("demo")(demo.demo)
 app.add_typer(log_cmd.app, name="log")
+app.add_typer(queue_cmd.app, name="queue")
 app.command("access-history")(log_cmd.access_history)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(witness_cmd.app, name="witness")

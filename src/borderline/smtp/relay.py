@@ -40,12 +40,12 @@ DATA_TIMEOUT = 600.0
 Outcome = tuple[RelayItem, dict[str, Failure]]
 
 
-def operator_bounce(item: RelayItem) -> dict[str, Failure]:
+def operator_bounce(item: RelayItem, reason: str) -> dict[str, Failure]:
     """Every recipient of an item an operator bounced, with why, for the sender's DSN."""
-    reason = f"removed from the queue by the operator after {item.attempts} attempt(s)"
+    text = f"bounced by the operator after {item.attempts} attempts: {reason}"
     if item.last_error:
-        reason += f"; last error: {item.last_error}"
-    return dict.fromkeys(item.rcpts, Failure(None, reason))
+        text += f" (last error: {item.last_error})"
+    return dict.fromkeys(item.rcpts, Failure(None, text))
 
 
 def backoff(attempts: int) -> float:
@@ -85,28 +85,20 @@ class RelayWorker:
             self._wake.clear()
 
     async def run_once(self) -> int:
-        """One pass over due items; returns how many were relayed. Items an operator asked
-        to bounce are bounced without being sent. Passes never overlap, so an item is never
+        """One pass over due items; returns how many were relayed. Items an operator
+        bounced are bounced without being sent. Passes never overlap, so an item is never
         sent and bounced at once."""
         due = await asyncio.to_thread(self.region.store.due_relays, time.time(), BATCH)
-        bounce = [item for item in due if item.bounce_requested]
-        if bounce:
-            await self._settle([(item, operator_bounce(item)) for item in bounce])
+        bounced = [(item, operator_bounce(item, item.bounce)) for item in due if item.bounce]
+        if bounced:
+            await self._settle(bounced)
         by_dest: dict[str, list[RelayItem]] = defaultdict(list)
         for item in due:
-            if not item.bounce_requested:
+            if not item.bounce:
                 by_dest[item.dest_region].append(item)
         lanes = [items[lane::LANES] for items in by_dest.values() for lane in range(LANES)]
         relayed = await asyncio.gather(*(self._relay_lane(lane) for lane in lanes if lane))
         return sum(relayed)
-
-    async def bounce_requested(self) -> int:
-        """Bounce every item an operator asked to bounce, now (`borderline queue bounce`
-        with no server running); how many."""
-        due = await asyncio.to_thread(self.region.store.due_relays, 0.0, BATCH)
-        bounce = [item for item in due if item.bounce_requested]
-        await self._settle([(item, operator_bounce(item)) for item in bounce])
-        return len(bounce)
 
     async def _relay_lane(self, items: list[RelayItem]) -> int:
         return await self._settle(await self._send_lane(items))
@@ -119,7 +111,7 @@ class RelayWorker:
         done: list[Outcome] = []
         retry: list[Outcome] = []
         for item, failures in outcomes:
-            expired = item.bounce_requested or time.time() - item.created > self.retry_window
+            expired = item.bounce is not None or time.time() - item.created > self.retry_window
             if any(not f.permanent for f in failures.values()) and not expired:
                 retry.append((item, failures))
                 continue
@@ -147,8 +139,9 @@ class RelayWorker:
         return relayed
 
     def _observe(self, item: RelayItem, failures: dict[str, Failure], deferred: bool) -> None:
-        if item.bounce_requested:
-            observe.queue_action(self.region.id, "relay", item.id, "bounced")
+        if item.bounce is not None:  # deferred: its DSN could not be committed, see above
+            if not deferred:
+                observe.operator_bounce(self.region.id, "relay", item.id)
             return
         bounced = 0 if deferred else len(failures)
         delivered = len(item.rcpts) - len(failures)

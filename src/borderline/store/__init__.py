@@ -16,7 +16,7 @@ from borderline.store.base import (
     MessageInfo,
     OutboundRelay,
     Placement,
-    QueuedRelay,
+    QueueEntry,
     RelayItem,
     StoreError,
 )
@@ -48,7 +48,7 @@ __all__ = [
     "OutboundRelay",
     "Placement",
     "PostgresMailStore",
-    "QueuedRelay",
+    "QueueEntry",
     "RelayItem",
     "SqliteMailStore",
     "StoreError",

@@ -109,17 +109,17 @@ class RelayItem:
     attempts: int
     next_attempt: float
     last_error: str | None
-    # An operator asked to bounce it (`borderline queue bounce`): the relay worker bounces
-    # it on its next pass instead of sending it.
-    bounce_requested: bool = False
+    bounce: str | None = None  # an operator's reason to give up on it (`bounce_relay`)
 
 
 @dataclass(frozen=True)
-class QueuedRelay:
-    """A relay queue item as an operator sees it: all but the sealed bytes, and their size."""
+class QueueEntry:
+    """An item of a delivery queue as an operator sees it (`borderline queue`): all but the
+    message itself, whichever queue it is in."""
 
-    id: int
-    dest_region: str
+    queue: str
+    id: int  # unique within its queue in its region's store
+    destination: str  # relay: the home region; outbound: the recipients' domain
     mail_from: str
     rcpts: tuple[str, ...]
     size: int
@@ -127,7 +127,7 @@ class QueuedRelay:
     attempts: int
     next_attempt: float
     last_error: str | None
-    bounce_requested: bool
+    bounce: str | None
 
 
 ChangeKind = Literal["append", "flags", "expunge"]

@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
-from borderline.store.schema import BOUNCE_REQUESTED, migrate
+from borderline.store.schema import RELAY_BOUNCE, migrate
 
 RV = TypeVar("RV")
 
@@ -80,12 +80,12 @@ def _nothing_to_change(tx: Tx) -> None:
     from the start, so only `schema_version` is new."""
 
 
-def _bounce_requests(tx: Tx) -> None:
-    """Version 3: the relay queue's `bounce_requested`."""
-    tx.run(f"ALTER TABLE relay_queue ADD COLUMN {BOUNCE_REQUESTED}")
+def _relay_bounce(tx: Tx) -> None:
+    """Version 3: the relay queue's `bounce`."""
+    tx.run(f"ALTER TABLE relay_queue ADD COLUMN {RELAY_BOUNCE}")
 
 
-MIGRATIONS = {2: _nothing_to_change, 3: _bounce_requests}
+MIGRATIONS = {2: _nothing_to_change, 3: _relay_bounce}
 
 
 @functools.lru_cache(maxsize=512)

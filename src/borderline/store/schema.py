@@ -3,8 +3,8 @@
 Version 1 is the schema Borderline used before it kept a version (no `schema_version`
 table). Version 2 adds `schema_version`, a UIDVALIDITY clock on SQLite (PostgreSQL had
 one) and ids that are never handed out twice on SQLite (AUTOINCREMENT; PostgreSQL's
-identity columns never reuse). Version 3 marks relay queue items an operator asked to
-bounce (`bounce_requested`). A new database is created at the latest version directly;
+identity columns never reuse). Version 3 keeps an operator's reason to bounce a relay
+queue item (`bounce`). A new database is created at the latest version directly;
 an older one is migrated step by step, in one transaction, when a store opens it.
 """
 
@@ -16,7 +16,8 @@ from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
 LATEST = 3
-BOUNCE_REQUESTED = "bounce_requested BOOLEAN NOT NULL DEFAULT FALSE"
+# Version 3's column of the relay queue: an operator's reason to give up on the item.
+RELAY_BOUNCE = "bounce TEXT"
 
 # {id}: a primary key that is never reused; {bytes}: binary; {strings}: a list of strings
 # and {no_strings} its empty value. Booleans are BOOLEAN (0/1 on SQLite).
@@ -77,7 +78,7 @@ TABLES: dict[str, str] = {
         next_attempt DOUBLE PRECISION NOT NULL,
         last_error TEXT,
         """
-    + BOUNCE_REQUESTED
+    + RELAY_BOUNCE
     + """
     )""",
     "relay_received": """CREATE TABLE {table} (

@@ -15,8 +15,8 @@ from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
 from borderline.store.schema import (
-    BOUNCE_REQUESTED,
     INDEXES,
+    RELAY_BOUNCE,
     WITH_IDS,
     create_table,
     migrate,
@@ -102,14 +102,14 @@ def _ids_never_reused(tx: Tx) -> None:
         raise StoreError("the migrated tables break a foreign key; the migration was rolled back")
 
 
-def _bounce_requests(tx: Tx) -> None:
-    """Version 3: the relay queue's `bounce_requested`, unless version 2's rebuild of the
-    queue, from the latest schema, already made it."""
-    if not any(r[1] == "bounce_requested" for r in tx.all("PRAGMA table_info(relay_queue)")):
-        tx.run(f"ALTER TABLE relay_queue ADD COLUMN {BOUNCE_REQUESTED}")
+def _relay_bounce(tx: Tx) -> None:
+    """Version 3: the relay queue's `bounce`, unless version 2's rebuild of the queue, from
+    the latest schema, already made it."""
+    if not any(r[1] == "bounce" for r in tx.all("PRAGMA table_info(relay_queue)")):
+        tx.run(f"ALTER TABLE relay_queue ADD COLUMN {RELAY_BOUNCE}")
 
 
-MIGRATIONS = {2: _ids_never_reused, 3: _bounce_requests}
+MIGRATIONS = {2: _ids_never_reused, 3: _relay_bounce}
 
 
 class SqliteEngine:
