@@ -11,14 +11,18 @@ import smtplib
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import SMTP
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from borderline import observe
+from borderline.cloud import Cloud
+from borderline.config import load_config
 from borderline.vault import Justification
-from tests.conftest import PASSWORD, RunningCloud
+from tests.conftest import PASSWORD, RunningCloud, write_config
+from tests.smtp.test_ingress import inbox
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -185,3 +189,23 @@ def test_debug_logging_warns_that_it_holds_personal_data(events: io.StringIO) ->
     text = events.getvalue()
     assert "DEBUG records carry mail addresses" in text
     assert ALICE in text and "192.0.2.1" in text
+
+
+@pytest.mark.one_engine("names on the wire and in headers; the store does not matter")
+def test_a_region_gives_one_host_name_from_the_config(tmp_path: Path) -> None:
+    named = 'custodian = "ie-custodian"\nhost_name = "mx.dublin.example.net"\n'
+    config = load_config(write_config(tmp_path, **{'custodian = "ie-custodian"\n': named}))
+    with Cloud(config) as cloud:
+        cloud.add_account(ALICE, "eu-dublin", PASSWORD)
+        running = RunningCloud(cloud)
+        try:
+            listen = config.region("eu-dublin").smtp
+            with smtplib.SMTP(timeout=30) as client:
+                code, greeting = client.connect(listen.host, listen.port)
+                assert (code, greeting.split()[0]) == (220, b"mx.dublin.example.net")
+                assert client.ehlo()[1].split(b"\n")[0] == b"mx.dublin.example.net"
+                client.sendmail("x@example.org", [ALICE], b"Subject: hi\r\n\r\nhello\r\n")
+            [stored] = inbox(cloud.region("eu-dublin"), ALICE)
+        finally:
+            running.stop()
+    assert b"\tby mx.dublin.example.net" in stored.split(b"\r\n\r\n")[0]
