@@ -159,6 +159,13 @@ def test_a_log_line_per_transaction_and_no_personal_data(
     assert code == 250
     queue_id = reply.rsplit(" ", 1)[-1]
     send(running, "us-east", BOB, ["nobody@example.test", "nobody2@example.test"])
+    listen = running.cloud.config.region("us-east").smtp
+    with smtplib.SMTP(listen.host, listen.port, timeout=30) as client:
+        client.ehlo()
+        bad_code, _ = client.docmd("MAIL", "TO:<x@example.org>")  # opens no transaction
+        assert client.mail(BOB)[0] == 250
+        assert client.rcpt("nobody3@example.test")[0] == 550
+    # the hang-up ends the transaction: its result is its last refused RCPT
     assert running.drained()
     assert imap_login(running, "eu-dublin", ALICE, PASSWORD)
     lines = [json.loads(line) for line in events.getvalue().splitlines()]
@@ -169,6 +176,11 @@ def test_a_log_line_per_transaction_and_no_personal_data(
     [refused] = [e for e in transactions if e["refused"] == 2]
     assert (refused["result"], refused["code"], refused["stage"]) == ("5xx", "550", "rcpt")
     assert refused["queue_id"] is None and refused["level"] == "info"
+    [bad_mail] = [e for e in transactions if e["stage"] == "mail"]
+    assert (bad_mail["code"], bad_mail["recipients"]) == (str(bad_code), 0) and bad_code >= 500
+    [hung_up] = [e for e in transactions if e["refused"] == 1]
+    assert (hung_up["result"], hung_up["stage"], hung_up["recipients"]) == ("5xx", "rcpt", 0)
+    assert len(transactions) == 5, "each transaction once"
     [relayed] = [e for e in transactions if e["kind"] == "relay"]
     assert relayed["region"] == "eu-dublin" and relayed["result"] == "2xx"
     [attempt] = [e for e in lines if e["event"] == "relay.attempt"]

@@ -23,7 +23,7 @@ class Transaction(Envelope):
         self.queue_id: str | None = None
         self.refusal: str | None = None  # the last refused RCPT's reply
         self.refused = 0
-        self.ended = False
+        self.ended = False  # logged, at its data or when dropped (a refused MAIL opens none)
 
 
 def queued(envelope: Envelope, queue_id: str) -> None:
@@ -55,11 +55,13 @@ class TransactionLog:
     ) -> None:
         """The reply to the transaction's data (`relay`: a sealed relay from another region)."""
         if isinstance(envelope, Transaction):
+            envelope.ended = True
             self._end(envelope, session, reply, "data", size, "relay" if relay else None)
 
     def dropped(self, envelope: Envelope | None, session: Session | None) -> None:
         """The envelope is being replaced or the connection lost: an open transaction ends."""
         if isinstance(envelope, Transaction) and envelope.mail_from and not envelope.ended:
+            envelope.ended = True
             self._end(envelope, session, envelope.refusal, "rcpt")
 
     def _end(
@@ -71,7 +73,6 @@ class TransactionLog:
         size: int | None = None,
         kind: observe.SmtpKind | None = None,
     ) -> None:
-        envelope.ended = True
         peer = session.peer if session is not None else None
         observe.smtp_transaction(
             self.region,
