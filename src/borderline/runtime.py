@@ -162,7 +162,8 @@ def listeners(cloud: Cloud) -> list[tuple[str, str, str]]:
                 rows.append((region.id, name, str(address)))
     api = _api_listen(cloud)
     if api is not None:
-        rows.append((", ".join(cloud.regions), "api", f"{api} (log, legal desk, console)"))
+        served = "log, legal desk, console, health, metrics"
+        rows.append((", ".join(cloud.regions), "api", f"{api} ({served})"))
     return rows
 
 

@@ -106,8 +106,8 @@ def serve(
         with user_errors(ServeError), lock:
             # Workers start once this process has created any missing keys and databases.
             extra_workers = 0 if ingest_only else ingest_workers - 1
-            logging = ["-v"] * verbose + (["--log-format", log_format] if log_format else [])
-            workers = _spawn_ingest_workers(config, region, extra_workers, logging)
+            log_options = ["-v"] * verbose + (["--log-format", log_format] if log_format else [])
+            workers = _spawn_ingest_workers(config, region, extra_workers, log_options)
             try:
                 asyncio.run(
                     serve_forever(
