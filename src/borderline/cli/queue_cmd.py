@@ -88,7 +88,8 @@ def list_items(
     as_json: JsonOption = False,
 ) -> None:
     """Every item waiting in every queue of every region (or those chosen), oldest first:
-    its age, attempts, next try and last error. Addresses only with `show`."""
+    its age, attempts, next try and last error. The table names no one; `show` and
+    --json give the addresses."""
     now = time.time()
     rows: list[dict[str, Any]] = []
     with open_cloud(config, region) as cloud:
