@@ -47,6 +47,12 @@ def test_demo_once(tmp_path: Path, region_stores: dict[str, str]) -> None:
     assert out.count("signature verified") == 2
     assert "THIRD_PARTY_DATA_REQUEST, request req2" in out
     assert "deprecated" not in out + result.stderr
+    # The sections it prints are the README's steps, in order.
+    sections = re.findall(r"^─+ (\d+\. .+?) ─+$", out, re.M)
+    readme = (Path(__file__).parents[1] / "README.md").read_text().split("\n## ")[1]
+    steps = re.findall(r"^(\d+)\. \*\*(.+?)\*\*", readme, re.M)
+    assert sections == [f"{n}. {title}" for n, title in steps] and len(sections) == 6
+    assert 'borderline_smtp_messages_total{kind="relay",region="eu-dublin",result="2xx"} 1.0' in out
 
     # Data is printed whole, never wrapped at 80 columns: the note copied off the screen
     # verifies against the region's published key.

@@ -24,6 +24,7 @@ CORE = {
     "legal",
     "mailauth",
     "peering",
+    "queues",
     "report",
     "residency",
     "staff",
@@ -32,9 +33,9 @@ CORE = {
     "tlog",
     "vault",
 }
-# Plumbing adapters share (TLS contexts, the witness push client): network code that is
-# no protocol server of its own, on top of the core.
-NEUTRAL = {"peers", "tls", "witnessing"}
+# Plumbing adapters share (TLS contexts, the witness push client, log events and metrics):
+# code that is no protocol server of its own, on top of the core.
+NEUTRAL = {"observe", "peers", "tls", "witnessing"}
 ADAPTERS = {"smtp", "imap", "api", "console"}
 ROOT = {"cloud", "runtime"}
 ENTRY = {"cli", "__main__", "__init__"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from borderline import accounts
+from borderline import accounts, observe
 from borderline.accounts import AccountError
 from borderline.config import Config, CustodianSection, RegionSection
 from borderline.delivery import DeliveryPlanner
@@ -38,7 +38,12 @@ class Region:
         self.root = config.cloud.data_dir / section.id
         self.root.mkdir(parents=True, exist_ok=True)
         self.log: TransparencyLog | None = None
-        self.vault = Vault(section.id, self.root / "vault", self._open_log)
+        self.vault = Vault(
+            section.id,
+            self.root / "vault",
+            self._open_log,
+            lambda why, sealed: observe.key_release(section.id, why, sealed),
+        )
         self.store: MailStore = open_store(
             section.store or self.root / "mail.sqlite", section.store_timeout
         )

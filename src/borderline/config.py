@@ -289,6 +289,8 @@ class ApiSection(_Strict):
 
 class LogSection(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "warning"
+    # text: readable key=value lines; json: one JSON object per line (docs/operations.md).
+    format: Literal["text", "json"] = "text"
 
 
 class Config(_Strict):

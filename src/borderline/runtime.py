@@ -14,8 +14,10 @@ from typing import Protocol
 
 from fastapi import FastAPI
 
+from borderline import observe
 from borderline.api import ApiServer, WitnessServer
 from borderline.api.legal import legal_router
+from borderline.api.ops import Operations
 from borderline.api.peering import mount_peering
 from borderline.cloud import Cloud
 from borderline.config import ConfigError, Listen, load_config
@@ -64,10 +66,18 @@ class Runtime:
         api_listen = _api_listen(cloud)
         self.api: list[ApiServer] = []
         self.office: LegalOffice | None = None
+        self.operations: Operations | None = None
+        # Every listener is bound: from the end of start() to the start of stop().
+        self.listening = False
         if not ingest_only and api_listen is not None:
-            # The legal desk is served beside the public log, on the same listener.
+            # The legal desk and the health checks are served beside the public log.
             self.office = LegalOffice(LegalDesk(cloud), StaffRoster.of(cloud.config))
-            mounts = [mount_peering(cloud.regions.get), *legal_mounts(self.office)]
+            self.operations = Operations(cloud.regions, lambda: self.listening)
+            mounts = [
+                mount_peering(cloud.regions.get),
+                *legal_mounts(self.office),
+                self.operations.mount,
+            ]
             self.api = [ApiServer(cloud, api_listen, mounts=mounts)]
 
     @property
@@ -91,13 +101,17 @@ class Runtime:
             for service in reversed(begun):
                 await service.stop()
             raise
+        self.listening = True
 
     async def stop(self) -> None:
+        self.listening = False
         for service in reversed(self.services):
             await service.stop()
         if self.office is not None:
             self.office.close()
             self.office = None
+        if self.operations is not None:
+            self.operations.close()
 
     async def relays_drained(self, timeout: float = 30.0) -> bool:
         """Wait until no region has sealed mail waiting to be relayed."""
@@ -148,7 +162,8 @@ def listeners(cloud: Cloud) -> list[tuple[str, str, str]]:
                 rows.append((region.id, name, str(address)))
     api = _api_listen(cloud)
     if api is not None:
-        rows.append((", ".join(cloud.regions), "api", f"{api} (log, legal desk, console)"))
+        served = "log, legal desk, console, health, metrics"
+        rows.append((", ".join(cloud.regions), "api", f"{api} ({served})"))
     return rows
 
 
@@ -199,15 +214,16 @@ def run_lock(cloud: Cloud) -> Iterator[None]:
 
 def reload(cloud: Cloud, config_path: Path) -> str:
     """What SIGHUP reloads: the TLS certificates, the accounts' home regions and cached data
-    keys (accounts added or deleted by other processes), and the log level. A config change
-    that needs a restart is refused and named; nothing else is touched."""
+    keys (accounts added or deleted by other processes), and the log level and format (the
+    command line's choices win). A config change that needs a restart is refused and named;
+    nothing else is touched."""
     try:
         fresh = load_config(config_path)
     except ConfigError as exc:
         return f"reload refused: {config_path} is not valid: {exc}"
     changed = [
         name
-        for name in ("cloud", "custodians", "regions", "api", "inbound", "addresses")
+        for name in ("cloud", "custodians", "regions", "api", "inbound", "addresses", "outbound")
         if getattr(fresh, name) != getattr(cloud.config, name)
     ]
     if changed:
@@ -216,8 +232,8 @@ def reload(cloud: Cloud, config_path: Path) -> str:
         region.reload_tls()
         region.vault.forget_cached_keys()
     cloud.directory.forget_cached_homes()
-    logging.getLogger().setLevel(fresh.log.level.upper())
-    return f"reloaded: TLS certificates, account homes, log level {fresh.log.level}"
+    level, format = observe.configure_logging(fresh.log.level, fresh.log.format)
+    return f"reloaded: TLS certificates, account homes, log level {level}, log format {format}"
 
 
 async def serve_forever(

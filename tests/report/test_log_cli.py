@@ -14,6 +14,7 @@ from borderline.tlog import Checkpoint, sign_note, verify_receipt
 from borderline.tlog.tiles import tile_path
 from borderline.vault import Justification
 from tests.report.conftest import ALICE, BOB, PASSWORD, fails, ok
+from tests.test_cli import run
 
 PW = ("--password", PASSWORD)
 
@@ -139,6 +140,26 @@ def test_tampered_log_fails_verification(root: Path) -> None:
         (root / "fork").write_bytes(sign_note(fork, region.origin, region.vault.signing_key))
     reason = fails("log", "verify", "--region", "eu-dublin", "--since", "fork", cwd=root)
     assert "consistency" in reason or "root" in reason
+
+
+def test_verify_checks_every_region_by_default(root: Path) -> None:
+    release(root, ALICE)
+    release(root, BOB)
+    lines = ok("log", "verify", cwd=root).splitlines()
+    assert [line.split()[1] for line in lines] == ["example.test/us-east", "example.test/eu-dublin"]
+    assert all(line.startswith("ok: ") for line in lines)
+    verified = json.loads(ok("log", "verify", "--json", cwd=root))
+    assert [(r["region"], r["ok"]) for r in verified] == [("us-east", True), ("eu-dublin", True)]
+
+    tile = root / "data/eu-dublin/log" / tile_path(0, 0, 2)
+    data = bytearray(tile.read_bytes())
+    data[5] ^= 1
+    tile.write_bytes(bytes(data))
+    done = run("log", "verify", cwd=root)
+    assert done.returncode == 1, "one region's broken log fails the whole check"
+    assert done.stdout.startswith("ok: example.test/us-east "), "the others are still checked"
+    assert done.stderr.startswith("error: eu-dublin: ") and "does not match" in done.stderr
+    assert "--region" in fails("log", "verify", "--since", "saved", cwd=root)
 
 
 def test_unknown_account_wrong_password_and_region(root: Path) -> None:

@@ -140,6 +140,7 @@ def check_contents(store: MailStore) -> None:
     )
     assert (failed.last_error, failed.next_attempt) == ("451 4.3.0 try later", FOREVER)
     assert (waiting.mail_from, waiting.rcpts, waiting.attempts) == ("", (BOB,), 0)
+    assert failed.bounce is None and waiting.bounce is None, "version 3: no one bounced them"
     retry = Delivery(ALICE, b"again", 5, time.time(), mailbox="Work", relay_id="relay-a1")
     assert store.deliver([retry]) == [], "the relay receipt survived: no second copy"
     assert store.password_hash(BOB) == "$argon2id$v=19$m=65536,t=3,p=4$bob-fixture-hash"

@@ -110,6 +110,42 @@ def test_relayed_message_is_stored_once_and_relays_commit_atomically(
     assert store.queued_relays() == 0
 
 
+def test_an_operator_lists_retries_and_bounces_relays(store: MailStore) -> None:
+    assert store.relay_queue_age() == (0, None) and store.list_relays() == []
+    relays = [
+        OutboundRelay("us-east", "a@example.org", (f"r{i}@example.test",), b"x" * i) for i in (3, 5)
+    ]
+    before = time.time()
+    store.deliver([], relays)
+    first, second = store.list_relays()
+    assert (first.queue, first.destination, first.rcpts, first.size) == (
+        "relay",
+        "us-east",
+        ("r3@example.test",),
+        3,
+    )
+    assert (first.attempts, first.last_error, first.bounce) == (0, None, None)
+    count, oldest = store.relay_queue_age()
+    assert count == 2 and oldest is not None and before - 1 <= oldest <= time.time()
+    assert store.list_relays(10, second.id) == [second] and store.list_relays(1) == [first]
+
+    store.relay_failed(first.id, "451 later", time.time() + 3600)
+    store.relay_failed(second.id, "451 later", time.time() + 3600)
+    assert store.due_relays(time.time()) == []
+    assert store.retry_relay(first.id, time.time())
+    [due] = store.due_relays(time.time())
+    assert (due.id, due.attempts, due.last_error) == (first.id, 1, "451 later")
+    # Bounced while its backoff runs: due at once, with the reason.
+    store.relay_failed(first.id, "451 later", time.time() + 3600)
+    assert store.bounce_relay(second.id, "retired", time.time() + 3600)
+    [bounced] = store.due_relays(time.time())
+    assert (bounced.id, bounced.bounce) == (second.id, "retired")
+    store.relay_done([first.id, second.id])
+    assert not store.retry_relay(first.id, time.time())
+    assert not store.bounce_relay(second.id, "gone", time.time())
+    assert store.list_relays(10, first.id) == []
+
+
 def test_a_mailbox_with_only_retained_messages_is_kept_until_the_hold_lapses(
     store: MailStore,
 ) -> None:

@@ -74,8 +74,15 @@ class _Http:
     async def start_app(self, app: FastAPI) -> None:
         sock = listen_socket(self.listen)
         self.port = sock.getsockname()[1]
+        # No log_config: uvicorn's records go through the root logger's one formatter
+        # (borderline.observe); at WARNING, so no access line names a client address.
         config = uvicorn.Config(
-            app, host=self.listen.host, port=self.port, log_level="warning", lifespan="off"
+            app,
+            host=self.listen.host,
+            port=self.port,
+            log_level="warning",
+            log_config=None,
+            lifespan="off",
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from borderline import observe
 from borderline.cli import (
     accounts,
     alias_cmd,
@@ -20,6 +20,7 @@ from borderline.cli import (
     legal_cmd,
     log_cmd,
     mail_cmd,
+    queue_cmd,
     report_cmd,
     staff_cmd,
     witness_cmd,
@@ -34,6 +35,7 @@ from borderline.cli.common import (
 )
 from borderline.cli.malloc import return_big_buffers
 from borderline.config import example_config
+from borderline.observe import LogFormat
 from borderline.tlog import CorruptLogError
 
 app = typer.Typer(
@@ -51,6 +53,7 @@ app.add_typer(legal_cmd.law_app, name="law")
 app.add_typer(staff_cmd.app, name="staff")
 app.command("demo")(demo.demo)
 app.add_typer(log_cmd.app, name="log")
+app.add_typer(queue_cmd.app, name="queue")
 app.command("access-history")(log_cmd.access_history)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(witness_cmd.app, name="witness")
@@ -84,10 +87,16 @@ def serve(
         int, typer.Option(min=1, help="Processes accepting SMTP on the MX ports (SO_REUSEPORT).")
     ] = 1,
     ingest_only: Annotated[bool, typer.Option(hidden=True)] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log at INFO: one line per event.")
+    ] = False,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(help="text (default) or json: one JSON object per line, on stderr."),
+    ] = None,
 ) -> None:
     """Serve every region (or one) until SIGINT or SIGTERM; SIGHUP reloads TLS certificates,
-    account homes and the log level.
+    account homes and the log level and format.
 
     Exit status: 0 after a clean stop; 1 if it cannot start (bad config, a port in use, the
     region already served by another process), with the reason on one line.
@@ -97,14 +106,15 @@ def serve(
 
     return_big_buffers()
     shared_port = ingest_workers > 1 or ingest_only
+    observe.pin("info" if verbose else None, log_format)
     with open_cloud(config, region) as cloud:
-        level = "info" if verbose else cloud.config.log.level
-        logging.basicConfig(level=level.upper())
+        observe.configure_logging(cloud.config.log.level, cloud.config.log.format)
         lock = contextlib.nullcontext() if ingest_only else run_lock(cloud)
         with user_errors(ServeError), lock:
             # Workers start once this process has created any missing keys and databases.
             extra_workers = 0 if ingest_only else ingest_workers - 1
-            workers = _spawn_ingest_workers(config, region, extra_workers)
+            log_options = ["-v"] * verbose + (["--log-format", log_format] if log_format else [])
+            workers = _spawn_ingest_workers(config, region, extra_workers, log_options)
             try:
                 asyncio.run(
                     serve_forever(
@@ -125,11 +135,14 @@ def serve(
 
 
 def _spawn_ingest_workers(
-    config: Path, region: str | None, count: int
+    config: Path, region: str | None, count: int, options: list[str]
 ) -> list[subprocess.Popen[bytes]]:
     """Extra processes accepting MX mail on the same ports: SMTP parsing is CPU-bound and
     one Python process cannot use a second core. They share the region's database."""
-    command = [sys.executable, "-m", "borderline", "serve", "-c", str(config), "--ingest-only"]
+    command = [
+        *(sys.executable, "-m", "borderline", "serve", "-c", str(config), "--ingest-only"),
+        *options,
+    ]
     if region is not None:
         command += ["--region", region]
     return [subprocess.Popen(command) for _ in range(count)]

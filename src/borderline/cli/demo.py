@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import aiosmtplib
+import httpx
 import typer
 
 from borderline.cli.common import console, data_table, emphasis, fail, user_errors
@@ -34,6 +35,13 @@ ACCOUNTS = (
     ("bob@example.test", "us-east"),
 )
 DUBLIN_2013 = EXAMPLES / "dublin_warrant_2013.toml"
+OPERATOR_METRICS = (
+    "borderline_smtp_messages_total",
+    "borderline_delivery_attempts_total",
+    "borderline_queue_depth",
+    "borderline_key_releases_total",
+    "borderline_log_entries",
+)
 LISTENER_OFFSETS = (25, 87, 65, 43, 93, 81, 125, 187, 165, 143, 193, 181, 80)
 
 
@@ -131,6 +139,21 @@ def _names_no_one(region: Region, address: str) -> None:
             f"    entry #{where.get(record.commitment, '?')}: {fields['justification']} by"
             f" {fields['principal']} at {fields['time']}; commitment opens: {record.opens()}"
         )
+
+
+async def _operator_view(cloud: Cloud) -> None:
+    """What `borderline serve` tells its operator on the API listener once mail flowed."""
+    console.rule("6. what the operator sees")
+    async with httpx.AsyncClient(base_url=f"http://{cloud.config.api.listen}") as client:
+        ready = (await client.get("/readyz")).json()
+        metrics = (await client.get("/metrics")).text
+    for region_id, checks in ready["regions"].items():
+        status = ", ".join(f"{k} {v}" for k, v in checks.items() if k != "ready")
+        console.print(f"GET /readyz: {region_id} ready={checks['ready']} ({status})")
+    console.print("GET /metrics (Prometheus), some of it:")
+    for line in metrics.splitlines():
+        if line.startswith(OPERATOR_METRICS):
+            console.print(f"    {line}")
 
 
 async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
@@ -231,6 +254,7 @@ async def _run_demo(cloud: Cloud, once: bool, disclosures: Path) -> bool:
             )
             console.print(log.checkpoint().decode())
         _names_no_one(eu, "alice@example.test")
+        await _operator_view(cloud)
         if not once:
             console.rule("serving; Ctrl-C to stop")
             for region_id, name, address in listeners(cloud):

@@ -20,6 +20,7 @@ import typer
 
 from borderline.cli.common import (
     DEFAULT_CONFIG,
+    USER_ERRORS,
     ConfigOption,
     JsonOption,
     console,
@@ -164,7 +165,9 @@ def prove(
 
 @app.command("verify")
 def verify(
-    region: RegionOption,
+    region: Annotated[
+        str | None, typer.Option("--region", "-r", help="Only this region (all by default).")
+    ] = None,
     since: Annotated[
         Path | None,
         typer.Option(help="A checkpoint saved earlier: prove the log only grew since."),
@@ -176,29 +179,56 @@ def verify(
     config: ConfigOption = DEFAULT_CONFIG,
     as_json: JsonOption = False,
 ) -> None:
-    """Verify every tile, entry and reveal offline; with --since, that the log only grew."""
-    with open_cloud(config, region) as cloud, user_errors(), log_errors():
-        view = snapshot(cloud, cloud.region(region), directory)
-        view.revealed()
-        result: dict[str, Any] = {
-            "origin": view.checkpoint.origin,
-            "size": view.size,
-            "root": b64(view.checkpoint.root),
-        }
-        if since is not None:
-            old = verify_checkpoint(since.read_bytes(), view.verifier_key)
-            if old.size > view.size:
-                raise fail(f"the saved checkpoint ({old.size}) is newer than the log ({view.size})")
-            proof = view.tree.consistency_proof(old.size, view.size)
-            verify_consistency(old.size, view.size, old.root, view.checkpoint.root, proof)
-            result["consistent_since"] = old.size
+    """Verify every tile, entry and reveal offline, of every region's log (or one's); with
+    --since, that the log only grew. A line per region; exit status 1 if any fails."""
+    if region is None and (since is not None or directory is not None):
+        raise fail("--since and --dir are one region's: name it with --region")
+    results: list[dict[str, Any]] = []
+    with open_cloud(config, region) as cloud:
+        for served in cloud.regions.values():
+            try:
+                results.append(_verified(cloud, served, since, directory))
+            except (TlogError, IndexError, *USER_ERRORS) as exc:
+                results.append({"region": served.id, "ok": False, "error": str(exc)})
     if as_json:
-        print_json(result)
-        return
-    line = f"ok: {result['origin']} size {view.size} root {result['root']}: tiles, entries verified"
+        print_json(results if region is None else results[0])
+    else:
+        for result in results:
+            if result["ok"]:
+                console.print(_verified_line(result), highlight=False, soft_wrap=True)
+    failed = [f"{r['region']}: {r['error']}" for r in results if not r["ok"]]
+    if failed:
+        raise fail("; ".join(failed))
+
+
+def _verified(
+    cloud: Cloud, region: Region, since: Path | None, directory: Path | None
+) -> dict[str, Any]:
+    view = snapshot(cloud, region, directory)
+    view.revealed()
+    result: dict[str, Any] = {
+        "region": region.id,
+        "ok": True,
+        "origin": view.checkpoint.origin,
+        "size": view.size,
+        "root": b64(view.checkpoint.root),
+    }
     if since is not None:
+        old = verify_checkpoint(since.read_bytes(), view.verifier_key)
+        if old.size > view.size:
+            raise fail(f"the saved checkpoint ({old.size}) is newer than the log ({view.size})")
+        proof = view.tree.consistency_proof(old.size, view.size)
+        verify_consistency(old.size, view.size, old.root, view.checkpoint.root, proof)
+        result["consistent_since"] = old.size
+    return result
+
+
+def _verified_line(result: dict[str, Any]) -> str:
+    line = f"ok: {result['origin']} size {result['size']} root {result['root']}"
+    line += ": tiles, entries verified"
+    if "consistent_since" in result:
         line += f"; extends the saved checkpoint of size {result['consistent_since']}"
-    console.print(line, highlight=False, soft_wrap=True)
+    return line
 
 
 @app.command("witness-key")

@@ -9,6 +9,7 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
+from borderline import observe
 from borderline.cloud import Region
 from borderline.config import WILDCARD_HOSTS, Config, Listen
 from borderline.imap.session import LINE_LIMIT, Session
@@ -64,6 +65,7 @@ class RegionImap:
                 return
             self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
             self._tasks.add(task)
+            observe.imap_session_opened(self.region.id)
             try:
                 await Session(self, reader, writer, tls).run()
             except asyncio.CancelledError:
@@ -73,6 +75,7 @@ class RegionImap:
                 log.exception("imap %s: session failed", self.region.id)
                 writer.close()
             finally:
+                observe.imap_session_closed(self.region.id)
                 self._tasks.discard(task)
                 self._per_ip[ip] -= 1
                 if not self._per_ip[ip]:

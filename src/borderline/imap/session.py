@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from borderline import observe
 from borderline.imap.fetch import (
     Contents,
     FetchItem,
@@ -494,6 +495,7 @@ class Session:
         address = user.strip().lower()
         throttle = self.server.throttle
         if throttle.locked(address, self.ip):
+            observe.login(self.region.id, "imap", "locked", address=address, ip=self.ip)
             raise no("[UNAVAILABLE] too many failed logins; try again later")
         home = await self.stored(self.region.directory.home, address) if "@" in address else None
         if home is not None and home != self.region.id:
@@ -508,6 +510,13 @@ class Session:
                 address,
                 self.ip,
             )
+            observe.login(
+                self.region.id,
+                "imap",
+                "referred" if referred else "failed",
+                address=address,
+                ip=self.ip,
+            )
             if referred:
                 raise no(self.server.referral(address, home))
             raise no(FAILED_LOGIN)
@@ -516,6 +525,7 @@ class Session:
             address,
             self.ip,
         )
+        observe.login(self.region.id, "imap", "ok" if ok else "failed", address=address, ip=self.ip)
         if not ok:
             raise no(FAILED_LOGIN)
         self.address = address

@@ -18,12 +18,14 @@ from dataclasses import dataclass, replace
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from borderline import observe
 from borderline.cloud import Region
 from borderline.delivery import Envelope as MailEnvelope
 from borderline.delivery import Plan, RelayRejected, is_relay_message
 from borderline.directory import DirectoryError, normalize_address
 from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.submission import sender_refusal
+from borderline.smtp.transaction import queued
 from borderline.store import Delivery, MailboxNotFound, OutboundMessage, OutboundRelay
 from borderline.throttle import LoginThrottle
 
@@ -195,6 +197,7 @@ class IngressHandler:
         peer = server.session.peer if server.session is not None else None
         ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         if self.throttle.locked(login, ip):
+            observe.login(self.region.id, "submission", "locked", address=login, ip=ip)
             return AuthResult(
                 success=False,
                 handled=False,
@@ -205,6 +208,7 @@ class IngressHandler:
         ok = await self.throttle.attempt(
             lambda: self.region.check_password(login, password) and home_here, login, ip
         )
+        observe.login(self.region.id, "submission", "ok" if ok else "failed", address=login, ip=ip)
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
     async def handle_MAIL(
@@ -259,6 +263,7 @@ class IngressHandler:
         except Exception as exc:
             log.error("region %s: message not committed: %s", self.region.id, exc)
             return "451 4.3.0 Message not stored, try again later"
+        queued(envelope, queue_id)
         return f"250 2.0.0 OK: queued as {queue_id}"
 
     async def _accept(self, session: Session, envelope: Envelope) -> MailEnvelope | str:
@@ -270,7 +275,7 @@ class IngressHandler:
             try:  # verifying and opening a large envelope takes a while: not on the loop
                 return await asyncio.to_thread(self._open_relay, content, envelope.rcpt_tos)
             except RelayRejected as exc:
-                log.warning("region %s: relay rejected: %s", self.region.id, exc)
+                log.debug("region %s: relay rejected: %s", self.region.id, exc)
                 return f"554 5.7.0 Relay envelope rejected: {exc}"
         if self.submission:
             account = str(session.auth_data)

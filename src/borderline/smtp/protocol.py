@@ -34,10 +34,12 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
+from borderline.delivery import is_relay_message
 from borderline.smtp.limits import ConnectionLimiter
 from borderline.smtp.replies import with_enhanced_code
+from borderline.smtp.transaction import Transaction, TransactionLog
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +156,14 @@ class FastDataSMTP(SMTP):
     for data that starts with the given bytes (default: `data_size_limit`, which EHLO
     advertises). `implicit_tls`: the listener speaks TLS from the first byte (RFC 8314
     submissions), so AUTH is offered at once and STARTTLS never. `offer_auth`: whether AUTH
-    is offered at all (submission) or refused (MX)."""
+    is offered at all (submission) or refused (MX). Each transaction is reported to
+    `transactions` when it ends."""
 
     def __init__(
         self,
         handler: object,
         *,
+        transactions: TransactionLog,
         limiter: ConnectionLimiter | None = None,
         data_timeout: float = 180,
         size_limit_for: Callable[[bytes], int] | None = None,
@@ -167,6 +171,8 @@ class FastDataSMTP(SMTP):
         offer_auth: bool = True,
         **kwargs: object,
     ) -> None:
+        self.transactions = transactions
+        self._last_reply = ""
         super().__init__(handler, **kwargs)  # type: ignore[arg-type]
         self.limiter = limiter
         self.data_timeout = data_timeout
@@ -210,6 +216,7 @@ class FastDataSMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
+        self.transactions.dropped(self.envelope, self.session)
         if self._slot is not None and self.limiter is not None:
             self.limiter.release(self._slot)
             self._slot = None
@@ -231,7 +238,23 @@ class FastDataSMTP(SMTP):
             status = with_enhanced_code(status)
         if not (status.isascii() and status.isprintable() and len(status) <= REPLY_MAX):
             status = "".join(c if " " <= c <= "~" else "?" for c in status[:REPLY_MAX])
+        self._last_reply = status
         return super().push(status)
+
+    def _create_envelope(self) -> Envelope:
+        """Each new envelope (RSET, HELO/EHLO, STARTTLS, after data) drops the last one."""
+        self.transactions.dropped(self.envelope, self.session)
+        return Transaction()
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(arg)
+        self.transactions.mail(self.envelope, self.session, self._last_reply)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        await super().smtp_RCPT(arg)
+        self.transactions.rcpt(self.envelope, self._last_reply)
 
     def data_received(self, data: bytes) -> None:
         self._last_received = self.loop.time()
@@ -411,17 +434,20 @@ class FastDataSMTP(SMTP):
         way the transaction ends. Nothing but the envelope keeps the message meanwhile."""
         assert self.envelope is not None and self._data is not None
         data, self._data = self._data, None
+        size, relay = data.size, False
         reply = data.refusal(self.hostname)
         if reply is not None:
             if data.bare is not None:
-                log.info("%r: bare %s in data", self.session and self.session.peer, data.bare)
+                log.debug("%r: bare %s in data", self.session and self.session.peer, data.bare)
         else:
             content = data.content.getvalue()  # the buffer itself, not a copy
+            relay = is_relay_message(content[:HEAD])
             del data
             self.envelope.content = self.envelope.original_content = content
             del content  # the handler may drop the message once it is encrypted
             status = await self._call_handler_hook("DATA")
             reply = "250 2.0.0 OK" if status is MISSING else status
+        self.transactions.data(self.envelope, self.session, reply, size, relay)
         self._set_post_data_state()
         await self.push(reply)
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import aiosmtplib
 
+from borderline import observe
 from borderline.cloud import Region
 from borderline.config import Config
 from borderline.smtp.dsn import Failure, delivery_report
@@ -39,6 +40,14 @@ LANES = 4  # connections per destination region
 Outcome = tuple[RelayItem, dict[str, Failure]]
 
 
+def operator_bounce(item: RelayItem, reason: str) -> dict[str, Failure]:
+    """Every recipient of an item an operator bounced, with why, for the sender's DSN."""
+    text = f"bounced by the operator after {item.attempts} attempts: {reason}"
+    if item.last_error:
+        text += f" (last error: {item.last_error})"
+    return dict.fromkeys(item.rcpts, Failure(None, text))
+
+
 def backoff(attempts: int) -> float:
     """Seconds until the next try after `attempts` failures: 5 s doubling, capped at an hour
     (each retry is then jittered)."""
@@ -53,11 +62,17 @@ class RelayWorker(QueueWorker):
         committer.on_relay_queued = self.wake
 
     async def run_once(self) -> int:
-        """One pass over due items; returns how many were relayed."""
+        """One pass over due items; returns how many were relayed. Items an operator
+        bounced are bounced without being sent. Passes never overlap, so an item is never
+        sent and bounced at once."""
         due = await asyncio.to_thread(self.region.store.due_relays, time.time(), BATCH)
+        bounced = [(item, operator_bounce(item, item.bounce)) for item in due if item.bounce]
+        if bounced:
+            await self._settle(bounced)
         by_dest: dict[str, list[RelayItem]] = defaultdict(list)
         for item in due:
-            by_dest[item.dest_region].append(item)
+            if not item.bounce:
+                by_dest[item.dest_region].append(item)
         lanes = [items[lane::LANES] for items in by_dest.values() for lane in range(LANES)]
         relayed = await asyncio.gather(*(self._relay_lane(lane) for lane in lanes if lane))
         return sum(relayed)
@@ -70,15 +85,14 @@ class RelayWorker(QueueWorker):
         due again after its backoff. Returns how many reached their home region."""
         store = self.region.store
         relayed = 0
-        done: list[int] = []
+        done: list[Outcome] = []
         retry: list[Outcome] = []
         for item, failures in outcomes:
-            expired = time.time() - item.created > self.retry_window
+            expired = item.bounce is not None or time.time() - item.created > self.retry_window
             if any(not f.permanent for f in failures.values()) and not expired:
                 retry.append((item, failures))
                 continue
             if failures:
-                log.warning("region %s: relay %d bounced: %s", self.region.id, item.id, failures)
                 try:
                     await self._bounce(item, failures)
                 except Exception:
@@ -87,16 +101,41 @@ class RelayWorker(QueueWorker):
                     continue
             if len(failures) < len(item.rcpts):
                 relayed += 1
-            done.append(item.id)
+            done.append((item, failures))
         if done:
             # One commit for the lane; a crash before it only resends, and the home region
             # stores each relay id once.
-            await asyncio.to_thread(store.relay_done, done)
+            await asyncio.to_thread(store.relay_done, [item.id for item, _ in done])
+        for item, failures in done:
+            self._observe(item, failures, deferred=False)
         for item, failures in retry:
             error = str(next(iter(failures.values())))
             next_attempt = time.time() + jittered(backoff(item.attempts))
             await asyncio.to_thread(store.relay_failed, item.id, error, next_attempt)
+            self._observe(item, failures, deferred=True)
         return relayed
+
+    def _observe(self, item: RelayItem, failures: dict[str, Failure], deferred: bool) -> None:
+        if item.bounce is not None:  # deferred: its DSN could not be committed, see above
+            if not deferred:
+                observe.operator_bounce(self.region.id, "relay", item.id)
+            return
+        bounced = 0 if deferred else len(failures)
+        delivered = len(item.rcpts) - len(failures)
+        failure = next(iter(failures.values()), None)
+        observe.delivery_attempt(
+            self.region.id,
+            "relay",
+            item.id,
+            item.dest_region,
+            "deferred" if deferred else "delivered" if delivered else "bounced",
+            attempts=item.attempts + 1,
+            delivered=delivered,
+            bounced=bounced,
+            latency=None if deferred or not delivered else time.time() - item.created,
+            error_code=None if failure is None else failure.code,
+            error=None if failure is None else str(failure),
+        )
 
     async def _send_lane(self, items: list[RelayItem]) -> list[Outcome]:
         """Send items to one region over one connection, in order. Each comes back with the
@@ -140,7 +179,7 @@ class RelayWorker(QueueWorker):
         if not item.mail_from:
             return
         if self.region.directory.home(item.mail_from) is None:
-            log.warning("region %s: no route for a bounce to %s", self.region.id, item.mail_from)
+            log.warning("region %s: no route for the bounce of relay %d", self.region.id, item.id)
             return
         report = delivery_report(
             reporting_mta=self.config.host_name(self.region.id),

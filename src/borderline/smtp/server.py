@@ -17,6 +17,7 @@ from borderline.smtp.limits import ConnectionLimiter
 from borderline.smtp.outbound import OutboundWorker
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
+from borderline.smtp.transaction import TransactionLog
 
 # aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH and logs
 # a warning about it each time: about aiosmtpd, not about this server.
@@ -98,6 +99,7 @@ class RegionSmtp:
         def protocol() -> FastDataSMTP:
             return FastDataSMTP(
                 handler,
+                transactions=TransactionLog(self.region.id, submission),
                 limiter=limiter,
                 data_timeout=limits.data_timeout_seconds,
                 size_limit_for=size_limit_for,

@@ -42,6 +42,6 @@ def sender_refusal(content: bytes, owns: Callable[[str], bool]) -> str | None:
                     shown = "".join(c if c.isascii() and c.isprintable() else "?" for c in address)
                     return f"550 5.7.1 {name} address <{shown[:254]}> is not yours to send as"
     except Exception as exc:  # any header the parser fails on is one nobody vouched for
-        log.info("unparseable From or Sender header: %s", exc)
+        log.debug("unparseable From or Sender header: %s", exc)  # it may quote addresses
         return "550 5.7.1 The From or Sender header does not parse"
     return None

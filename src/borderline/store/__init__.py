@@ -18,6 +18,7 @@ from borderline.store.base import (
     OutboundMessage,
     OutboundRelay,
     Placement,
+    QueueEntry,
     RelayItem,
     StoreError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "OutboundRelay",
     "Placement",
     "PostgresMailStore",
+    "QueueEntry",
     "RelayItem",
     "SqliteMailStore",
     "StoreError",

@@ -139,6 +139,25 @@ class RelayItem:
     attempts: int
     next_attempt: float
     last_error: str | None
+    bounce: str | None = None  # an operator's reason to give up on it (`bounce_relay`)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """An item of a delivery queue as an operator sees it (`borderline queue`): all but the
+    message itself, whichever queue it is in."""
+
+    queue: str
+    id: int  # unique within its queue in its region's store
+    destination: str  # relay: the home region; outbound: the recipients' domain
+    mail_from: str
+    rcpts: tuple[str, ...]
+    size: int
+    created: float
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    bounce: str | None
 
 
 ChangeKind = Literal["append", "flags", "expunge"]

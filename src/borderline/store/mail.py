@@ -30,6 +30,7 @@ from borderline.store.base import (
     OutboundMessage,
     OutboundRelay,
     Placement,
+    QueueEntry,
     RelayItem,
     StoreError,
     apply_flag_mode,
@@ -618,12 +619,13 @@ class MailStore:
     # the relay queue of sealed mail
 
     def due_relays(self, now: float, limit: int = 100) -> list[RelayItem]:
-        """Up to `limit` queued relays due at `now`, the longest waiting first."""
+        """Up to `limit` queued relays due at `now`, or bounced by an operator (even while
+        a failed attempt's backoff runs), the longest waiting first."""
         with self.engine.read() as tx:
             rows = tx.all(
                 "SELECT id, dest_region, mail_from, rcpts, sealed, created, attempts,"
-                " next_attempt, last_error FROM relay_queue WHERE next_attempt <= ?"
-                " ORDER BY next_attempt, id LIMIT ?",
+                " next_attempt, last_error, bounce FROM relay_queue"
+                " WHERE next_attempt <= ? OR bounce IS NOT NULL ORDER BY next_attempt, id LIMIT ?",
                 (now, limit),
             )
         return [
@@ -637,9 +639,59 @@ class MailStore:
                 attempts=int(r[6]),
                 next_attempt=float(r[7]),
                 last_error=None if r[8] is None else str(r[8]),
+                bounce=None if r[9] is None else str(r[9]),
             )
             for r in rows
         ]
+
+    def list_relays(self, limit: int = 1000, item_id: int | None = None) -> list[QueueEntry]:
+        """Queued relays, due or not, oldest first (or only `item_id`), without their
+        sealed bytes (for `borderline queue`)."""
+        where, params = ("WHERE id = ?", (item_id,)) if item_id is not None else ("", ())
+        with self.engine.read() as tx:
+            rows = tx.all(
+                "SELECT id, dest_region, mail_from, rcpts, LENGTH(sealed), created, attempts,"
+                f" next_attempt, last_error, bounce FROM relay_queue {where} ORDER BY id LIMIT ?",
+                (*params, limit),
+            )
+        return [
+            QueueEntry(
+                "relay",
+                int(r[0]),
+                str(r[1]),
+                str(r[2]),
+                self.dialect.strings(r[3]),
+                *(int(r[4]), float(r[5]), int(r[6]), float(r[7])),
+                *(None if v is None else str(v) for v in r[8:10]),
+            )
+            for r in rows
+        ]
+
+    def relay_queue_age(self) -> tuple[int, float | None]:
+        """How many relays are queued, and when the oldest was queued (None: none)."""
+        with self.engine.read() as tx:
+            row = tx.one("SELECT COUNT(*), MIN(created) FROM relay_queue")
+        assert row is not None
+        return int(row[0]), None if row[1] is None else float(row[1])
+
+    def retry_relay(self, item_id: int, now: float) -> bool:
+        """Make a queued relay due at `now`, whatever its backoff said (an operator's "retry
+        now"); False if the item is gone."""
+        return self._change_relay(item_id, "next_attempt = ?", (now,))
+
+    def bounce_relay(self, item_id: int, reason: str, now: float) -> bool:
+        """Give up on a queued relay (an operator's "bounce"): on its next pass the relay
+        worker sends the sender a failure report with `reason` instead of relaying it, and
+        drops it. False if the item is gone."""
+        return self._change_relay(item_id, "bounce = ?, next_attempt = ?", (reason, now))
+
+    def _change_relay(self, item_id: int, assignments: str, values: tuple[object, ...]) -> bool:
+        with self.engine.write() as tx:
+            row = tx.one(
+                f"UPDATE relay_queue SET {assignments} WHERE id = ? RETURNING id",
+                (*values, item_id),
+            )
+        return row is not None
 
     def relay_done(self, item_ids: Sequence[int]) -> None:
         """Remove relayed (or bounced) items from the queue, in one commit. Ids already gone

@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
-from borderline.store.schema import add_table, migrate
+from borderline.store.schema import RELAY_BOUNCE, add_table, migrate
 
 RV = TypeVar("RV")
 
@@ -80,7 +80,16 @@ def _nothing_to_change(tx: Tx) -> None:
     from the start, so only `schema_version` is new."""
 
 
-MIGRATIONS = {2: _nothing_to_change, 3: lambda tx: add_table(tx, POSTGRES, "outbound_queue")}
+def _relay_bounce(tx: Tx) -> None:
+    """Version 4: the relay queue's `bounce`."""
+    tx.run(f"ALTER TABLE relay_queue ADD COLUMN {RELAY_BOUNCE}")
+
+
+MIGRATIONS = {
+    2: _nothing_to_change,
+    3: lambda tx: add_table(tx, POSTGRES, "outbound_queue"),
+    4: _relay_bounce,
+}
 
 
 @functools.lru_cache(maxsize=512)

@@ -4,7 +4,8 @@ Version 1 is the schema Borderline used before it kept a version (no `schema_ver
 table). Version 2 adds `schema_version`, a UIDVALIDITY clock on SQLite (PostgreSQL had
 one) and ids that are never handed out twice on SQLite (AUTOINCREMENT; PostgreSQL's
 identity columns never reuse). Version 3 adds the outbound queue (mail to the Internet).
-A new database is created at the latest version directly;
+Version 4 keeps an operator's reason to bounce a relay queue item (`bounce`). A new database
+is created at the latest version directly;
 an older one is migrated step by step, in one transaction, when a store opens it.
 """
 
@@ -15,7 +16,9 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 3
+LATEST = 4
+# Version 4's column of the relay queue: an operator's reason to give up on the item.
+RELAY_BOUNCE = "bounce TEXT"
 
 # {id}: a primary key that is never reused; {bytes}: binary; {strings}: a list of strings
 # and {no_strings} its empty value. Booleans are BOOLEAN (0/1 on SQLite).
@@ -74,7 +77,10 @@ TABLES: dict[str, str] = {
         created DOUBLE PRECISION NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt DOUBLE PRECISION NOT NULL,
-        last_error TEXT
+        last_error TEXT,
+        """
+    + RELAY_BOUNCE
+    + """
     )""",
     "relay_received": """CREATE TABLE {table} (
         relay_id TEXT NOT NULL,

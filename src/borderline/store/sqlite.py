@@ -16,6 +16,7 @@ from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
 from borderline.store.schema import (
     INDEXES,
+    RELAY_BOUNCE,
     WITH_IDS,
     add_table,
     create_table,
@@ -118,7 +119,18 @@ def _ids_never_reused(tx: Tx) -> None:
         raise StoreError("the migrated tables break a foreign key; the migration was rolled back")
 
 
-MIGRATIONS = {2: _ids_never_reused, 3: lambda tx: add_table(tx, SQLITE, "outbound_queue")}
+def _relay_bounce(tx: Tx) -> None:
+    """Version 4: the relay queue's `bounce`, unless version 2's rebuild of the queue, from
+    the latest schema, already made it."""
+    if not any(r[1] == "bounce" for r in tx.all("PRAGMA table_info(relay_queue)")):
+        tx.run(f"ALTER TABLE relay_queue ADD COLUMN {RELAY_BOUNCE}")
+
+
+MIGRATIONS = {
+    2: _ids_never_reused,
+    3: lambda tx: add_table(tx, SQLITE, "outbound_queue"),
+    4: _relay_bounce,
+}
 
 
 class SqliteEngine:

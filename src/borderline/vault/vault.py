@@ -213,8 +213,12 @@ class Vault:
         region_id: str,
         directory: Path,
         open_log: Callable[[Ed25519PrivateKey], AccessLog],
+        on_release: Callable[[Justification, bool], None] | None = None,
     ) -> None:
+        """`on_release` hears of each key released (its justification, and whether it was
+        sealed), once it is logged: the operator's metrics."""
         self.region_id = region_id
+        self._on_release = on_release
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._kek = AESGCM(_load_or_create(directory / "kek.bin", lambda: AESGCM.generate_key(256)))
@@ -487,6 +491,8 @@ class Vault:
             if sealed_until is not None
             else self._log_access(public)
         )
+        if self._on_release is not None:
+            self._on_release(justification, sealed_until is not None)
         return ContentKey(address, AESGCM(data_key), index)
 
     def _keep_record(
