@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from borderline.store import MailStore, QueueEntry
+from borderline.store import MailStore, OutboundItem, QueueEntry
 
 LIST_LIMIT = 1000  # items listed per queue
 
@@ -66,7 +66,49 @@ class RelayQueue:
         return self.store.bounce_relay(item_id, reason, now)
 
 
+class OutboundQueue:
+    """Mail to the Internet waiting in its sender's home region, one item per destination
+    domain."""
+
+    name = "outbound"
+
+    def __init__(self, store: MailStore) -> None:
+        self.store = store
+
+    def entries(self, limit: int = LIST_LIMIT) -> list[QueueEntry]:
+        return [_outbound_entry(item) for item in self.store.list_outbound(limit)]
+
+    def entry(self, item_id: int) -> QueueEntry | None:
+        item = self.store.outbound_item(item_id)
+        return None if item is None else _outbound_entry(item)
+
+    def depth(self) -> tuple[int, float | None]:
+        return self.store.outbound_queue_age()
+
+    def retry(self, item_id: int, now: float) -> bool:
+        return self.store.retry_outbound(item_id, now) > 0
+
+    def bounce(self, item_id: int, reason: str, now: float) -> bool:
+        return self.store.bounce_outbound(item_id, reason, now)
+
+
+def _outbound_entry(item: OutboundItem) -> QueueEntry:
+    return QueueEntry(
+        "outbound",
+        item.id,
+        item.domain,
+        item.mail_from,
+        item.rcpts,
+        item.size,
+        item.created,
+        item.attempts,
+        item.next_attempt,
+        item.last_error,
+        item.bounce,
+    )
+
+
 def operator_queues(store: MailStore) -> dict[str, OperatorQueue]:
     """Every queue of a region's store, by name."""
-    queues: list[OperatorQueue] = [RelayQueue(store)]
+    queues: list[OperatorQueue] = [RelayQueue(store), OutboundQueue(store)]
     return {queue.name: queue for queue in queues}

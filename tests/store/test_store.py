@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from borderline.queues import operator_queues
 from borderline.store import (
     SPECIAL_USE_MAILBOXES,
     Delivery,
@@ -278,3 +279,39 @@ def test_outbound_queue_shrinks_per_recipient_and_answers_an_operator(store: Mai
     assert store.queued_outbound() == 0 and store.outbound_item(first.id) is None
     assert not store.retry_outbound(first.id) and not store.bounce_outbound(first.id, "x")
     assert store.outbound_blob(first.id) is None
+
+
+def test_an_operator_sees_both_queues_alike(store: MailStore) -> None:
+    """`borderline queue` and /metrics read the relay and the outbound queue through one
+    interface: the same entries, depth, retry and bounce."""
+    queues = operator_queues(store)
+    assert sorted(queues) == ["outbound", "relay"]
+    assert queues["outbound"].depth() == (0, None)
+    store.deliver(
+        [],
+        [OutboundRelay("us-east", ALICE, ("r@example.test",), b"sealed")],
+        [OutboundMessage("remote.test", ALICE, ("a@remote.test",), b"blob", 4)],
+    )
+    [relay] = queues["relay"].entries()
+    [outbound] = queues["outbound"].entries()
+    assert (outbound.queue, outbound.destination, outbound.rcpts, outbound.size) == (
+        "outbound",
+        "remote.test",
+        ("a@remote.test",),
+        4,
+    )
+    assert queues["outbound"].entry(outbound.id) == outbound
+    count, oldest = queues["outbound"].depth()
+    assert count == 1 and oldest == outbound.created
+    later = time.time() + 3600
+    store.outbound_retry(outbound.id, ["a@remote.test"], "421 busy", later, delay_notified=False)
+    assert queues["outbound"].retry(outbound.id, time.time())
+    assert [i.id for i in store.due_outbound(time.time())] == [outbound.id]
+    assert queues["outbound"].bounce(outbound.id, "retired", time.time())
+    shown = queues["outbound"].entry(outbound.id)
+    assert shown is not None and shown.bounce == "retired"
+    assert queues["relay"].entry(relay.id) == relay
+    store.outbound_done([outbound.id])
+    assert queues["outbound"].entry(outbound.id) is None
+    assert not queues["outbound"].retry(outbound.id, time.time())
+    assert not queues["outbound"].bounce(outbound.id, "gone", time.time())

@@ -1,8 +1,8 @@
 """`borderline queue list|show|retry|bounce`: the regions' delivery queues.
 
 These read and mark the queue in the region's store, which `borderline serve` may hold
-open at the same time: a running server takes a retry or a bounce on its relay worker's
-next pass (within a second); a stopped one when it starts.
+open at the same time: a running server takes a retry or a bounce on its worker's next
+pass (within a second); a stopped one when it starts.
 """
 
 from __future__ import annotations

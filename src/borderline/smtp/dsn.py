@@ -18,6 +18,8 @@ ENHANCED_CODE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 DIAGNOSTIC_MAX = 900
 # RFC 3463: "4.4.7 Delivery time expired".
 EXPIRED = "4.4.7"
+# RFC 3463 "other undefined status": what a report says of mail an operator gave up on.
+GIVEN_UP = "5.0.0"
 
 
 @dataclass(frozen=True)

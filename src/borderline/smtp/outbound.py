@@ -33,10 +33,11 @@ import aiosmtplib
 import dns.asyncresolver
 import dns.resolver
 
+from borderline import observe
 from borderline.cloud import Region
 from borderline.config import Config, OutboundSection
 from borderline.domains import ascii_domain
-from borderline.smtp.dsn import Failure, delivery_report
+from borderline.smtp.dsn import GIVEN_UP, Failure, delivery_report
 from borderline.smtp.ingress import GroupCommitter
 from borderline.smtp.outbound_route import (
     Hop,
@@ -75,7 +76,6 @@ UTF8_HEADER = "5.6.9"  # RFC 6531 3.5, RFC 6532: a UTF-8 header the destination 
 EIGHT_BIT = "5.6.3"  # RFC 6152: 8-bit data and no 8BITMIME (converting would break DKIM)
 TOO_BIG = "5.3.4"  # RFC 1870: over the destination's SIZE
 UNREADABLE = "5.3.0"  # the queued message does not decrypt: it never will
-GIVEN_UP = "5.0.0"  # an operator bounced it (MailStore.bounce_outbound)
 
 Outcome = tuple[OutboundItem, dict[str, Failure], bytes | None]
 
@@ -526,6 +526,7 @@ class OutboundWorker(QueueWorker):
                 log.exception("region %s: DSN for outbound %d failed", self.region.id, item.id)
                 waiting = failures  # nothing is final until the sender could be told
                 warn = False
+            self._observe(item, failures, [r for r in final if r not in waiting], bool(waiting))
             if not failures:
                 sent += 1
             if not waiting:
@@ -547,6 +548,28 @@ class OutboundWorker(QueueWorker):
         # at least once, as with every MTA.
         await asyncio.to_thread(self.region.store.outbound_done, done)
         return sent
+
+    def _observe(
+        self, item: OutboundItem, failures: dict[str, Failure], bounced: list[str], deferred: bool
+    ) -> None:
+        if item.bounce is not None:
+            observe.operator_bounce(self.region.id, "outbound", item.id)
+            return
+        delivered = len(item.rcpts) - len(failures)
+        failure = next(iter(failures.values()), None)
+        observe.delivery_attempt(
+            self.region.id,
+            "outbound",
+            item.id,
+            item.domain,
+            "deferred" if deferred else "delivered" if delivered else "bounced",
+            attempts=item.attempts + 1,
+            delivered=delivered,
+            bounced=len(bounced),
+            latency=None if deferred or not delivered else time.time() - item.created,
+            error_code=None if failure is None else failure.code,
+            error=None if failure is None else str(failure),
+        )
 
     async def _report(
         self,

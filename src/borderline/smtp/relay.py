@@ -19,7 +19,7 @@ import aiosmtplib
 from borderline import observe
 from borderline.cloud import Region
 from borderline.config import Config
-from borderline.smtp.dsn import Failure, delivery_report
+from borderline.smtp.dsn import GIVEN_UP, Failure, delivery_report
 from borderline.smtp.ingress import GroupCommitter
 from borderline.smtp.queue import (
     COMMAND_TIMEOUT,
@@ -45,7 +45,7 @@ def operator_bounce(item: RelayItem, reason: str) -> dict[str, Failure]:
     text = f"bounced by the operator after {item.attempts} attempts: {reason}"
     if item.last_error:
         text += f" (last error: {item.last_error})"
-    return dict.fromkeys(item.rcpts, Failure(None, text))
+    return dict.fromkeys(item.rcpts, Failure(None, text, GIVEN_UP))
 
 
 def backoff(attempts: int) -> float:

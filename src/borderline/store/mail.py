@@ -669,8 +669,15 @@ class MailStore:
 
     def relay_queue_age(self) -> tuple[int, float | None]:
         """How many relays are queued, and when the oldest was queued (None: none)."""
+        return self._queue_age("relay_queue")
+
+    def outbound_queue_age(self) -> tuple[int, float | None]:
+        """How many items of mail to the Internet are queued, and when the oldest was."""
+        return self._queue_age("outbound_queue")
+
+    def _queue_age(self, table: str) -> tuple[int, float | None]:
         with self.engine.read() as tx:
-            row = tx.one("SELECT COUNT(*), MIN(created) FROM relay_queue")
+            row = tx.one(f"SELECT COUNT(*), MIN(created) FROM {table}")
         assert row is not None
         return int(row[0]), None if row[1] is None else float(row[1])
 
