@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 from borderline.cloud import Region
 from borderline.config import WILDCARD_HOSTS, Config, Listen
-from borderline.imap.session import LINE_LIMIT, Session
+from borderline.imap.limits import LINE_LIMIT
+from borderline.imap.session import Session
 from borderline.peers import Peers
 
 log = logging.getLogger(__name__)

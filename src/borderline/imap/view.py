@@ -26,7 +26,7 @@ class Changes:
     messages: dict[int, MessageInfo] | None
 
 
-class Selected:
+class MailboxView:
     def __init__(
         self, store: MailStore, mailbox: MailboxInfo, readonly: bool, epoch: int = 0
     ) -> None:

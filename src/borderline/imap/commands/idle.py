@@ -1,0 +1,51 @@
+"""IDLE (RFC 2177): report changes to the selected mailbox as they happen, until DONE."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from borderline.imap.commands.base import LOGGED_IN, Command, Request
+from borderline.imap.limits import AUTOLOGOUT
+from borderline.imap.replies import Reply, bad
+from borderline.imap.state import LoggedIn, Selected
+
+if TYPE_CHECKING:
+    from borderline.imap.session import Session
+
+IDLE_POLL = 1.0
+
+
+async def idle(session: Session, state: LoggedIn, request: Request) -> str:
+    request.args.end()
+    session.emit(b"+ idling")
+    await session.flush()
+    done = asyncio.ensure_future(session.readline())
+    deadline = time.monotonic() + AUTOLOGOUT
+    try:
+        while not done.done():
+            if time.monotonic() > deadline:
+                session.emit(b"* BYE Autologout; idle for too long")
+                session.log_out()
+                return "IDLE terminated by autologout"
+            if isinstance(session.state, Selected):
+                await session.check_selected()
+                with contextlib.suppress(Reply):  # the store is unavailable: next poll
+                    await session.sync(session.state.view, allow_expunge=True)
+                await session.flush()
+            wake = session.server.wake_event(session)
+            waiter = asyncio.ensure_future(wake.wait())
+            await asyncio.wait({done, waiter}, timeout=IDLE_POLL, return_when="FIRST_COMPLETED")
+            waiter.cancel()
+            wake.clear()
+        line = done.result()
+    finally:
+        done.cancel()
+    if line.strip().upper() != b"DONE":
+        raise bad("IDLE: expected DONE")
+    return "IDLE terminated"
+
+
+COMMANDS: dict[str, Command[LoggedIn]] = {"IDLE": Command(idle, LOGGED_IN, sync_after=False)}
