@@ -72,6 +72,7 @@ def test_flags_and_new_mail_reach_other_session(running: RunningCloud) -> None:
     assert two.command(b"c", b"NOOP") == [
         b"* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n",
         b"* 4 EXISTS\r\n",
+        b"* 1 RECENT\r\n",  # the appended message is recent to the session that appended it
         b"c OK NOOP completed\r\n",
     ]
     assert two.command(b"d", b"NOOP") == [b"d OK NOOP completed\r\n"]
@@ -91,6 +92,7 @@ def test_idle_sees_smtp_delivery_and_other_sessions(running: RunningCloud) -> No
     with smtplib.SMTP(listen.host, listen.port, timeout=30) as smtp:
         smtp.send_message(msg)
     assert idler.file.readline() == b"* 2 EXISTS\r\n"
+    assert idler.file.readline() == b"* 2 RECENT\r\n"
     other.command(b"a", b"STORE 1 +FLAGS.SILENT (\\Deleted)")
     other.command(b"b", b"EXPUNGE")
     lines = [idler.file.readline()]
@@ -115,7 +117,7 @@ def test_pipelined_commands_answer_in_order(running: RunningCloud) -> None:
     lines = raw.until(b"f")
     tagged = [line.split(b" ")[0] for line in lines if not line.startswith((b"*", b"+"))]
     assert tagged == [b"a", b"b", b"c", b"d", b"e", b"f"]
-    assert b"* 2 FETCH (FLAGS (\\Seen))\r\n" in lines
+    assert b"* 2 FETCH (FLAGS (\\Recent \\Seen))\r\n" in lines
     assert b"* BYE Borderline logging out\r\n" in lines
     raw.close()
 

@@ -112,6 +112,7 @@ def check_contents(store: MailStore) -> None:
     assert messages[1].flags == {"\\Seen"} and messages[3].flags == {"\\Flagged", "$Label1"}
     assert store.blob(messages[6].blob_id) == b"alice-cipher-5"
     assert (inbox.uidnext, inbox.messages, inbox.unseen) == (7, 4, 2)
+    assert (inbox.first_recent_uid, inbox.recent) == (7, 0), "old mail is not \\Recent"
     kinds = [c.kind for c in store.changes_since(inbox.id, 0)]
     assert (kinds.count("append"), kinds.count("flags"), kinds.count("expunge")) == (6, 5, 2)
     work = store.mailbox(ALICE, "Work")

@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
-from borderline.store.schema import migrate
+from borderline.store.schema import add_first_recent_uid, migrate
 
 RV = TypeVar("RV")
 
@@ -80,7 +80,7 @@ def _nothing_to_change(tx: Tx) -> None:
     from the start, so only `schema_version` is new."""
 
 
-MIGRATIONS = {2: _nothing_to_change}
+MIGRATIONS = {2: _nothing_to_change, 3: add_first_recent_uid}
 
 
 @functools.lru_cache(maxsize=512)

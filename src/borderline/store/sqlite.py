@@ -14,7 +14,14 @@ from borderline.durable_sqlite import BUSY_TIMEOUT_MS, open_durable
 from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
-from borderline.store.schema import INDEXES, WITH_IDS, create_table, migrate, seed_clock
+from borderline.store.schema import (
+    INDEXES,
+    WITH_IDS,
+    add_first_recent_uid,
+    create_table,
+    migrate,
+    seed_clock,
+)
 
 
 class SqliteDialect(Dialect):
@@ -95,7 +102,12 @@ def _ids_never_reused(tx: Tx) -> None:
         raise StoreError("the migrated tables break a foreign key; the migration was rolled back")
 
 
-MIGRATIONS = {2: _ids_never_reused}
+def _first_recent_uid(tx: Tx) -> None:
+    columns = {str(r[1]) for r in tx.all("PRAGMA table_info(mailboxes)")}
+    add_first_recent_uid(tx, add_column="first_recent_uid" not in columns)
+
+
+MIGRATIONS = {2: _ids_never_reused, 3: _first_recent_uid}
 
 
 class SqliteEngine:

@@ -34,7 +34,10 @@ Batch = list[tuple[int, MessageInfo]]
 def mailbox_name(session: Session, args: Args) -> str:
     name = args.astring("mailbox name")
     if not session.utf8:
-        name = decode_mailbox(name)
+        try:
+            name = decode_mailbox(name)
+        except ParseError as exc:  # well-formed syntax, just no such mailbox (as Dovecot)
+            raise no(f"[CANNOT] {exc}") from None
     if name.upper() == "INBOX":
         return "INBOX"
     name = name.rstrip("/")

@@ -72,7 +72,8 @@ async def _set_seen(
         changed = await session.stored(
             session.store.set_flags, view.id, uids, frozenset({"\\Seen"}), "add"
         )
-    view.update(changed)
+    for line in view.update(changed):
+        session.emit(line)
     if not any(item.kind == "FLAGS" for item in items):
         items.append(FetchItem("FLAGS"))
     session.server.changed(view.id)

@@ -3,6 +3,7 @@ STATUS, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING
 
@@ -81,13 +82,15 @@ async def _list(
     returns: set[str],
 ) -> None:
     if patterns == [""]:
-        session.emit(b'* LIST (\\Noselect) "/" ""')
+        session.emit(f'* {kind} (\\Noselect) "/" ""'.encode())
         return
     regexes = []
     for pattern in patterns:
         full = reference + pattern
         if not session.utf8:
-            full = decode_mailbox(full)
+            # A pattern that is not modified UTF-7 is matched as it is (it matches nothing).
+            with contextlib.suppress(ParseError):
+                full = decode_mailbox(full)
         if full[:5].upper() == "INBOX":  # INBOX is case-insensitive (RFC 3501 5.1)
             full = "INBOX" + full[5:]
         body = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full)
@@ -110,6 +113,25 @@ async def _list(
         session.emit(
             f'* {kind} ({" ".join(attributes)}) "/" '.encode() + encode_name(session, box.name)
         )
+    if kind == "LSUB":
+        for parent in _unsubscribed_parents(boxes, regexes):
+            session.emit(b'* LSUB (\\Noselect) "/" ' + encode_name(session, parent))
+
+
+def _unsubscribed_parents(boxes: list[MailboxInfo], regexes: list[re.Pattern[str]]) -> list[str]:
+    """RFC 3501 6.3.9: LSUB with "%" returns `foo` as \\Noselect when `foo/bar` is
+    subscribed but `foo` is not, and `foo/bar` itself does not match."""
+    subscribed = {box.name for box in boxes if box.subscribed}
+    parents = set()
+    for name in subscribed:
+        if any(r.match(name) for r in regexes):
+            continue
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent not in subscribed and any(r.match(parent) for r in regexes):
+                parents.add(parent)
+    return sorted(parents)
 
 
 async def status(session: Session, state: LoggedIn, request: Request) -> str:
@@ -130,7 +152,7 @@ async def status(session: Session, state: LoggedIn, request: Request) -> str:
         elif item == "UNSEEN":
             value = box.unseen
         elif item == "RECENT":
-            value = 0
+            value = box.recent
         elif item == "HIGHESTMODSEQ":
             session.condstore = True
             value = box.highestmodseq
@@ -166,7 +188,7 @@ def _create_with_parents(store: MailStore, account: Account, name: str, existing
     for depth in range(1, len(parts) + 1):
         path = "/".join(parts[:depth])
         if path not in existing:
-            store.create_mailbox(account.address, path)
+            store.create_mailbox(account.address, path, subscribed=False)
 
 
 async def delete(session: Session, state: LoggedIn, request: Request) -> str:
@@ -220,7 +242,7 @@ async def rename(session: Session, state: LoggedIn, request: Request) -> str:
 
 def _rename_inbox(store: MailStore, account: Account, inbox: MailboxInfo, new: str) -> None:
     """RFC 3501 6.3.5: renaming INBOX moves its messages and leaves INBOX empty."""
-    target = store.create_mailbox(account.address, new)
+    target = store.create_mailbox(account.address, new, subscribed=False)
     uids = [m.uid for m in store.messages(inbox.id)]
     store.copy(inbox.id, uids, target.id)
     store.set_flags(inbox.id, uids, frozenset({"\\Deleted"}), "add")

@@ -31,11 +31,10 @@ async def select(session: Session, state: LoggedIn, request: Request) -> str:
     epoch = session.server.mailbox_epoch(account.address)  # before: a delete meanwhile counts
     box = await find_mailbox(session, account, name)
     view = await session.stored(MailboxView, session.store, box, readonly, epoch)
-    session.emit(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
-    permanent = "" if readonly else "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
-    session.emit(f"* OK [PERMANENTFLAGS ({permanent})] flags permitted".encode())
+    for line in view.flags_lines():
+        session.emit(line)
     session.emit(b"* %d EXISTS" % view.exists)
-    session.emit(b"* 0 RECENT")
+    session.emit(b"* %d RECENT" % len(view.recent))
     first_unseen = next(
         (i + 1 for i, uid in enumerate(view.uids) if "\\Seen" not in view.info[uid].flags),
         None,

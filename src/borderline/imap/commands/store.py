@@ -52,7 +52,8 @@ async def store(session: Session, state: Selected, request: Request) -> str:
             messages = [(seq, m) for seq, m in messages if m.uid not in late]
         uids = [m.uid for _, m in messages]
         changed = await session.stored(db.set_flags, view.id, uids, flags, mode)
-    view.update(changed)
+    for line in view.update(changed):
+        session.emit(line)
     if changed:
         session.server.changed(view.id)
     if not match[2] or (session.condstore and changed):
