@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import LOGGED_IN, Command, Request
 from borderline.imap.commands.common import find_mailbox, mailbox_name, parse_flags
-from borderline.imap.protocol import ParseError, parse_date_time
+from borderline.imap.protocol import Args, Atom, ParseError, parse_date_time
 from borderline.imap.replies import no
 from borderline.imap.state import LoggedIn
 
@@ -26,6 +26,8 @@ async def append(session: Session, state: LoggedIn, request: Request) -> str:
     if isinstance(args.peek(), bytes) and args.more() and args.pos + 1 < len(args.tokens):
         internal_date = parse_date_time(args.astring("date-time"))
     content = args.next("message literal")
+    if isinstance(content, Atom) and content.upper() == "UTF8":
+        content = _utf8_data(args)
     if not isinstance(content, bytes):
         raise ParseError("APPEND: the message must be a literal")
     args.end()
@@ -44,6 +46,15 @@ async def append(session: Session, state: LoggedIn, request: Request) -> str:
     uid = await session.stored(deliver)
     session.server.changed(box.id)
     return f"[APPENDUID {box.uidvalidity} {uid}] APPEND completed"
+
+
+def _utf8_data(args: Args) -> bytes:
+    """RFC 6855 4: `UTF8 (~{n}message)`, a message with UTF-8 headers (Thunderbird saves sent
+    mail this way once UTF8=ACCEPT is advertised)."""
+    inner = args.next("UTF8 message")
+    if not (isinstance(inner, list) and len(inner) == 1 and isinstance(inner[0], bytes)):
+        raise ParseError("APPEND: expected UTF8 (~{size}<message>)")
+    return inner[0]
 
 
 COMMANDS: dict[str, Command[LoggedIn]] = {"APPEND": Command(append, LOGGED_IN)}

@@ -61,7 +61,9 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
                 session.emit_chunks(chunks)
         await session.flush_if_full()
     if missing:
-        raise no(f"{missing} of the messages were expunged meanwhile")
+        raise no(
+            f"[EXPUNGEISSUED] some of the messages no longer exist ({missing} expunged meanwhile)"
+        )
     return "FETCH completed"
 
 
