@@ -289,6 +289,10 @@ class Session:
             for line in view.apply(changes, allow_expunge, self.condstore):
                 self.emit(line)
 
+    def selected_modseq(self) -> int:
+        """The mod-sequence the selected mailbox was last reported at (0 if none)."""
+        return self.state.view.modseq if isinstance(self.state, Selected) else 0
+
     def viewing(self, view: MailboxView) -> bool:
         return isinstance(self.state, Selected) and self.state.view is view
 

@@ -46,6 +46,9 @@ class GroupCommitter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.on_relay_queued: Callable[[], None] | None = None
+        # Called on the loop with the ids of the mailboxes a commit delivered to (IMAP's
+        # IDLE sessions hear of new mail at once; runtime.py wires it).
+        self.on_delivered: Callable[[set[int]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -74,9 +77,11 @@ class GroupCommitter:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            errors, queued_relays = await loop.run_in_executor(None, self._commit, batch)
+            errors, queued_relays, mailboxes = await loop.run_in_executor(None, self._commit, batch)
             if queued_relays and self.on_relay_queued is not None:
                 self.on_relay_queued()
+            if mailboxes and self.on_delivered is not None:
+                self.on_delivered(mailboxes)
         except Exception as exc:
             log.exception("region %s: store commit failed", self.region.id)
             errors = [exc] * len(batch)
@@ -88,7 +93,7 @@ class GroupCommitter:
             else:
                 pending.done.set_exception(error)
 
-    def _commit(self, batch: Sequence[_Pending]) -> tuple[list[Exception | None], bool]:
+    def _commit(self, batch: Sequence[_Pending]) -> tuple[list[Exception | None], bool, set[int]]:
         deliveries: list[Delivery] = []
         relays: list[OutboundRelay] = []
         errors: list[Exception | None] = []
@@ -101,9 +106,8 @@ class GroupCommitter:
             deliveries.extend(plan.deliveries)
             relays.extend(plan.relays)
             errors.append(None)
-        if deliveries or relays:
-            self.region.store.deliver(deliveries, relays)
-        return errors, bool(relays)
+        placed = self.region.store.deliver(deliveries, relays) if deliveries or relays else []
+        return errors, bool(relays), {placement.mailbox_id for placement in placed}
 
     def _plan(self, pending: _Pending) -> Plan:
         envelope, pending.envelope = pending.envelope, None

@@ -210,6 +210,16 @@ class MailStore:
             raise MailboxNotFound(f"no mailbox id {mailbox_id}")
         return self._mailbox_info(row)
 
+    def highest_modseqs(self, mailbox_ids: Sequence[int]) -> dict[int, int]:
+        """{mailbox id: HIGHESTMODSEQ} of those that exist: every delivery, flag change and
+        expunge raises it, so one read tells a watcher which mailboxes changed."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                f"SELECT id, highestmodseq FROM mailboxes WHERE {self.dialect.member('id')}",
+                (self.dialect.values(sorted(mailbox_ids)),),
+            )
+        return {int(row[0]): int(row[1]) for row in rows}
+
     def claim_recent(self, mailbox_id: int, through_uid: int, claim: bool = True) -> int:
         """IMAP \\Recent: a session claims the mailbox's recent messages up to `through_uid`
         (those it has loaded), so no other session sees them as recent. Returns the first

@@ -1,4 +1,6 @@
-"""IDLE (RFC 2177): report changes to the selected mailbox as they happen, until DONE."""
+"""IDLE (RFC 2177): report changes to the selected mailbox as they happen, until DONE. The
+session sleeps until the server wakes it (imap/server.py: a change by this process at
+once, one by another process within its watch interval); it never polls the store."""
 
 from __future__ import annotations
 
@@ -15,8 +17,6 @@ from borderline.imap.state import LoggedIn, Selected
 if TYPE_CHECKING:
     from borderline.imap.session import Session
 
-IDLE_POLL = 1.0
-
 
 async def idle(session: Session, state: LoggedIn, request: Request) -> str:
     request.args.end()
@@ -24,6 +24,7 @@ async def idle(session: Session, state: LoggedIn, request: Request) -> str:
     await session.flush()
     done = asyncio.ensure_future(session.readline())
     deadline = time.monotonic() + AUTOLOGOUT
+    wake = session.server.wake_event(session)  # before the first sync: nothing slips by
     try:
         while not done.done():
             if time.monotonic() > deadline:
@@ -32,17 +33,18 @@ async def idle(session: Session, state: LoggedIn, request: Request) -> str:
                 return "IDLE terminated by autologout"
             if isinstance(session.state, Selected):
                 await session.check_selected()
-                with contextlib.suppress(Reply):  # the store is unavailable: next poll
+                with contextlib.suppress(Reply):  # the store is unavailable: the watcher retries
                     await session.sync(session.state.view, allow_expunge=True)
                 await session.flush()
-            wake = session.server.wake_event(session)
             waiter = asyncio.ensure_future(wake.wait())
-            await asyncio.wait({done, waiter}, timeout=IDLE_POLL, return_when="FIRST_COMPLETED")
+            left = max(0.0, deadline - time.monotonic())
+            await asyncio.wait({done, waiter}, timeout=left, return_when="FIRST_COMPLETED")
             waiter.cancel()
             wake.clear()
         line = done.result()
     finally:
         done.cancel()
+        session.server.idle_done(session)
     if line.strip().upper() != b"DONE":
         raise bad("IDLE: expected DONE")
     return "IDLE terminated"
