@@ -12,6 +12,7 @@ from pathlib import Path
 from processes import free_port, wait_for_port
 
 DOVECOT = "/usr/sbin/dovecot"
+DOVEADM = "/usr/bin/doveadm"
 PASSWORD = "benchpassword"  # a static passdb argument: no spaces
 CONFIG = """base_dir = {root}/run
 state_dir = {root}/state
@@ -52,9 +53,13 @@ def available() -> bool:
     return Path(DOVECOT).exists()
 
 
-def start(root: Path, mail: dict[str, list[bytes]]) -> tuple[subprocess.Popen[bytes], int]:
+def start(
+    root: Path, mail: dict[str, list[bytes]], hashed: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
     """Dovecot serving `root`, with each user's messages in its INBOX (already \\Seen-less
-    files in cur/, as a migrated Maildir would have them); returns the process and port."""
+    files in cur/, as a migrated Maildir would have them); returns the process and port.
+    `hashed`: the password is checked against an Argon2id hash (m=64 MiB, t=3, as
+    Borderline's), so every login costs what it costs Borderline."""
     owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
     port = free_port()
     for sub in ("run", "state", "home"):
@@ -68,8 +73,13 @@ def start(root: Path, mail: dict[str, list[bytes]]) -> tuple[subprocess.Popen[by
             (maildir / "cur" / f"{stamp}.M{i}P1.bench:2,").write_bytes(message)
     for path in [root / "home", *(root / "home").rglob("*")]:
         os.chown(path, owner.pw_uid, owner.pw_gid)
+    password = PASSWORD
+    if hashed:
+        hashing = [DOVEADM, "pw", "-s", "ARGON2ID", "-p", PASSWORD]
+        done = subprocess.run(hashing, capture_output=True, text=True, check=True)
+        password = done.stdout.strip()
     (root / "dovecot.conf").write_text(
-        CONFIG.format(root=root, password=PASSWORD, uid=owner.pw_uid, gid=owner.pw_gid, port=port)
+        CONFIG.format(root=root, password=password, uid=owner.pw_uid, gid=owner.pw_gid, port=port)
     )
     server = subprocess.Popen(
         [DOVECOT, "-F", "-c", str(root / "dovecot.conf")],

@@ -14,6 +14,7 @@ imaptest lives in IMAPTEST_DIR (default /work/shared/tools/imaptest, see its REA
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -71,8 +72,8 @@ def borderline(root: Path, region: str = "eu-dublin") -> Iterator[Server]:
 
 
 @contextmanager
-def dovecot(root: Path) -> Iterator[Server]:
-    server, port = dovecot_imap.start(root, {})
+def dovecot(root: Path, hashed: bool = False) -> Iterator[Server]:
+    server, port = dovecot_imap.start(root, {}, hashed)
     try:
         yield Server("Dovecot", port, "tester", dovecot_imap.PASSWORD)
     finally:
@@ -152,10 +153,18 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=int, default=None)
     parser.add_argument("--only", choices=("Borderline", "Dovecot"), default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (outputs)")
+    parser.add_argument(
+        "--hashed-peer",
+        action="store_true",
+        help="Dovecot checks an Argon2id hash, as Borderline does (default: a plain password)",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="imaptest-"))
     root.chmod(0o755)
-    peers = [("Borderline", borderline), ("Dovecot", dovecot)]
+    peers = [
+        ("Borderline", borderline),
+        ("Dovecot", functools.partial(dovecot, hashed=args.hashed_peer)),
+    ]
     try:
         for name, start in peers:
             if args.only not in (None, name):
