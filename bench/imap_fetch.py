@@ -15,8 +15,6 @@ for the server.
 from __future__ import annotations
 
 import argparse
-import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -26,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dovecot_imap
 from borderline.cloud import Cloud
 from borderline.config import example_config, load_config
 from borderline.imap.mime import Part, envelope
@@ -34,39 +33,7 @@ from processes import free_port, stop, wait_for_port
 
 ADDRESS = "bench@example.test"
 PASSWORD = "bench password"
-DOVECOT_PASSWORD = "benchpassword"  # a static passdb argument: no spaces
 ROOT = Path(__file__).resolve().parent.parent
-DOVECOT = "/usr/sbin/dovecot"
-DOVECOT_CONFIG = """base_dir = {root}/run
-state_dir = {root}/state
-log_path = {root}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 1
-mail_location = maildir:~/Maildir
-passdb {{
-  driver = static
-  args = password={password}
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={root}/home/%n
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-"""
 
 
 def make_message(index: int, size: int) -> bytes:
@@ -159,34 +126,6 @@ def start_borderline(root: Path, messages: list[bytes]) -> tuple[subprocess.Pope
     return server, listen.port
 
 
-def start_dovecot(root: Path, messages: list[bytes]) -> tuple[subprocess.Popen[bytes], int] | None:
-    if not Path(DOVECOT).exists():
-        return None
-    nobody = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
-    port = free_port()
-    for sub in ("run", "state", "home/bench/Maildir/cur", "home/bench/Maildir/new"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "home/bench/Maildir/tmp").mkdir(exist_ok=True)
-    stamp = int(time.time())
-    for i, message in enumerate(messages):
-        name = f"{stamp}.M{i}P1.bench:2,"
-        (root / "home/bench/Maildir/cur" / name).write_bytes(message)
-    for path in [root / "home", *(root / "home").rglob("*")]:
-        os.chown(path, nobody.pw_uid, nobody.pw_gid)
-    (root / "dovecot.conf").write_text(
-        DOVECOT_CONFIG.format(
-            root=root, password=DOVECOT_PASSWORD, uid=nobody.pw_uid, gid=nobody.pw_gid, port=port
-        )
-    )
-    server = subprocess.Popen(
-        [DOVECOT, "-F", "-c", str(root / "dovecot.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port)
-    return server, port
-
-
 def in_process(root: Path, rounds: int) -> tuple[float, float]:
     """Seconds to read+decrypt every message, and to do that and parse the envelope."""
     config = load_config(root / "borderline.toml")
@@ -231,15 +170,15 @@ def main() -> None:
             stop(server)
         raw, env = in_process(root / "borderline", args.rounds)
         results["in-process decrypt (+ parse), no IMAP"] = {"body": raw, "envelope": env}
-        dovecot = start_dovecot(root / "dovecot", messages)
-        if dovecot is None:
-            print(f"peer: {DOVECOT} not found (apt-get install dovecot-imapd); no ratio")
+        if not dovecot_imap.available():
+            print(f"peer: {dovecot_imap.DOVECOT} not found (apt-get install dovecot-imapd)")
         else:
-            server, port = dovecot
+            server, port = dovecot_imap.start(root / "dovecot", {"bench": messages})
+            password = dovecot_imap.PASSWORD
             try:
                 results["Dovecot 2.3 (maildir)"] = {
-                    "body": measure(port, "bench", DOVECOT_PASSWORD, b"BODY.PEEK[]", args.rounds),
-                    "envelope": measure(port, "bench", DOVECOT_PASSWORD, b"ENVELOPE", args.rounds),
+                    "body": measure(port, "bench", password, b"BODY.PEEK[]", args.rounds),
+                    "envelope": measure(port, "bench", password, b"ENVELOPE", args.rounds),
                 }
             finally:
                 stop(server)

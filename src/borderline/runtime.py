@@ -63,6 +63,8 @@ class Runtime:
             if ingest_only
             else [RegionImap(r, cloud.config, peers) for r in cloud.regions.values()]
         )
+        for smtp, imap in zip(self.smtp, self.imap, strict=False):
+            smtp.committer.on_delivered = imap.delivered  # IDLE hears of new mail at once
         api_listen = _api_listen(cloud)
         self.api: list[ApiServer] = []
         self.office: LegalOffice | None = None

@@ -111,6 +111,20 @@ class Raw:
         self.sock.close()
 
 
+def raw_login(running: RunningCloud) -> Raw:
+    """A Raw client logged in as alice at her home region."""
+    raw = Raw(running)
+    reply = raw.command(b"l", b'LOGIN alice@example.test "%s"' % PASSWORD.encode())
+    assert reply[-1].startswith(b"l OK"), reply
+    return raw
+
+
+def untagged(lines: list[bytes], word: bytes) -> list[bytes]:
+    """The untagged responses `* <n> WORD ...` or `* WORD ...` among `lines`, unterminated."""
+    lines = [line.rstrip() for line in lines]
+    return [line for line in lines if line[:2] == b"* " and word in line.split(b" ")[1:3]]
+
+
 @pytest.fixture
 def client(running: RunningCloud) -> Iterator[IMAPClient]:
     """An IMAPClient logged in as alice at her home region (eu-dublin)."""

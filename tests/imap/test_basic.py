@@ -36,7 +36,7 @@ def test_capability_login_select_fetch(running: RunningCloud, alice: imaplib.IMA
     assert isinstance(data[0], tuple)
     assert data[0][0] == b"1 (BODY[HEADER.FIELDS (SUBJECT)] {22}"
     typ, data = alice.fetch("3", "(FLAGS)")
-    assert data == [b"3 (FLAGS ())"], "PEEK must not set \\Seen"
+    assert data == [b"3 (FLAGS (\\Recent))"], "PEEK must not set \\Seen"
 
 
 def test_first_content_read_is_one_logged_release(running: RunningCloud) -> None:

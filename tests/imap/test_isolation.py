@@ -100,6 +100,10 @@ def test_a_renamed_selected_mailbox_stays_selected_under_its_new_name(
         b"f OK FETCH completed\r\n",
     ]
     fill(dublin, ALICE, [make_message(3)], mailbox="Archive")
-    assert reader.command(b"n", b"NOOP") == [b"* 3 EXISTS\r\n", b"n OK NOOP completed\r\n"]
+    assert reader.command(b"n", b"NOOP") == [
+        b"* 3 EXISTS\r\n",
+        b"* 3 RECENT\r\n",
+        b"n OK NOOP completed\r\n",
+    ]
     reader.close()
     owner.close()

@@ -91,7 +91,7 @@ def test_namespace_id_enable_examine_unselect_close(running: RunningCloud) -> No
     assert examine[-1] == b"g OK [READ-ONLY] EXAMINE completed\r\n"
     assert b"* 2 EXISTS\r\n" in examine and b"* OK [UNSEEN 1] first unseen message\r\n" in examine
     raw.command(b"h", b"FETCH 1 BODY[]")
-    assert raw.command(b"i", b"FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS ())\r\n", (
+    assert raw.command(b"i", b"FETCH 1 FLAGS")[0] == b"* 1 FETCH (FLAGS (\\Recent))\r\n", (
         "EXAMINE: no \\Seen"
     )
     assert raw.command(b"j", b"UNSELECT")[-1] == b"j OK UNSELECT completed\r\n"

@@ -81,9 +81,9 @@ def test_envelope_bodystructure_and_sections(running: RunningCloud, client: IMAP
         + b'"\r\n\r\n'
     )
     assert data[b"BODY[9]"] is None
-    assert client.get_flags(uid)[uid] == ()
+    assert client.get_flags(uid)[uid] == (b"\\Recent",)
     assert client.fetch(uid, ["RFC822"])[uid][b"RFC822"] == raw
-    assert client.get_flags(uid)[uid] == (b"\\Seen",), "a non-PEEK body fetch sets \\Seen"
+    assert client.get_flags(uid)[uid] == (b"\\Recent", b"\\Seen"), "a body fetch sets \\Seen"
 
 
 def test_store_copy_move_expunge(running: RunningCloud, client: IMAPClient) -> None:
@@ -94,12 +94,12 @@ def test_store_copy_move_expunge(running: RunningCloud, client: IMAPClient) -> N
     )
     client.select_folder("INBOX")
     assert client.add_flags([1, 2], [b"\\Flagged", b"custom"]) == {
-        1: (b"\\Flagged", b"custom"),
-        2: (b"\\Flagged", b"custom"),
+        1: (b"\\Flagged", b"\\Recent", b"custom"),
+        2: (b"\\Flagged", b"\\Recent", b"custom"),
     }
-    assert client.remove_flags([2], [b"custom"])[2] == (b"\\Flagged",)
+    assert client.remove_flags([2], [b"custom"])[2] == (b"\\Flagged", b"\\Recent")
     assert client.set_flags([3], [b"\\Answered"], silent=True) is None
-    assert client.get_flags([3])[3] == (b"\\Answered",)
+    assert client.get_flags([3])[3] == (b"\\Answered", b"\\Recent")
     client.copy([1, 2], "Trash")
     client.move([4], "Junk")
     assert client.search() == [1, 2, 3, 5]
@@ -115,7 +115,10 @@ def test_store_copy_move_expunge(running: RunningCloud, client: IMAPClient) -> N
     with pytest.raises(IMAPClientError, match="READ-ONLY"):
         client.add_flags([1], [b"\\Seen"])
     trash = client.fetch([1, 2], ["FLAGS", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
-    assert [d[b"FLAGS"] for d in trash.values()] == [(b"\\Flagged", b"custom"), (b"\\Flagged",)]
+    assert [d[b"FLAGS"] for d in trash.values()] == [
+        (b"\\Flagged", b"\\Recent", b"custom"),
+        (b"\\Flagged", b"\\Recent"),
+    ], "copies are new mail: \\Recent, and EXAMINE leaves it"
 
 
 def test_append_with_flags_date_and_appenduid(running: RunningCloud, client: IMAPClient) -> None:
@@ -125,7 +128,7 @@ def test_append_with_flags_date_and_appenduid(running: RunningCloud, client: IMA
     client.select_folder("Drafts")
     [(uid, data)] = client.fetch(client.search(), ["FLAGS", "BODY.PEEK[]", "INTERNALDATE"]).items()
     assert response.split()[2] == str(uid).encode() + b"]"
-    assert data[b"FLAGS"] == (b"\\Draft",)
+    assert data[b"FLAGS"] == (b"\\Draft", b"\\Recent")
     assert data[b"BODY[]"] == message
     with pytest.raises(IMAPClientError, match="TRYCREATE"):
         client.append("Nowhere", message)

@@ -30,9 +30,12 @@ def test_tokens() -> None:
         b'q"s',
         b"abc",
     ]
-    for bad in (b"(a", b"a)", b'"open', b"{5}\r\nab", b"BODY[x", b'"\\q"', b"a\x01b"):
+    for bad in (b"(a", b"a)", b'"open', b"{5}\r\nab", b'"\\q"', b"a\x01b"):
         with pytest.raises(ParseError):
             tokenize(bad)
+    # "[" is an atom character (RFC 3501 ATOM-CHAR): without a "]" on the line it ends
+    # nothing, so `SELECT a[b` names a mailbox (answered NO), not bad syntax.
+    assert tokenize(b"SELECT a[b (x)\r\n") == [Atom("SELECT"), Atom("a[b"), [Atom("x")]]
 
 
 def test_sequence_sets() -> None:

@@ -121,6 +121,7 @@ def check_contents(store: MailStore) -> None:
     assert messages[1].flags == {"\\Seen"} and messages[3].flags == {"\\Flagged", "$Label1"}
     assert store.blob(messages[6].blob_id) == b"alice-cipher-5"
     assert (inbox.uidnext, inbox.messages, inbox.unseen) == (7, 4, 2)
+    assert (inbox.first_recent_uid, inbox.recent) == (7, 0), "old mail is not \\Recent"
     kinds = [c.kind for c in store.changes_since(inbox.id, 0)]
     assert (kinds.count("append"), kinds.count("flags"), kinds.count("expunge")) == (6, 5, 2)
     work = store.mailbox(ALICE, "Work")
@@ -140,7 +141,7 @@ def check_contents(store: MailStore) -> None:
     )
     assert (failed.last_error, failed.next_attempt) == ("451 4.3.0 try later", FOREVER)
     assert (waiting.mail_from, waiting.rcpts, waiting.attempts) == ("", (BOB,), 0)
-    assert failed.bounce is None and waiting.bounce is None, "version 3: no one bounced them"
+    assert failed.bounce is None and waiting.bounce is None, "version 4: no one bounced them"
     retry = Delivery(ALICE, b"again", 5, time.time(), mailbox="Work", relay_id="relay-a1")
     assert store.deliver([retry]) == [], "the relay receipt survived: no second copy"
     assert store.password_hash(BOB) == "$argon2id$v=19$m=65536,t=3,p=4$bob-fixture-hash"

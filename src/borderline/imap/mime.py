@@ -3,8 +3,8 @@
 Every part is a range of the one decrypted message, never a copy, so a deeply nested
 message costs no more memory than a flat one; octets are copied only when a FETCH returns
 them. Header fields are found on the raw bytes (FETCH BODY[1.2] must return exact octets,
-and the email package keeps no offsets); the email package parses only the parameters and
-addresses of the few fields IMAP interprets.
+and the email package keeps no offsets); the email package parses only the parameters of
+the few fields IMAP interprets, imap/addresses.py their addresses.
 
 Whatever a sender wrote, nothing here raises: an unknown or unusable charset decodes as
 UTF-8 with replacement characters, broken transfer encodings decode as far as they go, and
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import binascii
 import codecs
-import email.utils
 import re
 from collections.abc import Iterator
 from email.errors import MessageError
@@ -23,6 +22,7 @@ from email.header import decode_header
 from email.message import Message
 from functools import cached_property, lru_cache
 
+from borderline.imap.addresses import Address, parse_addresses
 from borderline.imap.protocol import is_number, nstring, quoted_or_literal
 
 # Limits on the structure of one message (Dovecot's defaults are 100 levels and 10,000
@@ -41,7 +41,6 @@ HEADER_END = re.compile(rb"\n\r?\n")
 FIELD_REST = re.compile(rb"[^\n]*(?:\n[ \t][^\n]*)*")
 UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
 NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
-NESTING = re.compile(r"[():;]")
 
 
 def codec_name(charset: str | None) -> str:
@@ -240,16 +239,21 @@ class Part:
     def is_multipart(self) -> bool:
         return bool(self.children)
 
-    def child(self, number: int) -> Part:
-        """Part `number` below this one (RFC 3501 6.4.5 section numbering)."""
-        part = self.message if self.message is not None else self
-        if part.children:
-            if not 1 <= number <= len(part.children):
+    def subpart(self, number: int) -> Part:
+        """Part `number` of this entity as a message (the top level, or one encapsulated):
+        of a multipart its children, else part 1 is its body (RFC 3501 6.4.5)."""
+        if self.children:
+            if not 1 <= number <= len(self.children):
                 raise KeyError(number)
-            return part.children[number - 1]
+            return self.children[number - 1]
         if number != 1:
             raise KeyError(number)
-        return part
+        return self
+
+    def child(self, number: int) -> Part:
+        """Part `number` below this part: of a message/rfc822 part, the parts of the message
+        it holds, so BODY[2] is that whole message and BODY[2.1] its first part."""
+        return (self.message or self).subpart(number)
 
     @cached_property
     def _lowered(self) -> bytearray:
@@ -273,6 +277,17 @@ class Part:
             value = UNFOLD.sub(b"", raw).strip()
         self._values[name] = value
         return value
+
+    def raw_values(self, name: str) -> list[bytes]:
+        """Every value of a header that may repeat, raw and unfolded, in order."""
+        lowered = self._lowered
+        values = []
+        for match in _first_field(name).finditer(lowered):
+            rest = FIELD_REST.match(lowered, match.end())
+            last = rest.end() if rest else len(lowered)
+            raw = self.data[self.start + match.end() - 1 : self.start + last - 1]
+            values.append(UNFOLD.sub(b"", raw).strip())
+        return values
 
     def header_fields(self, names: list[str], exclude: bool) -> bytes:
         """HEADER.FIELDS (or .NOT): the named fields as they are, then the blank line; the
@@ -339,38 +354,25 @@ def _text(part: Part, name: str) -> bytes:
     return nstring(part.raw_value(name))
 
 
-def _addresses(part: Part, name: str) -> bytes:
+def addresses(part: Part, name: str) -> list[Address]:
     raw = part.raw_value(name)
-    if raw is None:
-        return b"NIL"
-    entries = []
-    text = raw[:FIELD_LIMIT].decode("utf-8", "surrogateescape")
-    try:
-        found = email.utils.getaddresses([text])
-    except RecursionError:  # its parser recurses into nested comments and groups
-        found = email.utils.getaddresses([NESTING.sub(" ", text)])
-    for display, address in found:
-        if not display and not address:
-            continue
-        mailbox, at, host = address.rpartition("@")
-        if not at:
-            mailbox, host = address, ""
-        entries.append(
-            b"("
-            + nstring(display or None)
-            + b" NIL "
-            + nstring(mailbox)
-            + b" "
-            + nstring(host or None)
-            + b")"
-        )
+    return (
+        [] if raw is None else parse_addresses(raw[:FIELD_LIMIT].decode("utf-8", "surrogateescape"))
+    )
+
+
+def _addresses(part: Part, name: str) -> bytes:
+    entries = [
+        b"(%s %s %s %s)" % (nstring(a.name), nstring(a.route), nstring(a.mailbox), nstring(a.host))
+        for a in addresses(part, name)
+    ]
     return b"(" + b"".join(entries) + b")" if entries else b"NIL"
 
 
 def envelope(part: Part) -> bytes:
-    """ENVELOPE (RFC 3501 7.4.2); Sender and Reply-To default to From."""
-    sender = "sender" if part.raw_value("sender") is not None else "from"
-    reply_to = "reply-to" if part.raw_value("reply-to") is not None else "from"
+    """ENVELOPE (RFC 3501 7.4.2); Sender and Reply-To default to From, also when empty."""
+    sender = "sender" if part.raw_value("sender") else "from"
+    reply_to = "reply-to" if part.raw_value("reply-to") else "from"
     fields = [
         _text(part, "date"),
         _text(part, "subject"),
@@ -445,8 +447,8 @@ def section(part: Part, spec: str) -> bytes:
         numbers.append(int(head))
         rest = tail if dot else ""
     node = part
-    for number in numbers:
-        node = node.child(number)
+    for depth, number in enumerate(numbers):
+        node = node.child(number) if depth else node.subpart(number)
     upper = rest.upper()
     if not upper:
         return node.raw if not numbers else node.body

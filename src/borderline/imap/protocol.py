@@ -119,10 +119,9 @@ class Tokenizer:
         start = pos = self.pos
         while pos < len(data) and data[pos] not in ATOM_END:
             if data[pos] == 0x5B:  # [ ... ] may contain spaces and parentheses
-                end = data.find(b"]", pos)
-                if end < 0:
-                    raise ParseError("unterminated '['")
-                pos = end + 1
+                end = data.find(b"]", pos, _line_end(data, pos))
+                # Without a "]" it is a plain atom character (a mailbox name may have one).
+                pos = pos + 1 if end < 0 else end + 1
             elif data[pos] < 0x20 or data[pos] == 0x7F:
                 raise ParseError("control character in command")
             else:
@@ -134,6 +133,11 @@ class Tokenizer:
             return Atom(data[start:pos].decode("utf-8"))
         except UnicodeDecodeError:
             raise ParseError("an atom is not valid UTF-8") from None
+
+
+def _line_end(data: bytes, pos: int) -> int:
+    ends = [i for i in (data.find(b"\r", pos), data.find(b"\n", pos)) if i >= 0]
+    return min(ends, default=len(data))
 
 
 def tokenize(data: bytes) -> list[Token]:

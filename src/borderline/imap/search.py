@@ -6,7 +6,7 @@ import email.utils
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from borderline.imap.mime import Part, decode_chunks, transfer_decode, words_text
+from borderline.imap.mime import Part, addresses, decode_chunks, transfer_decode, words_text
 from borderline.imap.protocol import (
     Args,
     Atom,
@@ -46,18 +46,24 @@ FLAG_KEYS = {
     "UNFLAGGED": ("\\Flagged", False),
     "UNSEEN": ("\\Seen", False),
     "OLD": ("\\Recent", False),
-    "NEW": ("\\Recent", True),
     "RECENT": ("\\Recent", True),
 }
 ADDRESS_KEYS = ("BCC", "CC", "FROM", "TO", "SUBJECT")
+ADDRESS_FIELDS = frozenset({"bcc", "cc", "from", "to", "sender", "reply-to"})
 # NOT, OR and parentheses nest keys; each level is a few stack frames when parsing and when
 # matching, so the depth is bounded (a chain of 50 ORs is the deepest real clients send).
 MAX_SEARCH_DEPTH = 100
 
 
-def decoded_header(part: Part, name: str) -> str:
-    raw = part.raw_value(name)
-    return "" if raw is None else words_text(raw)
+def header_matches(part: Part, name: str, folded: str) -> bool:
+    """Whether any of the header's fields (it may repeat) contains the casefolded needle,
+    as decoded text or, for an address field, as `Name <mailbox@host>` of its addresses
+    (so `FROM a@b` finds `<a (comment) @ b>`, as Dovecot does)."""
+    if any(folded in words_text(raw).casefold() for raw in part.raw_values(name)):
+        return True
+    if name not in ADDRESS_FIELDS:
+        return False
+    return any(folded in a.searchable().casefold() for a in addresses(part, name))
 
 
 def _contains(chunks: Iterator[str], needle: str) -> bool:
@@ -133,6 +139,8 @@ class SearchParser:
         name = token.upper()
         if name == "ALL":
             return lambda c: True
+        if name == "NEW":  # RFC 3501 6.4.4: RECENT UNSEEN
+            return lambda c: "\\Recent" in c.info.flags and "\\Seen" not in c.info.flags
         if name in FLAG_KEYS:
             flag, present = FLAG_KEYS[name]
             return lambda c: (flag in c.info.flags) == present
@@ -195,7 +203,7 @@ class SearchParser:
         folded = needle.casefold()
         if not folded:
             return lambda c: c.part().raw_value(field) is not None
-        return lambda c: folded in decoded_header(c.part(), field).casefold()
+        return lambda c: header_matches(c.part(), field.lower(), folded)
 
 
 def _all(keys: list[Predicate]) -> Predicate:

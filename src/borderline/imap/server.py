@@ -12,8 +12,10 @@ from urllib.parse import quote
 from borderline import observe
 from borderline.cloud import Region
 from borderline.config import WILDCARD_HOSTS, Config, Listen
-from borderline.imap.session import LINE_LIMIT, Session
+from borderline.imap.limits import LINE_LIMIT
+from borderline.imap.session import Session
 from borderline.peers import Peers
+from borderline.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,10 @@ STORE_TIMEOUT = 20.0
 STORE_THREADS = 32
 # Parsing and rendering of messages at once (the GIL shares them, the loop stays responsive).
 WORK_THREADS = 4
+# How often one read of the store looks for changes made outside this process (an ingest-only
+# worker's deliveries) to the mailboxes IDLE sessions wait on; changes made here wake them
+# at once.
+WATCH_INTERVAL = 1.0
 
 
 class RegionImap:
@@ -45,6 +51,7 @@ class RegionImap:
         self._watching: dict[int, set[Session]] = {}
         self._wake: dict[Session, asyncio.Event] = {}
         self._flag_locks: dict[int, asyncio.Lock] = {}
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         section = self.region.section
@@ -52,6 +59,7 @@ class RegionImap:
             self._servers.append(await self._listen(section.imap, tls=False))
         if section.imaps is not None:
             self._servers.append(await self._listen(section.imaps, tls=True))
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_store())
 
     async def _listen(self, address: Listen, tls: bool) -> asyncio.Server:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -91,6 +99,10 @@ class RegionImap:
         )
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         for server in self._servers:
             server.close()
         for task in list(self._tasks):
@@ -144,11 +156,42 @@ class RegionImap:
         self._wake.pop(session, None)
 
     def wake_event(self, session: Session) -> asyncio.Event:
+        """The event that wakes `session` while it is IDLE (until `idle_done`)."""
         return self._wake.setdefault(session, asyncio.Event())
 
+    def idle_done(self, session: Session) -> None:
+        self._wake.pop(session, None)
+
     def changed(self, mailbox_id: int) -> None:
-        """Wake IDLE sessions on a mailbox now (mail from SMTP is found by their polling)."""
+        """Wake the IDLE sessions on a mailbox now: another session or a delivery of this
+        process changed it (runtime.py wires SMTP's deliveries here)."""
         for session in self._watching.get(mailbox_id, ()):
             event = self._wake.get(session)
             if event is not None:
                 event.set()
+
+    def delivered(self, mailbox_ids: set[int]) -> None:
+        for mailbox_id in mailbox_ids:
+            self.changed(mailbox_id)
+
+    async def _watch_store(self) -> None:
+        """One store read per interval for all IDLE sessions, not one per session: wake
+        those whose mailbox moved past what they last reported."""
+        store = self.region.store
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            idle = {s: s.selected_modseq() for s in self._wake}
+            watched = [m for m, sessions in self._watching.items() if not sessions.isdisjoint(idle)]
+            if not watched:
+                continue
+            future = self.store_threads.submit(store.highest_modseqs, watched)
+            try:
+                current = await asyncio.wait_for(asyncio.wrap_future(future), self.store_timeout)
+            except (StoreError, TimeoutError) as exc:
+                log.warning("imap %s: cannot look for changes: %s", self.region.id, exc)
+                continue
+            for mailbox_id, modseq in current.items():
+                for session in self._watching.get(mailbox_id, ()):
+                    event = self._wake.get(session)
+                    if event is not None and idle.get(session, modseq) < modseq:
+                        event.set()

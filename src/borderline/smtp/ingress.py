@@ -50,6 +50,9 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self.on_relay_queued: Callable[[], None] | None = None
         self.on_outbound_queued: Callable[[], None] | None = None
+        # Called on the loop with the ids of the mailboxes a commit delivered to (IMAP's
+        # IDLE sessions hear of new mail at once; runtime.py wires it).
+        self.on_delivered: Callable[[set[int]], None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -78,11 +81,15 @@ class GroupCommitter:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            errors, relayed, sent = await loop.run_in_executor(None, self._commit, batch)
+            errors, relayed, sent, mailboxes = await loop.run_in_executor(
+                None, self._commit, batch
+            )
             if relayed and self.on_relay_queued is not None:
                 self.on_relay_queued()
             if sent and self.on_outbound_queued is not None:
                 self.on_outbound_queued()
+            if mailboxes and self.on_delivered is not None:
+                self.on_delivered(mailboxes)
         except Exception as exc:
             log.exception("region %s: store commit failed", self.region.id)
             errors = [exc] * len(batch)
@@ -94,9 +101,11 @@ class GroupCommitter:
             else:
                 pending.done.set_exception(error)
 
-    def _commit(self, batch: Sequence[_Pending]) -> tuple[list[Exception | None], bool, bool]:
-        """Plan and commit a batch: each message's error (None: committed), and whether
-        relays and mail to the Internet were queued."""
+    def _commit(
+        self, batch: Sequence[_Pending]
+    ) -> tuple[list[Exception | None], bool, bool, set[int]]:
+        """Plan and commit a batch: each message's error (None: committed), whether relays
+        and mail to the Internet were queued, and the mailboxes delivered to."""
         deliveries: list[Delivery] = []
         relays: list[OutboundRelay] = []
         outbound: list[OutboundMessage] = []
@@ -111,9 +120,12 @@ class GroupCommitter:
             relays.extend(plan.relays)
             outbound.extend(plan.outbound)
             errors.append(None)
-        if deliveries or relays or outbound:
+        placed = (
             self.region.store.deliver(deliveries, relays, outbound)
-        return errors, bool(relays), bool(outbound)
+            if deliveries or relays or outbound
+            else []
+        )
+        return errors, bool(relays), bool(outbound), {placement.mailbox_id for placement in placed}
 
     def _plan(self, pending: _Pending) -> Plan:
         envelope, pending.envelope = pending.envelope, None

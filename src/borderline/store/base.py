@@ -50,6 +50,9 @@ class MailboxInfo:
     subscribed: bool
     messages: int = 0
     unseen: int = 0
+    # IMAP \Recent: messages from this UID on were not yet seen by any session (recent).
+    first_recent_uid: int = 1
+    recent: int = 0
 
 
 @dataclass(frozen=True)

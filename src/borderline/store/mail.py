@@ -62,7 +62,10 @@ class MailStore:
             " m.special_use, m.subscribed,"
             " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged),"
             " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged"
-            f" AND {unseen})"
+            f" AND {unseen}),"
+            " m.first_recent_uid,"
+            " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged"
+            " AND uid >= m.first_recent_uid)"
             " FROM mailboxes m"
         )
         self._deleted = self.dialect.has_flag(DELETED)
@@ -155,10 +158,11 @@ class MailStore:
         return range(last - count + 1, last + 1)
 
     def create_mailbox(
-        self, account: str, name: str, special_use: str | None = None
+        self, account: str, name: str, special_use: str | None = None, subscribed: bool = True
     ) -> MailboxInfo:
         """Create an empty mailbox with a new UIDVALIDITY; its id is never one another mailbox
-        had. StoreError if the account has one of that name or there is no such account."""
+        had. StoreError if the account has one of that name or there is no such account.
+        IMAP's CREATE leaves it unsubscribed (the client subscribes, RFC 3501 6.3.3)."""
         account = account.lower()
         try:
             with self.engine.write() as tx:
@@ -168,14 +172,14 @@ class MailStore:
                     raise Conflict(name)
                 [uidvalidity] = self._uidvalidities(tx, 1)
                 row = tx.one(
-                    "INSERT INTO mailboxes (account, name, uidvalidity, special_use)"
-                    " VALUES (?, ?, ?, ?) RETURNING id",
-                    (account, name, uidvalidity, special_use),
+                    "INSERT INTO mailboxes (account, name, uidvalidity, special_use, subscribed)"
+                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                    (account, name, uidvalidity, special_use, subscribed),
                 )
         except Conflict:  # also when another process created it a moment ago
             raise StoreError(f"mailbox {name!r} already exists") from None
         assert row is not None
-        return MailboxInfo(int(row[0]), account, name, uidvalidity, 1, 1, special_use, True)
+        return MailboxInfo(int(row[0]), account, name, uidvalidity, 1, 1, special_use, subscribed)
 
     @staticmethod
     def _mailbox_id(tx: Tx, account: str, name: str) -> int | None:
@@ -195,6 +199,8 @@ class MailStore:
             subscribed=bool(row[7]),
             messages=int(row[8]),
             unseen=int(row[9]),
+            first_recent_uid=int(row[10]),
+            recent=int(row[11]),
         )
 
     def mailboxes(self, account: str) -> list[MailboxInfo]:
@@ -229,6 +235,40 @@ class MailStore:
         if row is None:
             raise MailboxNotFound(f"no mailbox id {mailbox_id}")
         return self._mailbox_info(row)
+
+    def highest_modseqs(self, mailbox_ids: Sequence[int]) -> dict[int, int]:
+        """{mailbox id: HIGHESTMODSEQ} of those that exist: every delivery, flag change and
+        expunge raises it, so one read tells a watcher which mailboxes changed."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                f"SELECT id, highestmodseq FROM mailboxes WHERE {self.dialect.member('id')}",
+                (self.dialect.values(sorted(mailbox_ids)),),
+            )
+        return {int(row[0]): int(row[1]) for row in rows}
+
+    def claim_recent(self, mailbox_id: int, through_uid: int, claim: bool = True) -> int:
+        """IMAP \\Recent: a session claims the mailbox's recent messages up to `through_uid`
+        (those it has loaded), so no other session sees them as recent. Returns the first
+        UID that was recent before: the session's recent messages are those from it to
+        `through_uid`. Writes only when there is something to claim (and `claim`)."""
+        with self.engine.read() as tx:
+            row = tx.one("SELECT first_recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,))
+        if row is None:
+            raise MailboxNotFound(f"no mailbox id {mailbox_id}")
+        if not claim or int(row[0]) > through_uid:
+            return int(row[0])
+        with self.engine.write() as tx:
+            row = tx.one(
+                f"SELECT first_recent_uid FROM mailboxes WHERE id = ?{self.dialect.for_update}",
+                (mailbox_id,),
+            )
+            if row is None:
+                raise MailboxNotFound(f"no mailbox id {mailbox_id}")
+            tx.run(
+                "UPDATE mailboxes SET first_recent_uid = ? WHERE id = ? AND first_recent_uid <= ?",
+                (through_uid + 1, mailbox_id, through_uid),
+            )
+        return int(row[0])
 
     def rename_mailbox(self, account: str, old: str, new: str) -> None:
         """Rename a mailbox and its children (`old/...` becomes `new/...`), keeping their

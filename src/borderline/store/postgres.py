@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
-from borderline.store.schema import RELAY_BOUNCE, add_table, migrate
+from borderline.store.schema import RELAY_BOUNCE, add_first_recent_uid, add_table, migrate
 
 RV = TypeVar("RV")
 
@@ -89,6 +89,7 @@ MIGRATIONS = {
     2: _nothing_to_change,
     3: lambda tx: add_table(tx, POSTGRES, "outbound_queue"),
     4: _relay_bounce,
+    5: add_first_recent_uid,
 }
 
 

@@ -4,9 +4,10 @@ Version 1 is the schema Borderline used before it kept a version (no `schema_ver
 table). Version 2 adds `schema_version`, a UIDVALIDITY clock on SQLite (PostgreSQL had
 one) and ids that are never handed out twice on SQLite (AUTOINCREMENT; PostgreSQL's
 identity columns never reuse). Version 3 adds the outbound queue (mail to the Internet).
-Version 4 keeps an operator's reason to bounce a relay queue item (`bounce`). A new database
-is created at the latest version directly;
-an older one is migrated step by step, in one transaction, when a store opens it.
+Version 4 keeps an operator's reason to bounce a relay queue item (`bounce`). Version 5 adds
+`mailboxes.first_recent_uid` (IMAP's Recent flag: no session has yet seen the messages from
+that UID on). A new database is created at the latest version directly; an older one is
+migrated step by step, in one transaction, when a store opens it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 4
+LATEST = 5
 # Version 4's column of the relay queue: an operator's reason to give up on the item.
 RELAY_BOUNCE = "bounce TEXT"
 
@@ -43,6 +44,7 @@ TABLES: dict[str, str] = {
         highestmodseq BIGINT NOT NULL DEFAULT 1,
         special_use TEXT,
         subscribed BOOLEAN NOT NULL DEFAULT TRUE,
+        first_recent_uid BIGINT NOT NULL DEFAULT 1,
         UNIQUE (account, name)
     )""",
     "blobs": """CREATE TABLE {table} (
@@ -143,6 +145,14 @@ def seed_clock(tx: Tx) -> None:
         "INSERT INTO uidvalidity_clock (only_row, last)"
         " SELECT TRUE, COALESCE(MAX(uidvalidity), 0) FROM mailboxes"
     )
+
+
+def add_first_recent_uid(tx: Tx, add_column: bool = True) -> None:
+    """Version 5: messages already stored count as seen, not \\Recent. `add_column` false
+    when an earlier step rebuilt `mailboxes` at the latest schema (SQLite's version 2)."""
+    if add_column:
+        tx.run("ALTER TABLE mailboxes ADD COLUMN first_recent_uid BIGINT NOT NULL DEFAULT 1")
+    tx.run("UPDATE mailboxes SET first_recent_uid = uidnext")
 
 
 def found_version(tx: Tx, dialect: Dialect) -> int:

@@ -18,6 +18,7 @@ from borderline.store.schema import (
     INDEXES,
     RELAY_BOUNCE,
     WITH_IDS,
+    add_first_recent_uid,
     add_table,
     create_table,
     migrate,
@@ -126,10 +127,16 @@ def _relay_bounce(tx: Tx) -> None:
         tx.run(f"ALTER TABLE relay_queue ADD COLUMN {RELAY_BOUNCE}")
 
 
+def _first_recent_uid(tx: Tx) -> None:
+    columns = {str(r[1]) for r in tx.all("PRAGMA table_info(mailboxes)")}
+    add_first_recent_uid(tx, add_column="first_recent_uid" not in columns)
+
+
 MIGRATIONS = {
     2: _ids_never_reused,
     3: lambda tx: add_table(tx, SQLITE, "outbound_queue"),
     4: _relay_bounce,
+    5: _first_recent_uid,
 }
 
 

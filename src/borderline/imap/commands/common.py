@@ -1,0 +1,129 @@
+"""What several commands read the same way: mailbox names, flag lists, modifiers, batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from borderline.imap.protocol import (
+    Args,
+    Atom,
+    ParseError,
+    Token,
+    decode_mailbox,
+    encode_mailbox,
+    is_number,
+    quoted_or_literal,
+)
+from borderline.imap.replies import no
+from borderline.imap.state import Account
+from borderline.store import MailboxInfo, MailboxNotFound, MessageInfo
+
+if TYPE_CHECKING:
+    from borderline.imap.session import Session
+
+MAX_MAILBOX_NAME = 1024
+SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+# FETCH and SEARCH read and decrypt messages in batches of this many, or this many octets.
+BATCH_MESSAGES = 64
+BATCH_OCTETS = 8 * 1024 * 1024
+
+Batch = list[tuple[int, MessageInfo]]
+
+
+def mailbox_name(session: Session, args: Args) -> str:
+    name = args.astring("mailbox name")
+    if not session.utf8:
+        try:
+            name = decode_mailbox(name)
+        except ParseError as exc:  # well-formed syntax, just no such mailbox (as Dovecot)
+            raise no(f"[CANNOT] {exc}") from None
+    if name.upper() == "INBOX":
+        return "INBOX"
+    name = name.rstrip("/")
+    if not name or "//" in name or name.startswith("/") or any(c in name for c in "*%"):
+        raise no(f"[CANNOT] {name!r} is not a valid mailbox name")
+    return name
+
+
+def new_mailbox_name(session: Session, args: Args) -> str:
+    """A name for a mailbox about to exist (CREATE, RENAME): no control characters
+    (RFC 9051 5.1 asks for Net-Unicode, RFC 5198) and at most MAX_MAILBOX_NAME octets."""
+    name = mailbox_name(session, args)
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
+        raise no("[CANNOT] mailbox names cannot contain control characters")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_MAILBOX_NAME:
+        raise no(f"[CANNOT] mailbox names are limited to {MAX_MAILBOX_NAME} octets")
+    return name
+
+
+def encode_name(session: Session, name: str) -> bytes:
+    encoded = name.encode() if session.utf8 else encode_mailbox(name)
+    return quoted_or_literal(encoded, session.utf8)
+
+
+async def find_mailbox(
+    session: Session, account: Account, name: str, trycreate: bool = False
+) -> MailboxInfo:
+    try:
+        return await session.stored(session.store.mailbox, account.address, name)
+    except MailboxNotFound:
+        code = "TRYCREATE" if trycreate else "NONEXISTENT"
+        raise no(f"[{code}] no mailbox {name!r}") from None
+
+
+async def mailbox_names(session: Session, account: Account) -> set[str]:
+    return {box.name for box in await session.stored(session.store.mailboxes, account.address)}
+
+
+def parse_flags(tokens: list[Token]) -> frozenset[str]:
+    flags = set()
+    for token in tokens:
+        if not isinstance(token, Atom):
+            raise ParseError("expected flag names")
+        flag = str(token)
+        if flag.startswith("\\"):
+            canonical = next((f for f in SYSTEM_FLAGS if f.lower() == flag.lower()), None)
+            if canonical is None:
+                if flag.lower() == "\\recent":
+                    continue
+                raise ParseError(f"unknown system flag {flag}")
+            flag = canonical
+        elif any(c in flag for c in "*%]"):
+            raise ParseError(f"bad keyword {flag}")
+        flags.add(flag)
+    return frozenset(flags)
+
+
+def modifier(args: Args, name: str) -> int | None:
+    """A `(NAME n)` modifier list after the sequence set (RFC 7162)."""
+    if not isinstance(args.peek(), list):
+        return None
+    modifiers = args.list(f"{name} modifier")
+    if (
+        len(modifiers) != 2
+        or not isinstance(modifiers[0], Atom)
+        or modifiers[0].upper() != name
+        or not isinstance(modifiers[1], Atom)
+        or not is_number(modifiers[1])
+    ):
+        raise ParseError(f"{args.what}: expected ({name} mod-sequence)")
+    return int(modifiers[1])
+
+
+def batches(messages: Batch) -> Iterator[Batch]:
+    """(seq, message) pairs in runs of BATCH_MESSAGES, or fewer up to BATCH_OCTETS."""
+    batch: Batch = []
+    octets = 0
+    for item in messages:
+        if batch and (len(batch) >= BATCH_MESSAGES or octets + item[1].size > BATCH_OCTETS):
+            yield batch
+            batch, octets = [], 0
+        batch.append(item)
+        octets += item[1].size
+    if batch:
+        yield batch
+
+
+def one_or_list(token: Token) -> list[Token]:
+    return token if isinstance(token, list) else [token]

@@ -1,0 +1,84 @@
+"""FETCH (RFC 9051 6.4.5; CONDSTORE CHANGEDSINCE, RFC 7162 3.1.4): the data items are in
+imap/fetch.py; content is read and rendered in batches on the store and work threads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from borderline.imap.commands.base import SELECTED, Command, Request
+from borderline.imap.commands.common import batches, modifier
+from borderline.imap.fetch import FetchItem, fetch_response, parse_items, read_blobs
+from borderline.imap.protocol import SequenceSet
+from borderline.imap.replies import no
+from borderline.imap.state import Selected
+from borderline.imap.view import MailboxView
+
+if TYPE_CHECKING:
+    from borderline.imap.session import Session
+
+
+async def fetch(session: Session, state: Selected, request: Request) -> str:
+    args, by_uid, view = request.args, request.by_uid, state.view
+    numbers = SequenceSet.parse(args.atom("sequence set"))
+    items = parse_items(args.next("data items"))
+    changed_since = modifier(args, "CHANGEDSINCE")
+    args.end()
+    if by_uid and not any(item.kind == "UID" for item in items):
+        items.insert(0, FetchItem("UID"))
+    if changed_since is not None or any(item.kind == "MODSEQ" for item in items):
+        session.condstore = True
+    messages = view.resolve(numbers, by_uid)
+    if changed_since is not None:
+        messages = [(seq, m) for seq, m in messages if m.modseq > changed_since]
+    needs_content = any(i.needs_content for i in items)
+    contents = await session.content(state.account) if needs_content else None
+    if not view.readonly and any(item.sets_seen for item in items):
+        unseen = [m.uid for _, m in messages if "\\Seen" not in m.flags]
+        if unseen:
+            await _set_seen(session, view, unseen, items)
+            messages = [(seq, view.info.get(m.uid, m)) for seq, m in messages]
+    kinds = {item.kind for item in items}
+    if (
+        session.condstore
+        and "MODSEQ" not in kinds
+        and (changed_since is not None or "FLAGS" in kinds)
+    ):
+        items.append(FetchItem("MODSEQ"))  # RFC 7162 3.1.4.1, 3.2
+    missing = 0
+    for batch in batches(messages):
+        responses: list[list[bytes] | None]
+        if contents is None:
+            responses = [fetch_response(seq, info, items, None, {}) for seq, info in batch]
+        else:
+            contents.trim(len(batch))
+            wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
+            blobs = await session.stored(read_blobs, session.store, wanted) if wanted else {}
+            responses = await session.work(contents.responses, batch, items, blobs)
+        for chunks in responses:
+            if chunks is None:
+                missing += 1  # expunged by another session, not yet announced here
+            else:
+                session.emit_chunks(chunks)
+        await session.flush_if_full()
+    if missing:
+        raise no(
+            f"[EXPUNGEISSUED] some of the messages no longer exist ({missing} expunged meanwhile)"
+        )
+    return "FETCH completed"
+
+
+async def _set_seen(
+    session: Session, view: MailboxView, uids: list[int], items: list[FetchItem]
+) -> None:
+    async with session.server.flag_lock(view.id):
+        changed = await session.stored(
+            session.store.set_flags, view.id, uids, frozenset({"\\Seen"}), "add"
+        )
+    for line in view.update(changed):
+        session.emit(line)
+    if not any(item.kind == "FLAGS" for item in items):
+        items.append(FetchItem("FLAGS"))
+    session.server.changed(view.id)
+
+
+COMMAND = Command(fetch, SELECTED, announces_expunges=False)

@@ -1,0 +1,84 @@
+"""SEARCH (RFC 9051 6.4.4; CONDSTORE MODSEQ, RFC 7162 3.1.5): keys are parsed in
+imap/search.py; a search decides first without content, then reads only what it needs."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from borderline.imap.commands.base import SELECTED, Command, Request
+from borderline.imap.commands.common import Batch, batches
+from borderline.imap.fetch import Contents, Vanished, read_blobs
+from borderline.imap.mime import Part
+from borderline.imap.protocol import Atom
+from borderline.imap.replies import no
+from borderline.imap.search import BadCharset, Candidate, Predicate, parse_search
+from borderline.imap.state import Selected
+from borderline.store import MessageInfo
+
+if TYPE_CHECKING:
+    from borderline.imap.session import Session
+
+
+async def search(session: Session, state: Selected, request: Request) -> str:
+    args, view = request.args, state.view
+    if isinstance(args.peek(), Atom) and str(args.peek()).upper() == "RETURN":
+        raise no("SEARCH RETURN (ESEARCH) is not supported")
+    try:
+        parsed = parse_search(args.tokens[args.pos :])
+    except BadCharset as exc:
+        raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {exc} is not supported") from None
+    contents = await session.content(state.account) if parsed.needs_content else None
+    session.condstore |= parsed.uses_modseq
+    match = functools.partial(_matches, parsed.predicate, view.exists, view.largest_uid, contents)
+    candidates = [(index + 1, view.info[uid]) for index, uid in enumerate(view.uids)]
+    # Messages whose answer depends on their content are read in a second round, so
+    # `UNSEEN BODY x` decrypts only the unseen ones.
+    found, undecided = await session.work(match, candidates, {})
+    for batch in batches(undecided):
+        blobs = await session.stored(read_blobs, session.store, [i.blob_id for _, i in batch])
+        found += (await session.work(match, batch, blobs))[0]
+    found.sort(key=lambda hit: hit[0])
+    hits = [info.uid if request.by_uid else seq for seq, info in found]
+    highest = max((info.modseq for _, info in found), default=0)
+    line = ("* SEARCH " + " ".join(map(str, hits))).rstrip()
+    if parsed.uses_modseq and hits:
+        line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
+    session.emit(line.encode())
+    return "SEARCH completed"
+
+
+def _matches(
+    predicate: Predicate,
+    largest_seq: int,
+    largest_uid: int,
+    contents: Contents | None,
+    candidates: Batch,
+    blobs: Mapping[int, bytes],
+) -> tuple[Batch, Batch]:
+    """SEARCH over candidates (work thread): those that match, and those whose content was
+    needed but is not in `blobs` (nor cached)."""
+    found: Batch = []
+    undecided: Batch = []
+    for seq, info in candidates:
+        part = _part_getter(contents, info, blobs)
+        try:
+            if predicate(Candidate(seq, info, largest_seq, largest_uid, part)):
+                found.append((seq, info))
+        except Vanished:
+            undecided.append((seq, info))
+    return found, undecided
+
+
+def _part_getter(
+    contents: Contents | None, info: MessageInfo, blobs: Mapping[int, bytes]
+) -> Callable[[], Part]:
+    def get() -> Part:
+        assert contents is not None, "the parser asked for content, so the key was released"
+        return contents.part(info, blobs)
+
+    return get
+
+
+COMMAND = Command(search, SELECTED, announces_expunges=False)

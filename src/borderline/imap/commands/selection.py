@@ -1,0 +1,75 @@
+"""Selecting a mailbox and leaving it (RFC 9051 6.3.2, 6.3.3, 6.4.2, RFC 3691): SELECT,
+EXAMINE, CLOSE, UNSELECT."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from borderline.imap.commands.base import LOGGED_IN, SELECTED, Command, Request
+from borderline.imap.commands.common import find_mailbox, mailbox_name
+from borderline.imap.protocol import Atom
+from borderline.imap.state import LoggedIn, Selected
+from borderline.imap.view import MailboxView
+
+if TYPE_CHECKING:
+    from borderline.imap.session import Session
+
+
+async def select(session: Session, state: LoggedIn, request: Request) -> str:
+    args = request.args
+    readonly = request.name == "EXAMINE"
+    name = mailbox_name(session, args)
+    if isinstance(args.peek(), list):
+        parameters = args.list("select parameters")
+        if any(isinstance(p, Atom) and p.upper() == "CONDSTORE" for p in parameters):
+            session.condstore = True
+    args.end()
+    account = state.account
+    if isinstance(state, Selected):
+        session.deselect()
+        session.emit(b"* OK [CLOSED] previous mailbox closed")
+    epoch = session.server.mailbox_epoch(account.address)  # before: a delete meanwhile counts
+    box = await find_mailbox(session, account, name)
+    view = await session.stored(MailboxView, session.store, box, readonly, epoch)
+    for line in view.flags_lines():
+        session.emit(line)
+    session.emit(b"* %d EXISTS" % view.exists)
+    session.emit(b"* %d RECENT" % len(view.recent))
+    first_unseen = next(
+        (i + 1 for i, uid in enumerate(view.uids) if "\\Seen" not in view.info[uid].flags),
+        None,
+    )
+    if first_unseen is not None:
+        session.emit(b"* OK [UNSEEN %d] first unseen message" % first_unseen)
+    session.emit(b"* OK [UIDVALIDITY %d] UIDs valid" % box.uidvalidity)
+    session.emit(b"* OK [UIDNEXT %d] predicted next UID" % box.uidnext)
+    session.emit(b"* OK [HIGHESTMODSEQ %d] highest modseq" % box.highestmodseq)
+    session.select(account, view)
+    mode = "READ-ONLY" if readonly else "READ-WRITE"
+    return f"[{mode}] {request.name} completed"
+
+
+async def close(session: Session, state: Selected, request: Request) -> str:
+    request.args.end()
+    view = state.view
+    if not view.readonly:
+        await session.stored(session.store.expunge, view.id)
+        session.server.changed(view.id)
+    session.deselect()
+    return "CLOSE completed"
+
+
+async def unselect(session: Session, state: Selected, request: Request) -> str:
+    request.args.end()
+    session.deselect()
+    return "UNSELECT completed"
+
+
+COMMANDS: dict[str, Command[LoggedIn]] = {
+    "SELECT": Command(select, LOGGED_IN),
+    "EXAMINE": Command(select, LOGGED_IN),
+}
+SELECTED_COMMANDS: dict[str, Command[Selected]] = {
+    "CLOSE": Command(close, SELECTED),
+    "UNSELECT": Command(unselect, SELECTED),
+}

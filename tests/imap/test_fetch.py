@@ -1,0 +1,63 @@
+"""FETCH: section numbers through message/rfc822 parts (RFC 3501 6.4.5) and ENVELOPE
+address lists with groups, routes and comments (RFC 3501 7.4.2), as imaptest checks them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import RunningCloud
+from tests.imap.conftest import fill, raw_login
+
+INNER = b"From: sub@example.org\r\nSubject: inner\r\n\r\nHello world\r\n"
+FORWARD = (
+    b"From: user@example.org\r\nMime-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n" + INNER
+)
+DIGEST = (
+    b"From: user@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + INNER + b"--b--\r\n"
+)
+GROUPS = (
+    b"From: user@example.org (Real Name)\r\nSender: \r\n"
+    b"To: group: g1@d1.org, g2@d2.org;, undisclosed-recipients:;\r\n"
+    b"Cc: <@route:user@example.org>, <a (comment)@ (comment) b.org>\r\n\r\nbody\r\n"
+)
+
+
+@pytest.mark.one_engine("message parsing; the store engine plays no part")
+def test_sections_of_message_parts_and_envelope_groups(running: RunningCloud) -> None:
+    fill(running.cloud.region("eu-dublin"), "alice@example.test", [FORWARD, DIGEST, GROUPS])
+    raw = raw_login(running)
+    try:
+        raw.command(b"s", b"EXAMINE INBOX")
+
+        def fetch(seq: int, item: bytes) -> bytes:
+            lines = raw.command(b"f", b"FETCH %d (%s)" % (seq, item))
+            assert lines[-1] == b"f OK FETCH completed\r\n", lines
+            return b"".join(lines[:-1])
+
+        # A message whose body is a message: part 1 is that whole message.
+        literal = b"{%d}\r\n" % len(INNER)
+        assert fetch(1, b"BODY.PEEK[1]") == b"* 1 FETCH (BODY[1] " + literal + INNER + b")\r\n"
+        hello = b"{13}\r\nHello world\r\n)\r\n"
+        assert fetch(1, b"BODY.PEEK[1.1]") == b"* 1 FETCH (BODY[1.1] " + hello
+        header = b"From: sub@example.org\r\nSubject: inner\r\n\r\n"
+        assert fetch(1, b"BODY.PEEK[1.HEADER]").endswith(header + b")\r\n")
+        assert fetch(1, b"BODY.PEEK[1.TEXT]").endswith(hello)
+        # The same one level down, inside a multipart (the CRLF before "--b" is not the part's).
+        inner = INNER.removesuffix(b"\r\n")
+        assert fetch(2, b"BODY.PEEK[1]").endswith(b"{%d}\r\n%s)\r\n" % (len(inner), inner))
+        assert fetch(2, b"BODY.PEEK[1.HEADER.FIELDS (SUBJECT)]").endswith(
+            b"{18}\r\nSubject: inner\r\n\r\n)\r\n"
+        )
+        assert fetch(2, b"BODY.PEEK[1.1]").endswith(b"{11}\r\nHello world)\r\n")
+
+        envelope = fetch(3, b"ENVELOPE")
+        real = b'(("Real Name" NIL "user" "example.org"))'
+        assert real + b" " + real + b" " + real in envelope, "an empty Sender is From"
+        assert (
+            b'((NIL NIL "group" NIL)(NIL NIL "g1" "d1.org")(NIL NIL "g2" "d2.org")(NIL NIL NIL NIL)'
+            b'(NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))'
+        ) in envelope
+        assert b'((NIL "@route" "user" "example.org")(NIL NIL "a" "b.org"))' in envelope
+    finally:
+        raw.close()
