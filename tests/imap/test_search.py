@@ -37,3 +37,39 @@ def test_header_keys_see_repeated_fields_and_addresses_with_comments(
         assert search(b"TO one@example.org") == b"* SEARCH 3", "an address inside a group"
     finally:
         raw.close()
+
+
+@pytest.mark.one_engine("SEARCH result forms; the store engine plays no part")
+def test_esearch_return_options_and_condstore(running: RunningCloud) -> None:
+    fill(running.cloud.region("eu-dublin"), "alice@example.test", MESSAGES)
+    raw = raw_login(running)
+    try:
+        raw.command(b"s", b"SELECT INBOX")
+
+        def esearch(keys: bytes) -> list[bytes]:
+            lines = raw.command(b"e", keys)
+            assert lines[-1].startswith(b"e OK "), lines
+            return [line.rstrip() for line in lines[:-1]]
+
+        assert esearch(b"SEARCH RETURN () ALL") == [b'* ESEARCH (TAG "e") ALL 1:3']
+        assert esearch(b"SEARCH RETURN (MIN MAX COUNT) 2:3") == [
+            b'* ESEARCH (TAG "e") MIN 2 MAX 3 COUNT 2'
+        ]
+        assert esearch(b"UID SEARCH RETURN (COUNT ALL) 1000") == [
+            b'* ESEARCH (TAG "e") UID COUNT 0'
+        ]
+        # The first CONDSTORE command reports HIGHESTMODSEQ; MIN's MODSEQ is its message's.
+        stored = esearch(b"STORE 3 +FLAGS (\\Seen)")
+        enabling = raw.command(b"f", b"FETCH 1,3 (MODSEQ)")
+        assert enabling[0].startswith(b"* OK [HIGHESTMODSEQ "), "CONDSTORE enabled here"
+        first, third = enabling[-3:-1]
+        assert stored[0].startswith(b"* 3 FETCH (FLAGS (")
+        reply = esearch(b"SEARCH RETURN (MIN) MODSEQ 1")
+        assert reply == [
+            b'* ESEARCH (TAG "e") MIN 1 MODSEQ ' + first.rstrip().split(b"(")[-1].rstrip(b")")
+        ]
+        assert third.startswith(b"* 3 FETCH (MODSEQ (")
+        assert not raw.command(b"f", b"FETCH 1 (MODSEQ)")[0].startswith(b"* OK"), "only once"
+        assert raw.command(b"b", b"SEARCH RETURN (FIRST) ALL")[-1].startswith(b"b BAD")
+    finally:
+        raw.close()

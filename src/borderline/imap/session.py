@@ -289,6 +289,13 @@ class Session:
             for line in view.apply(changes, allow_expunge, self.condstore):
                 self.emit(line)
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 3.1): with a mailbox selected, the first
+        one also reports the mailbox's HIGHESTMODSEQ."""
+        if not self.condstore and isinstance(self.state, Selected):
+            self.emit(b"* OK [HIGHESTMODSEQ %d] highest modseq" % self.state.view.modseq)
+        self.condstore = True
+
     def selected_modseq(self) -> int:
         """The mod-sequence the selected mailbox was last reported at (0 if none)."""
         return self.state.view.modseq if isinstance(self.state, Selected) else 0
@@ -376,6 +383,7 @@ class Session:
             "CHILDREN",
             "SPECIAL-USE",
             "UIDPLUS",
+            "ESEARCH",
             "MOVE",
             "CONDSTORE",
             "UTF8=ACCEPT",

@@ -26,7 +26,7 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
     if by_uid and not any(item.kind == "UID" for item in items):
         items.insert(0, FetchItem("UID"))
     if changed_since is not None or any(item.kind == "MODSEQ" for item in items):
-        session.condstore = True
+        session.enable_condstore()
     messages = view.resolve(numbers, by_uid)
     if changed_since is not None:
         messages = [(seq, m) for seq, m in messages if m.modseq > changed_since]

@@ -1,5 +1,6 @@
-"""SEARCH (RFC 9051 6.4.4; CONDSTORE MODSEQ, RFC 7162 3.1.5): keys are parsed in
-imap/search.py; a search decides first without content, then reads only what it needs."""
+"""SEARCH (RFC 9051 6.4.4; CONDSTORE MODSEQ, RFC 7162 3.1.5; ESEARCH's RETURN options, RFC
+4731): keys are parsed in imap/search.py; a search decides first without content, then
+reads only what it needs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import Batch, batches
 from borderline.imap.fetch import Contents, Vanished, read_blobs
 from borderline.imap.mime import Part
-from borderline.imap.protocol import Atom
+from borderline.imap.protocol import Args, Atom, ParseError, as_text, uid_set_text
 from borderline.imap.replies import no
 from borderline.imap.search import BadCharset, Candidate, Predicate, parse_search
 from borderline.imap.state import Selected
@@ -20,17 +21,19 @@ from borderline.store import MessageInfo
 if TYPE_CHECKING:
     from borderline.imap.session import Session
 
+RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
+
 
 async def search(session: Session, state: Selected, request: Request) -> str:
     args, view = request.args, state.view
-    if isinstance(args.peek(), Atom) and str(args.peek()).upper() == "RETURN":
-        raise no("SEARCH RETURN (ESEARCH) is not supported")
+    returns = _return_options(args)
     try:
         parsed = parse_search(args.tokens[args.pos :])
     except BadCharset as exc:
         raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {exc} is not supported") from None
     contents = await session.content(state.account) if parsed.needs_content else None
-    session.condstore |= parsed.uses_modseq
+    if parsed.uses_modseq:
+        session.enable_condstore()
     match = functools.partial(_matches, parsed.predicate, view.exists, view.largest_uid, contents)
     candidates = [(index + 1, view.info[uid]) for index, uid in enumerate(view.uids)]
     # Messages whose answer depends on their content are read in a second round, so
@@ -42,11 +45,49 @@ async def search(session: Session, state: Selected, request: Request) -> str:
     found.sort(key=lambda hit: hit[0])
     hits = [info.uid if request.by_uid else seq for seq, info in found]
     highest = max((info.modseq for _, info in found), default=0)
-    line = ("* SEARCH " + " ".join(map(str, hits))).rstrip()
-    if parsed.uses_modseq and hits:
-        line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
+    if returns is not None:
+        line = _esearch(request, returns, hits)
+        if parsed.uses_modseq and hits:
+            if "ALL" not in returns and "COUNT" not in returns:  # of the MIN/MAX ones only
+                ends = [found[0]] * ("MIN" in returns) + [found[-1]] * ("MAX" in returns)
+                highest = max(info.modseq for _, info in ends)
+            line += f" MODSEQ {highest}"  # RFC 7162 3.2
+    else:
+        line = ("* SEARCH " + " ".join(map(str, hits))).rstrip()
+        if parsed.uses_modseq and hits:
+            line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
     session.emit(line.encode())
     return "SEARCH completed"
+
+
+def _return_options(args: Args) -> list[str] | None:
+    """`RETURN (MIN MAX ALL COUNT)` before the keys (RFC 4731 3.1), or None for a plain
+    SEARCH; `RETURN ()` means ALL."""
+    if not (isinstance(args.peek(), Atom) and str(args.peek()).upper() == "RETURN"):
+        return None
+    args.next("RETURN")
+    options = [as_text(t, "SEARCH: bad RETURN option").upper() for t in args.list("options")]
+    unknown = set(options) - set(RETURN_OPTIONS)
+    if unknown:
+        raise ParseError(f"SEARCH: unknown RETURN option {sorted(unknown)[0]}")
+    return [option for option in RETURN_OPTIONS if option in options] or ["ALL"]
+
+
+def _esearch(request: Request, returns: list[str], hits: list[int]) -> str:
+    """The ESEARCH response: MIN, MAX and ALL only when something matched (RFC 4731 3.1)."""
+    words = [f'* ESEARCH (TAG "{request.tag}")']
+    if request.by_uid:
+        words.append("UID")
+    for option in returns:
+        if option == "COUNT":
+            words.append(f"COUNT {len(hits)}")
+        elif hits and option == "MIN":
+            words.append(f"MIN {hits[0]}")
+        elif hits and option == "MAX":
+            words.append(f"MAX {hits[-1]}")
+        elif hits:
+            words.append(f"ALL {uid_set_text(hits)}")
+    return " ".join(words)
 
 
 def _matches(

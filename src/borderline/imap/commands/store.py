@@ -28,7 +28,7 @@ async def store(session: Session, state: Selected, request: Request) -> str:
     numbers = SequenceSet.parse(args.atom("sequence set"))
     unchanged_since = modifier(args, "UNCHANGEDSINCE")
     if unchanged_since is not None:
-        session.condstore = True
+        session.enable_condstore()
     action = args.atom("FLAGS, +FLAGS or -FLAGS").upper()
     match = re.fullmatch(r"([+-]?)FLAGS(\.SILENT)?", action)
     if match is None:
