@@ -81,9 +81,7 @@ class GroupCommitter:
     async def _commit_batch(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            errors, relayed, sent, mailboxes = await loop.run_in_executor(
-                None, self._commit, batch
-            )
+            errors, relayed, sent, mailboxes = await loop.run_in_executor(None, self._commit, batch)
             if relayed and self.on_relay_queued is not None:
                 self.on_relay_queued()
             if sent and self.on_outbound_queued is not None:

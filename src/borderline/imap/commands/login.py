@@ -79,7 +79,7 @@ async def _login(session: Session, user: str, password: str) -> str:
             address,
             ip,
         )
-        result = "referred" if referred else "failed"
+        result: observe.LoginResult = "referred" if referred else "failed"
         observe.login(region.id, "imap", result, address=address, ip=ip)
         if referred:
             raise no(server.referral(address, home))
