@@ -423,6 +423,8 @@ class StaffRoster:
         return [self._member(r) for r in rows]
 
     def get(self, staff_id: int) -> StaffMember:
+        if not 0 < staff_id < 1 << 63:  # no such id in SQLite, which refuses to compare it
+            raise StaffError(f"no staff account {staff_id} (see `staff list`)")
         with self._lock:
             row = self._db.execute(
                 f"SELECT {self._COLUMNS} FROM staff WHERE id = ?", (staff_id,)

@@ -41,6 +41,15 @@ def test_a_name_is_one_person_whatever_its_spelling(roster: StaffRoster, variant
     assert roster.find(variant).id == 1  # a typed name finds the account, never a second one
 
 
+@pytest.mark.parametrize("who", ["9" * 30, "0", str(1 << 63)])
+def test_an_id_no_account_can_have_is_no_account(roster: StaffRoster, who: str) -> None:
+    """A login or lookup by an id beyond SQLite's integers is an unknown account, not an
+    OverflowError (the legal API's 500 that schemathesis found)."""
+    roster.add("Ada", parse_roles("legal-reviewer"), "eu-dublin", STAFF_PASSWORD)
+    with pytest.raises(StaffError, match="no staff account"):
+        roster.find(who)
+
+
 @pytest.mark.parametrize("name", ["Ada\u200b", "A\u200dda", "\u202eAda", "Ada\x00"], ids=ascii)
 def test_names_with_invisible_characters_are_refused(roster: StaffRoster, name: str) -> None:
     with pytest.raises(StaffError, match="invisible character"):
