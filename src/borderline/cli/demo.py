@@ -45,10 +45,16 @@ OPERATOR_METRICS = (
 LISTENER_OFFSETS = (25, 87, 65, 43, 93, 81, 125, 187, 165, 143, 193, 181, 80)
 
 
+# Below Linux's ephemeral ports (32768 and up by default), which any client socket may take
+# between this check and the listener's bind.
+EPHEMERAL_PORTS = 32768
+
+
 def free_base_port() -> int:
     """A base port whose every demo listener is free right now."""
+    span = EPHEMERAL_PORTS - 10000 - max(LISTENER_OFFSETS)
     for _ in range(200):
-        base = 20000 + secrets.randbelow(40000)
+        base = 10000 + secrets.randbelow(span)
         try:
             for offset in LISTENER_OFFSETS:
                 with socket.socket() as probe:
