@@ -57,6 +57,7 @@ from borderline.smtp.queue import (
     backoff,
     guarded_transaction,
     jittered,
+    observe_attempt,
 )
 from borderline.smtp.submission import header_block
 from borderline.store import OutboundItem
@@ -555,20 +556,17 @@ class OutboundWorker(QueueWorker):
         if item.bounce is not None:
             observe.operator_bounce(self.region.id, "outbound", item.id)
             return
-        delivered = len(item.rcpts) - len(failures)
-        failure = next(iter(failures.values()), None)
-        observe.delivery_attempt(
+        observe_attempt(
             self.region.id,
             "outbound",
             item.id,
             item.domain,
-            "deferred" if deferred else "delivered" if delivered else "bounced",
+            rcpts=len(item.rcpts),
+            failures=failures,
             attempts=item.attempts + 1,
-            delivered=delivered,
+            created=item.created,
             bounced=len(bounced),
-            latency=None if deferred or not delivered else time.time() - item.created,
-            error_code=None if failure is None else failure.code,
-            error=None if failure is None else str(failure),
+            deferred=deferred,
         )
 
     async def _report(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import aiosmtplib
 
+from borderline import observe
 from borderline.cloud import Region
 from borderline.delivery import Envelope
 from borderline.smtp.dsn import Failure
@@ -33,6 +34,38 @@ JITTER = 0.25  # a retry comes up to a quarter earlier or later than its backoff
 def backoff(attempts: int, first: float, cap: float) -> float:
     """Seconds until the next try after `attempts` failures: `first`, doubling, capped."""
     return min(first * 2.0 ** max(attempts, 0), cap)
+
+
+def observe_attempt(
+    region: str,
+    queue: observe.QueueName,
+    item_id: int,
+    destination: str,
+    *,
+    rcpts: int,
+    failures: dict[str, Failure],
+    attempts: int,
+    created: float,
+    bounced: int,
+    deferred: bool,
+) -> None:
+    """One attempt at a queued item, as the relay and the outbound worker both report it:
+    `failures` among its `rcpts` recipients, `bounced` of them for good."""
+    delivered = rcpts - len(failures)
+    failure = next(iter(failures.values()), None)
+    observe.delivery_attempt(
+        region,
+        queue,
+        item_id,
+        destination,
+        "deferred" if deferred else "delivered" if delivered else "bounced",
+        attempts=attempts,
+        delivered=delivered,
+        bounced=bounced,
+        latency=None if deferred or not delivered else time.time() - created,
+        error_code=None if failure is None else failure.code,
+        error=None if failure is None else str(failure),
+    )
 
 
 def jittered(seconds: float) -> float:

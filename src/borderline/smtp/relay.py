@@ -26,6 +26,7 @@ from borderline.smtp.queue import (
     QueueWorker,
     guarded_transaction,
     jittered,
+    observe_attempt,
 )
 from borderline.smtp.queue import backoff as _backoff
 from borderline.store import RelayItem
@@ -120,21 +121,17 @@ class RelayWorker(QueueWorker):
             if not deferred:
                 observe.operator_bounce(self.region.id, "relay", item.id)
             return
-        bounced = 0 if deferred else len(failures)
-        delivered = len(item.rcpts) - len(failures)
-        failure = next(iter(failures.values()), None)
-        observe.delivery_attempt(
+        observe_attempt(
             self.region.id,
             "relay",
             item.id,
             item.dest_region,
-            "deferred" if deferred else "delivered" if delivered else "bounced",
+            rcpts=len(item.rcpts),
+            failures=failures,
             attempts=item.attempts + 1,
-            delivered=delivered,
-            bounced=bounced,
-            latency=None if deferred or not delivered else time.time() - item.created,
-            error_code=None if failure is None else failure.code,
-            error=None if failure is None else str(failure),
+            created=item.created,
+            bounced=0 if deferred else len(failures),
+            deferred=deferred,
         )
 
     async def _send_lane(self, items: list[RelayItem]) -> list[Outcome]:
