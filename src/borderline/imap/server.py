@@ -50,6 +50,7 @@ class RegionImap:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: dict[int, set[Session]] = {}
         self._wake: dict[Session, asyncio.Event] = {}
+        self._asleep: set[Session] = set()
         self._flag_locks: dict[int, asyncio.Lock] = {}
         self._watcher: asyncio.Task[None] | None = None
 
@@ -156,8 +157,26 @@ class RegionImap:
         self._wake.pop(session, None)
 
     def wake_event(self, session: Session) -> asyncio.Event:
-        """The event that wakes `session` while it is IDLE (until `idle_done`)."""
+        """The event that wakes `session` while it is IDLE (until `idle_done`): created
+        before the session's first sync, so no change slips between that sync and the wait."""
         return self._wake.setdefault(session, asyncio.Event())
+
+    async def sleep_until_woken(
+        self, session: Session, interrupt: asyncio.Task[bytes], timeout: float
+    ) -> None:
+        """Sleep until a change wakes `session`, `interrupt` completes or `timeout` passes.
+        Only a session asleep here is woken by the store watcher: one in the middle of a
+        sync reports the change itself or is woken at the next interval, so no change costs
+        a session two store reads."""
+        event = self.wake_event(session)
+        waiter = asyncio.ensure_future(event.wait())
+        self._asleep.add(session)
+        try:
+            await asyncio.wait({interrupt, waiter}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            self._asleep.discard(session)
+            waiter.cancel()
+            event.clear()
 
     def idle_done(self, session: Session) -> None:
         self._wake.pop(session, None)
@@ -180,8 +199,11 @@ class RegionImap:
         store = self.region.store
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            idle = {s: s.selected_modseq() for s in self._wake}
-            watched = [m for m, sessions in self._watching.items() if not sessions.isdisjoint(idle)]
+            watched = [
+                mailbox_id
+                for mailbox_id, sessions in self._watching.items()
+                if not sessions.isdisjoint(self._asleep)
+            ]
             if not watched:
                 continue
             future = self.store_threads.submit(store.highest_modseqs, watched)
@@ -191,7 +213,7 @@ class RegionImap:
                 log.warning("imap %s: cannot look for changes: %s", self.region.id, exc)
                 continue
             for mailbox_id, modseq in current.items():
-                for session in self._watching.get(mailbox_id, ()):
-                    event = self._wake.get(session)
-                    if event is not None and idle.get(session, modseq) < modseq:
+                for session in self._watching.get(mailbox_id, set()) & self._asleep:
+                    event = self._wake[session]
+                    if not event.is_set() and session.selected_modseq() < modseq:
                         event.set()

@@ -20,34 +20,38 @@ if TYPE_CHECKING:
 
 async def idle(session: Session, state: LoggedIn, request: Request) -> str:
     request.args.end()
+    server = session.server
+    server.wake_event(session)  # before the first sync: nothing slips by
+    deadline = time.monotonic() + AUTOLOGOUT
+    await report_changes(session)
     session.emit(b"+ idling")
     await session.flush()
     done = asyncio.ensure_future(session.readline())
-    deadline = time.monotonic() + AUTOLOGOUT
-    wake = session.server.wake_event(session)  # before the first sync: nothing slips by
     try:
-        while not done.done():
+        while True:
+            await server.sleep_until_woken(session, done, max(0.0, deadline - time.monotonic()))
+            if done.done():
+                break
             if time.monotonic() > deadline:
                 session.emit(b"* BYE Autologout; idle for too long")
                 session.log_out()
                 return "IDLE terminated by autologout"
-            if isinstance(session.state, Selected):
-                await session.check_selected()
-                with contextlib.suppress(Reply):  # the store is unavailable: the watcher retries
-                    await session.sync(session.state.view, allow_expunge=True)
-                await session.flush()
-            waiter = asyncio.ensure_future(wake.wait())
-            left = max(0.0, deadline - time.monotonic())
-            await asyncio.wait({done, waiter}, timeout=left, return_when="FIRST_COMPLETED")
-            waiter.cancel()
-            wake.clear()
+            await report_changes(session)
         line = done.result()
     finally:
         done.cancel()
-        session.server.idle_done(session)
+        server.idle_done(session)
     if line.strip().upper() != b"DONE":
         raise bad("IDLE: expected DONE")
     return "IDLE terminated"
+
+
+async def report_changes(session: Session) -> None:
+    if isinstance(session.state, Selected):
+        await session.check_selected()
+        with contextlib.suppress(Reply):  # the store is unavailable: the watcher retries
+            await session.sync(session.state.view, allow_expunge=True)
+    await session.flush()
 
 
 COMMANDS: dict[str, Command[LoggedIn]] = {"IDLE": Command(idle, LOGGED_IN, sync_after=False)}
