@@ -95,6 +95,8 @@ def write_config(root: Path, stores: Mapping[str, str] | None = None, **replace:
         text = text.replace(old, new)
     if "[inbound]" not in text:  # no DNS for sender authentication but in its own tests
         text += "\n[inbound]\nauthenticate = false\n"
+    if "[passwords]" not in text:  # real argon2id, cheap enough for hundreds of logins
+        text += "\n[passwords]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
     path = root / "borderline.toml"
     path.write_text(text)
     return path

@@ -52,6 +52,7 @@ class Region:
         # One per region, shared by IMAP and SMTP submission: a guess costs the same wherever
         # it is made.
         self.logins = LoginThrottle()
+        self.passwords = accounts.Passwords(accounts.PasswordCost.of(config.passwords))
         self.questions = QuestionDesk(self.vault, directory)
         directory.publish_region(
             RegionKeys(section.id, self.vault.sealing_public_key, self.vault.signing_public_key)
@@ -106,7 +107,7 @@ class Region:
         )
 
     def check_password(self, address: str, password: str) -> bool:
-        return accounts.check_password(self.store, address, password)
+        return self.passwords.check(self.store, address, password)
 
     def answer_password_question(self, wire: bytes) -> bytes:
         """Another region asks, for a client logging in there, whether the password of an
@@ -158,8 +159,8 @@ class Cloud:
         address = accounts.new_account_address(
             address, self.config.cloud.domains, self.config.addresses.separator
         )
-        password_hash = accounts.hash_password(password)
         region = self.region(region_id)
+        password_hash = region.passwords.hash(password)
         try:
             self.directory.add(address, region_id)
         except DirectoryError as exc:
@@ -185,8 +186,8 @@ class Cloud:
 
     def set_password(self, address: str, password: str) -> None:
         """Replace an account's password (in its home region's store only)."""
-        password_hash = accounts.hash_password(password)
-        self._served_home(address).store.set_password_hash(address, password_hash)
+        region = self._served_home(address)
+        region.store.set_password_hash(address, region.passwords.hash(password))
 
     def delete_account(self, address: str) -> int:
         """Delete an account: its mail, then its data key (so any copy of the ciphertext

@@ -283,6 +283,16 @@ class RegionSection(_Strict):
         return min(1, len(self.witnesses)) if self.witness_quorum is None else self.witness_quorum
 
 
+class PasswordsSection(_Strict):
+    """The argon2id cost of every password hash, accounts' and staff's: passes, memory
+    (KiB) and lanes. The default is RFC 9106's second recommendation (64 MiB). A raised
+    cost applies to each account's password at its next right login."""
+
+    time_cost: Annotated[int, Field(ge=1, le=32)] = 3
+    memory_kib: Annotated[int, Field(ge=8192, le=4194304)] = 65536
+    parallelism: Annotated[int, Field(ge=1, le=64)] = 4
+
+
 class ApiSection(_Strict):
     listen: ListenField = Listen(host="127.0.0.1", port=8080)
 
@@ -303,6 +313,7 @@ class Config(_Strict):
     outbound: OutboundSection = OutboundSection()
     inbound: InboundSection = InboundSection()
     addresses: AddressesSection = AddressesSection()
+    passwords: PasswordsSection = PasswordsSection()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

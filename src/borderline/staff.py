@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from borderline.accounts import MIN_PASSWORD_LENGTH
+from borderline.accounts import MIN_PASSWORD_LENGTH, PasswordCost
 from borderline.config import Config
 from borderline.durable_sqlite import open_durable
 
@@ -53,24 +53,6 @@ TOTP_ISSUER = "Borderline legal desk"
 TOKEN_PREFIX = "bls"
 MAX_TOKEN_DAYS = 90
 _NONCE = 12
-
-
-@dataclass(frozen=True)
-class PasswordCost:
-    """argon2id parameters: passes, memory (KiB) and lanes. The default is argon2-cffi's
-    (RFC 9106's second recommendation, 64 MiB); each login costs one derivation."""
-
-    time_cost: int = 3
-    memory_cost: int = 65536
-    parallelism: int = 4
-
-    def __str__(self) -> str:
-        return f"{self.time_cost},{self.memory_cost},{self.parallelism}"
-
-    @classmethod
-    def parse(cls, text: str) -> PasswordCost:
-        t, m, p = (int(x) for x in text.split(","))
-        return cls(t, m, p)
 
 
 class Role(StrEnum):
@@ -373,7 +355,11 @@ class StaffRoster:
     @classmethod
     def of(cls, config: Config, cost: PasswordCost | None = None) -> StaffRoster:
         """The roster of a cloud: each region's key holder is the custodian that runs it."""
-        return cls(config.cloud.data_dir, {r.id: r.custodian for r in config.regions}, cost)
+        return cls(
+            config.cloud.data_dir,
+            {r.id: r.custodian for r in config.regions},
+            cost or PasswordCost.of(config.passwords),
+        )
 
     def _vault(self, region: str) -> sqlite3.Connection:
         db = self._secrets.get(region)

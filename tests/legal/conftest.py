@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from borderline.accounts import PasswordCost
 from borderline.cloud import Cloud
 from borderline.law import LegalRequest, parse_request
 from borderline.legal import LegalDesk
-from borderline.staff import PasswordCost, Signer, StaffRoster, parse_roles, totp_code
+from borderline.staff import Signer, StaffRoster, parse_roles, totp_code
 
 ALICE = "alice@example.test"  # homed in eu-dublin (Irish custodian)
 BOB = "bob@example.test"  # homed in us-east (US custodian)

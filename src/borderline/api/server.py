@@ -53,7 +53,23 @@ def published_logs(cloud: Cloud) -> list[PublishedLog]:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """Signals belong to the runtime, which stops every service together."""
+    """Signals belong to the runtime, which stops every service together; `exit` stops the
+    server at once instead of at uvicorn's next tenth-of-a-second poll."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit = asyncio.Event()
+
+    def exit(self) -> None:
+        self.should_exit = True
+        self._exit.set()
+
+    async def main_loop(self) -> None:
+        counter = 0  # on_tick refreshes the Date header when the counter is a multiple of 10
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit.wait(), 1.0)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -101,7 +117,7 @@ class _Http:
     async def stop_http(self) -> None:
         if self._server is None or self._task is None:
             return
-        self._server.should_exit = True
+        self._server.exit()
         await self._task
         self._server = None
 

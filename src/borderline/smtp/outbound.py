@@ -151,8 +151,6 @@ class OutboundWorker(QueueWorker):
         self.allowed: Callable[[IpAddress], bool] = (
             (lambda address: True) if self.settings.allow_private_addresses else public_address
         )
-        self.validated = tls_context(TlsRequirement.VALIDATED, self.settings.ca_file)
-        self.unvalidated = tls_context(TlsRequirement.OPPORTUNISTIC)
         self.resolver: dns.asyncresolver.Resolver | None = None
         self.mta_sts: MtaSts | None = None
         self._connections = asyncio.Semaphore(self.settings.max_connections)
@@ -167,6 +165,15 @@ class OutboundWorker(QueueWorker):
         # TLS-RPT report (RFC 8460) would send.
         self.tls_failures: Counter[str] = Counter()
         committer.on_outbound_queued = self.wake
+
+    @functools.cached_property
+    def _validated(self) -> ssl.SSLContext:
+        """Made at the first delivery that needs it: loading the CA store takes a while."""
+        return tls_context(TlsRequirement.VALIDATED, self.settings.ca_file)
+
+    @functools.cached_property
+    def _unvalidated(self) -> ssl.SSLContext:
+        return tls_context(TlsRequirement.OPPORTUNISTIC)
 
     def start(self) -> None:
         self.resolver = make_resolver(self.settings)
@@ -391,7 +398,7 @@ class OutboundWorker(QueueWorker):
                     if testing:
                         self._tls_failure(route, hop, "no STARTTLS")
                     return _Session(client, hop.mx.name, "none", self._key(route, hop))
-                context = self.validated if mode == "validated" else self.unvalidated
+                context = self._validated if mode == "validated" else self._unvalidated
                 try:
                     await client.starttls(tls_context=context, server_hostname=hop.mx.name)
                 except (ssl.SSLError, aiosmtplib.SMTPException) as exc:

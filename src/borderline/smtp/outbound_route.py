@@ -286,8 +286,8 @@ def tls_context(requirement: TlsRequirement, ca_file: Path | None = None) -> ssl
     server_hostname, so a VALIDATED context checks the certificate is for it."""
     if requirement is TlsRequirement.VALIDATED:
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    else:
-        context = ssl.create_default_context()
+    else:  # nothing is checked, so no CA store to load
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_2
