@@ -22,8 +22,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
+# Most tests wait on real servers and clients rather than compute: one worker per core,
+# each test file on one worker (its module fixtures, such as a Postfix, start once).
+TEST_WORKERS ?= auto
+
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit
 
