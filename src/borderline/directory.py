@@ -14,7 +14,8 @@ from borderline.durable_sqlite import open_durable
 
 ADDRESS_MAX = 254
 # RFC 5321 4.5.1 (postmaster) and RFC 2142 (abuse): every domain of the cloud has them.
-ROLE_LOCAL_PARTS = ("postmaster", "abuse")
+POSTMASTER = "postmaster"
+ROLE_LOCAL_PARTS = (POSTMASTER, "abuse")
 
 
 class DirectoryError(Exception):

@@ -22,7 +22,7 @@ from borderline import observe
 from borderline.cloud import Region
 from borderline.delivery import Envelope as MailEnvelope
 from borderline.delivery import Plan, RelayRejected, is_relay_message
-from borderline.directory import DirectoryError, normalize_address
+from borderline.directory import POSTMASTER, DirectoryError, normalize_address
 from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.submission import sender_refusal
 from borderline.smtp.transaction import queued
@@ -245,17 +245,21 @@ class IngressHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"  # RFC 5321 4.5.3.1.10
+        if address.lower() == POSTMASTER:  # RFC 5321 4.5.1: no domain, this host's
+            address = f"{POSTMASTER}@{self.region.domains[0]}"
         try:
-            normalized = normalize_address(address)
-        except DirectoryError:
-            return "501 5.1.3 Bad recipient address syntax"
-        account = self.region.account_for(normalized)
+            normalized: str | None = normalize_address(address)
+        except DirectoryError:  # a quoted local part, an address literal: nobody's here
+            normalized = None
+        account = None if normalized is None else self.region.account_for(normalized)
         if account is None:
-            domain = normalized.rpartition("@")[2]
+            domain = address.rpartition("@")[2].lower()
             if domain in self.region.domains:
-                return f"550 5.1.1 <{normalized}>: no such user here"
+                return f"550 5.1.1 <{address.lower()}>: no such user here"
             if not (self.submission and session.authenticated):
                 return "550 5.7.1 Relaying denied: this cloud only accepts mail for its own domains"
+            if normalized is None:
+                return "553 5.1.3 Quoted local parts and address literals are not sent out"
             # Mail to the Internet, from an account homed here: it leaves from here.
             account = normalized
         envelope.rcpt_tos.append(account)  # an alias, a tag, a role address: its account
