@@ -13,6 +13,7 @@ import email.utils
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -27,7 +28,7 @@ from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.submission import sender_refusal
 from borderline.smtp.transaction import queued
 from borderline.store import Delivery, MailboxNotFound, OutboundMessage, OutboundRelay
-from borderline.throttle import LoginThrottle
+from borderline.throttle import Guesses, LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ class IngressHandler:
         self.throttle = throttle or LoginThrottle()
         self.hostname = hostname
         self.max_recipients = max_recipients
+        # Each connection's guesses, gone with the connection (see throttle.Guesses).
+        self._guesses: weakref.WeakKeyDictionary[SMTP, Guesses] = weakref.WeakKeyDictionary()
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         """RFC 4616 PLAIN, with the password check off the event loop and throttled: aiosmtpd
@@ -215,8 +218,14 @@ class IngressHandler:
             )
         password = password_bytes.decode(errors="replace")
         home_here = self.region.directory.home(login) == self.region.id
-        ok = await self.throttle.attempt(
-            lambda: self.region.check_password(login, password) and home_here, login, ip
+        guesses = self._guesses.get(server)
+        if guesses is None:
+            guesses = self._guesses[server] = Guesses(self.throttle)
+        ok = await guesses.attempt(
+            lambda: self.region.check_password(login, password) and home_here,
+            login,
+            ip,
+            password,
         )
         observe.login(self.region.id, "submission", "ok" if ok else "failed", address=login, ip=ip)
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
