@@ -89,6 +89,10 @@ class SmtpSection(_Strict):
     # RFC 5321 4.5.3.2: 5 minutes for each command, 3 for each block of data.
     command_timeout_seconds: float = Field(default=300, gt=0)
     data_timeout_seconds: float = Field(default=180, gt=0)
+    # Per account, on submission (both ports of its home region together): what a stolen
+    # password can send in an hour. Over it: 451 4.7.0.
+    submission_messages_per_hour: int = Field(default=500, gt=0)
+    submission_recipients_per_hour: int = Field(default=2000, gt=0)
 
 
 class InboundSection(_Strict):

@@ -25,6 +25,7 @@ from borderline.delivery import Envelope as MailEnvelope
 from borderline.delivery import Plan, RelayRejected, is_relay_message
 from borderline.directory import POSTMASTER, DirectoryError, normalize_address
 from borderline.smtp.inbound_auth import InboundAuthenticator
+from borderline.smtp.limits import SendingLimit
 from borderline.smtp.submission import sender_refusal
 from borderline.smtp.transaction import queued
 from borderline.store import Delivery, MailboxNotFound, OutboundMessage, OutboundRelay
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
 NULL_REVERSE_PATH = "<>"
+OVER_SENDING_LIMIT = "451 4.7.0 This account's sending limit is reached; try again later"
 
 
 @dataclass
@@ -155,8 +157,10 @@ class IngressHandler:
         hostname: str = "localhost",
         max_recipients: int = 1000,
         authenticator: InboundAuthenticator | None = None,
+        sending: SendingLimit | None = None,
     ) -> None:
         self.region = region
+        self.sending = sending
         self.authenticator = authenticator
         self.committer = committer
         self.submission = submission
@@ -240,6 +244,8 @@ class IngressHandler:
     ) -> str:
         if self.submission and not may_send_as(self.region, str(session.auth_data), address):
             return "553 5.7.1 Sender address must be the authenticated account"
+        if self.sending is not None and not self.sending.allows(str(session.auth_data)):
+            return OVER_SENDING_LIMIT
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -254,6 +260,10 @@ class IngressHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"  # RFC 5321 4.5.3.1.10
+        if self.sending is not None and not self.sending.allows(
+            str(session.auth_data), len(envelope.rcpt_tos) + 1
+        ):
+            return OVER_SENDING_LIMIT
         if address.lower() == POSTMASTER:  # RFC 5321 4.5.1: no domain, this host's
             address = f"{POSTMASTER}@{self.region.domains[0]}"
         try:
@@ -278,6 +288,9 @@ class IngressHandler:
         accepted = await self._accept(session, envelope)
         if isinstance(accepted, str):
             return accepted
+        sender, recipients = str(session.auth_data), len(envelope.rcpt_tos)
+        if self.sending is not None and not self.sending.take(sender, recipients):
+            return OVER_SENDING_LIMIT  # other connections of the account spent it meanwhile
         # The committer gets the only reference to the message (see GroupCommitter.commit).
         commit = self.committer.commit(accepted)
         del accepted
@@ -285,6 +298,8 @@ class IngressHandler:
             queue_id = await commit
         except Exception as exc:
             log.error("region %s: message not committed: %s", self.region.id, exc)
+            if self.sending is not None:
+                self.sending.give_back(sender, recipients)
             return "451 4.3.0 Message not stored, try again later"
         queued(envelope, queue_id)
         return f"250 2.0.0 OK: queued as {queue_id}"
