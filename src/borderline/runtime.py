@@ -254,7 +254,16 @@ def reload(cloud: Cloud, config_path: Path) -> str:
         return f"reload refused: {config_path} is not valid: {exc}"
     changed = [
         name
-        for name in ("cloud", "custodians", "regions", "api", "inbound", "addresses", "outbound")
+        for name in (
+            "cloud",
+            "custodians",
+            "regions",
+            "api",
+            "inbound",
+            "dns",
+            "addresses",
+            "outbound",
+        )
         if getattr(fresh, name) != getattr(cloud.config, name)
     ]
     if changed:

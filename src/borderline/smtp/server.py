@@ -62,7 +62,7 @@ class RegionSmtp:
         )
         inbound = config.inbound
         self.authenticator = (
-            InboundAuthenticator(inbound, config.primary_domain)
+            InboundAuthenticator(inbound, config.primary_domain, config.dns)
             if inbound.authenticate or inbound.rspamd_url is not None
             else None
         )
