@@ -172,6 +172,8 @@ def test_running_servers_see_what_the_cli_changes_without_sighup(tmp_path: Path)
             assert _rcpt(mx, "alice@example.test") == 250  # its home is cached now
         assert _submission_login(dublin.submission, PASSWORD) == 235
 
+        cli("account", "add", "carol@example.test", "-r", "us-east", "--password", PASSWORD)
+        assert _rcpt(dublin.smtp, "carol@example.test") == 250
         cli("alias", "add", "sales@example.test", "alice@example.test")
         assert _eventually(lambda: _rcpt(us.smtp, "sales@example.test"), 250) == 250
         cli("alias", "remove", "sales@example.test")

@@ -215,7 +215,8 @@ class Cloud:
     def hand_off_deletion(self, address: str, region_id: str) -> int:
         """Have the server that serves `region_id` delete the account (it owns the region's
         log); wait for its outcome. Refused, with nothing deleted, if the server does not
-        take the request in time."""
+        take the request in time; if it took it and gives no outcome in time (it died
+        mid-way), running the deletion again finishes it."""
         folder = self.config.cloud.data_dir / region_id / HANDOFF
         folder.mkdir(mode=0o700, exist_ok=True)
         request = folder / f"{secrets.token_hex(8)}.delete"
@@ -223,13 +224,18 @@ class Cloud:
         staged.write_text(json.dumps({"address": address}))
         staged.rename(request)  # whole, or not there at all
         done = request.with_suffix(".done")
-        deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
+        deadline, taken = time.monotonic() + HANDOFF_WAIT_SECONDS, False
         while not done.exists():
             if time.monotonic() > deadline:
+                if taken:
+                    raise AccountError(
+                        f"the server serving {region_id} took the deletion but gave no outcome;"
+                        " run `account delete` again to finish it"
+                    )
                 try:
                     request.unlink()  # not taken: withdrawn, so it never happens later
                 except FileNotFoundError:  # taken: the deletion is under way
-                    deadline = time.monotonic() + HANDOFF_WAIT_SECONDS
+                    deadline, taken = time.monotonic() + HANDOFF_WAIT_SECONDS, True
                     continue
                 raise AccountError(
                     f"not deleted: the server serving {region_id} did not take the request"
