@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import RunningCloud
+from tests.conftest import PASSWORD, RunningCloud
 from tests.smtp.test_extensions import _final, _script
+from tests.smtp.test_ingress import _client_tls, _submission
 
 LONG_DOMAIN = ".".join(["d" * 63] * 4) + ".test"  # 261 octets
 SENDER = "501 5.1.7 Bad sender address syntax: "
@@ -118,3 +119,15 @@ def test_mail_and_rcpt_paths_follow_rfc_5321(running: RunningCloud) -> None:
     ]
     assert got == expected
     assert len(replies) == len(expected) + 1  # and 221 to QUIT
+
+
+@pytest.mark.one_engine("the SMTP protocol layer: replies to RCPT, nothing stored")
+def test_valid_paths_that_name_no_internet_mailbox_are_not_sent_out(running: RunningCloud) -> None:
+    with _submission(running, "eu-dublin") as client:
+        client.starttls(context=_client_tls())
+        client.login("alice@example.test", PASSWORD)
+        assert client.mail("alice@example.test")[0] == 250
+        for rcpt in ('"john doe"@example.org', "x@[192.0.2.1]", "x@localhost"):
+            code, text = client.rcpt(rcpt)
+            assert (code, text.split(b":")[0]) == (553, b"5.1.3 Not sent out"), rcpt
+        assert client.rcpt("bob@example.org")[0] == 250, "an Internet mailbox is"

@@ -268,7 +268,7 @@ class IngressHandler:
             address = f"{POSTMASTER}@{self.region.domains[0]}"
         try:
             normalized: str | None = normalize_address(address)
-        except DirectoryError:  # a quoted local part, an address literal: nobody's here
+        except DirectoryError:  # a quoted local part, an address literal, one label
             normalized = None
         account = None if normalized is None else self.region.account_for(normalized)
         if account is None:
@@ -278,7 +278,10 @@ class IngressHandler:
             if not (self.submission and session.authenticated):
                 return "550 5.7.1 Relaying denied: this cloud only accepts mail for its own domains"
             if normalized is None:
-                return "553 5.1.3 Quoted local parts and address literals are not sent out"
+                return (
+                    "553 5.1.3 Not sent out: a quoted local part, an address literal or a"
+                    " one-label domain"
+                )
             # Mail to the Internet, from an account homed here: it leaves from here.
             account = normalized
         envelope.rcpt_tos.append(account)  # an alias, a tag, a role address: its account
