@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from borderline.config import Listen, load_config
+from borderline.store import open_store
 from borderline.tls import ensure_certificate
 from tests.conftest import PASSWORD, write_config
 from tests.smtp.test_ingress import _client_tls
@@ -184,6 +185,16 @@ def test_running_servers_see_what_the_cli_changes_without_sighup(tmp_path: Path)
         assert _submission_login(dublin.submission, new) == 235
         assert _submission_login(dublin.submission, PASSWORD) == 535
 
+        # The server's refusal comes back, with nothing deleted.
+        store = open_store(tmp_path / "data" / "eu-dublin" / "mail.sqlite")
+        hold = store.add_hold("alice@example.test", "REQ-1", 4_000_000_000.0)
+        held = run(
+            "account", "delete", "alice@example.test", "--yes", "-c", str(config), cwd=tmp_path
+        )
+        assert held.returncode == 1 and "preservation hold" in held.stderr
+        assert _rcpt(us.smtp, "alice@example.test") == 250
+        store.release_hold(hold)
+        store.close()
         cli("account", "delete", "alice@example.test", "--yes")  # done by the Dublin server
         assert _rcpt(dublin.smtp, "alice@example.test") == 550
         assert _submission_login(dublin.submission, new) == 535
