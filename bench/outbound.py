@@ -98,8 +98,8 @@ def start_borderline(
     text = example_config(workdir / "data", base_port=free_base_port())
     config_path.write_text(
         text
+        + f'\n[dns]\nservers = ["127.0.0.1"]\nport = {dns.port}\n'
         + "\n[outbound]\n"
-        + f'dns_servers = ["127.0.0.1"]\ndns_port = {dns.port}\n'
         + f"smtp_port = {destination.port}\nallow_private_addresses = true\n"
     )
     config = load_config(config_path)

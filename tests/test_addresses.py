@@ -91,6 +91,26 @@ def test_tags_aliases_role_addresses_and_several_domains(running: RunningCloud) 
     assert set(_send(running, ["sales@example.test"], "gone")) == {"sales@example.test"}
 
 
+@pytest.mark.one_engine("RCPT resolution at the MX; delivery is the same on both engines")
+def test_postmaster_without_a_domain_goes_to_the_configured_account(
+    running: RunningCloud,
+) -> None:
+    """RFC 5321 4.1.1.3 and 4.5.1: `RCPT TO:<Postmaster>`, in any case, must be accepted."""
+    for region, names in (("us-east", ["Postmaster", "POSTMASTER"]), ("eu-dublin", ["postmaster"])):
+        with mx(running, region) as client:
+            client.ehlo("client.test")
+            assert client.mail("x@example.org")[0] == 250
+            for name in names:
+                assert client.rcpt(name) == (250, b"2.1.5 OK")
+            assert client.data(b"From: x@example.org\r\nSubject: to " + region.encode())[0] == 250
+    assert running.drained()
+    # Relayed home once per message, whichever region took it: the configured account.
+    assert sorted(_subjects(running, "eu-dublin", "alice@example.test")) == [
+        "to eu-dublin",
+        "to us-east",
+    ]
+
+
 def test_the_separator_is_configurable(tmp_path: Path) -> None:
     directory = Directory(tmp_path / "directory.sqlite")
     directory.add("alice@example.test", "eu-dublin")

@@ -67,3 +67,25 @@ def test_witnesses_per_region_and_their_quorum(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=expected):
             parse_config(text.replace("\n[api]\n", f"\n{bad}\n[api]\n"))
+
+
+def test_one_dns_section_and_the_deprecated_keys_still_read(tmp_path: Path) -> None:
+    text = example_config(tmp_path)
+    config = parse_config(text + '\n[dns]\nservers = ["127.0.0.1"]\nport = 5353\n')
+    assert (config.dns.servers, config.dns.port) == (["127.0.0.1"], 5353)
+    assert parse_config(text).dns.servers == [], "the system's resolvers"
+    # The keys [inbound] and [outbound] had each, before [dns]: read as [dns], when they agree.
+    old = parse_config(
+        text + '\n[inbound]\ndns_servers = ["::1"]\n\n[outbound]\ndns_servers = ["::1"]\n'
+        "dns_port = 5353\n"
+    )
+    assert (old.dns.servers, old.dns.port) == (["::1"], 5353)
+    for extra, named in (
+        ("[inbound]\ndns_port = 53\n\n[outbound]\ndns_port = 5353\n", "[inbound] dns_port"),
+        ('[dns]\nservers = ["::1"]\n\n[outbound]\ndns_servers = ["::2"]\n', "[dns] servers"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            parse_config(text + "\n" + extra)
+        assert "(deprecated: now [dns]" in str(error.value) and named in str(error.value)
+    with pytest.raises(ConfigError, match="'nowhere' is not an IP address"):
+        parse_config(text + '\n[dns]\nservers = ["nowhere"]\n')

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import json
+import secrets
 import ssl
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,6 +25,13 @@ from borderline.throttle import LoginThrottle
 from borderline.tlog import TransparencyLog
 from borderline.tls import load_certificate, server_context
 from borderline.vault import Vault
+
+# Where the command line leaves an account deletion for the server that owns the region's
+# log (the server holds it open and locked), and finds the outcome.
+HANDOFF = "handoff"
+HANDOFF_WAIT_SECONDS = 60.0
+HANDOFF_REQUEST_MAX = 4096  # bytes: an address and some JSON
+HANDOFFS_PER_PASS = 100
 
 
 class Region:
@@ -202,6 +212,78 @@ class Cloud:
         index = region.vault.destroy_account_key(address)
         self.directory.remove(address)
         return index
+
+    def hand_off_deletion(self, address: str, region_id: str) -> int:
+        """Have the server that serves `region_id` delete the account (it owns the region's
+        log); wait for its outcome. Refused, with nothing deleted, if the server does not
+        take the request in time; if it took it and gives no outcome in time (it died
+        mid-way), running the deletion again finishes it."""
+        folder = self.config.cloud.data_dir / region_id / HANDOFF
+        folder.mkdir(mode=0o700, exist_ok=True)
+        request = folder / f"{secrets.token_hex(8)}.delete"
+        staged = request.with_suffix(".new")
+        staged.write_text(json.dumps({"address": address}))
+        staged.rename(request)  # whole, or not there at all
+        done = request.with_suffix(".done")
+        deadline, taken = time.monotonic() + HANDOFF_WAIT_SECONDS, False
+        while not done.exists():
+            if time.monotonic() > deadline:
+                if taken:
+                    raise AccountError(
+                        f"the server serving {region_id} took the deletion but gave no outcome;"
+                        " run `account delete` again to finish it"
+                    )
+                try:
+                    request.unlink()  # not taken: withdrawn, so it never happens later
+                except FileNotFoundError:  # taken: the deletion is under way
+                    deadline, taken = time.monotonic() + HANDOFF_WAIT_SECONDS, True
+                    continue
+                raise AccountError(
+                    f"not deleted: the server serving {region_id} did not take the request"
+                )
+            time.sleep(0.1)
+        outcome = json.loads(done.read_text())
+        done.unlink()
+        if "error" in outcome:
+            raise AccountError(str(outcome["error"]))
+        return int(outcome["index"])
+
+    def answer_handoffs(self) -> list[str]:
+        """Carry out the deletions the command line left for the regions served here (see
+        `hand_off_deletion`); what was done, for the log. Blocking."""
+        done = []
+        for region in self.regions.values():
+            folder = region.root / HANDOFF
+            if not folder.is_dir():
+                continue
+            for request in sorted(folder.glob("*.delete"))[:HANDOFFS_PER_PASS]:
+                taken = request.with_suffix(".taken")
+                try:
+                    request.rename(taken)
+                except FileNotFoundError:  # withdrawn meanwhile
+                    continue
+                outcome = self._answer(taken)
+                staged = request.with_suffix(".out")
+                staged.write_text(json.dumps(outcome))
+                staged.rename(request.with_suffix(".done"))
+                taken.unlink()
+                result = "refused" if "error" in outcome else "done"
+                done.append(f"{region.id}: account deletion {result}")
+        return done
+
+    def _answer(self, taken: Path) -> dict[str, object]:
+        try:
+            with taken.open("rb") as file:
+                data = file.read(HANDOFF_REQUEST_MAX + 1)
+            if len(data) > HANDOFF_REQUEST_MAX:
+                raise ValueError(f"over {HANDOFF_REQUEST_MAX} bytes")
+            address = str(json.loads(data)["address"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return {"error": f"not deleted: unreadable request: {exc}"}
+        try:
+            return {"index": self.delete_account(address)}
+        except AccountError as exc:
+            return {"error": str(exc)}
 
     def add_alias(self, alias: str, target: str) -> str:
         """Deliver mail for `alias` to the account `target`, homed with it."""

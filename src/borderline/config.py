@@ -15,7 +15,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    IPvAnyAddress,
     ValidationError,
     field_validator,
     model_validator,
@@ -89,6 +88,10 @@ class SmtpSection(_Strict):
     # RFC 5321 4.5.3.2: 5 minutes for each command, 3 for each block of data.
     command_timeout_seconds: float = Field(default=300, gt=0)
     data_timeout_seconds: float = Field(default=180, gt=0)
+    # Per account, on submission (both ports of its home region together): what a stolen
+    # password can send in an hour. Over it: 451 4.7.0.
+    submission_messages_per_hour: int = Field(default=500, gt=0)
+    submission_recipients_per_hour: int = Field(default=2000, gt=0)
 
 
 class InboundSection(_Strict):
@@ -97,9 +100,6 @@ class InboundSection(_Strict):
     # SPF, DKIM, DMARC and ARC on every message the MX accepts; an Authentication-Results
     # header on each; DMARC p=reject refused (550 5.7.1), p=quarantine to Junk.
     authenticate: bool = True
-    # The DNS servers to ask and their port; default: the system's (/etc/resolv.conf).
-    dns_servers: list[IPvAnyAddress] = []
-    dns_port: int = Field(default=53, gt=0, le=65535)
     # The authserv-id of the header (RFC 8601 2.5); default: the cloud's first domain.
     authserv_id: str | None = None
     # ARC sealers (d= domains) whose passing chain forgives a DMARC failure (RFC 8617 7.2).
@@ -132,13 +132,54 @@ class AddressesSection(_Strict):
     separator: Literal["+", "-", "_", "=", ""] = "+"
 
 
+class DnsSection(_Strict):
+    """The DNS servers every region asks, for sender authentication on the MX and for
+    routing mail to the Internet (IP addresses) and their port; default: the system's
+    resolvers (/etc/resolv.conf)."""
+
+    servers: list[str] = []
+    port: int = Field(default=53, gt=0, le=65535)
+
+    @field_validator("servers")
+    @classmethod
+    def _ip_addresses(cls, servers: list[str]) -> list[str]:
+        return [_ip_address(server) for server in servers]
+
+
+# The keys [dns] replaced; still read, from either section (README "borderline.toml").
+DEPRECATED_DNS_KEYS = {"dns_servers": "servers", "dns_port": "port"}
+
+
+def _moved_dns_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """The raw config with [inbound] and [outbound] dns_servers/dns_port moved into [dns];
+    refused when two of them disagree, since there is one resolver setting now."""
+    dns = dict(data.get("dns") or {})
+    moved = dict(data)
+    named: dict[str, str] = {key: f"[dns] {key}" for key in dns}
+    for section in ("inbound", "outbound"):
+        table = data.get(section)
+        if not isinstance(table, dict):
+            continue
+        table = dict(table)
+        for old, new in DEPRECATED_DNS_KEYS.items():
+            if old not in table:
+                continue
+            value = table.pop(old)
+            if new in dns and dns[new] != value:
+                raise ValueError(
+                    f"[{section}] {old} (deprecated: now [dns] {new}) differs from"
+                    f" {named[new]}: set [dns] {new} once"
+                )
+            dns[new], named[new] = value, f"[{section}] {old}"
+        moved[section] = table
+    if dns:
+        moved["dns"] = dns
+    return moved
+
+
 class OutboundSection(_Strict):
     """Mail to the Internet, sent from the sender's home region (docs/internet-mail.md)."""
 
-    # The DNS servers to ask (IP addresses) and their port; default: the system's resolvers
-    # (/etc/resolv.conf).
-    dns_servers: list[str] = []
-    dns_port: int = Field(default=53, gt=0, le=65535)
     smtp_port: int = Field(default=25, gt=0, le=65535)  # of remote MX hosts
     mta_sts_port: int = Field(default=443, gt=0, le=65535)  # of MTA-STS policy hosts
     # Trust anchors for validated TLS (MTA-STS enforce); default: the system's.
@@ -157,11 +198,6 @@ class OutboundSection(_Strict):
     max_attempts: int = Field(default=200, gt=0, le=10_000)
     # One delay notice per message still queued after this long (RFC 3464 "delayed").
     delay_warning_seconds: float = Field(default=4 * 3600, gt=0)
-
-    @field_validator("dns_servers")
-    @classmethod
-    def _ip_addresses(cls, servers: list[str]) -> list[str]:
-        return [_ip_address(server) for server in servers]
 
     @model_validator(mode="after")
     def _retries(self) -> OutboundSection:
@@ -312,8 +348,14 @@ class Config(_Strict):
     smtp: SmtpSection = SmtpSection()
     outbound: OutboundSection = OutboundSection()
     inbound: InboundSection = InboundSection()
+    dns: DnsSection = DnsSection()
     addresses: AddressesSection = AddressesSection()
     passwords: PasswordsSection = PasswordsSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_dns_keys(cls, data: Any) -> Any:
+        return _moved_dns_keys(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -14,7 +14,8 @@ from borderline.durable_sqlite import open_durable
 
 ADDRESS_MAX = 254
 # RFC 5321 4.5.1 (postmaster) and RFC 2142 (abuse): every domain of the cloud has them.
-ROLE_LOCAL_PARTS = ("postmaster", "abuse")
+POSTMASTER = "postmaster"
+ROLE_LOCAL_PARTS = (POSTMASTER, "abuse")
 
 
 class DirectoryError(Exception):
@@ -62,6 +63,11 @@ class Directory:
                 " sealing_key BLOB NOT NULL, signing_key BLOB NOT NULL)"
             )
         self._cache: dict[str, str | None] = {}
+        self._data_version = self._version()
+
+    def _version(self) -> int:
+        # SQLite's data_version changes when another connection commits to the file.
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def add(self, address: str, region_id: str) -> None:
         address = normalize_address(address)
@@ -167,6 +173,17 @@ class Directory:
         if region is not None:
             self._cache[address] = region
         return region
+
+    def changed_elsewhere(self) -> bool:
+        """Whether another process (the command line, another server) changed the directory
+        since the last call; if so the cached homes are dropped. One cheap read."""
+        with self._lock:
+            version = self._version()
+            if version == self._data_version:
+                return False
+            self._data_version = version
+            self._cache.clear()
+            return True
 
     def forget_cached_homes(self) -> None:
         """Look every address up afresh (accounts moved or removed by another process)."""

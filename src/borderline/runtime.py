@@ -32,6 +32,10 @@ from borderline.tlog import Witness
 
 log = logging.getLogger(__name__)
 
+# How often a server looks for what other processes changed: the directory (accounts and
+# aliases added or removed by the command line) and deletions handed to it.
+CHANGES_SECONDS = 1.0
+
 
 class ServeError(Exception):
     """The server cannot start as configured; the message says what to change."""
@@ -71,6 +75,7 @@ class Runtime:
         self.operations: Operations | None = None
         # Every listener is bound: from the end of start() to the start of stop().
         self.listening = False
+        self._watcher: asyncio.Task[None] | None = None
         if not ingest_only and api_listen is not None:
             # The legal desk and the health checks are served beside the public log.
             self.office = LegalOffice(LegalDesk(cloud), StaffRoster.of(cloud.config))
@@ -103,10 +108,34 @@ class Runtime:
             for service in reversed(begun):
                 await service.stop()
             raise
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_changes())
         self.listening = True
+
+    async def _watch_changes(self) -> None:
+        """Once a second, one read of the directory's change counter (and a look at the
+        hand-off folders): so the command line's changes apply without SIGHUP, and no
+        message pays for the check."""
+        while True:
+            await asyncio.sleep(CHANGES_SECONDS)
+            try:
+                await asyncio.to_thread(self._apply_changes)
+            except Exception:
+                log.exception("checking for changes made by other processes failed")
+
+    def _apply_changes(self) -> None:
+        if self.cloud.directory.changed_elsewhere():
+            for region in self.cloud.regions.values():
+                region.vault.forget_cached_keys()
+        if not self.ingest_only:
+            for done in self.cloud.answer_handoffs():
+                log.info("%s", done)
 
     async def stop(self) -> None:
         self.listening = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
         for service in reversed(self.services):
             await service.stop()
         if self.office is not None:
@@ -225,7 +254,16 @@ def reload(cloud: Cloud, config_path: Path) -> str:
         return f"reload refused: {config_path} is not valid: {exc}"
     changed = [
         name
-        for name in ("cloud", "custodians", "regions", "api", "inbound", "addresses", "outbound")
+        for name in (
+            "cloud",
+            "custodians",
+            "regions",
+            "api",
+            "inbound",
+            "dns",
+            "addresses",
+            "outbound",
+        )
         if getattr(fresh, name) != getattr(cloud.config, name)
     ]
     if changed:

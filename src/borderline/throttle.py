@@ -8,16 +8,26 @@ aim at the guesser, not at the owner: a pair that failed too often is refused; a
 or an account that failed too often is refused only for pairs that have not logged in
 successfully before, so the real user keeps getting in from where they always log in.
 State lives in memory (bounded), so a restart forgets it.
+
+Within one connection a (login, password) pair is one guess however often it is sent
+(`Guesses`): a mail client that tries AUTH PLAIN and then falls back to AUTH LOGIN with the
+same wrong password has guessed once. Sending a pair again teaches the guesser nothing, so
+counting it twice would only lock the owner out sooner.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_ENTRIES = 100_000
+# Distinct failed pairs one connection remembers; a new pair past these still counts.
+MAX_GUESSES_PER_CONNECTION = 16
 
 
 @dataclass
@@ -117,4 +127,31 @@ class LoginThrottle:
             self.succeeded(account, ip)
             return True
         await asyncio.sleep(self.failed(account, ip))
+        return False
+
+
+class Guesses:
+    """One connection's password checks through a throttle: a pair that already failed on
+    this connection fails again at once, without a check, a delay or another count. Only
+    a keyed hash of each failed pair is kept, under a key of this connection's own."""
+
+    def __init__(self, throttle: LoginThrottle) -> None:
+        self.throttle = throttle
+        self._key = secrets.token_bytes(32)
+        self._failed: set[bytes] = set()
+
+    def _digest(self, account: str, password: str) -> bytes:
+        pair = f"{account}\0{password}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, pair, hashlib.sha256).digest()
+
+    async def attempt(
+        self, check: Callable[[], bool], account: str, ip: str, password: str
+    ) -> bool:
+        digest = self._digest(account, password)
+        if digest in self._failed:
+            return False
+        if await self.throttle.attempt(check, account, ip):
+            return True
+        if len(self._failed) < MAX_GUESSES_PER_CONNECTION:
+            self._failed.add(digest)
         return False

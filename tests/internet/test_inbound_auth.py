@@ -23,8 +23,8 @@ AUTHSERV_ID = "example.test"  # the cloud's first domain
 @pytest.fixture
 def config_path(tmp_path: Path, region_stores: dict[str, str], dns_server: KnotServer) -> Path:
     inbound = (
-        f'[inbound]\ndns_servers = ["127.0.0.1"]\ndns_port = {dns_server.port}\n'
-        'trusted_arc_sealers = ["List.test"]\n\n[api]\n'
+        f'[dns]\nservers = ["127.0.0.1"]\nport = {dns_server.port}\n\n'
+        '[inbound]\ntrusted_arc_sealers = ["List.test"]\n\n[api]\n'
     )
     return write_config(tmp_path, region_stores, **{"\n[api]\n": "\n" + inbound})
 

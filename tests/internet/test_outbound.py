@@ -55,9 +55,8 @@ def config_path(
     path = write_config(tmp_path, region_stores)
     path.write_text(
         path.read_text()
+        + f'\n[dns]\nservers = ["127.0.0.1"]\nport = {dns_server.port}\n'
         + "\n[outbound]\n"
-        + 'dns_servers = ["127.0.0.1"]\n'
-        + f"dns_port = {dns_server.port}\n"
         + f"smtp_port = {postfix.port}\n"
         + f"mta_sts_port = {policy_server.port}\n"
         + f'ca_file = "{test_ca.ca_file}"\n'

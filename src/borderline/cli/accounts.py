@@ -20,6 +20,7 @@ from borderline.cli.common import (
     print_pairs,
     user_errors,
 )
+from borderline.cli.legal_client import served
 
 app = typer.Typer(
     help="Accounts: add them to a home region, list and show them, change passwords, delete."
@@ -83,7 +84,11 @@ def delete(
     if not yes and not typer.confirm(f"Delete {address} and all its mail for good?"):
         raise fail("not deleted")
     with open_cloud(config) as cloud, user_errors():
-        index = cloud.delete_account(address)
+        home = cloud.directory.home(address)
+        if home is not None and served(cloud.config, home):  # the server owns its log
+            index = cloud.hand_off_deletion(address, home)
+        else:
+            index = cloud.delete_account(address)
     console.print(emphasis("deleted ", address.lower(), f"; log entry {index}"))
 
 

@@ -33,7 +33,8 @@ class RemoteError(Exception):
     """The server refused; its reason is the message."""
 
 
-def _served(config: Config, region_id: str) -> bool:
+def served(config: Config, region_id: str) -> bool:
+    """Whether a `borderline serve` holds the region (its lock file is locked)."""
     path = config.cloud.data_dir / region_id / SERVE_LOCK
     try:
         with path.open("a") as file:
@@ -47,15 +48,15 @@ def _served(config: Config, region_id: str) -> bool:
 
 def server_url(config: Config) -> str | None:
     """The API of the server serving this cloud's regions, if one runs."""
-    served = [r for r in config.regions if _served(config, r.id)]
-    if not served:
+    serving = [r for r in config.regions if served(config, r.id)]
+    if not serving:
         return None
-    if len(served) == len(config.regions):
+    if len(serving) == len(config.regions):
         listen = config.api.listen
-    elif served[0].api is not None:
-        listen = served[0].api
+    elif serving[0].api is not None:
+        listen = serving[0].api
     else:
-        raise fail(f"region {served[0].id} is served by a process with no `api` listener")
+        raise fail(f"region {serving[0].id} is served by a process with no `api` listener")
     host = f"[{listen.host}]" if ":" in listen.host else listen.host
     return f"http://{host}:{listen.port}"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import dns.resolver
 
-from borderline.config import InboundSection
+from borderline.config import DnsSection, InboundSection
 from borderline.mailauth import Disposition, Limits, authenticate, strip_forged_results
 from borderline.smtp.spam import Rspamd
 from borderline.smtp.submission import header_block
@@ -40,18 +40,18 @@ class Verdict:
     mailbox: str = "INBOX"
 
 
-def make_resolver(settings: InboundSection) -> dns.resolver.Resolver:
+def make_resolver(settings: DnsSection) -> dns.resolver.Resolver:
     """The blocking resolver `mailauth` asks. With no servers configured and none in
     /etc/resolv.conf, every query fails as a temporary error: nothing is rejected for it."""
     resolver = dns.resolver.Resolver(configure=False)
-    if settings.dns_servers:
-        resolver.nameservers = [str(server) for server in settings.dns_servers]
+    if settings.servers:
+        resolver.nameservers = list(settings.servers)
     else:
         try:
             resolver.nameservers = dns.resolver.Resolver().nameservers
         except dns.resolver.NoResolverConfiguration:
             log.warning("no DNS resolver configured: inbound SPF/DKIM/DMARC give temperror")
-    resolver.port = settings.dns_port
+    resolver.port = settings.port
     return resolver
 
 
@@ -62,11 +62,13 @@ class InboundAuthenticator:
     servers can spend: so it runs in threads of its own, and a flood of such mail cannot
     hold the threads the store commits in."""
 
-    def __init__(self, settings: InboundSection, authserv_id: str) -> None:
+    def __init__(
+        self, settings: InboundSection, authserv_id: str, resolvers: DnsSection | None = None
+    ) -> None:
         self.authenticate = settings.authenticate
         self.authserv_id = settings.authserv_id or authserv_id
         self.trusted_arc_sealers = frozenset(d.lower() for d in settings.trusted_arc_sealers)
-        self.resolver = make_resolver(settings)
+        self.resolver = make_resolver(resolvers or DnsSection())
         self.rspamd = (
             None
             if settings.rspamd_url is None

@@ -13,6 +13,7 @@ import email.utils
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -22,17 +23,19 @@ from borderline import observe
 from borderline.cloud import Region
 from borderline.delivery import Envelope as MailEnvelope
 from borderline.delivery import Plan, RelayRejected, is_relay_message
-from borderline.directory import DirectoryError, normalize_address
+from borderline.directory import POSTMASTER, DirectoryError, normalize_address
 from borderline.smtp.inbound_auth import InboundAuthenticator
+from borderline.smtp.limits import SendingLimit
 from borderline.smtp.submission import sender_refusal
 from borderline.smtp.transaction import queued
 from borderline.store import Delivery, MailboxNotFound, OutboundMessage, OutboundRelay
-from borderline.throttle import LoginThrottle
+from borderline.throttle import Guesses, LoginThrottle
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
 NULL_REVERSE_PATH = "<>"
+OVER_SENDING_LIMIT = "451 4.7.0 This account's sending limit is reached; try again later"
 
 
 @dataclass
@@ -154,14 +157,18 @@ class IngressHandler:
         hostname: str = "localhost",
         max_recipients: int = 1000,
         authenticator: InboundAuthenticator | None = None,
+        sending: SendingLimit | None = None,
     ) -> None:
         self.region = region
+        self.sending = sending
         self.authenticator = authenticator
         self.committer = committer
         self.submission = submission
         self.throttle = throttle or LoginThrottle()
         self.hostname = hostname
         self.max_recipients = max_recipients
+        # Each connection's guesses, gone with the connection (see throttle.Guesses).
+        self._guesses: weakref.WeakKeyDictionary[SMTP, Guesses] = weakref.WeakKeyDictionary()
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         """RFC 4616 PLAIN, with the password check off the event loop and throttled: aiosmtpd
@@ -215,8 +222,14 @@ class IngressHandler:
             )
         password = password_bytes.decode(errors="replace")
         home_here = self.region.directory.home(login) == self.region.id
-        ok = await self.throttle.attempt(
-            lambda: self.region.check_password(login, password) and home_here, login, ip
+        guesses = self._guesses.get(server)
+        if guesses is None:
+            guesses = self._guesses[server] = Guesses(self.throttle)
+        ok = await guesses.attempt(
+            lambda: self.region.check_password(login, password) and home_here,
+            login,
+            ip,
+            password,
         )
         observe.login(self.region.id, "submission", "ok" if ok else "failed", address=login, ip=ip)
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
@@ -231,6 +244,8 @@ class IngressHandler:
     ) -> str:
         if self.submission and not may_send_as(self.region, str(session.auth_data), address):
             return "553 5.7.1 Sender address must be the authenticated account"
+        if self.sending is not None and not self.sending.allows(str(session.auth_data)):
+            return OVER_SENDING_LIMIT
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -245,17 +260,28 @@ class IngressHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"  # RFC 5321 4.5.3.1.10
+        if self.sending is not None and not self.sending.allows(
+            str(session.auth_data), len(envelope.rcpt_tos) + 1
+        ):
+            return OVER_SENDING_LIMIT
+        if address.lower() == POSTMASTER:  # RFC 5321 4.5.1: no domain, this host's
+            address = f"{POSTMASTER}@{self.region.domains[0]}"
         try:
-            normalized = normalize_address(address)
-        except DirectoryError:
-            return "501 5.1.3 Bad recipient address syntax"
-        account = self.region.account_for(normalized)
+            normalized: str | None = normalize_address(address)
+        except DirectoryError:  # a quoted local part, an address literal, one label
+            normalized = None
+        account = None if normalized is None else self.region.account_for(normalized)
         if account is None:
-            domain = normalized.rpartition("@")[2]
+            domain = address.rpartition("@")[2].lower()
             if domain in self.region.domains:
-                return f"550 5.1.1 <{normalized}>: no such user here"
+                return f"550 5.1.1 <{address.lower()}>: no such user here"
             if not (self.submission and session.authenticated):
                 return "550 5.7.1 Relaying denied: this cloud only accepts mail for its own domains"
+            if normalized is None:
+                return (
+                    "553 5.1.3 Not sent out: a quoted local part, an address literal or a"
+                    " one-label domain"
+                )
             # Mail to the Internet, from an account homed here: it leaves from here.
             account = normalized
         envelope.rcpt_tos.append(account)  # an alias, a tag, a role address: its account
@@ -265,6 +291,9 @@ class IngressHandler:
         accepted = await self._accept(session, envelope)
         if isinstance(accepted, str):
             return accepted
+        sender, recipients = str(session.auth_data), len(envelope.rcpt_tos)
+        if self.sending is not None and not self.sending.take(sender, recipients):
+            return OVER_SENDING_LIMIT  # other connections of the account spent it meanwhile
         # The committer gets the only reference to the message (see GroupCommitter.commit).
         commit = self.committer.commit(accepted)
         del accepted
@@ -272,6 +301,8 @@ class IngressHandler:
             queue_id = await commit
         except Exception as exc:
             log.error("region %s: message not committed: %s", self.region.id, exc)
+            if self.sending is not None:
+                self.sending.give_back(sender, recipients)
             return "451 4.3.0 Message not stored, try again later"
         queued(envelope, queue_id)
         return f"250 2.0.0 OK: queued as {queue_id}"

@@ -35,7 +35,7 @@ import dns.resolver
 
 from borderline import observe
 from borderline.cloud import Region
-from borderline.config import Config, OutboundSection
+from borderline.config import Config, DnsSection
 from borderline.domains import ascii_domain
 from borderline.smtp.dsn import GIVEN_UP, Failure, delivery_report
 from borderline.smtp.ingress import GroupCommitter
@@ -124,17 +124,17 @@ def wire_address(address: str) -> str:
     return f"{local}@{_a_label(domain)}" if at else address
 
 
-def make_resolver(settings: OutboundSection) -> dns.asyncresolver.Resolver:
+def make_resolver(settings: DnsSection) -> dns.asyncresolver.Resolver:
     """The configured DNS servers, or the system's; answers cached for their TTL."""
     try:
-        resolver = dns.asyncresolver.Resolver(configure=not settings.dns_servers)
+        resolver = dns.asyncresolver.Resolver(configure=not settings.servers)
     except dns.resolver.NoResolverConfiguration:
         log.warning("no /etc/resolv.conf: asking a resolver on 127.0.0.1 for outbound mail")
         resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = ["127.0.0.1"]
-    if settings.dns_servers:
-        resolver.nameservers = list(settings.dns_servers)
-        resolver.port = settings.dns_port
+    if settings.servers:
+        resolver.nameservers = list(settings.servers)
+        resolver.port = settings.port
     resolver.cache = dns.resolver.LRUCache(10_000)
     return resolver
 
@@ -176,7 +176,7 @@ class OutboundWorker(QueueWorker):
         return tls_context(TlsRequirement.OPPORTUNISTIC)
 
     def start(self) -> None:
-        self.resolver = make_resolver(self.settings)
+        self.resolver = make_resolver(self.config.dns)
         cache = self.region.root / "mta-sts"
         cache.mkdir(mode=0o700, exist_ok=True)
         self.mta_sts = MtaSts(

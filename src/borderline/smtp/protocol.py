@@ -38,6 +38,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from borderline.delivery import is_relay_message
 from borderline.smtp.limits import ConnectionLimiter
+from borderline.smtp.paths import MalformedPath, parse_path
 from borderline.smtp.replies import with_enhanced_code
 from borderline.smtp.transaction import Transaction, TransactionLog
 
@@ -183,6 +184,7 @@ class FastDataSMTP(SMTP):
         # MAIL's at each EHLO: a connection's own, fixed, instead.
         self.command_size_limits = collections.defaultdict(lambda: self.command_size_limit)
         self._slot: str | None = None
+        self._path_of: str | None = None  # the command whose path _getaddr parses
         self._refused = False
         self._in_data = False
         self._last_received = 0.0
@@ -248,13 +250,37 @@ class FastDataSMTP(SMTP):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        await super().smtp_MAIL(arg)
+        await self._parsing_path("MAIL", super().smtp_MAIL, arg, "5.1.7 Bad sender")
         self.transactions.mail(self.envelope, self.session, self._last_reply)
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
-        await super().smtp_RCPT(arg)
+        await self._parsing_path("RCPT", super().smtp_RCPT, arg, "5.1.3 Bad recipient")
         self.transactions.rcpt(self.envelope, self._last_reply)
+
+    async def _parsing_path(
+        self,
+        command: str,
+        run: Callable[[str | None], Coroutine[Any, Any, None]],
+        arg: str | None,
+        refusal: str,
+    ) -> None:
+        """Run aiosmtpd's MAIL or RCPT with our path parser; a malformed path is 501."""
+        self._path_of = command
+        try:
+            await run(arg)
+        except MalformedPath as exc:
+            await self.push(f"501 {refusal} address syntax: {exc}")
+        finally:
+            self._path_of = None
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """In MAIL and RCPT aiosmtpd calls this once HELO, AUTH and (for RCPT) MAIL are
+        checked, before it changes anything: a MalformedPath raised here ends the command
+        (`paths.py`). VRFY keeps aiosmtpd's parser: it only ever answers 252 or 502."""
+        if self._path_of is None:
+            return super()._getaddr(arg)
+        return parse_path(arg, reverse=self._path_of == "MAIL")
 
     def data_received(self, data: bytes) -> None:
         self._last_received = self.loop.time()

@@ -13,7 +13,7 @@ from borderline.config import Config, Listen
 from borderline.delivery import is_relay_message, relay_size_limit
 from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
-from borderline.smtp.limits import ConnectionLimiter
+from borderline.smtp.limits import ConnectionLimiter, SendingLimit
 from borderline.smtp.outbound import OutboundWorker
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
@@ -55,9 +55,14 @@ class RegionSmtp:
         self.tls = region.tls
         self._servers: list[asyncio.Server] = []
         self.throttle = region.logins
+        # One per region, for both submission ports: accounts homed here (the only ones
+        # that can log in here) are counted in their home region.
+        self.sending = SendingLimit(
+            config.smtp.submission_messages_per_hour, config.smtp.submission_recipients_per_hour
+        )
         inbound = config.inbound
         self.authenticator = (
-            InboundAuthenticator(inbound, config.primary_domain)
+            InboundAuthenticator(inbound, config.primary_domain, config.dns)
             if inbound.authenticate or inbound.rspamd_url is not None
             else None
         )
@@ -87,6 +92,7 @@ class RegionSmtp:
             hostname=self.hostname,
             max_recipients=limits.max_recipients,
             authenticator=None if submission else self.authenticator,
+            sending=self.sending if submission else None,
         )
         limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
         max_size = self.config.cloud.max_message_size
