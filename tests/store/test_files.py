@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from borderline.store import SqliteMailStore
+from borderline.store import Delivery, SqliteMailStore
 from tests.store.conftest import ALICE
 
 FILES = ("mail.sqlite", "mail.sqlite-wal", "mail.sqlite-shm")
@@ -43,3 +44,24 @@ def test_files_left_readable_by_an_older_version_are_tightened(tmp_path: Path) -
     assert modes(tmp_path) == dict.fromkeys(FILES, 0o600)
     again.close()
     store.close()
+
+
+def test_commits_do_not_checkpoint_at_every_four_mebibytes(tmp_path: Path) -> None:
+    """A checkpoint runs inside the commit that crosses the mark (store/sqlite.py): past
+    SQLite's default 4 MiB of WAL the mail is still in the WAL, durable, and after close
+    it is in the database file."""
+    path = tmp_path / "mail.sqlite"
+    store = SqliteMailStore(path)
+    store.create_account(ALICE, "$argon2id$secret-hash")
+    blob = os.urandom(100_000)
+    for _ in range(8):  # 8 batches of 8 x 100 KB: 6.4 MB of WAL
+        store.deliver([Delivery(ALICE, blob, len(blob), time.time()) for _ in range(8)])
+    assert (tmp_path / "mail.sqlite-wal").stat().st_size > 6_000_000
+    assert path.stat().st_size < 1_000_000, "a checkpoint ran at SQLite's default mark"
+    store.close()
+    assert path.stat().st_size > 6_000_000
+    reopened = SqliteMailStore(path)
+    try:
+        assert len(reopened.messages(reopened.mailbox(ALICE, "INBOX").id)) == 64
+    finally:
+        reopened.close()
