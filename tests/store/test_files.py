@@ -3,8 +3,10 @@ only, whatever the umask, and an older, readable one is tightened when it opens.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,7 @@ def test_the_database_files_are_created_owner_only(tmp_path: Path, open_umask: N
     store = SqliteMailStore(tmp_path / "mail.sqlite")
     store.create_account(ALICE, "$argon2id$secret-hash")  # a write: -wal and -shm exist now
     assert modes(tmp_path) == dict.fromkeys(FILES, 0o600)
+    assert stat.S_IMODE((tmp_path / "mail.sqlite-writer").stat().st_mode) == 0o600
     store.close()
 
 
@@ -65,3 +68,27 @@ def test_commits_do_not_checkpoint_at_every_four_mebibytes(tmp_path: Path) -> No
         assert len(reopened.messages(reopened.mailbox(ALICE, "INBOX").id)) == 64
     finally:
         reopened.close()
+
+
+def test_a_writer_of_another_process_holds_writes_until_it_lets_go(tmp_path: Path) -> None:
+    """Ingest workers queue on the `-writer` file lock (store/sqlite.py): a write waits
+    while another open file holds it, and goes through once it is released."""
+    store = SqliteMailStore(tmp_path / "mail.sqlite")
+    store.create_account(ALICE, "$argon2id$secret-hash")
+    other = os.open(tmp_path / "mail.sqlite-writer", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    writing = threading.Thread(
+        target=store.deliver, args=([Delivery(ALICE, b"blob", 4, time.time())],)
+    )
+    try:
+        writing.start()
+        writing.join(0.5)
+        assert writing.is_alive(), "wrote while another writer held the lock"
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    writing.join(10)
+    try:
+        assert len(store.messages(store.mailbox(ALICE, "INBOX").id)) == 1
+    finally:
+        store.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -10,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from borderline.durable_sqlite import BUSY_TIMEOUT_MS, open_durable
+from borderline.durable_sqlite import BUSY_TIMEOUT_MS, PRIVATE, open_durable
 from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
@@ -149,9 +151,14 @@ MIGRATIONS = {
 
 
 class SqliteEngine:
-    """Writes go through one connection under a lock (SQLite has one writer anyway; other
-    processes wait on the database lock); reads use a connection per thread, so IMAP
-    sessions don't queue behind ingest. The files are the owner's only (durable_sqlite)."""
+    """Writes go through one connection under a lock (SQLite has one writer anyway); reads
+    use a connection per thread, so IMAP sessions don't queue behind ingest. The files are
+    the owner's only (durable_sqlite).
+
+    Writers in other processes (ingest workers) queue on a file lock beside the database,
+    which the kernel hands over the moment it is released. Waiting on SQLite's own lock
+    instead, a writer sleeps 1, 2, 5, 10... ms between tries, time in which nobody writes.
+    A writer held up past the busy timeout in this process fails as before."""
 
     dialect: Dialect = SQLITE
 
@@ -161,6 +168,9 @@ class SqliteEngine:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._writers = os.open(
+            path.with_name(path.name + "-writer"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE
+        )
         with self._errors():
             self._writer = self._connect()
             self._migrate()
@@ -197,6 +207,7 @@ class SqliteEngine:
         if not self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
             raise StoreError(f"SQLite store {self.path}: busy for {BUSY_TIMEOUT_MS // 1000} s")
         try:
+            fcntl.flock(self._writers, fcntl.LOCK_EX)
             with self._errors():
                 db = self._writer
                 db.execute("BEGIN IMMEDIATE")
@@ -208,6 +219,7 @@ class SqliteEngine:
                         db.execute("ROLLBACK")
                     raise
         finally:
+            fcntl.flock(self._writers, fcntl.LOCK_UN)
             self._write_lock.release()
 
     @contextmanager
@@ -223,6 +235,9 @@ class SqliteEngine:
             connections, self._connections = self._connections, []
         for connection in connections:
             connection.close()
+        if self._writers >= 0:
+            os.close(self._writers)
+            self._writers = -1
 
 
 class SqliteMailStore(MailStore):
