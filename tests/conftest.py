@@ -16,6 +16,7 @@ import pytest
 from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import Config, example_config, load_config
+from borderline.notices import NoticeReceiver
 from borderline.runtime import Runtime
 from tests.pg import PostgresServer, server_binaries
 from tests.require import require
@@ -105,12 +106,12 @@ def write_config(root: Path, stores: Mapping[str, str] | None = None, **replace:
 class RunningCloud:
     """A Runtime on its own thread, so tests can use blocking clients (smtplib, imaplib)."""
 
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Cloud, notices: NoticeReceiver | None = None) -> None:
         self.cloud = cloud
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.runtime = Runtime(cloud)
+        self.runtime = Runtime(cloud, notices=notices)
         self.call(self.runtime.start())
 
     def call(self, coroutine: Any, timeout: float = 60) -> Any:

@@ -35,7 +35,7 @@ CORE = {
 }
 # Plumbing adapters share (TLS contexts, the witness push client, log events and metrics):
 # code that is no protocol server of its own, on top of the core.
-NEUTRAL = {"observe", "peers", "tls", "witnessing"}
+NEUTRAL = {"notices", "observe", "peers", "tls", "witnessing"}
 ADAPTERS = {"smtp", "imap", "api", "console"}
 ROOT = {"cloud", "runtime"}
 ENTRY = {"cli", "__main__", "__init__"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from borderline.console import mount_console
 from borderline.imap import RegionImap
 from borderline.legal import LegalDesk
 from borderline.legal.office import LegalOffice
+from borderline.notices import NoticeReceiver, NoticeSender
 from borderline.peers import Peers
 from borderline.smtp.server import RegionSmtp
 from borderline.staff import StaffRoster
@@ -54,9 +56,18 @@ class Runtime:
     """All listeners and workers of this process. An `ingest_only` process (an extra
     ingest worker) accepts MX mail on a shared port and does nothing else."""
 
-    def __init__(self, cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        cloud: Cloud,
+        ingest_only: bool = False,
+        reuse_port: bool = False,
+        notices: NoticeReceiver | NoticeSender | None = None,
+    ) -> None:
+        """`notices`: the main process hears through a NoticeReceiver which mailboxes its
+        ingest workers delivered to; a worker tells it through a NoticeSender."""
         self.cloud = cloud
         self.ingest_only = ingest_only
+        self.notices = notices
         self.smtp = [
             RegionSmtp(region, cloud.config, ingest_only, reuse_port)
             for region in cloud.regions.values()
@@ -69,6 +80,9 @@ class Runtime:
         )
         for smtp, imap in zip(self.smtp, self.imap, strict=False):
             smtp.committer.on_delivered = imap.delivered  # IDLE hears of new mail at once
+        if isinstance(notices, NoticeSender):
+            for smtp in self.smtp:
+                smtp.committer.on_delivered = functools.partial(notices.delivered, smtp.region.id)
         api_listen = _api_listen(cloud)
         self.api: list[ApiServer] = []
         self.office: LegalOffice | None = None
@@ -109,7 +123,14 @@ class Runtime:
                 await service.stop()
             raise
         self._watcher = asyncio.get_running_loop().create_task(self._watch_changes())
+        if isinstance(self.notices, NoticeReceiver):
+            self.notices.start(self._delivered_by_a_worker)
         self.listening = True
+
+    def _delivered_by_a_worker(self, region_id: str, mailbox_ids: set[int]) -> None:
+        for imap in self.imap:
+            if imap.region.id == region_id:
+                imap.delivered(mailbox_ids)
 
     async def _watch_changes(self) -> None:
         """Once a second, one read of the directory's change counter (and a look at the
@@ -132,6 +153,8 @@ class Runtime:
 
     async def stop(self) -> None:
         self.listening = False
+        if isinstance(self.notices, NoticeReceiver):
+            self.notices.stop()
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
@@ -282,10 +305,11 @@ async def serve_forever(
     reuse_port: bool = False,
     config_path: Path | None = None,
     announce: Callable[[str], None] = print,
+    notices: NoticeReceiver | NoticeSender | None = None,
 ) -> None:
     """Start everything, then announce it; run until SIGINT/SIGTERM, then stop cleanly.
     SIGHUP reloads what can be reloaded safely (see `reload`)."""
-    runtime = Runtime(cloud, ingest_only, reuse_port)
+    runtime = Runtime(cloud, ingest_only, reuse_port, notices)
     await runtime.start()
     stop = _stop_on_signals()
     loop = asyncio.get_running_loop()

@@ -4,12 +4,16 @@ ingest-only worker does) is found by one store read per interval for all of them
 
 from __future__ import annotations
 
+import os
 import smtplib
 import threading
 from email.message import EmailMessage
 
 import pytest
 
+from borderline.cloud import Cloud
+from borderline.imap import server as imap_server
+from borderline.notices import NoticeReceiver, NoticeSender
 from borderline.store import MailStore
 from borderline.store.base import Change
 from tests.conftest import RunningCloud
@@ -73,3 +77,25 @@ def test_idle_sessions_are_woken_not_polling(
     finally:
         for raw in idlers:
             raw.close()
+
+
+@pytest.mark.one_engine("the notice travels between processes; the store only holds the mail")
+def test_an_ingest_workers_notice_wakes_idle_sessions_at_once(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imap_server, "WATCH_INTERVAL", 3600.0)  # only the notice can wake them
+    receiver = NoticeReceiver()
+    running = RunningCloud(cloud, notices=receiver)
+    worker = NoticeSender(os.dup(receiver.worker_fd))  # the end a worker inherits
+    region = cloud.region("eu-dublin")
+    try:
+        fill(region, "alice@example.test", [make_message(0)])
+        idler = idle(running)
+        fill(region, "alice@example.test", [make_message(1)])  # as a worker commits it
+        worker.delivered("eu-dublin", {region.store.mailbox("alice@example.test", "INBOX").id})
+        assert idler.file.readline() == b"* 2 EXISTS\r\n"
+        idler.close()
+    finally:
+        worker.close()
+        running.stop()
+        receiver.close()

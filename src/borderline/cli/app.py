@@ -35,6 +35,7 @@ from borderline.cli.common import (
 )
 from borderline.cli.malloc import return_big_buffers
 from borderline.config import example_config
+from borderline.notices import NoticeReceiver, NoticeSender
 from borderline.observe import LogFormat
 from borderline.tlog import CorruptLogError
 
@@ -87,6 +88,7 @@ def serve(
         int, typer.Option(min=1, help="Processes accepting SMTP on the MX ports (SO_REUSEPORT).")
     ] = 1,
     ingest_only: Annotated[bool, typer.Option(hidden=True)] = False,
+    notices_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log at INFO: one line per event.")
     ] = False,
@@ -114,7 +116,13 @@ def serve(
             # Workers start once this process has created any missing keys and databases.
             extra_workers = 0 if ingest_only else ingest_workers - 1
             log_options = ["-v"] * verbose + (["--log-format", log_format] if log_format else [])
-            workers = _spawn_ingest_workers(config, region, extra_workers, log_options)
+            # Workers tell this process which mailboxes they delivered to (borderline.notices).
+            notices: NoticeReceiver | NoticeSender | None = None
+            if notices_fd is not None:
+                notices = NoticeSender(notices_fd)
+            elif extra_workers:
+                notices = NoticeReceiver()
+            workers = _spawn_ingest_workers(config, region, extra_workers, log_options, notices)
             try:
                 asyncio.run(
                     serve_forever(
@@ -123,6 +131,7 @@ def serve(
                         reuse_port=shared_port,
                         config_path=config,
                         announce=console.print,
+                        notices=notices,
                     )
                 )
             except CorruptLogError as exc:
@@ -132,10 +141,16 @@ def serve(
                     worker.terminate()
                 for worker in workers:
                     worker.wait(10)
+                if notices is not None:
+                    notices.close()
 
 
 def _spawn_ingest_workers(
-    config: Path, region: str | None, count: int, options: list[str]
+    config: Path,
+    region: str | None,
+    count: int,
+    options: list[str],
+    notices: NoticeReceiver | NoticeSender | None,
 ) -> list[subprocess.Popen[bytes]]:
     """Extra processes accepting MX mail on the same ports: SMTP parsing is CPU-bound and
     one Python process cannot use a second core. They share the region's database."""
@@ -145,7 +160,12 @@ def _spawn_ingest_workers(
     ]
     if region is not None:
         command += ["--region", region]
-    return [subprocess.Popen(command) for _ in range(count)]
+    if not isinstance(notices, NoticeReceiver):
+        return [subprocess.Popen(command) for _ in range(count)]
+    fd = notices.worker_fd
+    return [
+        subprocess.Popen([*command, "--notices-fd", str(fd)], pass_fds=(fd,)) for _ in range(count)
+    ]
 
 
 def exit_on_terminate() -> None:
