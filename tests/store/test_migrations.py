@@ -104,6 +104,8 @@ def test_a_store_from_before_schema_versions_opens_with_every_row_kept(
     top = store.create_mailbox(BOB, "Top")
     store.delete_mailbox(BOB, "Top")
     assert store.create_mailbox(BOB, "Next").id > top.id, "a freed top id is not reused"
+    store.delete_mailbox(BOB, "Next")
+    assert store.lost_subscriptions(BOB) == ["Next", "Top"], "version 6 keeps subscriptions"
     store.close()
 
     after = snapshot(query)

@@ -381,6 +381,8 @@ class Session:
             "NAMESPACE",
             "UNSELECT",
             "CHILDREN",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
             "SPECIAL-USE",
             "UIDPLUS",
             "ESEARCH",
