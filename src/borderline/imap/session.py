@@ -385,6 +385,7 @@ class Session:
             "LIST-STATUS",
             "SPECIAL-USE",
             "UIDPLUS",
+            "MULTIAPPEND",
             "ESEARCH",
             "MOVE",
             "CONDSTORE",
