@@ -387,6 +387,7 @@ class Session:
             "UIDPLUS",
             "MULTIAPPEND",
             "ESEARCH",
+            "SORT",
             "MOVE",
             "CONDSTORE",
             "UTF8=ACCEPT",

@@ -1,0 +1,106 @@
+"""SORT and UID SORT (RFC 5256): the search runs as SEARCH's does (imap/search.py), then
+the matches are ordered by their sort keys (imap/sort.py), read in batches like FETCH."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from borderline.imap.commands.base import SELECTED, Command, Request
+from borderline.imap.commands.common import Batch, batches
+from borderline.imap.commands.search import _matches
+from borderline.imap.fetch import Contents, Vanished, read_blobs
+from borderline.imap.protocol import Atom, ParseError, Token
+from borderline.imap.replies import no
+from borderline.imap.search import BadCharset, parse_search
+from borderline.imap.sort import CRITERIA, Criterion, Key, needs_content, ordered, sort_keys
+from borderline.imap.state import Selected
+
+if TYPE_CHECKING:
+    from borderline.imap.session import Session
+
+Rows = list[tuple[int, list[Key]]]
+Matcher = Callable[[Batch, Mapping[int, bytes]], tuple[Batch, Batch]]
+
+
+async def sort(session: Session, state: Selected, request: Request) -> str:
+    args, view = request.args, state.view
+    criteria = _criteria(args.list("sort criteria"))
+    charset = args.astring("charset").upper()
+    if charset not in ("UTF-8", "US-ASCII"):
+        raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {charset[:40]} is not supported")
+    if not args.more():
+        raise ParseError("SORT: missing search keys")
+    try:
+        parsed = parse_search(args.tokens[args.pos :])
+    except BadCharset as exc:
+        raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {exc} is not supported") from None
+    by_content = needs_content(criteria)
+    reading = parsed.needs_content or by_content
+    contents = await session.content(state.account) if reading else None
+    if parsed.uses_modseq:
+        session.enable_condstore()
+    match = functools.partial(_matches, parsed.predicate, view.exists, view.largest_uid, contents)
+    candidates = [(index + 1, view.info[uid]) for index, uid in enumerate(view.uids)]
+    found, undecided = await session.work(match, candidates, {})
+    rows: Rows = []
+    keyed = functools.partial(_rows, criteria, match, contents if by_content else None)
+    if by_content:
+        for batch in batches(found):
+            blobs = await session.stored(read_blobs, session.store, [i.blob_id for _, i in batch])
+            rows += await session.work(keyed, batch, blobs, True)
+    else:
+        rows += await session.work(keyed, found, {}, True)
+    for batch in batches(undecided):
+        blobs = await session.stored(read_blobs, session.store, [i.blob_id for _, i in batch])
+        rows += await session.work(keyed, batch, blobs, False)
+    sequence = ordered(criteria, rows)
+    hits = [view.uids[seq - 1] if request.by_uid else seq for seq in sequence]
+    line = ("* SORT " + " ".join(map(str, hits))).rstrip()
+    if parsed.uses_modseq and hits:
+        highest = max(view.info[view.uids[seq - 1]].modseq for seq in sequence)
+        line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
+    session.emit(line.encode())
+    return "SORT completed"
+
+
+def _criteria(tokens: list[Token]) -> list[Criterion]:
+    """`(REVERSE DATE SUBJECT ...)`: each criterion once at most, REVERSE before one."""
+    criteria: list[Criterion] = []
+    reverse = False
+    for token in tokens:
+        name = token.upper() if isinstance(token, Atom) else ""
+        if name == "REVERSE" and not reverse:
+            reverse = True
+            continue
+        if name not in CRITERIA or any(name == seen for seen, _ in criteria):
+            raise ParseError(f"SORT: bad sort criterion {str(token)[:40]!r}")
+        criteria.append((name, reverse))
+        reverse = False
+    if reverse or not criteria:
+        raise ParseError("SORT: expected sort criteria, REVERSE before one")
+    return criteria
+
+
+def _rows(
+    criteria: list[Criterion],
+    match: Matcher,
+    contents: Contents | None,
+    batch: Batch,
+    blobs: Mapping[int, bytes],
+    matched: bool,
+) -> Rows:
+    """Sort keys of the batch's matches (work thread); `matched` when the search already
+    decided them. A message expunged meanwhile (its ciphertext gone) is left out."""
+    rows: Rows = []
+    for seq, info in batch if matched else match(batch, blobs)[0]:
+        try:
+            part = None if contents is None else contents.part(info, blobs)
+        except Vanished:
+            continue
+        rows.append((seq, sort_keys(criteria, info, part)))
+    return rows
+
+
+COMMAND = Command(sort, SELECTED, announces_expunges=False)
