@@ -37,6 +37,10 @@ async def enable(session: Session, state: LoggedIn, request: Request) -> str:
         elif capability == "CONDSTORE":
             session.condstore = True
             enabled.append(capability)
+        elif capability == "QRESYNC":  # implies CONDSTORE (RFC 7162 3.2.3)
+            session.enable_condstore()
+            session.qresync = True
+            enabled.append(capability)
     session.emit(("* ENABLED " + " ".join(enabled)).rstrip().encode())
     return "ENABLE completed"
 
