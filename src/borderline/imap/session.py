@@ -389,6 +389,8 @@ class Session:
             "MULTIAPPEND",
             "ESEARCH",
             "SORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "MOVE",
             "CONDSTORE",
             "QRESYNC",

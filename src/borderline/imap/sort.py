@@ -33,12 +33,22 @@ Criterion = tuple[str, bool]  # (name, reversed)
 def base_subject(subject: str) -> str:
     """RFC 5256 2.1: the subject without reply/forward markers and list tags, compared
     under i;ascii-casemap (ASCII letters folded to upper case)."""
+    return subject_parts(subject)[0]
+
+
+def subject_parts(subject: str) -> tuple[str, bool]:
+    """The base subject, and whether extracting it removed a reply or forward marker (what
+    THREAD=REFERENCES calls a reply, RFC 5256 4 step 5)."""
     text = _WHITESPACE.sub(" ", subject[:SUBJECT_LIMIT])  # step 1
+    reply = False
     while True:
-        text = _TRAILER.sub("", text)  # step 2
+        trimmed = _TRAILER.sub("", text)  # step 2
+        reply |= trimmed.strip() != text.strip()
+        text = trimmed
         while True:  # steps 3 to 5
             before = text
             while (leader := _LEADER.match(text)) is not None and leader.end():
+                reply |= bool(leader[0].strip())
                 text = text[leader.end() :]
             blob = _LEADING_BLOB.match(text)
             if blob is not None and text[blob.end() :]:
@@ -47,8 +57,9 @@ def base_subject(subject: str) -> str:
                 break
         if text[:5].lower() == "[fwd:" and text.endswith("]"):  # step 6
             text = text[5:-1]
+            reply = True
             continue
-        return text.translate(_ASCII_UPPER)
+        return text.translate(_ASCII_UPPER), reply
 
 
 def _first_mailbox(part: Part, field: str) -> str:
@@ -57,7 +68,7 @@ def _first_mailbox(part: Part, field: str) -> str:
     return (found[0].mailbox or "").translate(_ASCII_UPPER) if found else ""
 
 
-def _sent(part: Part, info: MessageInfo) -> float:
+def sent_date(part: Part, info: MessageInfo) -> float:
     """The Date header in UTC; the internal date when it is missing or unparseable."""
     raw = part.raw_value("date")
     if raw is not None:
@@ -83,7 +94,7 @@ def sort_keys(criteria: list[Criterion], info: MessageInfo, part: Part | None) -
         else:
             assert part is not None
             if name == "DATE":
-                keys.append(_sent(part, info))
+                keys.append(sent_date(part, info))
             elif name == "SUBJECT":
                 raw = part.raw_value("subject")
                 keys.append(base_subject(words_text(raw)) if raw is not None else "")

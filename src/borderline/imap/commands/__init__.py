@@ -34,6 +34,7 @@ UID_COMMANDS: dict[str, Command[Selected]] = {
     "MOVE": copy.MOVE,
     "SEARCH": search.COMMAND,
     "SORT": sort.COMMAND,
+    "THREAD": sort.THREAD,
     "EXPUNGE": expunge.COMMAND,
 }
 
