@@ -1,5 +1,5 @@
 """SORT and UID SORT (RFC 5256): every criterion, REVERSE, the base subject of section 2.1,
-ties in mailbox order, and bad arguments."""
+ties in mailbox order, and bad arguments; SORT=DISPLAY (RFC 5957) and ESORT (RFC 5267)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,18 @@ def test_sort_orders_by_each_criterion(running: RunningCloud) -> None:
         assert sort(b"DATE") == b"* SORT 2 1 3 4"
         assert sort(b"SIZE", b"UNSEEN SUBJECT banana") == b"* SORT 1 3"
         assert sort(b"SIZE", b"SUBJECT nothing") == b"* SORT"
+        # SORT=DISPLAY (RFC 5957): the display name, else the address.
+        assert sort(b"DISPLAYFROM") == b"* SORT 4 2 3 1"
+        assert sort(b"REVERSE DISPLAYTO") == b"* SORT 2 1 3 4"
+        # ESORT (RFC 5267): MIN and MAX in sort order, ALL as a set that keeps the order.
+        assert sort(b"SIZE", b"ALL").startswith(b"* SORT 1 4 2 3")
+        reply = raw.command(b"e", b"SORT RETURN (MIN MAX COUNT) (SIZE) UTF-8 ALL")
+        assert reply[0] == b'* ESEARCH (TAG "e") MIN 1 MAX 3 COUNT 4\r\n'
+        reply = raw.command(b"e", b"SORT RETURN () (SIZE) UTF-8 ALL")
+        assert reply[0] == b'* ESEARCH (TAG "e") ALL 1,4,2:3\r\n'
+        reply = raw.command(b"e", b"UID SORT RETURN (COUNT) (SIZE) UTF-8 SUBJECT nothing")
+        assert reply[0] == b'* ESEARCH (TAG "e") UID COUNT 0\r\n'
+        assert raw.command(b"e", b"SORT RETURN (NOPE) (SIZE) UTF-8 ALL")[-1].startswith(b"e BAD")
         uids = raw.command(b"u", b"UID SEARCH ALL")[0].split()[2:]
         assert sort(b"SIZE", uid=True) == b"* SORT " + b" ".join(uids[i] for i in (0, 3, 1, 2))
         for bad in (b"()", b"(REVERSE)", b"(SIZE SIZE)", b"(REVERSE REVERSE SIZE)", b"(NAME)"):
@@ -76,6 +88,6 @@ def test_sort_orders_by_each_criterion(running: RunningCloud) -> None:
         assert raw.command(b"b", b"SORT (SIZE) UTF-8")[-1].startswith(b"b BAD")
         reply = raw.command(b"b", b"SORT (SIZE) KOI8-R ALL")
         assert reply[-1].startswith(b"b NO [BADCHARSET"), reply
-        assert b" SORT " in raw.command(b"c", b"CAPABILITY")[0]
+        assert b" SORT SORT=DISPLAY ESORT " in raw.command(b"c", b"CAPABILITY")[0]
     finally:
         raw.close()

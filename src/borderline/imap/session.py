@@ -389,6 +389,8 @@ class Session:
             "MULTIAPPEND",
             "ESEARCH",
             "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "MOVE",

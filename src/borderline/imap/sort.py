@@ -1,5 +1,5 @@
-"""SORT keys (RFC 5256 3): what each sort criterion compares, and the base subject
-(RFC 5256 2.1) that SUBJECT sorts by."""
+"""SORT keys (RFC 5256 3, RFC 5957): what each sort criterion compares, and the base
+subject (RFC 5256 2.1) that SUBJECT sorts by."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from typing import Any
 from borderline.imap.mime import Part, addresses, words_text
 from borderline.store import MessageInfo
 
-CRITERIA = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO"})
+# RFC 5256's, and RFC 5957's DISPLAYFROM and DISPLAYTO (SORT=DISPLAY).
+CRITERIA = frozenset(
+    {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+)
 # Criteria that read the message; ARRIVAL and SIZE are in the store's metadata.
-CONTENT_CRITERIA = frozenset({"CC", "DATE", "FROM", "SUBJECT", "TO"})
+CONTENT_CRITERIA = CRITERIA - {"ARRIVAL", "SIZE"}
 # Base subjects are extracted from this much of the decoded Subject at most: the extraction
 # loops over prefixes, and no two real subjects first differ after this many characters.
 SUBJECT_LIMIT = 4096
@@ -68,6 +71,19 @@ def _first_mailbox(part: Part, field: str) -> str:
     return (found[0].mailbox or "").translate(_ASCII_UPPER) if found else ""
 
 
+def _display(part: Part, field: str) -> str:
+    """RFC 5957: the first address's display name (its encoded words decoded), else its
+    address ("" without one), compared case-insensitively."""
+    found = addresses(part, field)
+    if not found:
+        return ""
+    first = found[0]
+    if first.name:
+        return words_text(first.name.encode("utf-8", "surrogateescape")).casefold()
+    spec = f"{first.mailbox}@{first.host}" if first.host else (first.mailbox or "")
+    return spec.casefold()
+
+
 def sent_date(part: Part, info: MessageInfo) -> float:
     """The Date header in UTC; the internal date when it is missing or unparseable."""
     raw = part.raw_value("date")
@@ -98,6 +114,8 @@ def sort_keys(criteria: list[Criterion], info: MessageInfo, part: Part | None) -
             elif name == "SUBJECT":
                 raw = part.raw_value("subject")
                 keys.append(base_subject(words_text(raw)) if raw is not None else "")
+            elif name.startswith("DISPLAY"):
+                keys.append(_display(part, name[len("DISPLAY") :].lower()))
             else:
                 keys.append(_first_mailbox(part, name.lower()))
     return keys

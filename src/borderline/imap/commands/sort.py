@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import Batch, batches
-from borderline.imap.commands.search import _matches
+from borderline.imap.commands.search import _esearch, _matches, _return_options
 from borderline.imap.fetch import Contents, Vanished, read_blobs
 from borderline.imap.mime import FIELD_LIMIT, Part, words_text
 from borderline.imap.protocol import Atom, ParseError, Token
@@ -40,6 +40,7 @@ Matcher = Callable[[Batch, Mapping[int, bytes]], tuple[Batch, Batch]]
 
 async def sort(session: Session, state: Selected, request: Request) -> str:
     args, view = request.args, state.view
+    returns = _return_options(args)  # ESORT (RFC 5267 3)
     criteria = _criteria(args.list("sort criteria"))
 
     def keys(info: MessageInfo, part: Part | None, seq: int) -> list[Key]:
@@ -48,10 +49,16 @@ async def sort(session: Session, state: Selected, request: Request) -> str:
     rows, uses_modseq = await _matched(session, state, request, keys, needs_content(criteria))
     sequence = ordered(criteria, rows)
     hits = [view.uids[seq - 1] if request.by_uid else seq for seq in sequence]
-    line = ("* SORT " + " ".join(map(str, hits))).rstrip()
-    if uses_modseq and hits:
+    if returns is not None:
+        # MIN and MAX are the first and last in sort order; ALL keeps the order.
+        line = _esearch(request, returns, hits)
+        if "ALL" not in returns and "COUNT" not in returns:
+            sequence = sequence[:1] * ("MIN" in returns) + sequence[-1:] * ("MAX" in returns)
+    else:
+        line = ("* SORT " + " ".join(map(str, hits))).rstrip()
+    if uses_modseq and sequence:
         highest = max(view.info[view.uids[seq - 1]].modseq for seq in sequence)
-        line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
+        line += f" MODSEQ {highest}" if returns is not None else f" (MODSEQ {highest})"
     session.emit(line.encode())
     return "SORT completed"
 
