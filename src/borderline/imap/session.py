@@ -391,6 +391,7 @@ class Session:
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
+            "BINARY",
             "THREAD=ORDEREDSUBJECT",
             "THREAD=REFERENCES",
             "MOVE",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import LOGGED_IN, Command, Request
 from borderline.imap.commands.common import find_mailbox, mailbox_name, parse_flags
+from borderline.imap.mime import binary_as_base64
 from borderline.imap.protocol import Args, Atom, Literal, ParseError, parse_date_time, uid_set_text
 from borderline.imap.replies import no
 from borderline.imap.state import LoggedIn
@@ -31,6 +32,9 @@ async def append(session: Session, state: LoggedIn, request: Request) -> str:
         messages.append(_message(args))
     if any(not content for _, _, content in messages):
         raise no("APPEND: empty message")
+    for index, (flags, date, content) in enumerate(messages):
+        if b"\0" in content or b"binary" in content.lower():  # a quick look, then the parse
+            messages[index] = (flags, date, await session.work(binary_as_base64, content))
     address = state.account.address
     box = await find_mailbox(session, state.account, name, trycreate=True)
     planner, store = session.region.planner, session.store
