@@ -63,6 +63,9 @@ def test_a_client_resynchronizes_on_select(running: RunningCloud) -> None:
         assert lines[0] == b"* VANISHED (EARLIER) 2"
         assert lines[1].startswith(b"* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (")
         assert len(lines) == 2
+        # '*' also covers what was expunged above the highest UID left (4 here).
+        lines = ok(again, b"UID FETCH 3:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % seen)
+        assert lines == [b"* VANISHED (EARLIER) 4"]
         for bad in (
             b"FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
             b"UID FETCH 1:* (FLAGS) (VANISHED)",

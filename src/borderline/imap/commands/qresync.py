@@ -116,7 +116,7 @@ async def vanished_earlier(
     """`* VANISHED (EARLIER)` for the UIDs (in `within`, if given) expunged after `since`
     that this session no longer shows; one still in its view is announced when it may be."""
     changes = await session.stored(view.store.changes_since, view.id, since)
-    largest = view.largest_uid
+    largest = 0xFFFFFFFF  # `1:*` covers the UIDs expunged above the highest one left
     gone = sorted(
         {
             change.uid
