@@ -51,22 +51,11 @@ def written_by_v1(
     if store_engine == "sqlite":
         path = tmp_path / "mail.sqlite"
         shutil.copy(FIXTURES / "v1.sqlite", path)
-
-        def on_file(sql: str) -> list[tuple[object, ...]]:
-            with closing(sqlite3.connect(path)) as db, db:
-                return db.execute(sql).fetchall()
-
-        return path, on_file
+        return path, on_location(path)
     server: PostgresServer = request.getfixturevalue("pg_server")
     url: str = request.getfixturevalue("pg_url")
     server.load(url, FIXTURES / "v1-postgres.sql")
-
-    def on_database(sql: str) -> list[tuple[object, ...]]:
-        with psycopg.connect(url, autocommit=True) as db, db.cursor() as cursor:
-            cursor.execute(sql)  # type: ignore[arg-type]
-            return cursor.fetchall() if cursor.description else []
-
-    return url, on_database
+    return url, on_location(url)
 
 
 def snapshot(query: Query) -> dict[str, list[tuple[object, ...]]]:
@@ -104,6 +93,8 @@ def test_a_store_from_before_schema_versions_opens_with_every_row_kept(
     top = store.create_mailbox(BOB, "Top")
     store.delete_mailbox(BOB, "Top")
     assert store.create_mailbox(BOB, "Next").id > top.id, "a freed top id is not reused"
+    store.delete_mailbox(BOB, "Next")
+    assert store.lost_subscriptions(BOB) == ["Next", "Top"], "version 6 keeps subscriptions"
     store.close()
 
     after = snapshot(query)
@@ -157,3 +148,42 @@ def test_a_store_newer_than_the_code_is_refused(
     query("UPDATE schema_version SET version = 99")
     with pytest.raises(StoreError, match="schema version 99, newer than this Borderline"):
         open_store(location)
+
+
+def test_a_version_5_store_keeps_its_rows_and_gains_lost_subscriptions(
+    store_location: str | Path,
+) -> None:
+    """Version 6 only adds `lost_subscriptions`: a latest store without it, marked 5, is
+    what version 5 wrote."""
+    store = open_store(store_location)
+    store.create_account(ALICE, "hash")
+    store.create_mailbox(ALICE, "Kept", subscribed=True)
+    store.close()
+    run = on_location(store_location)
+    run("DROP TABLE lost_subscriptions")
+    run("UPDATE schema_version SET version = 5")
+    before = run("SELECT id, name, subscribed FROM mailboxes ORDER BY id")
+    store = open_store(store_location)
+    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 6
+    assert run("SELECT id, name, subscribed FROM mailboxes ORDER BY id") == before
+    store.delete_mailbox(ALICE, "Kept")
+    assert store.lost_subscriptions(ALICE) == ["Kept"]
+    store.close()
+
+
+def on_location(location: str | Path) -> Query:
+    """Raw SQL on a store's database, bypassing the store."""
+    if isinstance(location, Path):
+
+        def on_file(sql: str) -> list[tuple[object, ...]]:
+            with closing(sqlite3.connect(location)) as db, db:
+                return db.execute(sql).fetchall()
+
+        return on_file
+
+    def on_database(sql: str) -> list[tuple[object, ...]]:
+        with psycopg.connect(location, autocommit=True) as db, db.cursor() as cursor:
+            cursor.execute(sql)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+    return on_database

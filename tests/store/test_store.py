@@ -185,6 +185,32 @@ def test_accounts_passwords_and_subscriptions(store: MailStore) -> None:
         store.set_subscribed(ALICE, "Nope", True)
 
 
+def test_a_subscription_outlives_its_mailbox(store: MailStore) -> None:
+    """RFC 3501 6.3.6: deleting a subscribed mailbox keeps the subscription to its name,
+    which a mailbox created or renamed to that name takes back."""
+    store.create_mailbox(ALICE, "Old", subscribed=True)
+    store.create_mailbox(ALICE, "Plain", subscribed=False)
+    store.delete_mailbox(ALICE, "Old")
+    store.delete_mailbox(ALICE, "Plain")
+    assert store.lost_subscriptions(ALICE) == ["Old"]
+    assert store.create_mailbox(ALICE, "Old", subscribed=False).subscribed
+    assert {m.name: m.subscribed for m in store.mailboxes(ALICE)}["Old"] is True
+    assert store.lost_subscriptions(ALICE) == []
+    store.delete_mailbox(ALICE, "Old")
+    store.create_mailbox(ALICE, "Other", subscribed=False)
+    store.rename_mailbox(ALICE, "Other", "Old")
+    assert {m.name: m.subscribed for m in store.mailboxes(ALICE)}["Old"] is True
+    store.delete_mailbox(ALICE, "Old")
+    store.set_subscribed(ALICE, "Old", False)  # UNSUBSCRIBE of a deleted mailbox's name
+    assert store.lost_subscriptions(ALICE) == []
+    with pytest.raises(MailboxNotFound):
+        store.set_subscribed(ALICE, "Old", False)
+    store.create_mailbox(ALICE, "Again", subscribed=True)
+    store.delete_mailbox(ALICE, "Again")
+    store.delete_account(ALICE)
+    assert store.lost_subscriptions(ALICE) == []
+
+
 def test_records_are_typed(store: MailStore) -> None:
     inbox = store.mailbox(ALICE, "INBOX")
     [placed] = deliver(store, 1)

@@ -83,8 +83,25 @@ def transfer_decode(data: bytes, encoding: str) -> bytes:
             cleaned = NOT_BASE64.sub(b"", data)
             return binascii.a2b_base64(cleaned[: len(cleaned) // 4 * 4])
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(data)
+        return binascii.a2b_qp(_qp_lines(data))
     return data
+
+
+def _qp_lines(data: bytes) -> bytes:
+    """RFC 2045 6.7: whitespace at the end of a line is padding, and a line that then ends
+    in "=" continues on the next (binascii keeps the padding, so "= " would stay)."""
+    out = []
+    lines = data.split(b"\n")
+    for index, line in enumerate(lines):
+        crlf = line.endswith(b"\r")
+        text = line.rstrip(b"\r").rstrip(b" \t")
+        if text.endswith(b"="):
+            out.append(text[:-1])
+        elif index < len(lines) - 1:
+            out.append(text + (b"\r\n" if crlf else b"\n"))
+        else:
+            out.append(text)
+    return b"".join(out)
 
 
 def words_text(raw: bytes) -> str:
@@ -436,6 +453,14 @@ def bodystructure(part: Part, extensible: bool = True) -> bytes:
     return b"(" + b" ".join(items) + b")"
 
 
+def locate(part: Part, numbers: list[int]) -> Part:
+    """The part a section's numbers name (`2.1`: [2, 1]); KeyError if there is none."""
+    node = part
+    for depth, number in enumerate(numbers):
+        node = node.child(number) if depth else node.subpart(number)
+    return node
+
+
 def section(part: Part, spec: str) -> bytes:
     """The octets of BODY[spec] (RFC 3501 6.4.5); raises KeyError for a missing part."""
     numbers: list[int] = []
@@ -446,9 +471,7 @@ def section(part: Part, spec: str) -> bytes:
             break
         numbers.append(int(head))
         rest = tail if dot else ""
-    node = part
-    for depth, number in enumerate(numbers):
-        node = node.child(number) if depth else node.subpart(number)
+    node = locate(part, numbers)
     upper = rest.upper()
     if not upper:
         return node.raw if not numbers else node.body
@@ -468,3 +491,39 @@ def section(part: Part, spec: str) -> bytes:
         names = rest[rest.find("(") + 1 : rest.rfind(")")].replace('"', " ").split()
         return message.header_fields(names, exclude)
     raise KeyError(spec)
+
+
+_TRANSFER_ENCODING_FIELD = re.compile(
+    rb"^content-transfer-encoding:[^\n]*\n(?:[ \t][^\n]*\n)*", re.IGNORECASE | re.MULTILINE
+)
+
+
+def binary_as_base64(data: bytes) -> bytes:
+    """The message with every leaf part in `binary` transfer encoding, or holding a NUL,
+    re-encoded as base64 (RFC 3516 4.3: a server that keeps no binary content converts
+    it), so BODY[...] never carries a NUL; other octets stay as they were."""
+    root = Part(data)
+    leaves = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.children:
+            stack.extend(node.children)
+        elif node.message is not None:
+            stack.append(node.message)
+        elif node.transfer_encoding == "binary" or b"\0" in node.body:
+            leaves.append(node)
+    out = data
+    for node in sorted(leaves, key=lambda n: n.start, reverse=True):
+        fields = node.header
+        for blank in (b"\r\n", b"\n"):
+            if fields == blank:
+                fields = b""
+            elif fields.endswith(blank * 2):
+                fields = fields[: -len(blank)]
+        head = _TRANSFER_ENCODING_FIELD.sub(b"", fields)
+        encoded = binascii.b2a_base64(node.body, newline=False)
+        lines = b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+        replacement = head + b"Content-Transfer-Encoding: base64\r\n\r\n" + lines + b"\r\n"
+        out = out[: node.start] + replacement + out[node.end :]
+    return out

@@ -36,6 +36,10 @@ class Atom(str):
     """An unquoted token: keywords, flags, sequence sets, NIL."""
 
 
+class Literal(bytes):
+    """A string sent as a literal: APPEND tells its message apart from a quoted date-time."""
+
+
 Token = Atom | bytes | list["Token"]
 
 
@@ -112,7 +116,7 @@ class Tokenizer:
         if start + size > len(data):
             raise ParseError("literal is shorter than announced")
         self.pos = start + size
-        return data[start : self.pos]
+        return Literal(data[start : self.pos])
 
     def _atom(self) -> Atom:
         data = self.data

@@ -69,6 +69,7 @@ class Session:
         # What the client enabled (ENABLE, or implied by a command: RFC 7162 3.1).
         self.utf8 = False
         self.condstore = False
+        self.qresync = False
         self.bad_commands = 0
         # Run once the tagged reply is out (STARTTLS starts TLS only after its OK).
         self.after_reply: Callable[[], Awaitable[None]] | None = None
@@ -286,7 +287,7 @@ class Session:
         FETCH FLAGS, EXISTS)."""
         changes: Changes | None = await self.stored(view.read_changes, allow_expunge)
         if changes is not None and self.viewing(view):
-            for line in view.apply(changes, allow_expunge, self.condstore):
+            for line in view.apply(changes, allow_expunge, self.condstore, self.qresync):
                 self.emit(line)
 
     def enable_condstore(self) -> None:
@@ -381,11 +382,21 @@ class Session:
             "NAMESPACE",
             "UNSELECT",
             "CHILDREN",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
             "SPECIAL-USE",
             "UIDPLUS",
+            "MULTIAPPEND",
             "ESEARCH",
+            "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
+            "BINARY",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
             "MOVE",
             "CONDSTORE",
+            "QRESYNC",
             "UTF8=ACCEPT",
             f"APPENDLIMIT={self.server.max_message_size}",
         ]

@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from borderline.imap.protocol import SequenceSet, flag_list
+from borderline.imap.protocol import SequenceSet, flag_list, uid_set_text
 from borderline.store import MailboxInfo, MailboxNotFound, MailStore, MessageInfo
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -126,10 +126,12 @@ class MailboxView:
                 self.info[message.uid] = self._as_seen(message)
         return self.flags_lines() if len(self.keywords) > known else []
 
-    def remove(self, uids: Iterable[int]) -> list[bytes]:
+    def remove(self, uids: Iterable[int], vanished: bool = False) -> list[bytes]:
         """Drop expunged messages from the view; EXPUNGE lines, each with the then-current
-        sequence number, so removing several in one go stays right for the client."""
+        sequence number, so removing several in one go stays right for the client. With
+        `vanished` (QRESYNC enabled, RFC 7162 3.2.10) one VANISHED line instead."""
         lines = []
+        gone = []
         for uid in sorted(set(uids), reverse=True):
             seq = self.seq_of(uid)
             if seq is None:
@@ -138,6 +140,9 @@ class MailboxView:
             del self.info[uid]
             self.recent.discard(uid)
             lines.append(b"* %d EXPUNGE" % seq)
+            gone.append(uid)
+        if vanished:
+            return [f"* VANISHED {uid_set_text(sorted(gone))}".encode()] if gone else []
         return lines
 
     def _known(self, change: tuple[int, int, str]) -> bool:
@@ -180,11 +185,14 @@ class MailboxView:
             recent_from = new[-1].uid + 1
         return Changes(modseq, {m.uid: m for m in messages}, recent_from)
 
-    def apply(self, changes: Changes, allow_expunge: bool, modseq: bool = False) -> list[bytes]:
+    def apply(
+        self, changes: Changes, allow_expunge: bool, modseq: bool = False, vanished: bool = False
+    ) -> list[bytes]:
         """Untagged EXPUNGE / FETCH FLAGS / EXISTS that bring the view up to `changes`.
         While expunges may not be announced (during FETCH, STORE, SEARCH), the vanished
         messages stay in the view and are announced at the next chance. With `modseq`
-        (CONDSTORE enabled) flag changes carry the message's MODSEQ."""
+        (CONDSTORE enabled) flag changes carry the message's MODSEQ; with `vanished`
+        (QRESYNC enabled) expunges are one VANISHED line."""
         self.modseq = max(self.modseq, changes.modseq)
         fresh = changes.messages
         if fresh is None:
@@ -192,7 +200,7 @@ class MailboxView:
         lines: list[bytes] = []
         gone = [uid for uid in self.uids if uid not in fresh]
         if allow_expunge:
-            lines += self.remove(gone)
+            lines += self.remove(gone, vanished)
             self.expunge_pending = False
         else:
             self.expunge_pending = bool(gone)

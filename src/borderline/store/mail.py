@@ -112,7 +112,7 @@ class MailStore:
             ids = (self.dialect.values(mailbox_ids),)
             tx.run(f"DELETE FROM messages WHERE {self.dialect.member('mailbox_id')}", ids)
             tx.run(f"DELETE FROM changes WHERE {self.dialect.member('mailbox_id')}", ids)
-            for table in ("mailboxes", "blobs", "relay_received"):
+            for table in ("mailboxes", "lost_subscriptions", "blobs", "relay_received"):
                 tx.run(f"DELETE FROM {table} WHERE account = ?", (address,))
             tx.run("DELETE FROM accounts WHERE address = ?", (address,))
 
@@ -162,7 +162,8 @@ class MailStore:
     ) -> MailboxInfo:
         """Create an empty mailbox with a new UIDVALIDITY; its id is never one another mailbox
         had. StoreError if the account has one of that name or there is no such account.
-        IMAP's CREATE leaves it unsubscribed (the client subscribes, RFC 3501 6.3.3)."""
+        IMAP's CREATE leaves it unsubscribed (the client subscribes, RFC 3501 6.3.3), unless
+        the name kept its subscription from a mailbox deleted before."""
         account = account.lower()
         try:
             with self.engine.write() as tx:
@@ -171,6 +172,7 @@ class MailStore:
                 if self._mailbox_id(tx, account, name) is not None:
                     raise Conflict(name)
                 [uidvalidity] = self._uidvalidities(tx, 1)
+                subscribed = self._found_subscription(tx, account, name) or subscribed
                 row = tx.one(
                     "INSERT INTO mailboxes (account, name, uidvalidity, special_use, subscribed)"
                     " VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -180,6 +182,24 @@ class MailStore:
             raise StoreError(f"mailbox {name!r} already exists") from None
         assert row is not None
         return MailboxInfo(int(row[0]), account, name, uidvalidity, 1, 1, special_use, subscribed)
+
+    @staticmethod
+    def _found_subscription(tx: Tx, account: str, name: str) -> bool:
+        """Take back the lost subscription of a name that has a mailbox again."""
+        found = tx.one(
+            "DELETE FROM lost_subscriptions WHERE account = ? AND name = ? RETURNING name",
+            (account, name),
+        )
+        return found is not None
+
+    def lost_subscriptions(self, account: str) -> list[str]:
+        """The subscribed names that have no mailbox (deleted since), sorted."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                "SELECT name FROM lost_subscriptions WHERE account = ? ORDER BY name",
+                (account.lower(),),
+            )
+        return [str(r[0]) for r in rows]
 
     @staticmethod
     def _mailbox_id(tx: Tx, account: str, name: str) -> int | None:
@@ -293,21 +313,23 @@ class MailStore:
                 # Shortest first when names shrink, longest first when they grow: no new name
                 # is ever an old one not yet renamed.
                 moves = sorted(rows, key=lambda r: len(r[1]), reverse=len(new) > len(old))
-                tx.run_many(
-                    "UPDATE mailboxes SET name = ? WHERE id = ?",
-                    [(new + str(name)[len(old) :], mailbox_id) for mailbox_id, name in moves],
-                )
+                renamed = [(new + str(name)[len(old) :], mailbox_id) for mailbox_id, name in moves]
+                tx.run_many("UPDATE mailboxes SET name = ? WHERE id = ?", renamed)
+                found = [(i,) for name, i in renamed if self._found_subscription(tx, account, name)]
+                tx.run_many("UPDATE mailboxes SET subscribed = TRUE WHERE id = ?", found)
         except Conflict:
             raise StoreError(f"mailbox {new!r} already exists") from None
 
     def delete_mailbox(self, account: str, name: str) -> None:
         """Delete a mailbox, its messages (a blob goes with its last message) and its change
-        log. MailboxNotFound if it does not exist; StoreError, with nothing deleted, if it
-        holds any message (live or retained) while the account is under a live hold."""
+        log; a subscription to its name stays. MailboxNotFound if it does not exist;
+        StoreError, with nothing deleted, if it holds any message (live or retained) while
+        the account is under a live hold."""
         account = account.lower()
         with self.engine.write() as tx:
             row = tx.one(
-                "SELECT id FROM mailboxes WHERE account = ? AND name = ?" + self.dialect.for_update,
+                "SELECT id, subscribed FROM mailboxes WHERE account = ? AND name = ?"
+                + self.dialect.for_update,
                 (account, name),
             )
             if row is None:
@@ -323,17 +345,22 @@ class MailStore:
             self._remove(tx, mailbox_id, uids, held=False)
             tx.run("DELETE FROM changes WHERE mailbox_id = ?", (mailbox_id,))
             tx.run("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+            if row[1]:
+                tx.run(
+                    "INSERT INTO lost_subscriptions (account, name) VALUES (?, ?)", (account, name)
+                )
 
     def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
-        """Mark the mailbox (un)subscribed. MailboxNotFound if it does not exist."""
+        """Mark the mailbox (un)subscribed, or drop the lost subscription of a deleted one.
+        MailboxNotFound if there is neither."""
+        account = account.lower()
         with self.engine.write() as tx:
-            if (
-                tx.one(
-                    "UPDATE mailboxes SET subscribed = ? WHERE account = ? AND name = ?"
-                    " RETURNING id",
-                    (subscribed, account.lower(), name),
-                )
-                is None
+            found = tx.one(
+                "UPDATE mailboxes SET subscribed = ? WHERE account = ? AND name = ? RETURNING id",
+                (subscribed, account, name),
+            )
+            if found is None and not (
+                not subscribed and self._found_subscription(tx, account, name)
             ):
                 raise MailboxNotFound(f"no mailbox {name!r}")
 

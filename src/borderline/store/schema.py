@@ -6,8 +6,10 @@ one) and ids that are never handed out twice on SQLite (AUTOINCREMENT; PostgreSQ
 identity columns never reuse). Version 3 adds the outbound queue (mail to the Internet).
 Version 4 keeps an operator's reason to bounce a relay queue item (`bounce`). Version 5 adds
 `mailboxes.first_recent_uid` (IMAP's Recent flag: no session has yet seen the messages from
-that UID on). A new database is created at the latest version directly; an older one is
-migrated step by step, in one transaction, when a store opens it.
+that UID on). Version 6 adds `lost_subscriptions`, the subscribed names whose mailbox was
+deleted (IMAP keeps a subscription to a name, RFC 3501 6.3.6). A new database is
+created at the latest version directly; an older one is migrated step by step, in one
+transaction, when a store opens it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 5
+LATEST = 6
 # Version 4's column of the relay queue: an operator's reason to give up on the item.
 RELAY_BOUNCE = "bounce TEXT"
 
@@ -106,6 +108,13 @@ TABLES: dict[str, str] = {
         last_error TEXT,
         delay_notified BOOLEAN NOT NULL DEFAULT FALSE,
         bounce TEXT
+    )""",
+    # Subscriptions outlive their mailbox (RFC 3501 6.3.6): a subscribed mailbox's name moves
+    # here when it is deleted, and back to `mailboxes.subscribed` when it is created again.
+    "lost_subscriptions": """CREATE TABLE {table} (
+        account TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (account, name)
     )""",
     "holds": """CREATE TABLE {table} (
         id {id},

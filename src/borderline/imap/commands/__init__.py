@@ -16,6 +16,7 @@ from borderline.imap.commands import (
     mailboxes,
     search,
     selection,
+    sort,
     store,
 )
 from borderline.imap.commands.base import SELECTED, Command, Request
@@ -32,6 +33,8 @@ UID_COMMANDS: dict[str, Command[Selected]] = {
     "COPY": copy.COPY,
     "MOVE": copy.MOVE,
     "SEARCH": search.COMMAND,
+    "SORT": sort.COMMAND,
+    "THREAD": sort.THREAD,
     "EXPUNGE": expunge.COMMAND,
 }
 

@@ -31,7 +31,7 @@ async def expunge(session: Session, state: Selected, request: Request) -> str:
 
 def announce_removed(session: Session, view: MailboxView, uids: list[int]) -> None:
     """EXPUNGE responses for what this session removed, and a wake-up for the others."""
-    for line in view.remove(uids):
+    for line in view.remove(uids, session.qresync):
         session.emit(line)
     if uids:
         session.server.changed(view.id)

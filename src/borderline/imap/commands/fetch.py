@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import batches, modifier
+from borderline.imap.commands.qresync import vanished_earlier, vanished_modifier
 from borderline.imap.fetch import FetchItem, fetch_response, parse_items, read_blobs
-from borderline.imap.protocol import SequenceSet
+from borderline.imap.protocol import ParseError, SequenceSet
 from borderline.imap.replies import no
 from borderline.imap.state import Selected
 from borderline.imap.view import MailboxView
@@ -21,13 +22,19 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
     args, by_uid, view = request.args, request.by_uid, state.view
     numbers = SequenceSet.parse(args.atom("sequence set"))
     items = parse_items(args.next("data items"))
+    vanished = vanished_modifier(args)
     changed_since = modifier(args, "CHANGEDSINCE")
     args.end()
-    if by_uid and not any(item.kind == "UID" for item in items):
+    if vanished and not (by_uid and session.qresync and changed_since is not None):
+        raise ParseError("FETCH: VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC")
+    # With QRESYNC every FETCH carries its UID (RFC 7162 3.2.4).
+    if (by_uid or session.qresync) and not any(item.kind == "UID" for item in items):
         items.insert(0, FetchItem("UID"))
     if changed_since is not None or any(item.kind == "MODSEQ" for item in items):
         session.enable_condstore()
     messages = view.resolve(numbers, by_uid)
+    if vanished and changed_since is not None:
+        await vanished_earlier(session, view, changed_since, numbers)
     if changed_since is not None:
         messages = [(seq, m) for seq, m in messages if m.modseq > changed_since]
     needs_content = any(i.needs_content for i in items)

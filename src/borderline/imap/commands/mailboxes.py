@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import LOGGED_IN, Command, Request
@@ -16,7 +17,7 @@ from borderline.imap.commands.common import (
     new_mailbox_name,
     one_or_list,
 )
-from borderline.imap.protocol import ParseError, as_text, decode_mailbox
+from borderline.imap.protocol import ParseError, Token, as_text, decode_mailbox
 from borderline.imap.replies import no
 from borderline.imap.state import Account, LoggedIn, Selected
 from borderline.store import MailboxInfo, MailboxNotFound, MailStore, MessageInfo
@@ -36,6 +37,10 @@ async def enable(session: Session, state: LoggedIn, request: Request) -> str:
         elif capability == "CONDSTORE":
             session.condstore = True
             enabled.append(capability)
+        elif capability == "QRESYNC":  # implies CONDSTORE (RFC 7162 3.2.3)
+            session.enable_condstore()
+            session.qresync = True
+            enabled.append(capability)
     session.emit(("* ENABLED " + " ".join(enabled)).rstrip().encode())
     return "ENABLE completed"
 
@@ -46,21 +51,79 @@ async def namespace(session: Session, state: LoggedIn, request: Request) -> str:
     return "NAMESPACE completed"
 
 
+# LIST-EXTENDED (RFC 5258) selection and return options, SPECIAL-USE's (RFC 6154) and
+# LIST-STATUS's (RFC 5819) among them.
+SELECTION_OPTIONS = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+RETURN_OPTIONS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+MAX_PATTERNS = 100
+
+
+@dataclass
+class ListRequest:
+    """What LIST asked for; `extended` when it used any RFC 5258 syntax."""
+
+    patterns: list[str]
+    selection: set[str] = field(default_factory=set)
+    returns: set[str] = field(default_factory=set)
+    status: list[str] = field(default_factory=list)
+    extended: bool = False
+
+
 async def list_mailboxes(session: Session, state: LoggedIn, request: Request) -> str:
     args = request.args
-    selection: set[str] = set()
+    wanted = ListRequest([])
     if isinstance(args.peek(), list):
-        selection = {as_text(t, "LIST: bad option").upper() for t in args.list("options")}
+        wanted.extended = True
+        wanted.selection = _options(args.list("selection options"), SELECTION_OPTIONS, "selection")
+        if "RECURSIVEMATCH" in wanted.selection and not wanted.selection & {
+            "SUBSCRIBED",
+            "SPECIAL-USE",
+        }:
+            raise ParseError("LIST: RECURSIVEMATCH needs another selection option beside it")
     reference = args.astring("reference name")
-    patterns = [as_text(t, "LIST: bad pattern") for t in one_or_list(args.next("pattern"))]
-    returns: set[str] = set()
+    pattern_token = args.next("pattern")
+    wanted.extended |= isinstance(pattern_token, list)
+    patterns = [as_text(t, "LIST: bad pattern") for t in one_or_list(pattern_token)]
+    if not patterns or len(patterns) > MAX_PATTERNS:
+        raise ParseError(f"LIST: give 1 to {MAX_PATTERNS} patterns")
+    wanted.patterns = [reference + pattern for pattern in patterns]
     if args.more():
         if args.atom("RETURN").upper() != "RETURN":
             raise ParseError("LIST: expected RETURN")
-        returns = {as_text(t, "LIST: bad option").upper() for t in args.list("options")}
+        wanted.extended = True
+        _return_options(args.list("return options"), wanted)
     args.end()
-    await _list(session, state.account, "LIST", reference, patterns, selection, returns)
+    if "SUBSCRIBED" in wanted.selection:
+        wanted.returns.add("SUBSCRIBED")  # RFC 5258 3: the selection option implies it
+    await _list(session, state.account, "LIST", wanted)
     return "LIST completed"
+
+
+def _options(tokens: list[Token], known: frozenset[str], kind: str) -> set[str]:
+    options = {as_text(t, f"LIST: bad {kind} option").upper() for t in tokens}
+    unknown = options - known
+    if unknown:
+        raise ParseError(f"LIST: unknown {kind} option {sorted(unknown)[0][:40]}")
+    return options
+
+
+def _return_options(tokens: list[Token], wanted: ListRequest) -> None:
+    """RETURN (...): STATUS takes the list of status items after it (RFC 5819)."""
+    for index, token in enumerate(tokens):
+        if isinstance(token, list):
+            previous = tokens[index - 1] if index else None
+            if not (isinstance(previous, str) and previous.upper() == "STATUS"):
+                raise ParseError("LIST: a parenthesized list in RETURN only follows STATUS")
+            wanted.status = _status_items(token)
+            continue
+        option = as_text(token, "LIST: bad return option").upper()
+        if option not in RETURN_OPTIONS:
+            raise ParseError(f"LIST: unknown return option {option[:40]}")
+        if option == "STATUS" and not (
+            index + 1 < len(tokens) and isinstance(tokens[index + 1], list)
+        ):
+            raise ParseError("LIST: RETURN STATUS needs a list of status items")
+        wanted.returns.add(option)
 
 
 async def lsub(session: Session, state: LoggedIn, request: Request) -> str:
@@ -68,53 +131,80 @@ async def lsub(session: Session, state: LoggedIn, request: Request) -> str:
     reference = args.astring("reference name")
     pattern = args.astring("pattern")
     args.end()
-    await _list(session, state.account, "LSUB", reference, [pattern], {"SUBSCRIBED"}, set())
+    await _list(session, state.account, "LSUB", ListRequest([reference + pattern], {"SUBSCRIBED"}))
     return "LSUB completed"
 
 
-async def _list(
-    session: Session,
-    account: Account,
-    kind: str,
-    reference: str,
-    patterns: list[str],
-    selection: set[str],
-    returns: set[str],
-) -> None:
-    if patterns == [""]:
+def _pattern_regex(session: Session, full: str) -> re.Pattern[str]:
+    if not session.utf8:
+        # A pattern that is not modified UTF-7 is matched as it is (it matches nothing).
+        with contextlib.suppress(ParseError):
+            full = decode_mailbox(full)
+    if full[:5].upper() == "INBOX":  # INBOX is case-insensitive (RFC 3501 5.1)
+        full = "INBOX" + full[5:]
+    body = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full)
+    return re.compile(f"^{body}$", re.DOTALL)
+
+
+async def _list(session: Session, account: Account, kind: str, wanted: ListRequest) -> None:
+    if wanted.patterns == [""] and not wanted.extended:
         session.emit(f'* {kind} (\\Noselect) "/" ""'.encode())
         return
-    regexes = []
-    for pattern in patterns:
-        full = reference + pattern
-        if not session.utf8:
-            # A pattern that is not modified UTF-7 is matched as it is (it matches nothing).
-            with contextlib.suppress(ParseError):
-                full = decode_mailbox(full)
-        if full[:5].upper() == "INBOX":  # INBOX is case-insensitive (RFC 3501 5.1)
-            full = "INBOX" + full[5:]
-        body = "".join(".*" if c == "*" else "[^/]*" if c == "%" else re.escape(c) for c in full)
-        regexes.append(re.compile(f"^{body}$", re.DOTALL))
-    boxes = await session.stored(session.store.mailboxes, account.address)
-    names = {box.name for box in boxes}
-    for box in boxes:
-        if not any(r.match(box.name) for r in regexes):
+    regexes = [_pattern_regex(session, full) for full in wanted.patterns]
+    boxes = {
+        box.name: box for box in await session.stored(session.store.mailboxes, account.address)
+    }
+    lost: list[str] = []
+    if "SUBSCRIBED" in wanted.selection:
+        lost = await session.stored(session.store.lost_subscriptions, account.address)
+    names = set(boxes) | set(lost)
+    parents = {name.rpartition("/")[0] for name in names} - {""}
+    while parents - names:  # implied parents of names that exist (or are subscribed)
+        names |= parents
+        parents = {name.rpartition("/")[0] for name in parents} - {""}
+    subscribed = {name for name, box in boxes.items() if box.subscribed} | set(lost)
+
+    def selected(name: str) -> bool:
+        box = boxes.get(name)
+        if "SUBSCRIBED" in wanted.selection and name not in subscribed:
+            return False
+        if "SPECIAL-USE" in wanted.selection and (box is None or not box.special_use):
+            return False
+        return box is not None or name in subscribed
+
+    picked = {name for name in names if selected(name)}
+    childinfo = sorted(wanted.selection & {"SUBSCRIBED", "SPECIAL-USE"})
+    for name in sorted(names):
+        if not any(r.match(name) for r in regexes):
             continue
-        if "SUBSCRIBED" in selection and not box.subscribed:
-            continue
-        if "SPECIAL-USE" in selection and not box.special_use:
-            continue
-        children = any(n.startswith(box.name + "/") for n in names)
-        attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
-        if box.special_use and kind == "LIST":
-            attributes.append(box.special_use)
-        if box.subscribed and ("SUBSCRIBED" in returns or "SUBSCRIBED" in selection):
-            attributes.append("\\Subscribed")
-        session.emit(
-            f'* {kind} ({" ".join(attributes)}) "/" '.encode() + encode_name(session, box.name)
+        # RECURSIVEMATCH: a parent is listed for its selected descendants the patterns miss.
+        info = "RECURSIVEMATCH" in wanted.selection and any(
+            other.startswith(name + "/") and not any(r.match(other) for r in regexes)
+            for other in picked
         )
+        if name not in picked and not info:
+            continue
+        box = boxes.get(name)
+        attributes = []
+        if box is None:
+            attributes.append("\\NonExistent" if wanted.extended else "\\Noselect")
+        if any(other.startswith(name + "/") for other in boxes):
+            attributes.append("\\HasChildren")
+        elif box is not None:
+            attributes.append("\\HasNoChildren")
+        if box is not None and box.special_use and kind == "LIST":
+            attributes.append(box.special_use)
+        if name in subscribed and "SUBSCRIBED" in wanted.returns and name in picked:
+            attributes.append("\\Subscribed")
+        line = f'* {kind} ({" ".join(attributes)}) "/" '.encode() + encode_name(session, name)
+        if info:
+            quoted = " ".join(f'"{c}"' for c in childinfo)
+            line += f' ("CHILDINFO" ({quoted}))'.encode()
+        session.emit(line)
+        if box is not None and "STATUS" in wanted.returns:
+            await _emit_status(session, box, wanted.status)
     if kind == "LSUB":
-        for parent in _unsubscribed_parents(boxes, regexes):
+        for parent in _unsubscribed_parents(list(boxes.values()), regexes):
             session.emit(b'* LSUB (\\Noselect) "/" ' + encode_name(session, parent))
 
 
@@ -134,12 +224,32 @@ def _unsubscribed_parents(boxes: list[MailboxInfo], regexes: list[re.Pattern[str
     return sorted(parents)
 
 
+STATUS_ITEMS = frozenset(
+    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "HIGHESTMODSEQ", "SIZE", "DELETED"}
+)
+
+
+def _status_items(tokens: list[Token]) -> list[str]:
+    items = [as_text(t, "STATUS: bad item").upper() for t in tokens]
+    for item in items:
+        if item not in STATUS_ITEMS:
+            raise ParseError(f"STATUS: unknown item {item[:40]}")
+    if not items or len(items) > len(STATUS_ITEMS):
+        raise ParseError("STATUS: give each status item at most once")
+    return items
+
+
 async def status(session: Session, state: LoggedIn, request: Request) -> str:
     args = request.args
     name = mailbox_name(session, args)
-    wanted = [as_text(t, "STATUS: bad item").upper() for t in args.list("status items")]
+    wanted = _status_items(args.list("status items"))
     args.end()
     box = await find_mailbox(session, state.account, name)
+    await _emit_status(session, box, wanted)
+    return "STATUS completed"
+
+
+async def _emit_status(session: Session, box: MailboxInfo, wanted: list[str]) -> None:
     messages: list[MessageInfo] | None = None
     values = []
     for item in wanted:
@@ -156,18 +266,15 @@ async def status(session: Session, state: LoggedIn, request: Request) -> str:
         elif item == "HIGHESTMODSEQ":
             session.condstore = True
             value = box.highestmodseq
-        elif item in ("SIZE", "DELETED"):
+        else:
             if messages is None:
                 messages = await session.stored(session.store.messages, box.id)
             if item == "SIZE":
                 value = sum(m.size for m in messages)
             else:
                 value = sum(1 for m in messages if "\\Deleted" in m.flags)
-        else:
-            raise ParseError(f"STATUS: unknown item {item}")
         values.append(f"{item} {value}")
-    session.emit(b"* STATUS " + encode_name(session, name) + f" ({' '.join(values)})".encode())
-    return "STATUS completed"
+    session.emit(b"* STATUS " + encode_name(session, box.name) + f" ({' '.join(values)})".encode())
 
 
 async def create(session: Session, state: LoggedIn, request: Request) -> str:

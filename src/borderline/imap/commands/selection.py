@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import LOGGED_IN, SELECTED, Command, Request
 from borderline.imap.commands.common import find_mailbox, mailbox_name
-from borderline.imap.protocol import Atom
+from borderline.imap.commands.qresync import resync, select_parameters
 from borderline.imap.state import LoggedIn, Selected
 from borderline.imap.view import MailboxView
 
@@ -19,10 +19,9 @@ async def select(session: Session, state: LoggedIn, request: Request) -> str:
     args = request.args
     readonly = request.name == "EXAMINE"
     name = mailbox_name(session, args)
+    wanted = None
     if isinstance(args.peek(), list):
-        parameters = args.list("select parameters")
-        if any(isinstance(p, Atom) and p.upper() == "CONDSTORE" for p in parameters):
-            session.condstore = True
+        wanted = select_parameters(session, args.list("select parameters"))
     args.end()
     account = state.account
     if isinstance(state, Selected):
@@ -45,6 +44,8 @@ async def select(session: Session, state: LoggedIn, request: Request) -> str:
     session.emit(b"* OK [UIDNEXT %d] predicted next UID" % box.uidnext)
     session.emit(b"* OK [HIGHESTMODSEQ %d] highest modseq" % box.highestmodseq)
     session.select(account, view)
+    if wanted is not None:
+        await resync(session, view, wanted)
     mode = "READ-ONLY" if readonly else "READ-WRITE"
     return f"[{mode}] {request.name} completed"
 

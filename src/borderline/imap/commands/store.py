@@ -62,7 +62,8 @@ async def store(session: Session, state: Selected, request: Request) -> str:
             info = view.info.get(message.uid)
             if info is None or (match[2] and info.uid not in touched):
                 continue
-            items = [b"UID %d" % info.uid] if by_uid else []
+            # With QRESYNC every FETCH carries its UID (RFC 7162 3.2.4).
+            items = [b"UID %d" % info.uid] if by_uid or session.qresync else []
             if not match[2]:  # .SILENT with CONDSTORE: only the new MODSEQ (RFC 7162 3.2)
                 items.append(b"FLAGS " + flag_list(info.flags))
             if session.condstore:
