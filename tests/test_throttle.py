@@ -4,6 +4,7 @@ submission of a region count guesses together."""
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import socket
 import ssl
@@ -97,3 +98,35 @@ def test_delays_grow_with_the_worst_count_and_stay_bounded() -> None:
     assert throttle.failed("b@example.test", GUESSER_IP) == 4.0, "the address counts too"
     assert throttle.failed("a@example.test", OWNER_IP) == 4.0, "and so does the account"
     assert throttle.failed("c@example.test", OWNER_IP) == 0.0
+
+
+def test_one_wrong_password_tried_by_login_and_authenticate_is_one_guess(
+    running: RunningCloud,
+) -> None:
+    """A client falling back from LOGIN to AUTHENTICATE PLAIN with the same wrong password
+    on one connection guessed once (throttle.Guesses)."""
+    throttle = running.cloud.region("eu-dublin").logins
+    fast(throttle)
+    throttle.lockout = 3
+    listen = running.cloud.region("eu-dublin").section.imap
+    assert listen is not None
+    plain = base64.b64encode(f"\0{ALICE}\0guess".encode())
+    with socket.create_connection(
+        (listen.host, listen.port), timeout=30, source_address=(GUESSER_IP, 0)
+    ) as sock:
+        lines = sock.makefile("rb")
+        lines.readline()
+
+        def reply(tag: bytes, command: bytes) -> bytes:
+            sock.sendall(tag + b" " + command + b"\r\n")
+            while not (line := lines.readline()).startswith(tag + b" "):
+                assert line, "connection closed"
+                if line.startswith(b"+"):
+                    sock.sendall(plain + b"\r\n")
+            return line
+
+        for tag in (b"a", b"b"):
+            assert b"AUTHENTICATIONFAILED" in reply(tag, f'LOGIN "{ALICE}" "guess"'.encode())
+        assert b"AUTHENTICATIONFAILED" in reply(b"c", b"AUTHENTICATE PLAIN")
+        assert b"AUTHENTICATIONFAILED" in reply(b"d", f'LOGIN "{ALICE}" "guess 2"'.encode())
+        assert b"OK" in reply(b"e", f'LOGIN "{ALICE}" "{PASSWORD}"'.encode()), "locked out"

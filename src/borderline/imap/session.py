@@ -37,6 +37,7 @@ from borderline.imap.state import (
 )
 from borderline.imap.view import Changes, MailboxView
 from borderline.store import MailboxNotFound, StoreError
+from borderline.throttle import Guesses
 from borderline.vault import AccessLogUnavailable, Justification, KeyReleaseDenied
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class Session:
         peer = writer.get_extra_info("peername")
         self.ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
         self.state: State = NotAuthenticated()
+        # LOGIN then AUTHENTICATE with the same wrong password is one guess (throttle.py).
+        self.guesses = Guesses(server.throttle)
         # What the client enabled (ENABLE, or implied by a command: RFC 7162 3.1).
         self.utf8 = False
         self.condstore = False

@@ -74,20 +74,22 @@ async def _login(session: Session, user: str, password: str) -> str:
         # the home region, so it must tell nothing to a guesser (who gets exactly the
         # reply, delay and throttling of an unknown account).
         vault = region.vault
-        referred = await throttle.attempt(
+        referred = await session.guesses.attempt(
             lambda: server.peers.password_is_right(vault, home, address, password, ip),
             address,
             ip,
+            password,
         )
         result: observe.LoginResult = "referred" if referred else "failed"
         observe.login(region.id, "imap", result, address=address, ip=ip)
         if referred:
             raise no(server.referral(address, home))
         raise no(FAILED_LOGIN)
-    ok = await throttle.attempt(
+    ok = await session.guesses.attempt(
         lambda: region.check_password(address, password) and home == region.id,
         address,
         ip,
+        password,
     )
     observe.login(region.id, "imap", "ok" if ok else "failed", address=address, ip=ip)
     if not ok:
