@@ -27,6 +27,7 @@ from pathlib import Path
 import dovecot_imap
 from borderline.cloud import Cloud
 from borderline.config import example_config, load_config
+from borderline.imap.summary import summarize
 from processes import free_port, stop, wait_for_port
 
 ADDRESS = "bench@example.test"
@@ -163,6 +164,7 @@ def start_borderline(root: Path, messages: list[bytes]) -> tuple[subprocess.Pope
     with Cloud(config) as cloud:
         cloud.add_account(ADDRESS, "eu-dublin", PASSWORD)
         region = cloud.region("eu-dublin")
+        region.planner.summarize = summarize  # as runtime.py wires it for SMTP and APPEND
         now = time.time()
         for first in range(0, len(messages), 500):
             batch = messages[first : first + 500]

@@ -23,6 +23,7 @@ from borderline.cloud import Cloud
 from borderline.config import ConfigError, Listen, load_config
 from borderline.console import mount_console
 from borderline.imap import RegionImap
+from borderline.imap.summary import summarize
 from borderline.legal import LegalDesk
 from borderline.legal.office import LegalOffice
 from borderline.peers import Peers
@@ -53,6 +54,8 @@ class Runtime:
     def __init__(self, cloud: Cloud, ingest_only: bool = False, reuse_port: bool = False) -> None:
         self.cloud = cloud
         self.ingest_only = ingest_only
+        for region in cloud.regions.values():
+            region.planner.summarize = summarize  # what IMAP reads, stored with each message
         self.smtp = [
             RegionSmtp(region, cloud.config, ingest_only, reuse_port)
             for region in cloud.regions.values()

@@ -157,3 +157,37 @@ def test_a_store_newer_than_the_code_is_refused(
     query("UPDATE schema_version SET version = 99")
     with pytest.raises(StoreError, match="schema version 99, newer than this Borderline"):
         open_store(location)
+
+
+def test_a_store_of_version_5_gets_summaries_and_keeps_its_messages(
+    written_by_v1: tuple[str | Path, Query],
+) -> None:
+    """Version 5 is version 6 without the summaries table: its blobs have none until a
+    session adds them; one is stored once and goes with its blob."""
+    location, query = written_by_v1
+    open_store(location).close()
+    query("DROP TABLE summaries")
+    query("UPDATE schema_version SET version = 5")
+    before = snapshot(query)
+    store = open_store(location)
+    assert snapshot(query) == before and query("SELECT version FROM schema_version") == [(6,)]
+    check_contents(store)
+    inbox = store.mailbox(ALICE, "INBOX")
+    old = {m.uid: m.blob_id for m in store.messages(inbox.id)}
+    assert store.summaries(list(old.values())) == {}, "stored before summaries"
+    store.add_summaries([(old[1], b"first"), (old[2], b"second")])
+    store.add_summaries([(old[1], b"again"), (10**9, b"no such blob")])
+    assert store.summaries(list(old.values())) == {old[1]: b"first", old[2]: b"second"}
+    [placed] = store.deliver([Delivery(ALICE, b"new", 3, time.time(), summary=b"summary")])
+    new = {m.uid: m.blob_id for m in store.messages(inbox.id)}[placed.uid]
+    assert store.summaries([new]) == {new: b"summary"}
+    for hold in store.holds():
+        store.release_hold(hold.id)
+    store.set_flags(inbox.id, [2, placed.uid], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox.id)
+    assert sorted(store.summaries([old[1], old[2], new])) == [old[1], old[2]], (
+        "uid 2's blob lives on in Work (a copy); the new one went with its message"
+    )
+    store.delete_account(ALICE)
+    assert query("SELECT COUNT(*) FROM summaries") == [(0,)]
+    store.close()

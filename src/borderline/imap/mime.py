@@ -173,7 +173,6 @@ class Part:
         self._depth = depth
         self._budget = [MAX_PARTS] if budget is None else budget
         self._values: dict[str, bytes | None] = {}
-        self.content_type = self._content_type()
 
     @cached_property
     def _inner(self) -> tuple[list[Part], Part | None]:
@@ -250,7 +249,9 @@ class Part:
         ends_open = self.end > self.body_start and self.data[self.end - 1] != 0x0A
         return lines + ends_open
 
-    def _content_type(self) -> str:
+    @cached_property
+    def content_type(self) -> str:
+        """Read when first asked: header fields and header searches never need it."""
         raw = self.raw_value("content-type")
         if raw is None:
             return self._default_type

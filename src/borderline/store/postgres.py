@@ -90,6 +90,7 @@ MIGRATIONS = {
     3: lambda tx: add_table(tx, POSTGRES, "outbound_queue"),
     4: _relay_bounce,
     5: add_first_recent_uid,
+    6: lambda tx: add_table(tx, POSTGRES, "summaries"),
 }
 
 

@@ -6,8 +6,11 @@ one) and ids that are never handed out twice on SQLite (AUTOINCREMENT; PostgreSQ
 identity columns never reuse). Version 3 adds the outbound queue (mail to the Internet).
 Version 4 keeps an operator's reason to bounce a relay queue item (`bounce`). Version 5 adds
 `mailboxes.first_recent_uid` (IMAP's Recent flag: no session has yet seen the messages from
-that UID on). A new database is created at the latest version directly; an older one is
-migrated step by step, in one transaction, when a store opens it.
+that UID on). Version 6 adds `summaries`: per blob, what IMAP clients fetch and search,
+encrypted under the account's data key as the blob is (docs/store.md, "Message summaries");
+a blob stored before has none until a session computes it. A new database is created at
+the latest version directly; an older one is migrated step by step, in one transaction,
+when a store opens it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 5
+LATEST = 6
 # Version 4's column of the relay queue: an operator's reason to give up on the item.
 RELAY_BOUNCE = "bounce TEXT"
 
@@ -50,6 +53,12 @@ TABLES: dict[str, str] = {
     "blobs": """CREATE TABLE {table} (
         id {id},
         account TEXT NOT NULL,
+        data {bytes} NOT NULL
+    )""",
+    # Version 6: one encrypted summary per blob (ENVELOPE, BODYSTRUCTURE, the header block),
+    # deleted with its blob.
+    "summaries": """CREATE TABLE {table} (
+        blob_id BIGINT PRIMARY KEY REFERENCES blobs(id),
         data {bytes} NOT NULL
     )""",
     "messages": """CREATE TABLE {table} (

@@ -137,6 +137,7 @@ MIGRATIONS = {
     3: lambda tx: add_table(tx, SQLITE, "outbound_queue"),
     4: _relay_bounce,
     5: _first_recent_uid,
+    6: lambda tx: add_table(tx, SQLITE, "summaries"),
 }
 
 
