@@ -68,7 +68,8 @@ def test_fetch_and_search_answer_the_same_with_and_without_a_summary(
     assert first[:count] == first[count:], "a summary answers as the message does"
     assert b'"=?utf-8?b?w6Rw?= nested"' in first[1] and b"ENVELOPE" in first[1]
     assert sorted(region.store.summaries(old)) == old, "the first read stored the summaries"
-    for query in ('FROM "sender1"', 'FROM "j@example.org"', "HEADER Message-ID nested"):
+    queries = ('FROM "sender1"', 'FROM "j@example.org"', 'CC "b@example"', 'SUBJECT "nested"')
+    for query in (*queries, "HEADER Message-ID nested"):
         _, data = client.search(None, query)
         hits = [int(n) for n in data[0].split()]
         assert hits and [n + count for n in hits if n <= count] == [n for n in hits if n > count]
@@ -81,6 +82,19 @@ def test_fetch_and_search_answer_the_same_with_and_without_a_summary(
     again.select("INBOX")
     assert [answers(again, seq) for seq in range(1, 2 * count + 1)] == first
     again.logout()
+
+
+def test_an_appended_message_is_stored_with_its_summary(running: RunningCloud) -> None:
+    region = running.cloud.region("eu-dublin")
+    client = login(running)
+    typ, _ = client.append("INBOX", "", None, NESTED)
+    assert typ == "OK"
+    [blob_id] = blob_ids(region)
+    assert list(region.store.summaries([blob_id])) == [blob_id]
+    client.select("INBOX")
+    _, data = client.search(None, 'FROM "j@example.org"')
+    assert data == [b"1"]
+    client.logout()
 
 
 def test_no_summary_is_stored_in_plaintext(running: RunningCloud) -> None:

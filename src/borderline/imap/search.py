@@ -32,8 +32,8 @@ class Candidate:
     largest_uid: int
     part: Callable[[], Part]
     header: Callable[[], Part]
-    # The texts of a SEARCH_FIELDS field from the summary, or None where it has none.
-    texts: Callable[[str], list[str] | None]
+    # A SEARCH_FIELDS field's header_texts joined by NUL, from the summary; None if none.
+    texts: Callable[[str], str | None]
 
 
 Predicate = Callable[[Candidate], bool]
@@ -220,10 +220,10 @@ class SearchParser:
 
 
 def _header_matches(candidate: Candidate, name: str, folded: str) -> bool:
-    texts = candidate.texts(name)
+    texts = None if "\0" in folded else candidate.texts(name)
     if texts is None:
         return header_matches(candidate.header(), name, folded)
-    return any(folded in text for text in texts)
+    return folded in texts
 
 
 def _all(keys: list[Predicate]) -> Predicate:

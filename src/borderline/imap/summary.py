@@ -11,8 +11,8 @@ gets it from the first session that parses the message.
 
 from __future__ import annotations
 
-import json
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -40,11 +40,19 @@ class Summary:
         """The message's header block alone (its body is empty), parsed when first asked."""
         return Part(self.header_block)
 
-    @cached_property
-    def search_texts(self) -> dict[str, list[str]]:
-        """imap/search.py's header_texts of the SEARCH_FIELDS fields."""
-        texts: dict[str, list[str]] = json.loads(self.search_block)
-        return texts
+    def search_text(self, name: str) -> str | None:
+        """imap/search.py's header_texts of a SEARCH_FIELDS field, joined by NUL (which no
+        IMAP string holds), or None for another field."""
+        if name not in SEARCH_FIELDS:
+            return None
+        data, at = self.search_block, 0
+        for field in SEARCH_FIELDS:
+            (size,) = LENGTH.unpack_from(data, at)
+            at += LENGTH.size
+            if field == name:
+                return data[at : at + size].decode("utf-8", "surrogatepass")
+            at += size
+        return None
 
     def structure(self, kind: str) -> bytes:
         if kind == "ENVELOPE":
@@ -61,17 +69,24 @@ def summary_of(part: Part) -> bytes:
     header = part.header
     if len(header) > MAX_HEADER:
         return UNUSABLE
-    texts = {name: list(header_texts(part, name)) for name in SEARCH_FIELDS}
+    texts = [
+        "\0".join(header_texts(part, name)).encode("utf-8", "surrogatepass")
+        for name in SEARCH_FIELDS
+    ]
     fields = (
         envelope(part),
         bodystructure(part),
         bodystructure(part, extensible=False),
         header,
-        json.dumps(texts).encode("ascii"),  # escapes the surrogates of undecodable octets
+        _framed(texts),
     )
     if sum(len(field) for field in fields) > MAX_SUMMARY:
         return UNUSABLE
-    return VERSION + b"".join(LENGTH.pack(len(field)) + field for field in fields)
+    return VERSION + _framed(fields)
+
+
+def _framed(fields: Iterable[bytes]) -> bytes:
+    return b"".join(LENGTH.pack(len(field)) + field for field in fields)
 
 
 def parse_summary(data: bytes) -> Summary | None:

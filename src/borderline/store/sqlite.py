@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
@@ -24,6 +25,12 @@ from borderline.store.schema import (
     migrate,
     seed_clock,
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def _flag_set(raw: str) -> frozenset[str]:
+    """One set per distinct flag string: a mailbox's thousands of messages share a few."""
+    return frozenset(raw.split())
 
 
 class SqliteDialect(Dialect):
@@ -54,7 +61,7 @@ class SqliteDialect(Dialect):
         return " ".join(sorted(flags))
 
     def flags(self, raw: Any) -> frozenset[str]:
-        return frozenset(str(raw).split())
+        return _flag_set(str(raw))
 
     def table_exists(self) -> str:
         return "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"

@@ -127,7 +127,7 @@ def _matches(
 
 def _getters(
     contents: Contents | None, info: MessageInfo, blobs: Mapping[int, bytes]
-) -> tuple[Callable[[], Part], Callable[[], Part], Callable[[str], list[str] | None]]:
+) -> tuple[Callable[[], Part], Callable[[], Part], Callable[[str], str | None]]:
     def part() -> Part:
         assert contents is not None, "the parser asked for content, so the key was released"
         return contents.part(info, blobs)
@@ -136,9 +136,9 @@ def _getters(
         assert contents is not None, "the parser asked for content, so the key was released"
         return contents.header(info, blobs)
 
-    def texts(name: str) -> list[str] | None:
+    def texts(name: str) -> str | None:
         summary = None if contents is None else contents.summary(info)
-        return None if summary is None else summary.search_texts.get(name)
+        return None if summary is None else summary.search_text(name)
 
     return part, header, texts
 
