@@ -6,7 +6,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from borderline.imap.mime import Part, bodystructure, envelope, section
 from borderline.imap.protocol import Atom, ParseError, Token, flag_list, format_internal_date
@@ -237,6 +237,12 @@ def read_blobs(store: MailStore, blob_ids: list[int]) -> dict[int, bytes]:
     return blobs
 
 
+@lru_cache(maxsize=1024)
+def _flags_item(flags: frozenset[str]) -> bytes:
+    """A mailbox's messages share a few flag sets (the store hands out one set for each)."""
+    return b"FLAGS " + flag_list(flags)
+
+
 def _literal(data: bytes) -> list[bytes]:
     return [b"{%d}\r\n" % len(data), data]
 
@@ -258,7 +264,7 @@ def fetch_response(
         if kind == "UID":
             chunks.append(b"UID %d" % info.uid)
         elif kind == "FLAGS":
-            chunks.append(b"FLAGS " + flag_list(info.flags))
+            chunks.append(_flags_item(info.flags))
         elif kind == "INTERNALDATE":
             chunks.append(
                 b'INTERNALDATE "' + format_internal_date(info.internal_date).encode() + b'"'
