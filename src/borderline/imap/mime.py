@@ -145,12 +145,33 @@ def _first_field(name: str) -> re.Pattern[bytes]:
 
 
 @lru_cache(maxsize=256)
-def _whole_fields(names: tuple[str, ...]) -> re.Pattern[bytes]:
-    """Whole fields (continuation lines and line end included) with one of these names."""
+def _whole_field(names: tuple[str, ...]) -> re.Pattern[bytes]:
+    """A whole field (continuation lines and line end included) with one of these names."""
     alternatives = b"|".join(re.escape(n.encode("utf-8", "replace")) for n in names)
-    return re.compile(
-        rb"^(?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*\n?", re.I | re.M
-    )
+    return re.compile(rb"(?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*\n?", re.I)
+
+
+def _fields_at_line_starts(
+    data: bytes, start: int, end: int, field: re.Pattern[bytes]
+) -> Iterator[re.Match[bytes]]:
+    """The fields `field` matches in data[start:end], tried at line starts only, going from
+    line to line with bytes.find (a pattern anchored with ^ in MULTILINE mode is tried at
+    every octet: 80% of Thunderbird's header sync)."""
+    position = start
+    if start and data[start - 1] != 0x0A:  # not a line start
+        position = data.find(b"\n", start, end) + 1
+        if not position:
+            return
+    while position < end:
+        match = field.match(data, position, end)
+        if match is not None:
+            yield match
+            position = match.end()
+            continue
+        newline = data.find(b"\n", position, end)
+        if newline < 0:
+            return
+        position = newline + 1
 
 
 class Part:
@@ -322,7 +343,7 @@ class Part:
         wanted = tuple(sorted({n for n in names if n}))
         view, out, position = memoryview(self.data), bytearray(), self.start
         if wanted:
-            for match in _whole_fields(wanted).finditer(self.data, self.start, last):
+            for match in _fields_at_line_starts(self.data, self.start, last, _whole_field(wanted)):
                 first, position = (position, match.start()) if exclude else match.span()
                 out += view[first:position]
                 position = match.end()
