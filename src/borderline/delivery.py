@@ -12,8 +12,9 @@ import binascii
 import email.utils
 import io
 import json
+import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -24,6 +25,7 @@ from borderline.domains import ascii_domain
 from borderline.store import Delivery, OutboundMessage, OutboundRelay
 from borderline.vault import SealedMessageError, Vault, seal
 
+log = logging.getLogger(__name__)
 RELAY_HEADER = b"X-Borderline-Relay"
 SIGNATURE_HEADER = b"X-Borderline-Signature"
 # Base64 in lines of 996 characters and a <CR><LF>, within RFC 5321's 1,000 octets: 998
@@ -93,6 +95,10 @@ class DeliveryPlanner:
         self.region_id = region_id
         self.vault = vault
         self.directory = directory
+        # What IMAP reads of a message (head, content) instead of the message: set by the
+        # composition root (runtime.py), since computing it is IMAP's business. Without it
+        # messages are stored with no summary, and the first session to read one adds it.
+        self.summarize: Callable[[bytes, bytes], bytes] | None = None
 
     def local_delivery(
         self,
@@ -103,8 +109,12 @@ class DeliveryPlanner:
         flags: frozenset[str] = frozenset(),
         relay_id: str | None = None,
         head: bytes = b"",
+        summary: bytes | None = None,
     ) -> Delivery:
-        """`head`: header lines this server adds before the content."""
+        """`head`: header lines this server adds before the content; `summary`: the
+        message's, computed already (one message to many recipients is summarized once)."""
+        if summary is None:
+            summary = self._summary(head, content)
         return Delivery(
             account=address,
             blob=self.vault.encrypt(address, head, content),
@@ -113,7 +123,19 @@ class DeliveryPlanner:
             mailbox=mailbox,
             flags=flags,
             relay_id=relay_id,
+            summary=None if summary is None else self.vault.encrypt_summary(address, summary),
         )
+
+    def _summary(self, head: bytes, content: bytes) -> bytes | None:
+        """The message's summary; none (sessions read the message) if computing it fails,
+        for a bug there must not refuse mail."""
+        if self.summarize is None:
+            return None
+        try:
+            return self.summarize(head, content)
+        except Exception:
+            log.exception("the summary of a message could not be computed; stored without")
+            return None
 
     def plan(self, envelope: Envelope) -> Plan:
         deliveries: list[Delivery] = []
@@ -121,6 +143,7 @@ class DeliveryPlanner:
         internet: dict[str, list[str]] = {}
         # RFC 5321 4.4: the delivering server records the reverse-path.
         head = b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + envelope.trace
+        summary: bytes | None = None
         for rcpt in dict.fromkeys(r.lower() for r in envelope.rcpts):
             home = self.directory.home(rcpt)
             if home is None:
@@ -129,6 +152,8 @@ class DeliveryPlanner:
                 domain = rcpt.rpartition("@")[2]
                 internet.setdefault(ascii_domain(domain) or domain, []).append(rcpt)
             elif home == self.region_id:
+                if summary is None:
+                    summary = self._summary(head, envelope.content)
                 deliveries.append(
                     self.local_delivery(
                         rcpt,
@@ -137,6 +162,7 @@ class DeliveryPlanner:
                         mailbox=envelope.mailbox,
                         relay_id=envelope.relay_id,
                         head=head,
+                        summary=summary,
                     )
                 )
             else:

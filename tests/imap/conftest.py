@@ -29,13 +29,26 @@ def make_message(index: int, body: str = "", subject: str | None = None) -> byte
     return msg.as_bytes().replace(b"\n", b"\r\n")
 
 
-def fill(region: Region, address: str, messages: list[bytes], mailbox: str = "INBOX") -> None:
-    """Deliver through the planner (encrypted by the vault) in one commit, as ingest does."""
+def fill(
+    region: Region,
+    address: str,
+    messages: list[bytes],
+    mailbox: str = "INBOX",
+    summaries: bool = True,
+) -> None:
+    """Deliver through the planner (encrypted by the vault) in one commit, as ingest does;
+    without `summaries`, as a store written before schema version 7 holds them."""
     now = time.time()
-    deliveries = [
-        region.planner.local_delivery(address, content, now, mailbox=mailbox)
-        for content in messages
-    ]
+    summarize = region.planner.summarize
+    if not summaries:
+        region.planner.summarize = None
+    try:
+        deliveries = [
+            region.planner.local_delivery(address, content, now, mailbox=mailbox)
+            for content in messages
+        ]
+    finally:
+        region.planner.summarize = summarize
     region.store.deliver(deliveries)
 
 

@@ -6,10 +6,12 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 from borderline.imap.mime import Part, bodystructure, envelope, locate, section, transfer_decode
 from borderline.imap.protocol import Atom, ParseError, Token, flag_list, format_internal_date
 from borderline.imap.replies import no
+from borderline.imap.summary import Summary, parse_summary, summary_of
 from borderline.store import MailStore, MessageInfo, StoreError
 from borderline.vault import ContentKey
 
@@ -40,6 +42,7 @@ IDENTITY_ENCODINGS = frozenset({"", "7bit", "8bit", "binary"})
 PART_CACHE = 16
 PART_CACHE_BYTES = 32 * 1024 * 1024
 STRUCTURE_CACHE = 50_000
+SUMMARY_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ class FetchItem:
             "BINARY",
             "BINARY.SIZE",
         )
+
+    @cached_property
+    def in_summary(self) -> bool:
+        """Whether a message's summary answers it (the top level's header, whole or some
+        of its fields, and the structures)."""
+        if self.kind == "SECTION":
+            return self.spec.upper() == "HEADER" or self.spec.upper().startswith("HEADER.FIELDS")
+        return self.kind in ("ENVELOPE", "BODYSTRUCTURE", "BODY")
 
 
 def parse_items(token: Token) -> list[FetchItem]:
@@ -114,26 +125,59 @@ class Vanished(Exception):
 
 
 class Contents:
-    """Decrypted messages for one session: a few parsed trees and every computed
-    ENVELOPE/BODYSTRUCTURE, so clients that re-fetch headers do not decrypt again.
+    """Decrypted messages for one session: a few parsed trees, the summaries of the messages
+    it answers (imap/summary.py), and every computed ENVELOPE/BODYSTRUCTURE, so clients
+    that re-fetch headers do not decrypt again.
 
-    It never reads the store: the session reads the ciphertext (`wants` says which) on the
-    store threads and hands it in; parsing and rendering run on a work thread."""
+    It never reads the store: the session reads the ciphertexts (`wants` and
+    `unloaded` say which) on the store threads and hands them in; decrypting,
+    parsing and rendering run on a work thread. A message stored without a summary gets one
+    when it is parsed here; `computed` holds them, encrypted, for the session to store."""
 
     def __init__(self, key: ContentKey) -> None:
         self.key = key
         self._parts: OrderedDict[int, Part] = OrderedDict()
         self._cached_bytes = 0
         self._structures: dict[tuple[int, str], bytes] = {}
+        # By blob id: the summary, None where it is unusable, absent where not loaded yet.
+        self._summaries: dict[int, Summary | None] = {}
+        self._unsummarized: set[int] = set()  # loaded, and the store has none
+        self.computed: list[tuple[int, bytes]] = []
 
     def trim(self, batch: int) -> None:
-        """Make room for a batch's structures, before it, so none it needs is dropped."""
+        """Make room for a batch's structures and summaries, before it, so none it needs is
+        dropped."""
         if len(self._structures) + 3 * batch > STRUCTURE_CACHE:
             self._structures.clear()
+        if len(self._summaries) + batch > SUMMARY_CACHE:
+            self._summaries.clear()
+            self._unsummarized.clear()
+
+    def unloaded(self, infos: list[MessageInfo]) -> list[int]:
+        """The blobs of these messages whose summaries are not loaded yet."""
+        return [info.blob_id for info in infos if info.blob_id not in self._summaries]
+
+    def load_summaries(self, blob_ids: list[int], found: Mapping[int, bytes]) -> None:
+        """Decrypt the summaries read for `blob_ids` (work thread); those the store has not
+        are computed when their message is parsed."""
+        for blob_id in blob_ids:
+            data = found.get(blob_id)
+            if data is None:
+                self._summaries[blob_id] = None
+                self._unsummarized.add(blob_id)
+            else:
+                self._summaries[blob_id] = parse_summary(self.key.decrypt_summary(data))
+
+    def summary(self, info: MessageInfo) -> Summary | None:
+        return self._summaries.get(info.blob_id)
 
     def wants(self, info: MessageInfo, items: list[FetchItem]) -> bool:
         """Whether answering these items may need the message's ciphertext (a parsed tree
         in the cache may be evicted while the batch is answered; structures are not)."""
+        if self.summary(info) is not None and all(
+            item.in_summary or not item.needs_content for item in items
+        ):
+            return False
         return any(
             item.kind == "SECTION"
             or (item.needs_content and (info.blob_id, item.kind) not in self._structures)
@@ -155,6 +199,11 @@ class Contents:
             self._parts.move_to_end(info.blob_id)
             return cached
         part = Part(self.raw(info, blobs))
+        if info.blob_id in self._unsummarized:
+            self._unsummarized.discard(info.blob_id)
+            summary = summary_of(part)
+            self._summaries[info.blob_id] = parse_summary(summary)
+            self.computed.append((info.blob_id, self.key.encrypt_summary(summary)))
         self._parts[info.blob_id] = part
         self._cached_bytes += len(part.raw)
         while len(self._parts) > 1 and (
@@ -163,17 +212,30 @@ class Contents:
             self._cached_bytes -= len(self._parts.popitem(last=False)[1].raw)
         return part
 
+    def header(self, info: MessageInfo, blobs: Mapping[int, bytes]) -> Part:
+        """The message's top-level header, from its summary where it has one."""
+        summary = self.summary(info)
+        return self.part(info, blobs) if summary is None else summary.header
+
     def structure(self, info: MessageInfo, kind: str, blobs: Mapping[int, bytes]) -> bytes:
         cache_key = (info.blob_id, kind)
         cached = self._structures.get(cache_key)
         if cached is None:
-            part = self.part(info, blobs)
-            if kind == "ENVELOPE":
-                cached = envelope(part)
+            summary = self.summary(info)
+            if summary is not None:
+                cached = summary.structure(kind)
             else:
-                cached = bodystructure(part, extensible=kind == "BODYSTRUCTURE")
+                part = self.part(info, blobs)
+                if kind == "ENVELOPE":
+                    cached = envelope(part)
+                else:
+                    cached = bodystructure(part, extensible=kind == "BODYSTRUCTURE")
             self._structures[cache_key] = cached
         return cached
+
+    def take_computed(self) -> list[tuple[int, bytes]]:
+        computed, self.computed = self.computed, []
+        return computed
 
     def responses(
         self,
@@ -203,6 +265,12 @@ def read_blobs(store: MailStore, blob_ids: list[int]) -> dict[int, bytes]:
     return blobs
 
 
+@lru_cache(maxsize=1024)
+def _flags_item(flags: frozenset[str]) -> bytes:
+    """A mailbox's messages share a few flag sets (the store hands out one set for each)."""
+    return b"FLAGS " + flag_list(flags)
+
+
 def _literal(data: bytes) -> list[bytes]:
     return [b"{%d}\r\n" % len(data), data]
 
@@ -224,7 +292,7 @@ def fetch_response(
         if kind == "UID":
             chunks.append(b"UID %d" % info.uid)
         elif kind == "FLAGS":
-            chunks.append(b"FLAGS " + flag_list(info.flags))
+            chunks.append(_flags_item(info.flags))
         elif kind == "INTERNALDATE":
             chunks.append(
                 b'INTERNALDATE "' + format_internal_date(info.internal_date).encode() + b'"'
@@ -258,7 +326,8 @@ def _section(
     if item.spec == "" and raw is not None:
         data = raw
     else:
-        part = contents.part(info, blobs)
+        summary = contents.summary(info) if item.in_summary else None
+        part = contents.part(info, blobs) if summary is None else summary.header
         try:
             data = section(part, item.spec)
         except KeyError:

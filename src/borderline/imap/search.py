@@ -23,13 +23,17 @@ from borderline.store import MessageInfo
 
 @dataclass
 class Candidate:
-    """One message as a search sees it; `part` parses the content only when a key needs it."""
+    """One message as a search sees it; `part` parses the content only when a key needs it,
+    `header` gives the top-level header (from the message's summary where it has one)."""
 
     seq: int
     info: MessageInfo
     largest_seq: int
     largest_uid: int
     part: Callable[[], Part]
+    header: Callable[[], Part]
+    # A SEARCH_FIELDS field's header_texts joined by NUL, from the summary; None if none.
+    texts: Callable[[str], str | None]
 
 
 Predicate = Callable[[Candidate], bool]
@@ -50,20 +54,26 @@ FLAG_KEYS = {
 }
 ADDRESS_KEYS = ("BCC", "CC", "FROM", "TO", "SUBJECT")
 ADDRESS_FIELDS = frozenset({"bcc", "cc", "from", "to", "sender", "reply-to"})
+SEARCH_FIELDS = ("bcc", "cc", "from", "to", "subject")  # summaries keep their header_texts
 # NOT, OR and parentheses nest keys; each level is a few stack frames when parsing and when
 # matching, so the depth is bounded (a chain of 50 ORs is the deepest real clients send).
 MAX_SEARCH_DEPTH = 100
 
 
+def header_texts(part: Part, name: str) -> Iterator[str]:
+    """What a search of the header looks in, casefolded: each of its fields (it may repeat)
+    as decoded text and, for an address field, `Name <mailbox@host>` of its addresses (so
+    `FROM a@b` finds `<a (comment) @ b>`, as Dovecot does)."""
+    for raw in part.raw_values(name):
+        yield words_text(raw).casefold()
+    if name in ADDRESS_FIELDS:
+        for address in addresses(part, name):
+            yield address.searchable().casefold()
+
+
 def header_matches(part: Part, name: str, folded: str) -> bool:
-    """Whether any of the header's fields (it may repeat) contains the casefolded needle,
-    as decoded text or, for an address field, as `Name <mailbox@host>` of its addresses
-    (so `FROM a@b` finds `<a (comment) @ b>`, as Dovecot does)."""
-    if any(folded in words_text(raw).casefold() for raw in part.raw_values(name)):
-        return True
-    if name not in ADDRESS_FIELDS:
-        return False
-    return any(folded in a.searchable().casefold() for a in addresses(part, name))
+    """Whether the header's texts contain the casefolded needle."""
+    return any(folded in text for text in header_texts(part, name))
 
 
 def _contains(chunks: Iterator[str], needle: str) -> bool:
@@ -102,6 +112,7 @@ class SearchParser:
         self.args = args
         self.depth = depth
         self.needs_content = False
+        self.reads_headers = False
         self.uses_modseq = False
         self.predicate: Predicate = lambda c: True
 
@@ -132,6 +143,7 @@ class SearchParser:
             nested = SearchParser(Args(token, "SEARCH"), self.depth)
             predicate = nested.parse_all()
             self.needs_content |= nested.needs_content
+            self.reads_headers |= nested.reads_headers
             self.uses_modseq |= nested.uses_modseq
             return predicate
         if not isinstance(token, Atom):
@@ -164,7 +176,7 @@ class SearchParser:
             return _compare_day(name, day, lambda c: utc_day(c.info.internal_date))
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             day = parse_date(self.args.astring("date"))
-            self.needs_content = True
+            self.needs_content = self.reads_headers = True
             return _compare_day(name[4:], day, _sent_day)
         if name == "MODSEQ":  # RFC 7162 3.1.5; the optional entry name and type are ignored
             if isinstance(self.args.peek(), bytes):
@@ -199,11 +211,19 @@ class SearchParser:
         return int(text)
 
     def _header(self, field: str, needle: str) -> Predicate:
-        self.needs_content = True
+        self.needs_content = self.reads_headers = True
         folded = needle.casefold()
         if not folded:
-            return lambda c: c.part().raw_value(field) is not None
-        return lambda c: header_matches(c.part(), field.lower(), folded)
+            return lambda c: c.header().raw_value(field) is not None
+        name = field.lower()
+        return lambda c: _header_matches(c, name, folded)
+
+
+def _header_matches(candidate: Candidate, name: str, folded: str) -> bool:
+    texts = None if "\0" in folded else candidate.texts(name)
+    if texts is None:
+        return header_matches(candidate.header(), name, folded)
+    return folded in texts
 
 
 def _all(keys: list[Predicate]) -> Predicate:
@@ -213,7 +233,7 @@ def _all(keys: list[Predicate]) -> Predicate:
 
 
 def _sent_day(candidate: Candidate) -> tuple[int, int, int]:
-    raw = candidate.part().raw_value("date")
+    raw = candidate.header().raw_value("date")
     parsed = None
     if raw is not None:
         try:
@@ -237,7 +257,8 @@ def _compare_day(
 
 def parse_search(tokens: list[Token]) -> SearchParser:
     """The parsed keys: `.predicate`, whether they read message content (which needs a key
-    release) and whether they use MODSEQ (CONDSTORE)."""
+    release), header fields only (which summaries answer) and whether they use MODSEQ
+    (CONDSTORE)."""
     parser = SearchParser(Args(tokens, "SEARCH"))
     parser.predicate = parser.parse_all()
     return parser

@@ -77,6 +77,8 @@ class Delivery:
     flags: frozenset[str] = frozenset()
     # Set for mail relayed from another region: a retried relay is stored only once.
     relay_id: str | None = None
+    # What IMAP reads instead of the message, encrypted by the vault (docs/store.md).
+    summary: bytes | None = None
 
 
 @dataclass(frozen=True)

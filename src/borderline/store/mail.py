@@ -112,6 +112,10 @@ class MailStore:
             ids = (self.dialect.values(mailbox_ids),)
             tx.run(f"DELETE FROM messages WHERE {self.dialect.member('mailbox_id')}", ids)
             tx.run(f"DELETE FROM changes WHERE {self.dialect.member('mailbox_id')}", ids)
+            tx.run(
+                "DELETE FROM summaries WHERE blob_id IN (SELECT id FROM blobs WHERE account = ?)",
+                (address,),
+            )
             for table in ("mailboxes", "lost_subscriptions", "blobs", "relay_received"):
                 tx.run(f"DELETE FROM {table} WHERE account = ?", (address,))
             tx.run("DELETE FROM accounts WHERE address = ?", (address,))
@@ -439,6 +443,10 @@ class MailStore:
                 )
             self._append(tx, placed)
             tx.run_many(
+                "INSERT INTO summaries (blob_id, data) VALUES (?, ?)",
+                [(b, d.summary) for _, _, _, b, d in placed if d.summary is not None],
+            )
+            tx.run_many(
                 "INSERT INTO relay_queue (dest_region, mail_from, rcpts, sealed, created,"
                 " next_attempt) VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -504,6 +512,30 @@ class MailStore:
         if row is None:
             raise StoreError(f"no blob {blob_id}")
         return bytes(row[0])
+
+    def summaries(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        """The encrypted summaries of these blobs, by blob id; a blob without one (stored
+        before schema version 7, or gone) is left out."""
+        if not blob_ids:
+            return {}
+        with self.engine.read() as tx:
+            rows = tx.all(
+                f"SELECT blob_id, data FROM summaries WHERE {self.dialect.member('blob_id')}",
+                (self.dialect.values(sorted(set(blob_ids))),),
+            )
+        return {int(row[0]): bytes(row[1]) for row in rows}
+
+    def add_summaries(self, summaries: Sequence[tuple[int, bytes]]) -> None:
+        """Store summaries computed after the fact (blob id, ciphertext); one for a blob
+        that has one already, or that is gone meanwhile, is dropped."""
+        if not summaries:
+            return
+        with self.engine.write() as tx:
+            tx.run_many(
+                "INSERT INTO summaries (blob_id, data) SELECT ?, ?"
+                " WHERE EXISTS (SELECT 1 FROM blobs WHERE id = ?) ON CONFLICT DO NOTHING",
+                [(blob_id, data, blob_id) for blob_id, data in sorted(summaries)],
+            )
 
     def set_flags(
         self, mailbox_id: int, uids: Sequence[int], flags: frozenset[str], mode: str
@@ -595,9 +627,14 @@ class MailStore:
             return
         gone = tx.all(f"DELETE FROM messages WHERE {where} RETURNING blob_id", params)
         blob_ids = sorted({int(r[0]) for r in gone})
+        unused = " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.blob_id = {})"
         tx.run(
-            f"DELETE FROM blobs WHERE {self.dialect.member('id')}"
-            " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.blob_id = blobs.id)",
+            f"DELETE FROM summaries WHERE {self.dialect.member('blob_id')}"
+            + unused.format("summaries.blob_id"),
+            (self.dialect.values(blob_ids),),
+        )
+        tx.run(
+            f"DELETE FROM blobs WHERE {self.dialect.member('id')}" + unused.format("blobs.id"),
             (self.dialect.values(blob_ids),),
         )
 

@@ -91,6 +91,7 @@ MIGRATIONS = {
     4: _relay_bounce,
     5: add_first_recent_uid,
     6: lambda tx: add_table(tx, POSTGRES, "lost_subscriptions"),
+    7: lambda tx: add_table(tx, POSTGRES, "summaries"),
 }
 
 

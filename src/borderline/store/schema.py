@@ -7,9 +7,11 @@ identity columns never reuse). Version 3 adds the outbound queue (mail to the In
 Version 4 keeps an operator's reason to bounce a relay queue item (`bounce`). Version 5 adds
 `mailboxes.first_recent_uid` (IMAP's Recent flag: no session has yet seen the messages from
 that UID on). Version 6 adds `lost_subscriptions`, the subscribed names whose mailbox was
-deleted (IMAP keeps a subscription to a name, RFC 3501 6.3.6). A new database is
-created at the latest version directly; an older one is migrated step by step, in one
-transaction, when a store opens it.
+deleted (IMAP keeps a subscription to a name, RFC 3501 6.3.6). Version 7 adds `summaries`:
+per blob, what IMAP clients fetch and search, encrypted under the account's data key as the
+blob is (docs/store.md, "Message summaries"); a blob stored before has none until a session
+computes it. A new database is created at the latest version directly; an older one is
+migrated step by step, in one transaction, when a store opens it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 6
+LATEST = 7
 # Version 4's column of the relay queue: an operator's reason to give up on the item.
 RELAY_BOUNCE = "bounce TEXT"
 
@@ -52,6 +54,12 @@ TABLES: dict[str, str] = {
     "blobs": """CREATE TABLE {table} (
         id {id},
         account TEXT NOT NULL,
+        data {bytes} NOT NULL
+    )""",
+    # Version 7: one encrypted summary per blob (ENVELOPE, BODYSTRUCTURE, the header block),
+    # deleted with its blob.
+    "summaries": """CREATE TABLE {table} (
+        blob_id BIGINT PRIMARY KEY REFERENCES blobs(id),
         data {bytes} NOT NULL
     )""",
     "messages": """CREATE TABLE {table} (

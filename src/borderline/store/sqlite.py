@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import sqlite3
@@ -36,6 +37,12 @@ CHECKPOINT_PAGES = 10_000
 JOURNAL_LIMIT = 64 * 1024 * 1024
 
 
+@functools.lru_cache(maxsize=1024)
+def _flag_set(raw: str) -> frozenset[str]:
+    """One set per distinct flag string: a mailbox's thousands of messages share a few."""
+    return frozenset(raw.split())
+
+
 class SqliteDialect(Dialect):
     """Flags are a space-separated string (IMAP flags are atoms); lists are JSON arrays."""
 
@@ -64,7 +71,7 @@ class SqliteDialect(Dialect):
         return " ".join(sorted(flags))
 
     def flags(self, raw: Any) -> frozenset[str]:
-        return frozenset(str(raw).split())
+        return _flag_set(str(raw))
 
     def table_exists(self) -> str:
         return "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
@@ -148,6 +155,7 @@ MIGRATIONS = {
     4: _relay_bounce,
     5: _first_recent_uid,
     6: lambda tx: add_table(tx, SQLITE, "lost_subscriptions"),
+    7: lambda tx: add_table(tx, SQLITE, "summaries"),
 }
 
 

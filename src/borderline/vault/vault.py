@@ -66,6 +66,11 @@ def _message_aad(address: str) -> bytes:
     return b"borderline-message-v1\n" + address.lower().encode()
 
 
+def _summary_aad(address: str) -> bytes:
+    """Distinct from a message's, so a summary can never be served as a message."""
+    return b"borderline-summary-v1\n" + address.lower().encode()
+
+
 def _wrap_aad(region_id: str, address: str) -> bytes:
     return f"borderline-dek-v1\n{region_id}\n{address.lower()}".encode()
 
@@ -200,6 +205,17 @@ class ContentKey:
             self._aead, blob, _message_aad(self.address), f"message blob of {self.address}"
         )
 
+    def decrypt_summary(self, blob: bytes) -> bytes:
+        return _decrypt_blob(
+            self._aead, blob, _summary_aad(self.address), f"summary of {self.address}"
+        )
+
+    def encrypt_summary(self, summary: bytes) -> bytes:
+        """A summary computed by the session that released the key (a message stored
+        without one)."""
+        nonce = os.urandom(NONCE_SIZE)
+        return BLOB_VERSION + nonce + self._aead.encrypt(nonce, summary, _summary_aad(self.address))
+
 
 class Vault:
     """Region KEK, per-account DEKs, the region's HPKE and signing keys.
@@ -331,11 +347,20 @@ class Vault:
         """Encrypt a message (the pieces, one after another) for an account at rest; the key
         stays inside the vault."""
         address = address.lower()
+        return _encrypt_pieces(*self._writer(address), _message_aad(address), pieces)
+
+    def _writer(self, address: str) -> tuple[bytes, AESGCM]:
         writer = self._writers.get(address)
         if writer is None:
             dek = self._data_key(address)
             writer = self._writers[address] = (dek, AESGCM(dek))
-        return _encrypt_pieces(*writer, _message_aad(address), pieces)
+        return writer
+
+    def encrypt_summary(self, address: str, summary: bytes) -> bytes:
+        """Encrypt what IMAP reads of a message instead of the message (docs/store.md,
+        "Message summaries") under the account's data key, as the message is."""
+        address = address.lower()
+        return _encrypt_pieces(*self._writer(address), _summary_aad(address), (summary,))
 
     def _outbound_key(self, sender: str) -> tuple[bytes, AESGCM]:
         key = self._outbound.get(sender)

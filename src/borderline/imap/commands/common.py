@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from borderline.imap.fetch import Contents
 from borderline.imap.protocol import (
     Args,
     Atom,
@@ -27,6 +28,8 @@ SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\D
 # FETCH and SEARCH read and decrypt messages in batches of this many, or this many octets.
 BATCH_MESSAGES = 64
 BATCH_OCTETS = 8 * 1024 * 1024
+# Summaries are a few hundred octets: read this many at once, whatever the messages' size.
+SUMMARY_BATCH = 512
 
 Batch = list[tuple[int, MessageInfo]]
 
@@ -111,12 +114,14 @@ def modifier(args: Args, name: str) -> int | None:
     return int(modifiers[1])
 
 
-def batches(messages: Batch) -> Iterator[Batch]:
-    """(seq, message) pairs in runs of BATCH_MESSAGES, or fewer up to BATCH_OCTETS."""
+def batches(
+    messages: Batch, count: int = BATCH_MESSAGES, limit: float = BATCH_OCTETS
+) -> Iterator[Batch]:
+    """(seq, message) pairs in runs of `count`, or fewer up to `limit` octets."""
     batch: Batch = []
     octets = 0
     for item in messages:
-        if batch and (len(batch) >= BATCH_MESSAGES or octets + item[1].size > BATCH_OCTETS):
+        if batch and (len(batch) >= count or octets + item[1].size > limit):
             yield batch
             batch, octets = [], 0
         batch.append(item)
@@ -127,3 +132,20 @@ def batches(messages: Batch) -> Iterator[Batch]:
 
 def one_or_list(token: Token) -> list[Token]:
     return token if isinstance(token, list) else [token]
+
+
+async def load_summaries(session: Session, contents: Contents, infos: list[MessageInfo]) -> None:
+    """Read (store thread) and decrypt (work thread) the summaries of these messages, so
+    their content is read only where no summary answers."""
+    wanted = contents.unloaded(infos)
+    if wanted:
+        found = await session.stored(session.store.summaries, wanted)
+        await session.work(contents.load_summaries, wanted, found)
+
+
+async def store_computed(session: Session, contents: Contents) -> None:
+    """Store the summaries computed for messages stored without one: how mailboxes written
+    before schema version 7 get theirs, by the sessions that read them anyway."""
+    computed = contents.take_computed()
+    if computed:
+        await session.stored(session.store.add_summaries, computed)

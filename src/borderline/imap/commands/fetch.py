@@ -3,10 +3,17 @@ imap/fetch.py; content is read and rendered in batches on the store and work thr
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
-from borderline.imap.commands.common import batches, modifier
+from borderline.imap.commands.common import (
+    SUMMARY_BATCH,
+    batches,
+    load_summaries,
+    modifier,
+    store_computed,
+)
 from borderline.imap.commands.qresync import vanished_earlier, vanished_modifier
 from borderline.imap.fetch import FetchItem, fetch_response, parse_items, read_blobs
 from borderline.imap.protocol import ParseError, SequenceSet
@@ -51,22 +58,31 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
         and (changed_since is not None or "FLAGS" in kinds)
     ):
         items.append(FetchItem("MODSEQ"))  # RFC 7162 3.1.4.1, 3.2
+    summarized = contents is not None and any(item.in_summary for item in items)
+    runs = batches(messages, SUMMARY_BATCH, math.inf) if summarized else batches(messages)
     missing = 0
-    for batch in batches(messages):
-        responses: list[list[bytes] | None]
-        if contents is None:
-            responses = [fetch_response(seq, info, items, None, {}) for seq, info in batch]
-        else:
-            contents.trim(len(batch))
-            wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
-            blobs = await session.stored(read_blobs, session.store, wanted) if wanted else {}
-            responses = await session.work(contents.responses, batch, items, blobs)
-        for chunks in responses:
-            if chunks is None:
-                missing += 1  # expunged by another session, not yet announced here
+    for run in runs:
+        if contents is not None:
+            contents.trim(len(run))
+            if summarized:
+                await load_summaries(session, contents, [info for _, info in run])
+        # Messages no summary answers are read and decrypted in batches of bounded size.
+        reads = contents is not None and any(contents.wants(i, items) for _, i in run)
+        for batch in batches(run) if reads or contents is None else [run]:
+            responses: list[list[bytes] | None]
+            if contents is None:
+                responses = [fetch_response(seq, info, items, None, {}) for seq, info in batch]
             else:
-                session.emit_chunks(chunks)
-        await session.flush_if_full()
+                wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
+                blobs = await session.stored(read_blobs, session.store, wanted) if wanted else {}
+                responses = await session.work(contents.responses, batch, items, blobs)
+                await store_computed(session, contents)
+            for chunks in responses:
+                if chunks is None:
+                    missing += 1  # expunged by another session, not yet announced here
+                else:
+                    session.emit_chunks(chunks)
+            await session.flush_if_full()
     if missing:
         raise no(
             f"[EXPUNGEISSUED] some of the messages no longer exist ({missing} expunged meanwhile)"

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
-from borderline.imap.commands.common import Batch, batches
+from borderline.imap.commands.common import Batch, batches, load_summaries, store_computed
 from borderline.imap.fetch import Contents, Vanished, read_blobs
 from borderline.imap.mime import Part
 from borderline.imap.protocol import Args, Atom, ParseError, as_text, uid_set_text
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from borderline.imap.session import Session
 
 RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
+SUMMARY_ROUND = 1024  # messages whose summaries are loaded at once
 
 
 async def search(session: Session, state: Selected, request: Request) -> str:
@@ -37,11 +38,23 @@ async def search(session: Session, state: Selected, request: Request) -> str:
     match = functools.partial(_matches, parsed.predicate, view.exists, view.largest_uid, contents)
     candidates = [(index + 1, view.info[uid]) for index, uid in enumerate(view.uids)]
     # Messages whose answer depends on their content are read in a second round, so
-    # `UNSEEN BODY x` decrypts only the unseen ones.
-    found, undecided = await session.work(match, candidates, {})
+    # `UNSEEN BODY x` decrypts only the unseen ones; header keys are answered from the
+    # summaries of the first round where the messages have them.
+    found: Batch = []
+    undecided: Batch = []
+    for first in range(0, len(candidates), SUMMARY_ROUND):
+        chunk = candidates[first : first + SUMMARY_ROUND]
+        if contents is not None and parsed.reads_headers:
+            contents.trim(len(chunk))
+            await load_summaries(session, contents, [info for _, info in chunk])
+        matched, unknown = await session.work(match, chunk, {})
+        found += matched
+        undecided += unknown
     for batch in batches(undecided):
         blobs = await session.stored(read_blobs, session.store, [i.blob_id for _, i in batch])
         found += (await session.work(match, batch, blobs))[0]
+        if contents is not None:
+            await store_computed(session, contents)
     found.sort(key=lambda hit: hit[0])
     hits = [info.uid if request.by_uid else seq for seq, info in found]
     highest = max((info.modseq for _, info in found), default=0)
@@ -103,23 +116,31 @@ def _matches(
     found: Batch = []
     undecided: Batch = []
     for seq, info in candidates:
-        part = _part_getter(contents, info, blobs)
+        part, header, texts = _getters(contents, info, blobs)
         try:
-            if predicate(Candidate(seq, info, largest_seq, largest_uid, part)):
+            if predicate(Candidate(seq, info, largest_seq, largest_uid, part, header, texts)):
                 found.append((seq, info))
         except Vanished:
             undecided.append((seq, info))
     return found, undecided
 
 
-def _part_getter(
+def _getters(
     contents: Contents | None, info: MessageInfo, blobs: Mapping[int, bytes]
-) -> Callable[[], Part]:
-    def get() -> Part:
+) -> tuple[Callable[[], Part], Callable[[], Part], Callable[[str], str | None]]:
+    def part() -> Part:
         assert contents is not None, "the parser asked for content, so the key was released"
         return contents.part(info, blobs)
 
-    return get
+    def header() -> Part:
+        assert contents is not None, "the parser asked for content, so the key was released"
+        return contents.header(info, blobs)
+
+    def texts(name: str) -> str | None:
+        summary = None if contents is None else contents.summary(info)
+        return None if summary is None else summary.search_text(name)
+
+    return part, header, texts
 
 
 COMMAND = Command(search, SELECTED, announces_expunges=False)

@@ -1,0 +1,102 @@
+"""A message's summary: what IMAP clients fetch and search, computed once when it is stored.
+
+ENVELOPE, BODYSTRUCTURE, BODY, the header block (which answers HEADER, every HEADER.FIELDS
+set and SEARCH HEADER) and the texts SEARCH FROM/TO/CC/BCC/SUBJECT look in, so a session
+decrypts a few hundred octets instead of parsing the whole message. The planner computes
+it at delivery and APPEND (runtime.py wires `summarize` in) and the vault encrypts it under
+the account's data key, as the message (docs/store.md, "Message summaries"); a session
+decrypts it only with the key it released through the log. A message stored without one
+gets it from the first session that parses the message.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+
+from borderline.imap.mime import FIELD_LIMIT, Part, bodystructure, envelope
+from borderline.imap.search import SEARCH_FIELDS, header_texts
+
+VERSION = b"\x01"
+UNUSABLE = b"\x00"  # the summary would be too big: sessions read the message
+MAX_HEADER = FIELD_LIMIT
+MAX_SUMMARY = 256 * 1024
+LENGTH = struct.Struct(">I")
+FIELDS = 5
+
+
+@dataclass
+class Summary:
+    envelope: bytes
+    bodystructure: bytes
+    body: bytes
+    header_block: bytes
+    search_block: bytes
+
+    @cached_property
+    def header(self) -> Part:
+        """The message's header block alone (its body is empty), parsed when first asked."""
+        return Part(self.header_block)
+
+    def search_text(self, name: str) -> str | None:
+        """imap/search.py's header_texts of a SEARCH_FIELDS field, joined by NUL (which no
+        IMAP string holds), or None for another field."""
+        if name not in SEARCH_FIELDS:
+            return None
+        data, at = self.search_block, 0
+        for field in SEARCH_FIELDS:
+            (size,) = LENGTH.unpack_from(data, at)
+            at += LENGTH.size
+            if field == name:
+                return data[at : at + size].decode("utf-8", "surrogatepass")
+            at += size
+        return None
+
+    def structure(self, kind: str) -> bytes:
+        if kind == "ENVELOPE":
+            return self.envelope
+        return self.bodystructure if kind == "BODYSTRUCTURE" else self.body
+
+
+def summarize(head: bytes, content: bytes) -> bytes:
+    """The plaintext summary of the message `head + content`."""
+    return summary_of(Part(head + content if head else content))
+
+
+def summary_of(part: Part) -> bytes:
+    header = part.header
+    if len(header) > MAX_HEADER:
+        return UNUSABLE
+    texts = [
+        "\0".join(header_texts(part, name)).encode("utf-8", "surrogatepass")
+        for name in SEARCH_FIELDS
+    ]
+    fields = (
+        envelope(part),
+        bodystructure(part),
+        bodystructure(part, extensible=False),
+        header,
+        _framed(texts),
+    )
+    if sum(len(field) for field in fields) > MAX_SUMMARY:
+        return UNUSABLE
+    return VERSION + _framed(fields)
+
+
+def _framed(fields: Iterable[bytes]) -> bytes:
+    return b"".join(LENGTH.pack(len(field)) + field for field in fields)
+
+
+def parse_summary(data: bytes) -> Summary | None:
+    """The summary, or None where the message must be read (unusable, or unknown version)."""
+    if not data.startswith(VERSION):
+        return None
+    fields, at = [], 1
+    for _ in range(FIELDS):
+        (size,) = LENGTH.unpack_from(data, at)
+        at += LENGTH.size
+        fields.append(data[at : at + size])
+        at += size
+    return Summary(*fields)

@@ -1,0 +1,115 @@
+"""Message summaries (imap/summary.py): FETCH and SEARCH answer the same from a summary as
+from the message, a message stored without one (before schema version 7) gets one from the
+first session that reads it, and no summary is stored in plaintext."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+
+from borderline.cloud import Region
+from borderline.residency import files_containing
+from borderline.vault import Justification
+from tests.conftest import RunningCloud
+from tests.imap.conftest import fill, login, make_message
+from tests.imap.test_basic import access_events
+
+ALICE = "alice@example.test"
+ITEMS = (
+    "(ENVELOPE BODYSTRUCTURE BODY BODY.PEEK[HEADER] RFC822.HEADER"
+    " BODY.PEEK[HEADER.FIELDS (From To Subject Message-ID Content-Type)]"
+    " BODY.PEEK[HEADER.FIELDS.NOT (Subject)]<0.40> BODY.PEEK[1.MIME])"
+)
+NESTED = (
+    b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.org>\r\nTo: undisclosed-recipients:;\r\n"
+    b"Cc: Team: a@example.org, (a comment) b@example.org;\r\n"
+    b"Subject: =?utf-8?b?w6Rw?= nested\r\nDate: Tue, 03 Feb 2026 11:00:00 +0100\r\n"
+    b"Message-ID: <nested@example.org>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed;\r\n boundary="outer"\r\n\r\n'
+    b"preamble\r\n--outer\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n"
+    b"caf\xe9\r\n--outer\r\nContent-Type: message/rfc822\r\n\r\n"
+    b"From: inner@example.org\r\nSubject: inner\r\nContent-Type: multipart/alternative;"
+    b" boundary=inner\r\n\r\n--inner\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+    b"--inner\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--inner--\r\n"
+    b"--outer\r\nContent-Type: application/octet-stream\r\n"
+    b"Content-Disposition: attachment; filename*=utf-8''%C3%A4.bin\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--outer--\r\n"
+)
+HEADER_ONLY = b"From: someone@example.org\r\nSubject: no body at all\r\n"
+MESSAGES = [make_message(1), NESTED, HEADER_ONLY, make_message(2, subject="")]
+
+
+def answers(client: imaplib.IMAP4, seq: int) -> bytes:
+    """The FETCH response of one message, without its sequence number."""
+    typ, data = client.fetch(str(seq), ITEMS)
+    assert typ == "OK"
+    flat = b"".join(b"".join(p) if isinstance(p, tuple) else p for p in data if p is not None)
+    return re.sub(rb"^\d+ \(", b"(", flat)
+
+
+def blob_ids(region: Region) -> list[int]:
+    return [m.blob_id for m in region.store.messages(region.store.mailbox(ALICE, "INBOX").id)]
+
+
+def test_fetch_and_search_answer_the_same_with_and_without_a_summary(
+    running: RunningCloud,
+) -> None:
+    region = running.cloud.region("eu-dublin")
+    fill(region, ALICE, MESSAGES, summaries=False)
+    fill(region, ALICE, MESSAGES)  # runtime.py wires the summaries in
+    count = len(MESSAGES)
+    old, new = blob_ids(region)[:count], blob_ids(region)[count:]
+    assert sorted(region.store.summaries(old + new)) == new
+    before = len(access_events(region))
+
+    client = login(running)
+    client.select("INBOX")
+    first = [answers(client, seq) for seq in range(1, 2 * count + 1)]
+    assert first[:count] == first[count:], "a summary answers as the message does"
+    assert b'"=?utf-8?b?w6Rw?= nested"' in first[1] and b"ENVELOPE" in first[1]
+    assert sorted(region.store.summaries(old)) == old, "the first read stored the summaries"
+    queries = ('FROM "sender1"', 'FROM "j@example.org"', 'CC "b@example"', 'SUBJECT "nested"')
+    for query in (*queries, "HEADER Message-ID nested"):
+        _, data = client.search(None, query)
+        hits = [int(n) for n in data[0].split()]
+        assert hits and [n + count for n in hits if n <= count] == [n for n in hits if n > count]
+    _, data = client.search(None, "SENTON 3-Feb-2026")
+    assert data == [b"2 %d" % (count + 2)]
+    client.logout()
+    assert len(access_events(region)) == before + 1, "one logged release, as before"
+
+    again = login(running)
+    again.select("INBOX")
+    assert [answers(again, seq) for seq in range(1, 2 * count + 1)] == first
+    again.logout()
+
+
+def test_an_appended_message_is_stored_with_its_summary(running: RunningCloud) -> None:
+    region = running.cloud.region("eu-dublin")
+    client = login(running)
+    typ, _ = client.append("INBOX", "", None, NESTED)
+    assert typ == "OK"
+    [blob_id] = blob_ids(region)
+    assert list(region.store.summaries([blob_id])) == [blob_id]
+    client.select("INBOX")
+    _, data = client.search(None, 'FROM "j@example.org"')
+    assert data == [b"1"]
+    client.logout()
+
+
+def test_no_summary_is_stored_in_plaintext(running: RunningCloud) -> None:
+    region = running.cloud.region("eu-dublin")
+    marker = b"zebra-summary-marker-5c1e"
+    message = make_message(3, subject=marker.decode())
+    fill(region, ALICE, [message], summaries=False)  # summarized by the session below
+    fill(region, ALICE, [message])  # summarized at delivery
+    client = login(running)
+    client.select("INBOX")
+    client.fetch("1:*", "(ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    client.logout()
+    stored = region.store.summaries(blob_ids(region))
+    assert len(stored) == 2
+    assert all(marker not in summary for summary in stored.values())
+    key = region.vault.release(ALICE, Justification.CUSTOMER_INITIATED_ACCESS, "test")
+    assert all(marker in key.decrypt_summary(summary) for summary in stored.values())
+    assert files_containing(running.cloud.config.cloud.data_dir, marker) == []
