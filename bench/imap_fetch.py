@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 
 import dovecot_imap
+from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import example_config, load_config
 from borderline.imap.summary import summarize
-from processes import free_port, stop, wait_for_port
+from processes import stop, wait_for_port
 
 ADDRESS = "bench@example.test"
 PASSWORD = "bench password"
@@ -165,7 +166,7 @@ def timed(
 def start_borderline(root: Path, messages: list[bytes]) -> tuple[subprocess.Popen[bytes], int]:
     root.mkdir(parents=True)
     config_path = root / "borderline.toml"
-    port = free_port() % 10000 + 20000
+    port = free_base_port()
     config_path.write_text(example_config(root / "data", base_port=port, cleartext_login=True))
     config = load_config(config_path)
     with Cloud(config) as cloud:

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dovecot_imap
+from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import example_config, load_config
-from processes import free_port, stop, wait_for_port
+from processes import stop, wait_for_port
 
 IMAPTEST_DIR = Path(os.environ.get("IMAPTEST_DIR", "/work/shared/tools/imaptest"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ def borderline(root: Path, region: str = "eu-dublin") -> Iterator[Server]:
     """`borderline serve` for one region with one empty account."""
     root.mkdir(parents=True)
     config_path = root / "borderline.toml"
-    port = 20000 + free_port() % 30000
+    port = free_base_port()
     text = example_config(root / "data", base_port=port, cleartext_login=True)
     config_path.write_text(text)
     config = load_config(config_path)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import example_config, load_config
 from borderline.tlog.tiles import covered_paths
@@ -56,7 +57,7 @@ def make_cloud(root: Path, entries: int) -> tuple[Path, int]:
     """A cloud whose eu-dublin log holds `entries` access-sized entries, checkpointed."""
     root.mkdir(parents=True)
     config_path = root / "borderline.toml"
-    config_path.write_text(example_config(root / "data", base_port=free_port() % 20000 + 30000))
+    config_path.write_text(example_config(root / "data", base_port=free_base_port()))
     with Cloud(load_config(config_path)) as cloud:
         log = cloud.region("eu-dublin").transparency_log
         filler = b'{"type":"access","v":2,"region":"eu-dublin","time":"2026-01-01T00:00Z"}'

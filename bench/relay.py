@@ -17,9 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import example_config, load_config
-from processes import free_port, stop, wait_for_port
+from processes import stop, wait_for_port
 from smtp_ingest import CONNECTIONS, make_message, send_all
 
 
@@ -31,7 +32,7 @@ def stored_count(database: Path) -> int:
 
 def run(workdir: Path, via_region: str, count: int, size: int) -> float:
     config_path = workdir / "borderline.toml"
-    config_path.write_text(example_config(workdir / "data", base_port=20000 + free_port() % 30000))
+    config_path.write_text(example_config(workdir / "data", base_port=free_base_port()))
     config = load_config(config_path)
     with Cloud(config) as cloud:
         cloud.add_account("alice@example.test", "eu-dublin", "bench-password")
