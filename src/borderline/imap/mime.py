@@ -211,6 +211,7 @@ class Part:
         self._depth = depth
         self._budget = [MAX_PARTS] if budget is None else budget
         self._values: dict[str, bytes | None] = {}
+        self._addresses: dict[str, list[Address]] = {}
 
     @cached_property
     def _inner(self) -> tuple[list[Part], Part | None]:
@@ -281,8 +282,9 @@ class Part:
     def body_size(self) -> int:
         return self.end - self.body_start
 
-    @property
+    @cached_property
     def body_lines(self) -> int:
+        """Counted once: BODY and BODYSTRUCTURE both give it, and a summary holds both."""
         lines = self.data.count(b"\n", self.body_start, self.end)
         ends_open = self.end > self.body_start and self.data[self.end - 1] != 0x0A
         return lines + ends_open
@@ -423,10 +425,14 @@ def _text(part: Part, name: str) -> bytes:
 
 
 def addresses(part: Part, name: str) -> list[Address]:
-    raw = part.raw_value(name)
-    return (
-        [] if raw is None else parse_addresses(raw[:FIELD_LIMIT].decode("utf-8", "surrogateescape"))
-    )
+    """The addresses of a header field, parsed once per part (ENVELOPE, SEARCH and SORT all
+    ask for From)."""
+    found = part._addresses.get(name)
+    if found is None:
+        raw = part.raw_value(name)
+        text = None if raw is None else raw[:FIELD_LIMIT].decode("utf-8", "surrogateescape")
+        found = part._addresses[name] = [] if text is None else parse_addresses(text)
+    return found
 
 
 def _addresses(part: Part, name: str) -> bytes:
@@ -441,12 +447,13 @@ def envelope(part: Part) -> bytes:
     """ENVELOPE (RFC 3501 7.4.2); Sender and Reply-To default to From, also when empty."""
     sender = "sender" if part.raw_value("sender") else "from"
     reply_to = "reply-to" if part.raw_value("reply-to") else "from"
+    from_ = _addresses(part, "from")
     fields = [
         _text(part, "date"),
         _text(part, "subject"),
-        _addresses(part, "from"),
-        _addresses(part, sender),
-        _addresses(part, reply_to),
+        from_,
+        from_ if sender == "from" else _addresses(part, sender),
+        from_ if reply_to == "from" else _addresses(part, reply_to),
         _addresses(part, "to"),
         _addresses(part, "cc"),
         _addresses(part, "bcc"),
