@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/smtp_memory.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/imap_fetch.py
+	$(BIN)/python bench/imap_idle.py
 	$(BIN)/python bench/tlog.py
 	@# The log API benchmark's peer is nginx serving the same tiles as static files.
 	@test -x /usr/sbin/nginx || [ "$$(id -u)" != 0 ] || \
