@@ -4,16 +4,21 @@ submission of a region count guesses together."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
 import smtplib
 import socket
 import ssl
+import threading
+import time
 
 from borderline.throttle import LoginThrottle
 from tests.conftest import PASSWORD, RunningCloud
 
 ALICE = "alice@example.test"
 OWNER_IP, GUESSER_IP, NEIGHBOUR_IP = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+CORES = os.cpu_count() or 1
 
 
 def imap_login(running: RunningCloud, source: str, user: str, password: str) -> bytes:
@@ -130,3 +135,30 @@ def test_one_wrong_password_tried_by_login_and_authenticate_is_one_guess(
         assert b"AUTHENTICATIONFAILED" in reply(b"c", b"AUTHENTICATE PLAIN")
         assert b"AUTHENTICATIONFAILED" in reply(b"d", f'LOGIN "{ALICE}" "guess 2"'.encode())
         assert b"OK" in reply(b"e", f'LOGIN "{ALICE}" "{PASSWORD}"'.encode()), "locked out"
+
+
+def test_a_storm_of_logins_checks_at_most_one_password_per_core_at_once() -> None:
+    """Each argon2id check holds its memory cost: checks beyond the cores wait their turn
+    (throttle.PASSWORD_CHECKS) instead of running, and a check that only asks another
+    region runs beside them."""
+    throttle = LoginThrottle()
+    fast(throttle)
+    lock = threading.Lock()
+    running, most = [0], [0]
+
+    def check() -> bool:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return True
+
+    async def storm() -> list[bool]:
+        local = [throttle.attempt(check, f"user{i}", GUESSER_IP) for i in range(6 * CORES)]
+        remote = throttle.attempt(lambda: True, "far", GUESSER_IP, local=False)
+        return await asyncio.gather(*local, remote)
+
+    assert all(asyncio.run(storm()))
+    assert most[0] <= CORES

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 MAX_ENTRIES = 100_000
@@ -34,6 +36,12 @@ MAX_GUESSES_PER_CONNECTION = 16
 class _Failures:
     count: int
     first: float
+
+
+# Password checks of the whole process, at most one per core at once: each argon2id check
+# holds its memory cost (64 MiB by default), so a storm of logins waits its turn here
+# instead of taking memory, or the default executor's threads that mail commits run on.
+PASSWORD_CHECKS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="password-check")
 
 
 class LoginThrottle:
@@ -120,10 +128,14 @@ class LoginThrottle:
             }
         self._trusted[(account, ip)] = now
 
-    async def attempt(self, check: Callable[[], bool], account: str, ip: str) -> bool:
-        """Run a password check in a worker thread (argon2 takes ~0.1 s); a failure is
-        recorded and answered only after the throttle's delay."""
-        if await asyncio.to_thread(check):
+    async def attempt(
+        self, check: Callable[[], bool], account: str, ip: str, *, local: bool = True
+    ) -> bool:
+        """Run a password check in a worker thread, a `local` one (argon2 here, ~0.1 s) on
+        PASSWORD_CHECKS; one that asks another region waits on the network, so it takes no
+        place there. A failure is recorded and answered only after the throttle's delay."""
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(PASSWORD_CHECKS if local else None, check):
             self.succeeded(account, ip)
             return True
         await asyncio.sleep(self.failed(account, ip))
@@ -145,12 +157,12 @@ class Guesses:
         return hmac.new(self._key, pair, hashlib.sha256).digest()
 
     async def attempt(
-        self, check: Callable[[], bool], account: str, ip: str, password: str
+        self, check: Callable[[], bool], account: str, ip: str, password: str, *, local: bool = True
     ) -> bool:
         digest = self._digest(account, password)
         if digest in self._failed:
             return False
-        if await self.throttle.attempt(check, account, ip):
+        if await self.throttle.attempt(check, account, ip, local=local):
             return True
         if len(self._failed) < MAX_GUESSES_PER_CONNECTION:
             self._failed.add(digest)
