@@ -26,7 +26,15 @@ def test_a_long_list_is_sent_in_several_notices_that_decode_to_it() -> None:
 
 @pytest.mark.parametrize(
     "datagram",
-    [b"", b"eu-dublin", b"eu-dublin 1 x", b"eu-dublin -1", b"\xff 1", b"r " + b"1 " * 600],
+    [
+        b"",
+        b"eu-dublin",
+        b"eu-dublin 1 x",
+        b"eu-dublin -1",
+        b"\xff 1",
+        b"r " + b"1 " * 600,
+        b"r " + b"1" * 5000,  # past Python's int digit limit, and no 64-bit id
+    ],
 )
 def test_malformed_notices_decode_to_nothing(datagram: bytes) -> None:
     assert decode(datagram) is None

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 MAX_NOTICE = 8192  # bytes in one datagram
 MAX_MAILBOXES = 500  # mailbox ids in one notice: a longer list is sent in several
+MAX_ID_DIGITS = 19  # a mailbox id is a 64-bit integer
 READS_PER_TURN = 100  # notices read before the event loop serves anything else
 
 Handler = Callable[[str, set[int]], None]
@@ -35,7 +36,9 @@ def encode(region_id: str, mailbox_ids: Iterable[int]) -> list[bytes]:
 def decode(datagram: bytes) -> tuple[str, set[int]] | None:
     """The region and mailbox ids of a notice, or None for anything else."""
     words = datagram.split()
-    if not 2 <= len(words) <= MAX_MAILBOXES + 1 or not all(w.isdigit() for w in words[1:]):
+    if not 2 <= len(words) <= MAX_MAILBOXES + 1:
+        return None
+    if not all(w.isdigit() and len(w) <= MAX_ID_DIGITS for w in words[1:]):
         return None
     try:
         region_id = words[0].decode("ascii")

@@ -41,7 +41,9 @@ class _Failures:
 # Password checks of the whole process, at most one per core at once: each argon2id check
 # holds its memory cost (64 MiB by default), so a storm of logins waits its turn here
 # instead of taking memory, or the default executor's threads that mail commits run on.
-PASSWORD_CHECKS = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="password-check")
+PASSWORD_CHECKS = ThreadPoolExecutor(
+    len(os.sched_getaffinity(0)), thread_name_prefix="password-check"
+)
 
 
 class LoginThrottle:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from borderline.store import Delivery, SqliteMailStore
+from borderline.store import Delivery, SqliteMailStore, StoreError
+from borderline.store import sqlite as sqlite_engine
 from tests.store.conftest import ALICE
 
 FILES = ("mail.sqlite", "mail.sqlite-wal", "mail.sqlite-shm")
@@ -89,6 +90,28 @@ def test_a_writer_of_another_process_holds_writes_until_it_lets_go(tmp_path: Pat
         os.close(other)
     writing.join(10)
     try:
+        assert len(store.messages(store.mailbox(ALICE, "INBOX").id)) == 1
+    finally:
+        store.close()
+
+
+def test_a_writer_stopped_while_it_holds_the_lock_fails_writes_after_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped ingest worker holding `-writer` must not stop this process's writers for
+    ever: they fail with StoreError after the busy timeout, and write again once it is let go."""
+    monkeypatch.setattr(sqlite_engine, "BUSY_TIMEOUT_MS", 300)
+    store = SqliteMailStore(tmp_path / "mail.sqlite")
+    store.create_account(ALICE, "$argon2id$secret-hash")
+    other = os.open(tmp_path / "mail.sqlite-writer", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(StoreError, match="busy"):
+            store.deliver([Delivery(ALICE, b"blob", 4, time.time())])
+    finally:
+        os.close(other)  # the stopped process dies: its lock goes with it
+    try:
+        store.deliver([Delivery(ALICE, b"blob", 4, time.time())])
         assert len(store.messages(store.mailbox(ALICE, "INBOX").id)) == 1
     finally:
         store.close()

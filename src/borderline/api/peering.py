@@ -4,15 +4,16 @@ the home region signs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from borderline.api.app import bounded_body
 from borderline.peering import MAX_QUESTION_BYTES, PeeringError
 from borderline.peers import QUESTION_PATH, QuestionAnswerer
+from borderline.throttle import PASSWORD_CHECKS
 
 
 def mount_peering(served: Callable[[str], QuestionAnswerer | None]) -> Callable[[FastAPI], None]:
@@ -34,8 +35,10 @@ def mount_peering(served: Callable[[str], QuestionAnswerer | None]) -> Callable[
             if region is None:
                 raise HTTPException(404, f"region {home!r} is not served here")
             try:
-                # argon2 and an fsync-free lock: off the event loop.
-                answer = await run_in_threadpool(region.answer_password_question, wire)
+                # argon2: off the event loop, one of the process's bounded password checks.
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    PASSWORD_CHECKS, region.answer_password_question, wire
+                )
             except PeeringError as exc:
                 raise HTTPException(403, str(exc)) from None
             return Response(answer, media_type="application/json")

@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,7 @@ from borderline.store.schema import (
 # over ten times as much mail (bench/RESULTS.md). Past a checkpoint the WAL file is cut
 # back to at most JOURNAL_LIMIT bytes.
 CHECKPOINT_PAGES = 10_000
+WRITER_POLL = 0.0005  # seconds between tries of another process's writer lock
 JOURNAL_LIMIT = 64 * 1024 * 1024
 
 
@@ -165,9 +167,9 @@ class SqliteEngine:
     the owner's only (durable_sqlite).
 
     Writers in other processes (ingest workers) queue on a file lock beside the database,
-    which the kernel hands over the moment it is released. Waiting on SQLite's own lock
-    instead, a writer sleeps 1, 2, 5, 10... ms between tries, time in which nobody writes.
-    A writer held up past the busy timeout in this process fails as before."""
+    tried every half millisecond. Waiting on SQLite's own lock instead, a writer sleeps 1,
+    2, 5, 10... ms between tries, time in which nobody writes. A writer held up past the
+    busy timeout, by this process or another, fails with StoreError as before."""
 
     dialect: Dialect = SQLITE
 
@@ -177,12 +179,21 @@ class SqliteEngine:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        self._writers = os.open(
-            path.with_name(path.name + "-writer"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE
-        )
-        with self._errors():
-            self._writer = self._connect()
-            self._migrate()
+        try:
+            self._writers = os.open(
+                path.with_name(path.name + "-writer"),
+                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                PRIVATE,
+            )
+        except OSError as exc:
+            raise StoreError(f"SQLite store {path}: {exc}") from None
+        try:
+            with self._errors():
+                self._writer = self._connect()
+                self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         connection = open_durable(self.path, autocommit=True)
@@ -213,23 +224,44 @@ class SqliteEngine:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         if not self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
-            raise StoreError(f"SQLite store {self.path}: busy for {BUSY_TIMEOUT_MS // 1000} s")
+            raise self._busy()
         try:
-            fcntl.flock(self._writers, fcntl.LOCK_EX)
-            with self._errors():
-                db = self._writer
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield _Statements(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
+            self._lock_writers(deadline)
+            try:
+                with self._errors():
+                    db = self._writer
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield _Statements(db)
+                        db.execute("COMMIT")
+                    except BaseException:
+                        if db.in_transaction:
+                            db.execute("ROLLBACK")
+                        raise
+            finally:
+                fcntl.flock(self._writers, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(self._writers, fcntl.LOCK_UN)
             self._write_lock.release()
+
+    def _lock_writers(self, deadline: float) -> None:
+        """The file lock other processes' writers hold, tried every WRITER_POLL seconds
+        until the busy timeout (a writer stopped while it holds it must not stop this one
+        for ever)."""
+        while True:
+            try:
+                fcntl.flock(self._writers, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise self._busy() from None
+                time.sleep(WRITER_POLL)
+            except (OSError, ValueError) as exc:  # closed
+                raise StoreError(f"SQLite store {self.path}: {exc}") from None
+
+    def _busy(self) -> StoreError:
+        return StoreError(f"SQLite store {self.path}: busy for {BUSY_TIMEOUT_MS // 1000} s")
 
     @contextmanager
     def read(self) -> Iterator[Tx]:

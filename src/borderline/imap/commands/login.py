@@ -79,7 +79,7 @@ async def _login(session: Session, user: str, password: str) -> str:
             address,
             ip,
             password,
-            local=False,
+            local=server.peers.served_here(home) is not None,  # then argon2 runs here
         )
         result: observe.LoginResult = "referred" if referred else "failed"
         observe.login(region.id, "imap", result, address=address, ip=ip)
