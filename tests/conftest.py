@@ -88,10 +88,15 @@ def region_stores(store_engine: str, request: pytest.FixtureRequest) -> Iterator
         server.drop_database(url)
 
 
+def base_port() -> int:
+    """A base port in this pytest-xdist worker's own slots (cli/demo.free_base_port)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    lanes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return free_base_port(int(worker.removeprefix("gw")), lanes)
+
+
 def write_config(root: Path, stores: Mapping[str, str] | None = None, **replace: str) -> Path:
-    text = example_config(
-        root / "data", base_port=free_base_port(), stores=stores, cleartext_login=True
-    )
+    text = example_config(root / "data", base_port=base_port(), stores=stores, cleartext_login=True)
     for old, new in replace.items():
         text = text.replace(old, new)
     if "[inbound]" not in text:  # no DNS for sender authentication but in its own tests

@@ -48,13 +48,17 @@ LISTENER_OFFSETS = (25, 87, 65, 43, 93, 81, 125, 187, 165, 143, 193, 181, 80)
 # Below Linux's ephemeral ports (32768 and up by default), which any client socket may take
 # between this check and the listener's bind.
 EPHEMERAL_PORTS = 32768
+SLOT = 200  # a base port starts a slot of this many ports, which holds all its listeners
 
 
-def free_base_port() -> int:
-    """A base port whose every demo listener is free right now."""
-    span = EPHEMERAL_PORTS - 10000 - max(LISTENER_OFFSETS)
+def free_base_port(lane: int = 0, lanes: int = 1) -> int:
+    """A base port whose every demo listener is free right now. Processes that start
+    listeners at the same time (the test workers) each pass their own `lane` of `lanes`:
+    their bases are then in different slots, so one cannot take a port between the other's
+    check and bind."""
+    slots = range(10000 // SLOT + lane, EPHEMERAL_PORTS // SLOT - 1, lanes)
     for _ in range(200):
-        base = 10000 + secrets.randbelow(span)
+        base = secrets.choice(slots) * SLOT
         try:
             for offset in LISTENER_OFFSETS:
                 with socket.socket() as probe:
