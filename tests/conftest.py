@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from borderline.accounts import PasswordCost
 from borderline.cli.demo import free_base_port
 from borderline.cloud import Cloud
 from borderline.config import Config, example_config, load_config
@@ -22,6 +23,8 @@ from tests.pg import PostgresServer, server_binaries
 from tests.require import require
 
 PASSWORD = "correct horse battery"
+# The cheapest argon2id cost the config allows: accounts' and staff's passwords in tests.
+CHEAP_PASSWORDS = PasswordCost(time_cost=1, memory_cost=8192, parallelism=1)
 REGIONS = ("us-east", "eu-dublin")
 ENGINES = ("sqlite", "postgres")
 
@@ -102,7 +105,11 @@ def write_config(root: Path, stores: Mapping[str, str] | None = None, **replace:
     if "[inbound]" not in text:  # no DNS for sender authentication but in its own tests
         text += "\n[inbound]\nauthenticate = false\n"
     if "[passwords]" not in text:  # real argon2id, cheap enough for hundreds of logins
-        text += "\n[passwords]\ntime_cost = 1\nmemory_kib = 8192\nparallelism = 1\n"
+        cost = CHEAP_PASSWORDS
+        text += (
+            f"\n[passwords]\ntime_cost = {cost.time_cost}\nmemory_kib = {cost.memory_cost}"
+            f"\nparallelism = {cost.parallelism}\n"
+        )
     path = root / "borderline.toml"
     path.write_text(text)
     return path

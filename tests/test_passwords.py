@@ -11,9 +11,9 @@ from argon2 import extract_parameters
 from borderline.accounts import PasswordCost, Passwords
 from borderline.config import ConfigError, example_config, parse_config
 from borderline.store import open_store
+from tests.conftest import CHEAP_PASSWORDS
 
 ADDRESS = "alice@example.test"
-CHEAP = PasswordCost(time_cost=1, memory_cost=8192, parallelism=1)
 
 
 def test_the_default_cost_is_rfc_9106s_and_bad_costs_are_named(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_a_hash_at_another_cost_verifies_and_is_upgraded_at_a_right_login(
     store = open_store(tmp_path / "mail.sqlite", 5.0)
     try:
         store.create_account(ADDRESS, Passwords(PasswordCost()).hash("old cost password"))
-        passwords = Passwords(CHEAP)
+        passwords = Passwords(CHEAP_PASSWORDS)
         assert not passwords.check(store, ADDRESS, "a wrong password")
         assert extract_parameters(store.password_hash(ADDRESS) or "").memory_cost == 65536
         assert passwords.check(store, ADDRESS, "old cost password")

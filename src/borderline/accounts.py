@@ -80,7 +80,6 @@ class Passwords:
     next right login, so changing the cost needs no migration."""
 
     def __init__(self, cost: PasswordCost) -> None:
-        self.cost = cost
         self._hasher = PasswordHasher(cost.time_cost, cost.memory_cost, cost.parallelism)
 
     @functools.cached_property

@@ -72,7 +72,6 @@ class NoticeReceiver:
     def __init__(self) -> None:
         self._ours, self._theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._ours.setblocking(False)
-        self._theirs.set_inheritable(True)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property

@@ -353,12 +353,12 @@ class StaffRoster:
         self._secrets: dict[str, sqlite3.Connection] = {}
 
     @classmethod
-    def of(cls, config: Config, cost: PasswordCost | None = None) -> StaffRoster:
+    def of(cls, config: Config) -> StaffRoster:
         """The roster of a cloud: each region's key holder is the custodian that runs it."""
         return cls(
             config.cloud.data_dir,
             {r.id: r.custodian for r in config.regions},
-            cost or PasswordCost.of(config.passwords),
+            PasswordCost.of(config.passwords),
         )
 
     def _vault(self, region: str) -> sqlite3.Connection:

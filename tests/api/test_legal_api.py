@@ -23,7 +23,7 @@ from borderline.config import load_config
 from borderline.staff import StaffRoster, parse_roles
 from borderline.throttle import LoginThrottle
 from tests.conftest import PASSWORD, RunningCloud, write_config
-from tests.legal.conftest import FAST, STAFF_PASSWORD, deliver
+from tests.legal.conftest import STAFF_PASSWORD, deliver
 
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
@@ -89,7 +89,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     cloud.add_account(ALICE, "eu-dublin", PASSWORD)
     cloud.add_account(BOB, "us-east", PASSWORD)
     deliver(cloud, ALICE, "in scope", "2026-06-01T10:00:00")
-    roster = StaffRoster.of(cloud.config, FAST)
+    roster = StaffRoster.of(cloud.config)
     secrets = {
         name: roster.add(name, parse_roles(roles), region, STAFF_PASSWORD).totp_secret
         for name, roles, region in STAFF

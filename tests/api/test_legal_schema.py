@@ -14,14 +14,14 @@ from borderline.cloud import Cloud
 from borderline.staff import StaffRoster
 from borderline.throttle import LoginThrottle
 from tests.conftest import RunningCloud
-from tests.legal.conftest import FAST, enroll
+from tests.legal.conftest import enroll
 from tests.legal.conftest import request as legal_request
 
 EXAMPLES_PER_OPERATION = 15
 
 
 def test_no_input_causes_a_server_error(cloud: Cloud, running: RunningCloud) -> None:
-    roster = StaffRoster.of(cloud.config, FAST)
+    roster = StaffRoster.of(cloud.config)
     ada = enroll(roster, "Ada", "intake,legal-reviewer", "eu-dublin")
     token = roster.create_token(ada)
     roster.close()

@@ -28,7 +28,7 @@ from borderline.tlog.tiles import covered_paths
 from borderline.tlog.witnesskey import create_witness_key
 from borderline.vault.access import account_hash
 from tests.conftest import PASSWORD, RunningCloud
-from tests.legal.conftest import FAST, deliver, enroll_staff, request
+from tests.legal.conftest import deliver, enroll_staff, request
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 STAFF_NAMES = ("Ada Reviewer", "Ben Counsel")  # enroll_staff's reviewers at the Irish custodian
@@ -82,7 +82,7 @@ def scan_everything_served(running: RunningCloud, tmp_path: Path) -> None:
     assert read_inbox(running, ALICE) == 1 and read_inbox(running, BOB) == 1
     deliver(cloud, ALICE, "in the scope of the requests", "2026-05-01T10:00:00")
     until = date.today() + timedelta(days=30)
-    with LegalDesk(cloud) as desk, contextlib.closing(StaffRoster.of(cloud.config, FAST)) as roster:
+    with LegalDesk(cloud) as desk, contextlib.closing(StaffRoster.of(cloud.config)) as roster:
         staff = enroll_staff(roster)
         assert {s.member.name for s in staff.of("ie-custodian")} == set(STAFF_NAMES)
         for n, extra in enumerate(({}, {"nondisclosure": {"until": until.isoformat()}})):

@@ -18,7 +18,7 @@ from borderline.cli.legal_demo import MLAT_ORDER
 from borderline.cloud import Cloud
 from borderline.staff import StaffRoster, parse_roles
 from tests.conftest import RunningCloud
-from tests.legal.conftest import FAST, STAFF_PASSWORD, deliver
+from tests.legal.conftest import STAFF_PASSWORD, deliver
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -53,7 +53,7 @@ def test_two_people_approve_export_download_and_verify(
 
     assert isinstance(browser, Browser)
     deliver(cloud, "alice@example.test", "the shipment", "2026-06-01T10:00:00")
-    roster = StaffRoster.of(cloud.config, FAST)
+    roster = StaffRoster.of(cloud.config)
     secrets = {
         name: roster.add(name, parse_roles(roles), "eu-dublin", STAFF_PASSWORD).totp_secret
         for name, roles in (

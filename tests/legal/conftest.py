@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from borderline.accounts import PasswordCost
 from borderline.cloud import Cloud
 from borderline.law import LegalRequest, parse_request
 from borderline.legal import LegalDesk
@@ -20,8 +19,6 @@ from borderline.staff import Signer, StaffRoster, parse_roles, totp_code
 ALICE = "alice@example.test"  # homed in eu-dublin (Irish custodian)
 BOB = "bob@example.test"  # homed in us-east (US custodian)
 STAFF_PASSWORD = "staff password 1"
-# Real argon2id, with small parameters so that a test enrolling four people stays fast.
-FAST = PasswordCost(time_cost=1, memory_cost=8192, parallelism=1)
 
 
 def enroll(roster: StaffRoster, name: str, roles: str, region: str) -> Signer:
@@ -45,7 +42,7 @@ class Staff:
 
 @pytest.fixture
 def roster(cloud: Cloud) -> Iterator[StaffRoster]:
-    roster = StaffRoster.of(cloud.config, FAST)
+    roster = StaffRoster.of(cloud.config)
     yield roster
     roster.close()
 

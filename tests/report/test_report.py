@@ -29,7 +29,7 @@ from borderline.report.transparency import (
 )
 from borderline.staff import StaffRoster
 from borderline.vault import Justification
-from tests.legal.conftest import ALICE, BOB, FAST, deliver, enroll_staff, request
+from tests.legal.conftest import ALICE, BOB, deliver, enroll_staff, request
 from tests.legal.test_cli import add_staff
 from tests.legal.test_cli import ok as submit_as
 from tests.report.conftest import fails, ok
@@ -288,7 +288,7 @@ def test_region_log_counts_from_a_real_log(cloud: Cloud) -> None:
 
 def test_legal_records_become_summaries(cloud: Cloud, tmp_path: Path) -> None:
     deliver(cloud, ALICE, "in scope", "2026-05-01T10:00:00")
-    with LegalDesk(cloud) as desk, contextlib.closing(StaffRoster.of(cloud.config, FAST)) as roster:
+    with LegalDesk(cloud) as desk, contextlib.closing(StaffRoster.of(cloud.config)) as roster:
         staff = enroll_staff(roster)
         disclosed = desk.submit(request(reference="IE-1"), staff.ada)
         for reviewer in staff.of("ie-custodian"):

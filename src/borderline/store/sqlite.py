@@ -35,8 +35,8 @@ from borderline.store.schema import (
 # over ten times as much mail (bench/RESULTS.md). Past a checkpoint the WAL file is cut
 # back to at most JOURNAL_LIMIT bytes.
 CHECKPOINT_PAGES = 10_000
-WRITER_POLL = 0.0005  # seconds between tries of another process's writer lock
 JOURNAL_LIMIT = 64 * 1024 * 1024
+WRITER_POLL = 0.0005  # seconds between tries of another process's writer lock
 
 
 @functools.lru_cache(maxsize=1024)
