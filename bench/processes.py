@@ -31,6 +31,32 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+def listeners(port: int) -> int:
+    """How many sockets listen on the TCP `port`: with SO_REUSEPORT each ingest process has
+    its own, so a server with workers is fully up once there is one per process."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                local, state = row.split()[1], row.split()[3]
+                count += state == "0A" and int(local.rpartition(":")[2], 16) == port
+    return count
+
+
+def wait_for_listeners(
+    server: subprocess.Popen[bytes], port: int, count: int, timeout: float = 60.0
+) -> None:
+    """Wait until `count` processes listen on `port` (`server` and its workers)."""
+    deadline = time.monotonic() + timeout
+    while listeners(port) < count:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited ({server.returncode}) before listening")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{listeners(port)} of {count} processes listen on {port}")
+        time.sleep(0.05)
+
+
 def stop(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGTERM)
     try:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mail_stack import MailStack, missing
-from processes import serve_example, stop, wait_for_port
+from processes import serve_example, stop, wait_for_listeners, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,6 +110,9 @@ def start_borderline(
     )
     port = config.region("eu-dublin").smtp.port
     wait_for_port(port)
+    # The workers start after the main process listens; a load that began before they do
+    # would be served by the main process alone.
+    wait_for_listeners(server, port, workers)
     return server, port
 
 
