@@ -13,8 +13,9 @@ read to its real end, the reply is `550 5.5.2 <host> Error: bare <LF> received`,
 session goes on. So an '<LF>.<CR><LF>' that another server takes for the end never ends a
 message here, and commands smuggled after it are read as refused data, never run.
 
-The data is unstuffed and checked as it arrives, a window at a time, into a buffer that
-becomes the message without a copy: memory per message is its size plus a window.
+The data is unstuffed and checked as it arrives (data_lines.py), a window at a time, into a
+buffer that becomes the message without a copy: memory per message is its size plus a
+window.
 
 BDAT chunks are counted bytes, so no byte sequence ends one early; they go through the
 same checks (bare <CR> or <LF>, line length, the size limit) into the same kind of buffer,
@@ -37,6 +38,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from borderline.delivery import is_relay_message
+from borderline.smtp.data_lines import scan
 from borderline.smtp.limits import ConnectionLimiter
 from borderline.smtp.paths import MalformedPath, parse_path
 from borderline.smtp.replies import with_enhanced_code
@@ -77,18 +79,17 @@ class _Data:
     def feed(self, wire: bytes | bytearray) -> None:
         if not wire:
             return
-        if self.bare is None:
-            self.bare = _bare_line_ending(self.tail[-1:], wire)
-        if not self.line_too_long:
-            self._check_lines(wire)
+        lines = scan(self.tail, wire, self.line, self.line_limit)
+        self.bare = self.bare or lines.bare
+        self.line_too_long = self.line_too_long or lines.line_too_long
+        self.line = lines.line
         if not self.too_big:
-            if self.stuffed:
-                # RFC 5321 4.5.2: drop the transparency dot of every line that starts with
-                # one; the two bytes fed before may hold the line break such a dot follows.
-                unstuffed = memoryview((self.tail + wire).replace(b"\r\n.", b"\r\n"))
-                piece = unstuffed[len(self.tail) :]
-            else:
-                piece = memoryview(wire)
+            piece = memoryview(wire)
+            if self.stuffed and lines.dots:
+                # RFC 5321 4.5.2: drop the transparency dot of every line that starts with one.
+                starts = [0, *(dot + 1 for dot in lines.dots)]
+                ends = [*lines.dots, len(wire)]
+                piece = memoryview(b"".join(piece[a:b] for a, b in zip(starts, ends, strict=True)))
             if self.size == 0 and self.size_limit_for is not None:
                 self.size_limit = self.size_limit_for(bytes(piece[:HEAD]))
             self.size += len(piece)
@@ -108,46 +109,6 @@ class _Data:
         if self.line_too_long:
             return "500 5.5.2 Line too long (see RFC5321 4.5.3.1.6)"
         return None
-
-    def _check_lines(self, wire: bytes | bytearray) -> None:
-        """RFC 5321 4.5.3.1.6: a line holds at most 1,000 octets with its <CR><LF>, plus a
-        transparency dot (aiosmtpd's `line_length_limit`, counted as aiosmtpd does). Looks
-        for the last line feed in each stretch of `line_limit` bytes: one search per
-        stretch, not one per line."""
-        limit = self.line_limit
-        first = wire.find(b"\n")
-        if first < 0:
-            self.line += len(wire)
-        elif self.line + first >= limit:
-            self.line_too_long = True
-        else:
-            start = first + 1  # where a line starts
-            while start + limit <= len(wire):
-                last = wire.rfind(b"\n", start, start + limit)
-                if last < 0:  # no line break in a whole stretch
-                    self.line_too_long = True
-                    return
-                start = last + 1
-            last = wire.rfind(b"\n", start)
-            self.line = len(wire) - (start if last < 0 else last + 1)
-        self.line_too_long = self.line_too_long or self.line >= limit
-
-
-def _bare_line_ending(before: bytes, wire: bytes | bytearray) -> str | None:
-    """'<LF>' if `wire`, after the byte `before`, holds a line feed with no carriage return
-    before it; '<CR>' for a carriage return with no line feed after it. A carriage return
-    that ends `wire` is judged with the next piece."""
-    completes = 0  # a line feed first completes the carriage return that ended `before`
-    if before == b"\r":
-        if not wire.startswith(b"\n"):
-            return "<CR>"
-        completes = 1
-    pairs = wire.count(b"\r\n")
-    if wire.count(b"\n") - completes > pairs:
-        return "<LF>"
-    if wire.count(b"\r") - wire.endswith(b"\r") > pairs:
-        return "<CR>"
-    return None
 
 
 class FastDataSMTP(SMTP):
