@@ -109,6 +109,12 @@ def test_timeouts_per_command_and_per_block_of_data(tmp_path: Path) -> None:
             assert _line(idle).startswith(b"220 ")
             assert _line(idle) == b"421 4.4.2 eu-dublin.example.test Error: timeout exceeded\r\n"
             assert _closed(idle)
+        with _connect(port) as busy:  # each command moves the deadline past the first one
+            _line(busy)
+            for _ in range(7):
+                assert _command(busy, b"NOOP").startswith(b"250")
+                time.sleep(0.5)
+            assert _line(busy) == b"421 4.4.2 eu-dublin.example.test Error: timeout exceeded\r\n"
         with _connect(port) as slow:
             _line(slow)
             for command in (
