@@ -7,6 +7,7 @@ import json
 import secrets
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -155,6 +156,9 @@ class Cloud:
         self.regions: dict[str, Region] = {
             s.id: Region(config, s, self.directory) for s in sections
         }
+        # Called with the address, on the deleting thread, once an account is deleted: the
+        # IMAP servers end its sessions (runtime.py wires them in).
+        self.on_account_deleted: Callable[[str], None] | None = None
 
     def region(self, region_id: str) -> Region:
         try:
@@ -211,6 +215,8 @@ class Cloud:
             raise AccountError(f"not deleted: {exc}") from exc
         index = region.vault.destroy_account_key(address)
         self.directory.remove(address)
+        if self.on_account_deleted is not None:
+            self.on_account_deleted(address)
         return index
 
     def hand_off_deletion(self, address: str, region_id: str) -> int:

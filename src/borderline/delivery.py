@@ -61,6 +61,9 @@ class Envelope:
     # mail to the Internet, which leaves from here (invariant 10). Nothing else may be.
     submitted: bool = False
     mailbox: str = "INBOX"  # or "Junk": what sender authentication made of it
+    # What IMAP reads of it (Planner.summary_for), computed by the session that accepted
+    # it; None: the planner computes it.
+    summary: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,12 @@ class Plan:
     deliveries: tuple[Delivery, ...]
     relays: tuple[OutboundRelay, ...]
     outbound: tuple[OutboundMessage, ...] = ()
+
+
+def _head(envelope: Envelope) -> bytes:
+    """The header lines this server puts before the content: the reverse-path, which the
+    delivering server records (RFC 5321 4.4), and the trace."""
+    return b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + envelope.trace
 
 
 def complete_header(content: bytes, domain: str, received: float) -> bytes:
@@ -137,13 +146,21 @@ class DeliveryPlanner:
             log.exception("the summary of a message could not be computed; stored without")
             return None
 
+    def summary_for(self, envelope: Envelope) -> bytes | None:
+        """The summary plan() stores with the message for its recipients homed here (None
+        if there are none). The accepting session computes it on a thread of its own: for
+        a message of thousands of parts it takes seconds, which in plan() would hold up the
+        commit of every message accepted meanwhile (issue 15 item 3)."""
+        if all(self.directory.home(rcpt) != self.region_id for rcpt in envelope.rcpts):
+            return None
+        return self._summary(_head(envelope), envelope.content)
+
     def plan(self, envelope: Envelope) -> Plan:
         deliveries: list[Delivery] = []
         remote: dict[str, list[str]] = {}
         internet: dict[str, list[str]] = {}
-        # RFC 5321 4.4: the delivering server records the reverse-path.
-        head = b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + envelope.trace
-        summary: bytes | None = None
+        head = _head(envelope)
+        summary = envelope.summary
         for rcpt in dict.fromkeys(r.lower() for r in envelope.rcpts):
             home = self.directory.home(rcpt)
             if home is None:

@@ -125,10 +125,20 @@ class Runtime:
             for service in reversed(begun):
                 await service.stop()
             raise
-        self._watcher = asyncio.get_running_loop().create_task(self._watch_changes())
+        loop = asyncio.get_running_loop()
+        self._watcher = loop.create_task(self._watch_changes())
+
+        def account_deleted(address: str) -> None:  # on the thread that deleted it
+            loop.call_soon_threadsafe(self._account_deleted, address)
+
+        self.cloud.on_account_deleted = account_deleted
         if isinstance(self.notices, NoticeReceiver):
             self.notices.start(self._delivered_by_a_worker)
         self.listening = True
+
+    def _account_deleted(self, address: str) -> None:
+        for imap in self.imap:
+            imap.account_deleted(address)
 
     def _delivered_by_a_worker(self, region_id: str, mailbox_ids: set[int]) -> None:
         for imap in self.imap:
@@ -156,6 +166,7 @@ class Runtime:
 
     async def stop(self) -> None:
         self.listening = False
+        self.cloud.on_account_deleted = None
         if isinstance(self.notices, NoticeReceiver):
             self.notices.stop()
         if self._watcher is not None:

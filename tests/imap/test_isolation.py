@@ -107,3 +107,32 @@ def test_a_renamed_selected_mailbox_stays_selected_under_its_new_name(
     ]
     reader.close()
     owner.close()
+
+
+def test_a_deleted_account_ends_its_sessions_before_a_new_owner_of_its_address_logs_in(
+    running: RunningCloud,
+) -> None:
+    """A session of a deleted account went on: its selected INBOX answered the old flags,
+    and once the address was given to a new account, the old session read that account's
+    mail with the old password. Now every session of the account ends at its next command,
+    selected or not, and one in IDLE at once."""
+    dublin = running.cloud.region("eu-dublin")
+    fill(dublin, ALICE, [make_message(i) for i in range(2)])
+    selected, unselected, idler = (
+        selecting(running, b"INBOX"),
+        logged_in(running),
+        logged_in(running),
+    )
+    idler.send(b"i IDLE\r\n")
+    assert idler.file.readline() == b"+ idling\r\n"
+    running.cloud.delete_account(ALICE)
+    gone = b"* BYE Account was deleted, have to disconnect\r\n"
+    assert idler.file.readline() == gone and idler.file.readline() == b""
+    running.cloud.add_account(ALICE, "eu-dublin", "the new owner's password")
+    fill(dublin, ALICE, [make_message(7, body="the new owner's mail")])
+    for raw, command in ((selected, b"FETCH 1:* (FLAGS)"), (unselected, b"SELECT INBOX")):
+        raw.send(b"x " + command + b"\r\n")
+        assert raw.file.readline() == gone, command
+        assert raw.file.readline() == b"", "closed"
+    for raw in (selected, unselected, idler):
+        raw.close()

@@ -160,13 +160,16 @@ def test_search(running: RunningCloud, client: IMAPClient) -> None:
         client.search(["FRUM", "x"])
 
 
+@pytest.mark.parametrize("summaries", [True, False], ids=["summarized", "parsed by the session"])
 def test_one_poisonous_message_does_not_poison_the_mailbox(
-    running: RunningCloud, client: IMAPClient
+    running: RunningCloud, client: IMAPClient, summaries: bool
 ) -> None:
+    """Whether the answers come from the summary made at delivery or from the session's own
+    parse (a message stored before schema version 7)."""
     from tests.imap.test_mime import POISON
 
     messages = [make_message(0), *POISON.values(), make_message(1, body="needle\n")]
-    fill(running.cloud.region("eu-dublin"), "alice@example.test", messages)
+    fill(running.cloud.region("eu-dublin"), "alice@example.test", messages, summaries=summaries)
     client.select_folder("INBOX")
     fetched = client.fetch(range(1, len(messages) + 1), ["BODYSTRUCTURE", "ENVELOPE"])
     assert len(fetched) == len(messages), "every message answered, by a parser that checks"

@@ -45,6 +45,16 @@ def test_a_wrong_password_for_an_account_homed_elsewhere_is_an_unknown_account(
     for _ in range(2):
         assert login_reply(running, "us-east", ALICE, "wrong guess") == FAILED
     assert login_reply(running, "us-east", ALICE, PASSWORD) == FAILED
+    # At us-east they count as any login's: its pair is refused there before any question
+    # goes home, with the reply a guesser of an unknown account gets.
+    us = running.cloud.region("us-east").logins
+    us.base_delay = us.max_delay = 0.001
+    us.lockout = 3  # alice's since her referral there; the unknown account's one, two more
+    for _ in range(2):
+        assert login_reply(running, "us-east", "nobody@example.test", "guess") == FAILED
+    locked = b"a NO [UNAVAILABLE] too many failed logins; try again later\r\n"
+    assert login_reply(running, "us-east", ALICE, PASSWORD) == locked
+    assert login_reply(running, "us-east", "nobody@example.test", PASSWORD) == locked
 
 
 @pytest.fixture

@@ -190,14 +190,15 @@ def test_untrusted_text_is_printed_not_interpreted(tmp_path: Path) -> None:
     """An authority writes the reference and staff write reasons: rich markup in them
     (a stray closing tag crashed every later listing; a link tag was rendered) prints as is."""
     (ada,) = cloud_with_staff(tmp_path, people=1)
+    eve = add_staff(tmp_path, "[/bold] Eve", "intake,legal-reviewer", "eu-dublin")
     order = tmp_path / "order.toml"
     order.write_text(
         MLAT_ORDER.read_text().replace('reference = "', 'reference = "[/] [bold]x[/bold] ', 1)
     )
     rid = str(json.loads(ok(tmp_path, "request", "submit", str(order), "--json", token=ada))["id"])
     link = "[link=https://evil.example]click[/link]"
-    ok(tmp_path, "request", "reject", rid, "--reason", link, token=ada)
+    ok(tmp_path, "request", "reject", rid, "--reason", link, token=eve)
     listed = ok(tmp_path, "request", "list", token=ada)
     assert "[/] [bold]x[/bold]" in listed
     shown = ok(tmp_path, "request", "show", rid, token=ada)
-    assert "[/] [bold]x[/bold]" in shown and link in shown
+    assert "[/] [bold]x[/bold]" in shown and link in shown and "[/bold] Eve" in shown

@@ -238,6 +238,7 @@ def test_a_multi_line_refusal_bounces_with_its_status_in_one_field(tmp_path: Pat
         finally:
             peer.stop()
         [bounce] = _inbox(us_only, "us-east", "bob@example.test")
+    assert b"\n" not in bounce.replace(b"\r\n", b""), "every line of the DSN ends in CRLF"
     per_message, [alice] = _delivery_status(bounce)
     assert per_message["Reporting-MTA"] == "dns; us-east.example.test"
     assert set(alice.keys()) == {

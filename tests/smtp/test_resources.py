@@ -18,11 +18,13 @@ from tests.conftest import PASSWORD, RunningCloud, write_config
 
 
 @contextmanager
-def cloud_with(tmp_path: Path, smtp: str, max_size: int = 1 << 20) -> Iterator[RunningCloud]:
+def cloud_with(
+    tmp_path: Path, smtp: str, max_size: int = 1 << 20, stores: dict[str, str] | None = None
+) -> Iterator[RunningCloud]:
     replace = {"max_message_size = 26214400": f"max_message_size = {max_size}"}
     if smtp:
         replace["[api]"] = f"[smtp]\n{smtp}\n\n[api]"
-    config_path = write_config(tmp_path, **replace)
+    config_path = write_config(tmp_path, stores, **replace)
     cloud = Cloud(load_config(config_path))
     cloud.add_account("alice@example.test", "eu-dublin", PASSWORD)
     running = RunningCloud(cloud)
@@ -151,14 +153,16 @@ def _send(port: int, data: bytes) -> bytes:
         return _command(conn, b".")
 
 
-def test_memory_per_message_stays_near_its_size(tmp_path: Path) -> None:
+def test_memory_per_message_stays_near_its_size(
+    tmp_path: Path, region_stores: dict[str, str]
+) -> None:
     """Peak memory while a message is received and stored, as a multiple of its size: the
     message once, and its ciphertext (sealed: also the sealed plaintext) at the end. The
     client sends from one buffer without copies, so what is traced is the server's."""
     size = 6 << 20
     line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
     message = b"Subject: big\r\n\r\n" + line * (size // len(line))
-    with cloud_with(tmp_path, "", max_size=8 << 20) as running:
+    with cloud_with(tmp_path, "", max_size=8 << 20, stores=region_stores) as running:
         us = next(s for s in running.runtime.smtp if s.region.id == "us-east")
         running.call(us.relay.stop())  # measure the accepting region alone
         peaks = {}

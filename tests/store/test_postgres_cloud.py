@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import smtplib
 from email.message import EmailMessage
 from pathlib import Path
@@ -13,7 +14,8 @@ from borderline.cloud import Region
 from borderline.residency import files_containing
 from borderline.store import PostgresMailStore
 from borderline.vault import Justification
-from tests.conftest import RunningCloud, write_config
+from tests.conftest import PASSWORD, RunningCloud, write_config
+from tests.imap.conftest import Raw
 from tests.pg import PostgresServer
 from tests.store.conftest import ALICE
 
@@ -98,3 +100,29 @@ def test_a_hung_database_is_451_and_the_other_region_goes_on(
     send(running, "eu-dublin", "after the thaw")
     [stored] = inbox(dublin)
     assert b"after the thaw" in stored
+
+
+def test_a_hung_database_is_imap_unavailable_and_the_other_region_goes_on(
+    running: RunningCloud, pg_server: PostgresServer
+) -> None:
+    """Issue 15 #5: with eu-dublin's PostgreSQL stopped, one IMAP SELECT blocked the event
+    loop for 21 s, so us-east (SQLite, same process) answered neither IMAP nor SMTP. Now
+    the SELECT waits on a store thread: us-east answers meanwhile, and the SELECT gets
+    NO [UNAVAILABLE] once the store's timeout runs out."""
+    alice, bob = Raw(running, "eu-dublin"), Raw(running, "us-east")
+    for raw, address in ((alice, ALICE), (bob, "bob@example.test")):
+        login = b'LOGIN %s "%s"' % (address.encode(), PASSWORD.encode())
+        assert raw.command(b"l", login)[-1].startswith(b"l OK")
+    assert bob.command(b"s", b"SELECT INBOX")[-1].startswith(b"s OK")
+    with pg_server.frozen():
+        alice.send(b"s SELECT INBOX\r\n")
+        assert bob.command(b"n", b"NOOP") == [b"n OK NOOP completed\r\n"]
+        send(running, "us-east", "while dublin hangs", rcpt="bob@example.test")
+        assert b"* 1 EXISTS\r\n" in bob.command(b"m", b"NOOP")
+        # The old code answered nobody until the SELECT came back, alice first.
+        assert not select.select([alice.sock], [], [], 0)[0], "us-east waited for the SELECT"
+        reply = alice.until(b"s")
+        assert reply == [reply[-1]] and reply[-1].startswith(b"s NO [UNAVAILABLE]"), reply
+    assert alice.command(b"t", b"SELECT INBOX")[-1].startswith(b"t OK")
+    for raw in (alice, bob):
+        raw.close()

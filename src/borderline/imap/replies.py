@@ -22,3 +22,12 @@ def bad(text: str) -> Reply:
 
 class SelectionGone(Exception):
     """The selected mailbox was deleted by another session: the session ends with BYE."""
+
+    bye = b"* BYE Selected mailbox was deleted, have to disconnect"
+
+
+class AccountGone(SelectionGone):
+    """The session's account was deleted since its login (a new account may have its
+    address now): the session ends with BYE, whatever is selected."""
+
+    bye = b"* BYE Account was deleted, have to disconnect"

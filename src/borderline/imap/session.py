@@ -26,7 +26,7 @@ from borderline.imap.limits import (
     PREAUTH_TIMEOUT,
 )
 from borderline.imap.protocol import Args, Atom, ParseError, literal_announced, tokenize
-from borderline.imap.replies import Reply, SelectionGone, no
+from borderline.imap.replies import AccountGone, Reply, SelectionGone, no
 from borderline.imap.state import (
     Account,
     Authenticated,
@@ -239,13 +239,15 @@ class Session:
                 raise ParseError(refusal)
             announces_expunges = handler.announces_expunges
             sync_after = handler.sync_after
-            if isinstance(self.state, Selected) and name != "LOGOUT":
-                await self.check_selected()
+            if name != "LOGOUT":
+                self.check_account()
+                if isinstance(self.state, Selected):
+                    await self.check_selected()
             text = await handler.run(self, self.state, Request(tag, name, Args(tokens[1:], name)))
             status = "OK " + text
             self.bad_commands = 0
-        except SelectionGone:
-            self.emit(b"* BYE Selected mailbox was deleted, have to disconnect")
+        except SelectionGone as gone:
+            self.emit(gone.bye)
             self.log_out()
             await self.flush()
             return
@@ -306,6 +308,21 @@ class Session:
 
     def viewing(self, view: MailboxView) -> bool:
         return isinstance(self.state, Selected) and self.state.view is view
+
+    def check_account(self) -> None:
+        """Before every command once logged in: the account must not have been deleted since
+        the login, or the session ends, as it would reach a new account of the same address."""
+        state = self.state
+        if not isinstance(state, Authenticated | Selected):
+            return
+        account = state.account
+        if account.generation != self.server.account_generation(account.address):
+            self.deselect()
+            raise AccountGone
+
+    def logged_in_as(self, address: str) -> bool:
+        state = self.state
+        return isinstance(state, Authenticated | Selected) and state.account.address == address
 
     async def check_selected(self) -> None:
         """Before every command while a mailbox is selected: it must still exist and be the

@@ -23,6 +23,8 @@ class Account:
     content read (one logged release per session), and what was decrypted with it."""
 
     address: str
+    # The server's account_generation at login: another one means the account was deleted.
+    generation: int = 0
     contents: Contents | None = None
 
 

@@ -15,6 +15,7 @@ import secrets
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
@@ -153,6 +154,7 @@ class IngressHandler:
         region: Region,
         committer: GroupCommitter,
         submission: bool,
+        summaries: Executor,
         throttle: LoginThrottle | None = None,
         hostname: str = "localhost",
         max_recipients: int = 1000,
@@ -164,6 +166,7 @@ class IngressHandler:
         self.authenticator = authenticator
         self.committer = committer
         self.submission = submission
+        self.summaries = summaries
         self.throttle = throttle or LoginThrottle()
         self.hostname = hostname
         self.max_recipients = max_recipients
@@ -294,6 +297,10 @@ class IngressHandler:
         sender, recipients = str(session.auth_data), len(envelope.rcpt_tos)
         if self.sending is not None and not self.sending.take(sender, recipients):
             return OVER_SENDING_LIMIT  # other connections of the account spent it meanwhile
+        summary = await asyncio.get_running_loop().run_in_executor(
+            self.summaries, self.region.planner.summary_for, accepted
+        )
+        accepted = replace(accepted, summary=summary)
         # The committer gets the only reference to the message (see GroupCommitter.commit).
         commit = self.committer.commit(accepted)
         del accepted

@@ -7,6 +7,7 @@ import asyncio
 import enum
 import logging
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 from borderline.cloud import Region
 from borderline.config import Config, Listen
@@ -49,6 +50,12 @@ class RegionSmtp:
         self.ingest_only = ingest_only
         self.reuse_port = reuse_port
         self.committer = GroupCommitter(region)
+        # The summaries of the messages accepted here (Planner.summary_for), a thread for
+        # each connection that needs one: a message that costs seconds to summarize takes
+        # its share of the CPU, never a thread another session's message waits for.
+        self.summaries = ThreadPoolExecutor(
+            config.smtp.max_connections, thread_name_prefix=f"{region.id}-summary"
+        )
         self.relay = RelayWorker(region, config, self.committer)
         self.outbound = OutboundWorker(region, config, self.committer)
         self.hostname = region.host_name
@@ -88,6 +95,7 @@ class RegionSmtp:
             self.region,
             self.committer,
             submission=submission,
+            summaries=self.summaries,
             throttle=self.throttle,
             hostname=self.hostname,
             max_recipients=limits.max_recipients,
@@ -143,5 +151,6 @@ class RegionSmtp:
         await self.relay.stop()
         await self.outbound.stop()
         await self.committer.stop()
+        self.summaries.shutdown(wait=False)
         if self.authenticator is not None:
             self.authenticator.close()

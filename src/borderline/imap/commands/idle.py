@@ -47,6 +47,7 @@ async def idle(session: Session, state: LoggedIn, request: Request) -> str:
 
 
 async def report_changes(session: Session) -> None:
+    session.check_account()
     if isinstance(session.state, Selected):
         await session.check_selected()
         with contextlib.suppress(Reply):  # the store is unavailable: the watcher retries

@@ -95,7 +95,7 @@ async def _login(session: Session, user: str, password: str) -> str:
     observe.login(region.id, "imap", "ok" if ok else "failed", address=address, ip=ip)
     if not ok:
         raise no(FAILED_LOGIN)
-    session.state = Authenticated(Account(address))
+    session.state = Authenticated(Account(address, server.account_generation(address)))
     return f"[CAPABILITY {session.capabilities()}] logged in"
 
 
