@@ -83,3 +83,61 @@ def test_a_name_with_an_open_bracket_is_a_mailbox_name(running: RunningCloud) ->
         assert raw.command(b"t", b"SELECT a[b")[-1] == b"t OK [READ-WRITE] SELECT completed\r\n"
     finally:
         raw.close()
+
+
+def test_a_mailbox_selected_again_shows_every_change_since(running: RunningCloud) -> None:
+    """The server keeps the messages of a mailbox it has read (imap/view.py Snapshots): a
+    later SELECT must still show what changed since, whoever changed it."""
+    region = running.cloud.region("eu-dublin")
+    fill(region, ALICE, [make_message(i) for i in range(1, 5)])
+    writer, reader = raw_login(running), raw_login(running)
+
+    def selected() -> tuple[list[bytes], list[bytes]]:
+        reply = reader.command(b"s", b"SELECT INBOX")
+        return reply, [line.rstrip() for line in reader.command(b"f", b"FETCH 1:* (UID FLAGS)")]
+
+    try:
+        first, _ = selected()
+        assert untagged(first, b"EXISTS") == [b"* 4 EXISTS"]
+        assert b"* OK [UNSEEN 1] first unseen message\r\n" in first
+        reader.command(b"c", b"CLOSE")
+        writer.command(b"s", b"SELECT INBOX")
+        writer.command(b"st", b"STORE 1,3 +FLAGS.SILENT (\\Seen $Work)")
+        reply, fetched = selected()
+        assert b"* OK [UNSEEN 2] first unseen message\r\n" in reply
+        assert b"$Work" in untagged(reply, b"FLAGS")[0]
+        assert fetched[:4] == [
+            b"* 1 FETCH (UID 1 FLAGS ($Work \\Seen))",
+            b"* 2 FETCH (UID 2 FLAGS ())",
+            b"* 3 FETCH (UID 3 FLAGS ($Work \\Seen))",
+            b"* 4 FETCH (UID 4 FLAGS ())",
+        ]
+        highest = [line for line in reply if b"HIGHESTMODSEQ" in line]
+        reader.command(b"c", b"CLOSE")
+        writer.command(b"st", b"STORE 2 +FLAGS.SILENT (\\Deleted)")
+        writer.command(b"x", b"EXPUNGE")
+        fill(region, ALICE, [make_message(5)])  # as an ingest process delivers: no notice
+        reply, fetched = selected()
+        assert untagged(reply, b"EXISTS") == [b"* 4 EXISTS"]
+        assert untagged(reply, b"RECENT") == [b"* 1 RECENT"]
+        assert b"* OK [UIDNEXT 6] predicted next UID\r\n" in reply
+        assert [line for line in reply if b"HIGHESTMODSEQ" in line] != highest
+        assert [line.split(b" FLAGS")[0] for line in fetched[:4]] == [
+            b"* 1 FETCH (UID 1",
+            b"* 2 FETCH (UID 3",
+            b"* 3 FETCH (UID 4",
+            b"* 4 FETCH (UID 5",
+        ]
+        assert fetched[3] == b"* 4 FETCH (UID 5 FLAGS (\\Recent))"
+        # Only some messages, and items without content beside FLAGS.
+        some = reader.command(b"u", b"UID FETCH 1,4:5 (FLAGS RFC822.SIZE UID INTERNALDATE)")
+        assert [line.split(b" RFC822.SIZE")[0] for line in some[:3]] == [
+            b"* 1 FETCH (FLAGS ($Work \\Seen)",
+            b"* 3 FETCH (FLAGS ()",
+            b"* 4 FETCH (FLAGS (\\Recent)",
+        ]
+        assert all(b"UID " in line and b'INTERNALDATE "' in line for line in some[:3])
+        assert some[3].startswith(b"u OK")
+    finally:
+        writer.close()
+        reader.close()

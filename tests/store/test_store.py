@@ -58,6 +58,74 @@ def test_flags_modseq_and_change_log(store: MailStore) -> None:
         store.set_flags(inbox.id, [1], frozenset(), "toggle")
 
 
+def test_message_columns_agree_with_the_mailbox_they_were_read_with(store: MailStore) -> None:
+    inbox = store.mailbox(ALICE, "INBOX")
+    empty = store.message_columns(inbox.id)
+    assert (empty.uids, empty.uidnext, empty.highestmodseq) == ((), 1, inbox.highestmodseq)
+    deliver(store, 3)
+    store.set_flags(inbox.id, [1, 3], frozenset({"\\Seen", "$Work"}), "add")
+    store.set_flags(inbox.id, [2], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox.id)
+    store.add_hold(ALICE, "case", time.time() + 60)
+    store.set_flags(inbox.id, [3], frozenset({"\\Deleted"}), "add")
+    assert store.expunge(inbox.id) == [3]  # retained under the hold: not in the columns
+    deliver(store, 1)
+    columns = store.message_columns(inbox.id)
+    now = store.mailbox(ALICE, "INBOX")
+    assert columns.uids == (1, 4)
+    assert (columns.highestmodseq, columns.uidnext) == (now.highestmodseq, now.uidnext)
+    messages = store.messages(inbox.id)
+    assert list(columns.modseqs) == [m.modseq for m in messages]
+    assert list(columns.flags) == [frozenset({"\\Seen", "$Work"}), frozenset()]
+    assert list(columns.sizes) == [m.size for m in messages]
+    assert list(columns.internal_dates) == [m.internal_date for m in messages]
+    assert list(columns.blob_ids) == [m.blob_id for m in messages]
+    assert all(store.blob(b) for b in columns.blob_ids)
+    # Messages with the same flags share one set: a big mailbox holds a few.
+    deliver(store, 2, flags=frozenset({"\\Seen", "$Work"}))
+    flags = store.message_columns(inbox.id).flags
+    assert flags[0] is flags[2] is flags[3]
+    assert store.message_columns(inbox.id).flag_sets == {
+        frozenset({"\\Seen", "$Work"}),
+        frozenset(),
+    }
+    uncounted = store.mailbox(ALICE, "INBOX", counts=False)
+    assert (uncounted.id, uncounted.highestmodseq, uncounted.first_recent_uid) == (
+        now.id,
+        store.message_columns(inbox.id).highestmodseq,
+        now.first_recent_uid,
+    )
+    assert (uncounted.messages, uncounted.unseen) == (0, 0)
+    store.create_mailbox(ALICE, "Old")
+    old = store.mailbox(ALICE, "Old").id
+    store.delete_mailbox(ALICE, "Old")
+    with pytest.raises(MailboxNotFound):
+        store.message_columns(old)
+
+
+def test_message_columns_since_a_modseq_hold_what_changed_after_it(store: MailStore) -> None:
+    deliver(store, 4)
+    inbox = store.mailbox(ALICE, "INBOX")
+    before = store.message_columns(inbox.id)
+    nothing = store.message_columns(inbox.id, since=before.highestmodseq)
+    assert (nothing.uids, nothing.expunged) == ((), ())
+    assert nothing.highestmodseq == before.highestmodseq
+    store.set_flags(inbox.id, [2], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox.id)
+    store.set_flags(inbox.id, [3], frozenset({"\\Flagged"}), "add")
+    store.add_hold(ALICE, "case", time.time() + 60)
+    store.set_flags(inbox.id, [4], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox.id)  # retained: gone for IMAP all the same
+    deliver(store, 1)
+    since = store.message_columns(inbox.id, since=before.highestmodseq)
+    now = store.message_columns(inbox.id)
+    assert since.uids == (3, 5) and since.expunged == (2, 4)
+    assert since.flags[0] == {"\\Flagged"}
+    assert (since.highestmodseq, since.uidnext) == (now.highestmodseq, now.uidnext)
+    assert now.uids == (1, 3, 5)
+    assert list(since.modseqs) == [m.modseq for m in store.messages(inbox.id) if m.uid != 1]
+
+
 def test_expunge_deletes_or_retains_under_a_hold(store: MailStore) -> None:
     deliver(store, 3)
     inbox = store.mailbox(ALICE, "INBOX")

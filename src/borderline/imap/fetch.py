@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from borderline.imap.mime import Part, bodystructure, envelope, locate, section, transfer_decode
 from borderline.imap.protocol import Atom, ParseError, Token, flag_list, format_internal_date
@@ -14,6 +15,11 @@ from borderline.imap.replies import no
 from borderline.imap.summary import Summary, parse_summary, summary_of
 from borderline.store import MailStore, MessageInfo, StoreError
 from borderline.vault import ContentKey
+
+if TYPE_CHECKING:
+    from borderline.imap.view import MailboxView
+
+T = TypeVar("T")
 
 SIMPLE = frozenset(
     {"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE", "BODY", "MODSEQ"}
@@ -263,6 +269,50 @@ def read_blobs(store: MailStore, blob_ids: list[int]) -> dict[int, bytes]:
         except StoreError:
             continue  # expunged by another session, not yet announced here
     return blobs
+
+
+# The items a FETCH answers from the view alone, each with its one value.
+METADATA = {
+    "UID": b"UID %d",
+    "FLAGS": b"FLAGS %s",
+    "MODSEQ": b"MODSEQ (%d)",
+    "RFC822.SIZE": b"RFC822.SIZE %d",
+    "INTERNALDATE": b'INTERNALDATE "%s"',
+}
+
+
+def metadata_responses(view: MailboxView, indexes: list[int], items: list[FetchItem]) -> bytes:
+    """The FETCH responses of items without content (all of them in METADATA) for the
+    view's messages at `indexes`, from its columns: no object per message, and each flag
+    set or date rendered once."""
+    template = b"* %d FETCH (" + b" ".join(METADATA[item.kind] for item in items) + b")\r\n"
+    columns = [_metadata(view, item.kind, indexes) for item in items]
+    return b"".join(
+        [template % row for row in zip([i + 1 for i in indexes], *columns, strict=True)]
+    )
+
+
+def _metadata(view: MailboxView, kind: str, indexes: list[int]) -> list[Any]:
+    if kind == "UID":
+        return _pick(view.uids, indexes)
+    if kind == "MODSEQ":
+        return _pick(view.modseqs, indexes)
+    if kind == "RFC822.SIZE":
+        return _pick(view.sizes, indexes)
+    if kind == "FLAGS":
+        flags = _pick(view.flags, indexes)
+        rendered = {f: flag_list(f) for f in set(flags)}
+        return [rendered[f] for f in flags]
+    dates = _pick(view.internal_dates, indexes)
+    formatted = {d: format_internal_date(d).encode() for d in set(dates)}
+    return [formatted[d] for d in dates]
+
+
+def _pick(column: list[T], indexes: list[int]) -> list[T]:
+    """column[i] for each of `indexes` (ascending), as one slice when they are a run."""
+    if indexes and indexes[-1] - indexes[0] == len(indexes) - 1:
+        return column[indexes[0] : indexes[-1] + 1]
+    return [column[i] for i in indexes]
 
 
 @lru_cache(maxsize=1024)

@@ -14,6 +14,7 @@ from borderline.cloud import Region
 from borderline.config import WILDCARD_HOSTS, Config, Listen
 from borderline.imap.limits import LINE_LIMIT
 from borderline.imap.session import Session
+from borderline.imap.view import Snapshots
 from borderline.peers import Peers
 from borderline.store import StoreError
 
@@ -54,6 +55,7 @@ class RegionImap:
         self._asleep: set[Session] = set()
         self._flag_locks: dict[int, asyncio.Lock] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self.snapshots = Snapshots()
 
     async def start(self) -> None:
         section = self.region.section

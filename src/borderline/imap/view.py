@@ -6,6 +6,11 @@ sequence numbers agree again (RFC 3501 7.4.1, 5.5). A sync has two halves: `read
 reads the store (on a store thread, and it may be abandoned if the store hangs, so it
 changes nothing here) and `apply` updates the view (on the event loop).
 
+The view keeps its messages as columns (UIDs, MODSEQs, shared flag sets...), not an object
+per message: SELECT of a big mailbox copies a few lists. The columns come from the
+process's `Snapshots`, so selecting a mailbox that has not changed since a session of this
+process last read it reads one row of the store.
+
 The view also keeps what IMAP4rev1 makes per session: which messages are \\Recent to it (a
 read-write session claims the recent messages it loads, so each is recent to one session
 only, RFC 3501 2.3.2) and the keywords announced in FLAGS (a client learns of a keyword in
@@ -14,16 +19,92 @@ FLAGS before it meets one on a message).
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from borderline.imap.protocol import SequenceSet, flag_list, uid_set_text
-from borderline.store import MailboxInfo, MailboxNotFound, MailStore, MessageInfo
+from borderline.store import MailboxInfo, MailboxNotFound, MailStore, MessageColumns, MessageInfo
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+SEEN = "\\Seen"
 RECENT = frozenset({"\\Recent"})
 NOT_KEYWORDS = frozenset(SYSTEM_FLAGS) | RECENT
+# Messages of all mailboxes whose columns Snapshots keeps (about 200 octets each).
+SNAPSHOT_MESSAGES = 200_000
+
+
+@lru_cache(maxsize=1024)
+def _with_recent(flags: frozenset[str]) -> frozenset[str]:
+    """The flags of a message recent to this session: one shared set for each flag set."""
+    return flags | RECENT
+
+
+class Snapshots:
+    """The columns last read of the mailboxes this process's sessions selected. Every
+    append, flag change and expunge raises a mailbox's HIGHESTMODSEQ (docs/store.md), so
+    columns are current while it stays, and columns read at an older one are brought up to
+    date with what changed since (a few rows), not read again. Used on the store threads;
+    the columns are immutable and shared, each view copies what it changes."""
+
+    def __init__(self, limit: int = SNAPSHOT_MESSAGES) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._columns: OrderedDict[int, MessageColumns] = OrderedDict()
+        self._messages = 0
+
+    def read(self, store: MailStore, mailbox_id: int, highestmodseq: int) -> MessageColumns:
+        """The mailbox's columns at `highestmodseq` or later (store thread)."""
+        with self._lock:
+            kept = self._columns.get(mailbox_id)
+            if kept is not None and kept.highestmodseq >= highestmodseq:
+                self._columns.move_to_end(mailbox_id)
+                return kept
+        columns = None
+        if kept is not None:
+            columns = _patched(kept, store.message_columns(mailbox_id, kept.highestmodseq))
+        if columns is None:
+            columns = store.message_columns(mailbox_id)
+        with self._lock:
+            old = self._columns.get(mailbox_id)
+            if old is not None and old.highestmodseq > columns.highestmodseq:
+                return columns  # another thread read later ones meanwhile
+            if old is not None:
+                self._messages -= len(self._columns.pop(mailbox_id).uids)
+            if len(columns.uids) <= self.limit:
+                self._columns[mailbox_id] = columns
+                self._messages += len(columns.uids)
+            while self._messages > self.limit:
+                self._messages -= len(self._columns.popitem(last=False)[1].uids)
+        return columns
+
+
+def _patched(old: MessageColumns, since: MessageColumns) -> MessageColumns | None:
+    """`old` with what changed since it was read (`message_columns` since its
+    HIGHESTMODSEQ); None if a changed message is not where UID order puts it."""
+    columns = [list(column) for column in _fields(old)]
+    uids = columns[0]
+    for uid in reversed(since.expunged):
+        index = bisect_left(uids, uid)
+        if index < len(uids) and uids[index] == uid:
+            for column in columns:
+                del column[index]
+    changed = _fields(since)
+    for at, uid in enumerate(since.uids):
+        if not uids or uid > uids[-1]:  # appended: this one and all after it
+            for column, values in zip(columns, changed, strict=True):
+                column.extend(values[at:])
+            break
+        index = bisect_left(uids, uid)
+        if uids[index] != uid:
+            return None
+        for column, values in zip(columns, changed, strict=True):
+            column[index] = values[at]
+    return MessageColumns(since.highestmodseq, since.uidnext, *map(tuple, columns))
 
 
 @dataclass(frozen=True)
@@ -33,49 +114,96 @@ class Changes:
     the first UID of the new ones that is recent to this session."""
 
     modseq: int
-    messages: dict[int, MessageInfo] | None
+    messages: MessageColumns | None
     recent_from: int = 0
+
+
+class _Messages(Mapping[int, MessageInfo]):
+    """`MailboxView.info`: the view's messages by UID, each made a MessageInfo when asked."""
+
+    def __init__(self, view: MailboxView) -> None:
+        self._view = view
+
+    def __getitem__(self, uid: int) -> MessageInfo:
+        index = self._view.index_of(uid)
+        if index is None:
+            raise KeyError(uid)
+        return self._view.message_at(index)
+
+    def __contains__(self, uid: object) -> bool:
+        return isinstance(uid, int) and self._view.index_of(uid) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._view.uids)
+
+    def __len__(self) -> int:
+        return len(self._view.uids)
 
 
 class MailboxView:
     def __init__(
-        self, store: MailStore, mailbox: MailboxInfo, readonly: bool, epoch: int = 0
+        self,
+        store: MailStore,
+        snapshots: Snapshots,
+        mailbox: MailboxInfo,
+        columns: MessageColumns,
+        recent_from: int,
+        readonly: bool,
+        epoch: int = 0,
     ) -> None:
         self.store = store
+        self.snapshots = snapshots
         self.mailbox = mailbox
         self.readonly = readonly
         # The server's count of deletes and renames of the account's mailboxes when this view
         # last made sure its mailbox is still there (see Session.check_selected).
         self.epoch = epoch
-        self.modseq = mailbox.highestmodseq
-        self.uids: list[int] = []
-        self.info: dict[int, MessageInfo] = {}
+        self.modseq = columns.highestmodseq
+        self.uidnext = columns.uidnext
+        self.uids = list(columns.uids)
+        self.modseqs = list(columns.modseqs)
+        self.flags = list(columns.flags)
+        self.internal_dates = list(columns.internal_dates)
+        self.sizes = list(columns.sizes)
+        self.blob_ids = list(columns.blob_ids)
+        self.info: Mapping[int, MessageInfo] = _Messages(self)
+        self._made: dict[int, MessageInfo] = {}
         self.expunge_pending = False
         self.recent: set[int] = set()
         self.keywords: set[str] = set()
-        messages = store.messages(mailbox.id)
-        self._load(messages, self._recent_from(messages))
+        self._learn(columns.flag_sets)
+        self._mark_recent(bisect_left(self.uids, recent_from) if self.uids else 0)
 
-    def _recent_from(self, new: list[MessageInfo]) -> int:
-        """The first UID of `new` (store thread) that is recent to this session: read-write
-        sessions claim them, read-only ones only look (RFC 3501 6.3.2)."""
-        if not new:
-            return 0
-        return self.store.claim_recent(self.id, new[-1].uid, claim=not self.readonly)
+    @classmethod
+    def open(
+        cls,
+        store: MailStore,
+        snapshots: Snapshots,
+        account: str,
+        name: str,
+        readonly: bool,
+        epoch: int,
+    ) -> MailboxView:
+        """The view of the account's mailbox `name` for SELECT or EXAMINE (store thread):
+        the mailbox's row, and its messages only if it changed since they were last read
+        here. MailboxNotFound if there is no such mailbox."""
+        box = store.mailbox(account, name, counts=False)
+        columns = snapshots.read(store, box.id, box.highestmodseq)
+        recent_from = box.first_recent_uid  # EXAMINE only looks (RFC 3501 6.3.2)
+        if not readonly and columns.uids and recent_from <= columns.uids[-1]:
+            recent_from = store.claim_recent(box.id, columns.uids[-1])
+        return cls(store, snapshots, box, columns, recent_from, readonly, epoch)
 
-    def _load(self, messages: Iterable[MessageInfo], recent_from: int) -> None:
-        for message in messages:
-            if message.uid >= recent_from:
-                self.recent.add(message.uid)
-            self.uids.append(message.uid)
-            self.info[message.uid] = self._as_seen(message)
+    def _learn(self, flag_sets: Iterable[frozenset[str]]) -> None:
+        for flags in flag_sets:
+            if not flags <= NOT_KEYWORDS:
+                self.keywords.update(flags - NOT_KEYWORDS)
 
-    def _as_seen(self, message: MessageInfo) -> MessageInfo:
-        """The message with its session flags: \\Recent, and its keywords learned."""
-        self.keywords.update(message.flags - NOT_KEYWORDS)
-        if message.uid in self.recent:
-            return replace(message, flags=message.flags | RECENT)
-        return message
+    def _mark_recent(self, start: int) -> None:
+        """The messages from index `start` on are recent to this session."""
+        for index in range(start, len(self.uids)):
+            self.recent.add(self.uids[index])
+            self.flags[index] = _with_recent(self.flags[index])
 
     def flags_lines(self) -> list[bytes]:
         """FLAGS and PERMANENTFLAGS: the system flags and every keyword known here."""
@@ -98,32 +226,65 @@ class MailboxView:
     def largest_uid(self) -> int:
         return self.uids[-1] if self.uids else 0
 
-    def seq_of(self, uid: int) -> int | None:
-        index = bisect_left(self.uids, uid)
-        return index + 1 if index < len(self.uids) and self.uids[index] == uid else None
+    def first_unseen(self) -> int | None:
+        """The sequence number of the first message without \\Seen, if any."""
+        return next((i + 1 for i, flags in enumerate(self.flags) if SEEN not in flags), None)
 
-    def resolve(self, numbers: SequenceSet, by_uid: bool) -> list[tuple[int, MessageInfo]]:
-        """(seq, message) pairs named by a sequence or UID set, in mailbox order."""
+    def index_of(self, uid: int) -> int | None:
+        index = bisect_left(self.uids, uid)
+        return index if index < len(self.uids) and self.uids[index] == uid else None
+
+    def seq_of(self, uid: int) -> int | None:
+        index = self.index_of(uid)
+        return None if index is None else index + 1
+
+    def message_at(self, index: int) -> MessageInfo:
+        """The message at `index` (its sequence number less one) with its session flags."""
+        uid = self.uids[index]
+        made = self._made.get(uid)
+        if made is None:
+            made = self._made[uid] = MessageInfo(
+                uid,
+                self.modseqs[index],
+                self.flags[index],
+                self.internal_dates[index],
+                self.sizes[index],
+                self.blob_ids[index],
+            )
+        return made
+
+    def indexes(self, numbers: SequenceSet, by_uid: bool) -> list[int]:
+        """The indexes of the messages a sequence or UID set names, in mailbox order."""
         if not self.uids:
             return []
         picked: set[int] = set()
         if by_uid:
             for low, high in numbers.resolve(self.largest_uid):
-                start = bisect_left(self.uids, low)
-                end = bisect_left(self.uids, high + 1)
-                picked.update(range(start, end))
+                picked.update(range(bisect_left(self.uids, low), bisect_left(self.uids, high + 1)))
         else:
             for low, high in numbers.resolve(len(self.uids)):
                 picked.update(range(low - 1, min(high, len(self.uids))))
-        return [(i + 1, self.info[self.uids[i]]) for i in sorted(picked)]
+        return sorted(picked)
+
+    def resolve(self, numbers: SequenceSet, by_uid: bool) -> list[tuple[int, MessageInfo]]:
+        """(seq, message) pairs named by a sequence or UID set, in mailbox order."""
+        return [(i + 1, self.message_at(i)) for i in self.indexes(numbers, by_uid)]
+
+    def _set(self, index: int, modseq: int, flags: frozenset[str]) -> None:
+        uid = self.uids[index]
+        self._learn([flags])
+        self.modseqs[index] = modseq
+        self.flags[index] = _with_recent(flags) if uid in self.recent else flags
+        self._made.pop(uid, None)
 
     def update(self, messages: Iterable[MessageInfo]) -> list[bytes]:
         """Take this session's own flag changes; FLAGS lines first if they brought keywords
         the client has not been told of."""
         known = len(self.keywords)
         for message in messages:
-            if message.uid in self.info:
-                self.info[message.uid] = self._as_seen(message)
+            index = self.index_of(message.uid)
+            if index is not None:
+                self._set(index, message.modseq, message.flags)
         return self.flags_lines() if len(self.keywords) > known else []
 
     def remove(self, uids: Iterable[int], vanished: bool = False) -> list[bytes]:
@@ -133,24 +294,28 @@ class MailboxView:
         lines = []
         gone = []
         for uid in sorted(set(uids), reverse=True):
-            seq = self.seq_of(uid)
-            if seq is None:
+            index = self.index_of(uid)
+            if index is None:
                 continue
-            del self.uids[seq - 1]
-            del self.info[uid]
+            for column in self._columns():
+                del column[index]
+            self._made.pop(uid, None)
             self.recent.discard(uid)
-            lines.append(b"* %d EXPUNGE" % seq)
+            lines.append(b"* %d EXPUNGE" % (index + 1))
             gone.append(uid)
         if vanished:
             return [f"* VANISHED {uid_set_text(sorted(gone))}".encode()] if gone else []
         return lines
 
+    def _columns(self) -> list[list[Any]]:
+        return [self.uids, self.modseqs, self.flags, self.internal_dates, self.sizes, self.blob_ids]
+
     def _known(self, change: tuple[int, int, str]) -> bool:
         modseq, uid, kind = change
+        index = self.index_of(uid)
         if kind == "flags":
-            info = self.info.get(uid)
-            return info is not None and info.modseq == modseq
-        return kind == "expunge" and uid not in self.info
+            return index is not None and self.modseqs[index] == modseq
+        return kind == "expunge" and index is None
 
     def current(self) -> MailboxInfo | None:
         """The mailbox as the store has it now (store thread), if it still exists and is
@@ -177,13 +342,24 @@ class MailboxView:
         modseq = changes[-1][0] if changes else self.modseq
         if changes and not self.expunge_pending and all(self._known(c) for c in changes):
             return Changes(modseq, None)  # this session's own STORE/EXPUNGE: no reload
-        messages = self.store.messages(self.id)
-        new = [m for m in messages if m.uid > self.largest_uid]
         try:
-            recent_from = self._recent_from(new)
+            columns = self.snapshots.read(self.store, self.id, modseq)
+        except MailboxNotFound:  # deleted meanwhile: its messages are gone with it
+            columns = MessageColumns(modseq, self.uidnext)
+        uids = columns.uids
+        largest = self.largest_uid
+        try:
+            recent_from = self._recent_from(uids, largest)
         except MailboxNotFound:  # deleted meanwhile: the next command ends the session
-            recent_from = new[-1].uid + 1
-        return Changes(modseq, {m.uid: m for m in messages}, recent_from)
+            recent_from = uids[-1] + 1
+        return Changes(max(modseq, columns.highestmodseq), columns, recent_from)
+
+    def _recent_from(self, uids: tuple[int, ...], largest: int) -> int:
+        """The first UID of the messages new to this view that is recent to this session:
+        read-write sessions claim them, read-only ones only look (RFC 3501 6.3.2)."""
+        if not uids or uids[-1] <= largest:
+            return 0
+        return self.store.claim_recent(self.id, uids[-1], claim=not self.readonly)
 
     def apply(
         self, changes: Changes, allow_expunge: bool, modseq: bool = False, vanished: bool = False
@@ -197,8 +373,10 @@ class MailboxView:
         fresh = changes.messages
         if fresh is None:
             return []
+        self.uidnext = max(self.uidnext, fresh.uidnext)
         lines: list[bytes] = []
-        gone = [uid for uid in self.uids if uid not in fresh]
+        position = {uid: index for index, uid in enumerate(fresh.uids)}
+        gone = [uid for uid in self.uids if uid not in position]
         if allow_expunge:
             lines += self.remove(gone, vanished)
             self.expunge_pending = False
@@ -207,21 +385,32 @@ class MailboxView:
         known = len(self.keywords)
         fetches: list[bytes] = []
         for index, uid in enumerate(self.uids):
-            stored = fresh.get(uid)
-            if stored is None:
+            at = position.get(uid)
+            if at is None or fresh.modseqs[at] == self.modseqs[index]:
                 continue
-            now = self._as_seen(stored)
-            if now.flags != self.info[uid].flags:
-                self.info[uid] = now
-                line = b"* %d FETCH (UID %d FLAGS %s" % (index + 1, uid, flag_list(now.flags))
-                fetches.append(line + (b" MODSEQ (%d))" % now.modseq if modseq else b")"))
-        added = sorted(uid for uid in fresh if uid > self.largest_uid)
-        if added:
-            self._load((fresh[uid] for uid in added), changes.recent_from)
+            before = self.flags[index]
+            self._set(index, fresh.modseqs[at], fresh.flags[at])
+            now = self.flags[index]
+            if now != before:
+                line = b"* %d FETCH (UID %d FLAGS %s" % (index + 1, uid, flag_list(now))
+                fetches.append(line + (b" MODSEQ (%d))" % self.modseqs[index] if modseq else b")"))
+        start = bisect_left(fresh.uids, self.largest_uid + 1)
+        if start < len(fresh.uids):
+            first_new = len(self.uids)
+            for column, values in zip(self._columns(), _fields(fresh), strict=True):
+                column.extend(values[start:])
+            self._learn(set(fresh.flags[start:]))
+            self._mark_recent(bisect_left(self.uids, changes.recent_from, first_new))
         if len(self.keywords) > known:
             lines += self.flags_lines()
         lines += fetches
-        if added:
+        if start < len(fresh.uids):
             lines.append(b"* %d EXISTS" % self.exists)
             lines.append(b"* %d RECENT" % len(self.recent))
         return lines
+
+
+def _fields(columns: MessageColumns) -> list[tuple[Any, ...]]:
+    """The columns in the order of MailboxView._columns."""
+    c = columns
+    return [c.uids, c.modseqs, c.flags, c.internal_dates, c.sizes, c.blob_ids]

@@ -3,7 +3,7 @@ sees mail."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 # (name, SPECIAL-USE attribute) created for every account; RFC 6154.
@@ -55,14 +55,39 @@ class MailboxInfo:
     recent: int = 0
 
 
-@dataclass(frozen=True)
-class MessageInfo:
+class MessageInfo(NamedTuple):
+    """One message of a mailbox (a tuple: sessions make thousands of them)."""
+
     uid: int
     modseq: int
     flags: frozenset[str]
     internal_date: float
     size: int
     blob_id: int
+
+
+@dataclass(frozen=True)
+class MessageColumns:
+    """A mailbox's messages in UID order as columns, with the mailbox's HIGHESTMODSEQ and
+    UIDNEXT as they were when the columns were read: what an IMAP session selects, without
+    an object per message (messages with the same flags share one set)."""
+
+    highestmodseq: int
+    uidnext: int
+    uids: tuple[int, ...] = ()
+    modseqs: tuple[int, ...] = ()
+    flags: tuple[frozenset[str], ...] = ()
+    internal_dates: tuple[float, ...] = ()
+    sizes: tuple[int, ...] = ()
+    blob_ids: tuple[int, ...] = ()
+    # Read `since` a MODSEQ: the UIDs expunged after it (the columns hold only the messages
+    # appended or changed after it).
+    expunged: tuple[int, ...] = ()
+    # The distinct sets in `flags` (the mailbox's keywords are in them).
+    flag_sets: frozenset[frozenset[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flag_sets", frozenset(self.flags))
 
 
 @dataclass(frozen=True)

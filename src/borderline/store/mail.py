@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 
 from borderline.store.base import (
     SPECIAL_USE_MAILBOXES,
@@ -25,6 +24,7 @@ from borderline.store.base import (
     Hold,
     MailboxInfo,
     MailboxNotFound,
+    MessageColumns,
     MessageInfo,
     OutboundItem,
     OutboundMessage,
@@ -57,10 +57,13 @@ class MailStore:
         self.engine = engine
         self.dialect = engine.dialect
         unseen = f"NOT {self.dialect.has_flag(SEEN)}"
-        self._mailbox_select = (
+        columns = (
             "SELECT m.id, m.account, m.name, m.uidvalidity, m.uidnext, m.highestmodseq,"
             " m.special_use, m.subscribed,"
-            " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged),"
+        )
+        self._mailbox_uncounted = columns + " 0, 0, m.first_recent_uid, 0 FROM mailboxes m"
+        self._mailbox_select = (
+            columns + " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged),"
             " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged"
             f" AND {unseen}),"
             " m.first_recent_uid,"
@@ -235,11 +238,14 @@ class MailStore:
             )
         return [self._mailbox_info(row) for row in rows]
 
-    def mailbox(self, account: str, name: str) -> MailboxInfo:
-        """The account's mailbox of that name. MailboxNotFound if there is none."""
+    def mailbox(self, account: str, name: str, counts: bool = True) -> MailboxInfo:
+        """The account's mailbox of that name. MailboxNotFound if there is none. Without
+        `counts` its messages, unseen and recent are left 0: counting them reads every
+        message row, and a session that selects it reads those anyway."""
+        select = self._mailbox_select if counts else self._mailbox_uncounted
         with self.engine.read() as tx:
             row = tx.one(
-                self._mailbox_select + " WHERE m.account = ? AND m.name = ?",
+                select + " WHERE m.account = ? AND m.name = ?",
                 (account.lower(), name),
             )
         if row is None:
@@ -505,6 +511,41 @@ class MailStore:
             )
         return [self._message_info(row) for row in rows]
 
+    def message_columns(self, mailbox_id: int, since: int = 0) -> MessageColumns:
+        """The mailbox's messages (without retained ones) in UID order as columns, with its
+        HIGHESTMODSEQ and UIDNEXT, read in one statement so that they agree: a session
+        that shows these messages reports changes after that HIGHESTMODSEQ. `since` a
+        MODSEQ, only the messages appended or changed after it, and the UIDs expunged
+        after it: what brings columns read at `since` up to these.
+        MailboxNotFound if there is no such mailbox."""
+        with self.engine.read() as tx:
+            rows = tx.all(
+                "SELECT b.highestmodseq, b.uidnext, m.uid, m.modseq, m.flags, m.internal_date,"
+                " m.size, m.blob_id FROM mailboxes b"
+                " LEFT JOIN messages m ON m.mailbox_id = b.id AND NOT m.expunged AND m.modseq > ?"
+                " WHERE b.id = ? ORDER BY m.uid",
+                (since, mailbox_id),
+            )
+            if not rows:
+                raise MailboxNotFound(f"no mailbox id {mailbox_id}")
+            highest, uidnext = int(rows[0][0]), int(rows[0][1])
+            expunged: tuple[int, ...] = ()
+            if since:
+                # The change log only grows: read after the messages, it holds every
+                # expunge up to the HIGHESTMODSEQ they were read with.
+                gone = tx.all(
+                    "SELECT uid FROM changes WHERE mailbox_id = ? AND kind = 'expunge'"
+                    " AND modseq > ? AND modseq <= ? ORDER BY uid",
+                    (mailbox_id, since, highest),
+                )
+                expunged = tuple(int(r[0]) for r in gone)
+        if rows[0][2] is None:
+            return MessageColumns(highest, uidnext, expunged=expunged)
+        _, _, uids, modseqs, raw_flags, dates, sizes, blob_ids = zip(*rows, strict=True)
+        flags = tuple(map(self.dialect.flags, raw_flags))
+        columns = (uids, modseqs, flags, dates, sizes, blob_ids)
+        return MessageColumns(highest, uidnext, *columns, expunged=expunged)
+
     def blob(self, blob_id: int) -> bytes:
         """A message's ciphertext. StoreError if there is no such blob."""
         with self.engine.read() as tx:
@@ -577,7 +618,7 @@ class MailStore:
                 return []
             first = self._next_modseqs(tx, mailbox_id, len(changed))
             updated = [
-                replace(old, flags=new, modseq=first + i) for i, (old, new) in enumerate(changed)
+                old._replace(flags=new, modseq=first + i) for i, (old, new) in enumerate(changed)
             ]
             tx.run_many(
                 "UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",

@@ -38,6 +38,12 @@ SCHEMA_LOCK = 0x626F72646572
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 
+@functools.lru_cache(maxsize=1024)
+def _flag_set(raw: tuple[str, ...]) -> frozenset[str]:
+    """One set per distinct flag list: a mailbox's thousands of messages share a few."""
+    return frozenset(raw)
+
+
 class PostgresDialect(Dialect):
     """Flags and recipient lists are text[]; lists are passed as arrays."""
 
@@ -66,7 +72,7 @@ class PostgresDialect(Dialect):
         return sorted(flags)
 
     def flags(self, raw: Any) -> frozenset[str]:
-        return frozenset(raw)
+        return _flag_set(tuple(raw))
 
     def table_exists(self) -> str:
         return "SELECT 1 WHERE to_regclass(?) IS NOT NULL"

@@ -15,7 +15,7 @@ from borderline.imap.commands.common import (
     store_computed,
 )
 from borderline.imap.commands.qresync import vanished_earlier, vanished_modifier
-from borderline.imap.fetch import FetchItem, fetch_response, parse_items, read_blobs
+from borderline.imap.fetch import FetchItem, metadata_responses, parse_items, read_blobs
 from borderline.imap.protocol import ParseError, SequenceSet
 from borderline.imap.replies import no
 from borderline.imap.state import Selected
@@ -23,6 +23,9 @@ from borderline.imap.view import MailboxView
 
 if TYPE_CHECKING:
     from borderline.imap.session import Session
+
+# Responses without content are rendered this many at a time (about 40 octets each).
+METADATA_BATCH = 2048
 
 
 async def fetch(session: Session, state: Selected, request: Request) -> str:
@@ -39,18 +42,17 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
         items.insert(0, FetchItem("UID"))
     if changed_since is not None or any(item.kind == "MODSEQ" for item in items):
         session.enable_condstore()
-    messages = view.resolve(numbers, by_uid)
+    indexes = view.indexes(numbers, by_uid)
     if vanished and changed_since is not None:
         await vanished_earlier(session, view, changed_since, numbers)
     if changed_since is not None:
-        messages = [(seq, m) for seq, m in messages if m.modseq > changed_since]
+        indexes = [i for i in indexes if view.modseqs[i] > changed_since]
     needs_content = any(i.needs_content for i in items)
     contents = await session.content(state.account) if needs_content else None
     if not view.readonly and any(item.sets_seen for item in items):
-        unseen = [m.uid for _, m in messages if "\\Seen" not in m.flags]
+        unseen = [view.uids[i] for i in indexes if "\\Seen" not in view.flags[i]]
         if unseen:
             await _set_seen(session, view, unseen, items)
-            messages = [(seq, view.info.get(m.uid, m)) for seq, m in messages]
     kinds = {item.kind for item in items}
     if (
         session.condstore
@@ -58,25 +60,27 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
         and (changed_since is not None or "FLAGS" in kinds)
     ):
         items.append(FetchItem("MODSEQ"))  # RFC 7162 3.1.4.1, 3.2
-    summarized = contents is not None and any(item.in_summary for item in items)
+    if contents is None:
+        for start in range(0, len(indexes), METADATA_BATCH):
+            part = indexes[start : start + METADATA_BATCH]
+            session.emit_chunks([metadata_responses(view, part, items)])
+            await session.flush_if_full()
+        return "FETCH completed"
+    messages = [(i + 1, view.message_at(i)) for i in indexes]
+    summarized = any(item.in_summary for item in items)
     runs = batches(messages, SUMMARY_BATCH, math.inf) if summarized else batches(messages)
     missing = 0
     for run in runs:
-        if contents is not None:
-            contents.trim(len(run))
-            if summarized:
-                await load_summaries(session, contents, [info for _, info in run])
+        contents.trim(len(run))
+        if summarized:
+            await load_summaries(session, contents, [info for _, info in run])
         # Messages no summary answers are read and decrypted in batches of bounded size.
-        reads = contents is not None and any(contents.wants(i, items) for _, i in run)
-        for batch in batches(run) if reads or contents is None else [run]:
-            responses: list[list[bytes] | None]
-            if contents is None:
-                responses = [fetch_response(seq, info, items, None, {}) for seq, info in batch]
-            else:
-                wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
-                blobs = await session.stored(read_blobs, session.store, wanted) if wanted else {}
-                responses = await session.work(contents.responses, batch, items, blobs)
-                await store_computed(session, contents)
+        reads = any(contents.wants(i, items) for _, i in run)
+        for batch in batches(run) if reads else [run]:
+            wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
+            blobs = await session.stored(read_blobs, session.store, wanted) if wanted else {}
+            responses = await session.work(contents.responses, batch, items, blobs)
+            await store_computed(session, contents)
             for chunks in responses:
                 if chunks is None:
                     missing += 1  # expunged by another session, not yet announced here

@@ -99,14 +99,14 @@ async def resync(session: Session, view: MailboxView, wanted: Resync) -> None:
     if wanted.uidvalidity != view.mailbox.uidvalidity:
         return
     await vanished_earlier(session, view, wanted.modseq, wanted.known)
-    for seq, uid in enumerate(view.uids, 1):
-        info = view.info[uid]
-        if info.modseq > wanted.modseq and (
+    for index, uid in enumerate(view.uids):
+        modseq = view.modseqs[index]
+        if modseq > wanted.modseq and (
             wanted.known is None or wanted.known.contains(uid, view.largest_uid)
         ):
             session.emit(
                 b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))"
-                % (seq, uid, flag_list(info.flags), info.modseq)
+                % (index + 1, uid, flag_list(view.flags[index]), modseq)
             )
 
 

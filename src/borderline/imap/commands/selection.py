@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import LOGGED_IN, SELECTED, Command, Request
-from borderline.imap.commands.common import find_mailbox, mailbox_name
+from borderline.imap.commands.common import mailbox_name
 from borderline.imap.commands.qresync import resync, select_parameters
+from borderline.imap.replies import no
 from borderline.imap.state import LoggedIn, Selected
 from borderline.imap.view import MailboxView
+from borderline.store import MailboxNotFound
 
 if TYPE_CHECKING:
     from borderline.imap.session import Session
@@ -28,21 +30,29 @@ async def select(session: Session, state: LoggedIn, request: Request) -> str:
         session.deselect()
         session.emit(b"* OK [CLOSED] previous mailbox closed")
     epoch = session.server.mailbox_epoch(account.address)  # before: a delete meanwhile counts
-    box = await find_mailbox(session, account, name)
-    view = await session.stored(MailboxView, session.store, box, readonly, epoch)
+    # One store call: the mailbox, and its messages unless this process has them already.
+    try:
+        view = await session.stored(
+            MailboxView.open,
+            session.store,
+            session.server.snapshots,
+            account.address,
+            name,
+            readonly,
+            epoch,
+        )
+    except MailboxNotFound:
+        raise no(f"[NONEXISTENT] no mailbox {name!r}") from None
     for line in view.flags_lines():
         session.emit(line)
     session.emit(b"* %d EXISTS" % view.exists)
     session.emit(b"* %d RECENT" % len(view.recent))
-    first_unseen = next(
-        (i + 1 for i, uid in enumerate(view.uids) if "\\Seen" not in view.info[uid].flags),
-        None,
-    )
+    first_unseen = view.first_unseen()
     if first_unseen is not None:
         session.emit(b"* OK [UNSEEN %d] first unseen message" % first_unseen)
-    session.emit(b"* OK [UIDVALIDITY %d] UIDs valid" % box.uidvalidity)
-    session.emit(b"* OK [UIDNEXT %d] predicted next UID" % box.uidnext)
-    session.emit(b"* OK [HIGHESTMODSEQ %d] highest modseq" % box.highestmodseq)
+    session.emit(b"* OK [UIDVALIDITY %d] UIDs valid" % view.mailbox.uidvalidity)
+    session.emit(b"* OK [UIDNEXT %d] predicted next UID" % view.uidnext)
+    session.emit(b"* OK [HIGHESTMODSEQ %d] highest modseq" % view.modseq)
     session.select(account, view)
     if wanted is not None:
         await resync(session, view, wanted)
@@ -67,8 +77,9 @@ async def unselect(session: Session, state: Selected, request: Request) -> str:
 
 
 COMMANDS: dict[str, Command[LoggedIn]] = {
-    "SELECT": Command(select, LOGGED_IN),
-    "EXAMINE": Command(select, LOGGED_IN),
+    # The view is as fresh as a sync would make it: changes since are reported next time.
+    "SELECT": Command(select, LOGGED_IN, sync_after=False),
+    "EXAMINE": Command(select, LOGGED_IN, sync_after=False),
 }
 SELECTED_COMMANDS: dict[str, Command[Selected]] = {
     "CLOSE": Command(close, SELECTED),
