@@ -167,3 +167,22 @@ def test_the_reader_state_does_not_depend_on_where_the_data_is_cut(
         unstuffed = b"\r\n".join(line[1:] if line[:1] == b"." else line for line in lines)
         assert data.content.getvalue() == unstuffed
     assert data.line_too_long == (max(map(len, wire.split(b"\n"))) >= line_limit)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    lines=st.lists(LINE.filter(lambda x: "\r" not in x and "\n" not in x), max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6),
+)
+def test_bdat_chunks_keep_their_dots(lines: list[str], cuts: list[int]) -> None:
+    """BDAT data is counted, not dot-stuffed: a line starting with a dot is kept whole,
+    wherever the windows are cut."""
+    wire = "".join(line + "\r\n" for line in lines).encode()
+    data = _Data(size_limit=0, line_limit=1001, stuffed=False)
+    start = 0
+    for cut in sorted(cuts):
+        data.feed(wire[start:cut])
+        start = max(start, cut)
+    data.feed(wire[start:])
+    assert data.bare is None
+    assert data.content.getvalue() == wire

@@ -29,11 +29,12 @@ class Scan:
     dots: list[int]  # offsets in the window of the transparency dots to drop
 
 
-def scan(tail: bytes, wire: bytes | bytearray, line: int, limit: int) -> Scan:
+def scan(tail: bytes, wire: bytes | bytearray, line: int, limit: int, stuffed: bool) -> Scan:
     """Judge the non-empty `wire`, fed after `tail` (the two octets before it; b'\\r\\n' at
     the start of data), with `line` octets of an unfinished line before it. A carriage
     return that ends `wire` is judged with the next window, the one that ends `tail` now.
-    A line is too long when `limit` octets or more stand before its line feed."""
+    A line is too long when `limit` octets or more stand before its line feed. Dots are
+    looked for only in `stuffed` data (DATA; BDAT chunks are not dot-stuffed)."""
     octets = np.frombuffer(wire, np.uint8)
     feeds, returns = octets == LF, octets == CR
     bare = None
@@ -45,7 +46,8 @@ def scan(tail: bytes, wire: bytes | bytearray, line: int, limit: int) -> Scan:
     elif (returns[:-1] & ~feeds[1:]).any():
         bare = "<CR>"
     too_long, line = _line_lengths(wire, line, limit)
-    return Scan(bare, too_long, line, _dots(tail, wire, octets, feeds, returns))
+    dots = _dots(tail, wire, octets, feeds, returns) if stuffed else []
+    return Scan(bare, too_long, line, dots)
 
 
 def _dots(

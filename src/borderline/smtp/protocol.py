@@ -79,13 +79,13 @@ class _Data:
     def feed(self, wire: bytes | bytearray) -> None:
         if not wire:
             return
-        lines = scan(self.tail, wire, self.line, self.line_limit)
+        lines = scan(self.tail, wire, self.line, self.line_limit, self.stuffed)
         self.bare = self.bare or lines.bare
         self.line_too_long = self.line_too_long or lines.line_too_long
         self.line = lines.line
         if not self.too_big:
             piece = memoryview(wire)
-            if self.stuffed and lines.dots:
+            if lines.dots:
                 # RFC 5321 4.5.2: drop the transparency dot of every line that starts with one.
                 starts = [0, *(dot + 1 for dot in lines.dots)]
                 ends = [*lines.dots, len(wire)]
