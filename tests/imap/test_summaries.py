@@ -8,11 +8,13 @@ import imaplib
 import re
 
 from borderline.cloud import Region
+from borderline.imap.summary import CHEAP_DELIMITERS, CHEAP_HEADER, CHEAP_SIZE, cheap_to_summarize
 from borderline.residency import files_containing
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
 from tests.imap.conftest import fill, login, make_message
 from tests.imap.test_basic import access_events
+from tests.imap.test_mime import many_parts
 
 ALICE = "alice@example.test"
 ITEMS = (
@@ -113,3 +115,14 @@ def test_no_summary_is_stored_in_plaintext(running: RunningCloud) -> None:
     key = region.vault.release(ALICE, Justification.CUSTOMER_INITIATED_ACCESS, "test")
     assert all(marker in key.decrypt_summary(summary) for summary in stored.values())
     assert files_containing(running.cloud.config.cloud.data_dir, marker) == []
+
+
+def test_only_mail_with_few_parts_and_a_small_header_is_cheap_to_summarize() -> None:
+    """What the group commit summarizes itself (the accepting session computes the rest)."""
+    assert cheap_to_summarize(make_message(1)) and cheap_to_summarize(NESTED)
+    assert cheap_to_summarize(many_parts(CHEAP_DELIMITERS - 1))
+    assert not cheap_to_summarize(many_parts(CHEAP_DELIMITERS + 1))
+    crowded = b"To: " + b"a@example.org, " * (CHEAP_HEADER // 15 + 1) + b"\r\n\r\nbody\r\n"
+    assert not cheap_to_summarize(crowded)
+    assert not cheap_to_summarize(crowded.replace(b"\r\n\r\n", b"\r\n"))  # all header
+    assert not cheap_to_summarize(make_message(2) + b"x" * CHEAP_SIZE)

@@ -13,6 +13,7 @@ import pytest
 
 from borderline.cloud import Region
 from borderline.delivery import Envelope
+from borderline.imap.summary import CHEAP_DELIMITERS
 from borderline.residency import files_containing
 from borderline.store.sqlite import SqliteEngine
 from borderline.vault import Justification
@@ -268,3 +269,17 @@ def test_a_costly_message_holds_up_no_other_senders_mail(running: RunningCloud) 
     costly.quit()
     stored = inbox(running.cloud.region("eu-dublin"), "alice@example.test")
     assert [m.count(b"\r\n--b\r\n") for m in stored] == [0, 10_000]
+
+
+def test_mail_is_stored_with_its_summary_on_either_path(running: RunningCloud) -> None:
+    """An ordinary message is summarized inside the group commit, one with more parts than
+    cheap_to_summarize allows by the session that accepted it: both are stored with one."""
+    with mx(running, "eu-dublin") as client:
+        client.send_message(message("y@example.org", "alice@example.test", "ordinary"))
+        client.sendmail("z@example.org", ["alice@example.test"], many_parts(CHEAP_DELIMITERS + 1))
+    region = running.cloud.region("eu-dublin")
+    mailbox = region.store.mailbox("alice@example.test", "INBOX")
+    assert mailbox is not None
+    blob_ids = [m.blob_id for m in region.store.messages(mailbox.id)]
+    assert len(blob_ids) == 2
+    assert sorted(region.store.summaries(blob_ids)) == sorted(blob_ids)

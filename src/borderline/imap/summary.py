@@ -25,6 +25,10 @@ MAX_HEADER = FIELD_LIMIT
 MAX_SUMMARY = 256 * 1024
 LENGTH = struct.Struct(">I")
 FIELDS = 5
+# What keeps a summary cheap enough to compute inside the group commit (cheap_to_summarize).
+CHEAP_SIZE = 256 * 1024
+CHEAP_HEADER = 16 * 1024
+CHEAP_DELIMITERS = 16
 
 
 @dataclass
@@ -63,6 +67,18 @@ class Summary:
 def summarize(head: bytes, content: bytes) -> bytes:
     """The plaintext summary of the message `head + content`."""
     return summary_of(Part(head + content if head else content))
+
+
+def cheap_to_summarize(content: bytes) -> bool:
+    """Whether summarize() of `content` costs little, bounded without parsing it. A body's
+    lines are counted at about 0.5 ns an octet; what costs is parts (each delimiter line
+    starts with "--" after a line break: 10,000 parts take seconds) and header blocks, up
+    to 1.5 us an octet where addresses or parameters crowd them. Within these bounds a
+    summary takes about 0.1 ms for ordinary mail and at most about 0.4 s for the worst."""
+    if len(content) > CHEAP_SIZE or content.count(b"\n--") > CHEAP_DELIMITERS:
+        return False
+    header_end = content.find(b"\r\n\r\n")
+    return (len(content) if header_end < 0 else header_end) <= CHEAP_HEADER
 
 
 def summary_of(part: Part) -> bytes:

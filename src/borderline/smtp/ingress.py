@@ -297,10 +297,11 @@ class IngressHandler:
         sender, recipients = str(session.auth_data), len(envelope.rcpt_tos)
         if self.sending is not None and not self.sending.take(sender, recipients):
             return OVER_SENDING_LIMIT  # other connections of the account spent it meanwhile
-        summary = await asyncio.get_running_loop().run_in_executor(
-            self.summaries, self.region.planner.summary_for, accepted
-        )
-        accepted = replace(accepted, summary=summary)
+        planner = self.region.planner
+        if not planner.cheap_to_summarize(accepted.content):
+            accepted = await asyncio.get_running_loop().run_in_executor(
+                self.summaries, planner.summarized, accepted
+            )
         # The committer gets the only reference to the message (see GroupCommitter.commit).
         commit = self.committer.commit(accepted)
         del accepted

@@ -50,9 +50,10 @@ class RegionSmtp:
         self.ingest_only = ingest_only
         self.reuse_port = reuse_port
         self.committer = GroupCommitter(region)
-        # The summaries of the messages accepted here (Planner.summary_for), a thread for
-        # each connection that needs one: a message that costs seconds to summarize takes
-        # its share of the CPU, never a thread another session's message waits for.
+        # The summaries of the messages accepted here that are not cheap to compute
+        # (DeliveryPlanner.summarized), a thread for each connection that needs one: a
+        # message that costs seconds to summarize takes its share of the CPU, never a thread
+        # another session's message waits for.
         self.summaries = ThreadPoolExecutor(
             config.smtp.max_connections, thread_name_prefix=f"{region.id}-summary"
         )
