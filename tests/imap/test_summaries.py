@@ -122,6 +122,9 @@ def test_only_mail_with_few_parts_and_a_small_header_is_cheap_to_summarize() -> 
     assert cheap_to_summarize(make_message(1)) and cheap_to_summarize(NESTED)
     assert cheap_to_summarize(many_parts(CHEAP_DELIMITERS - 1))
     assert not cheap_to_summarize(many_parts(CHEAP_DELIMITERS + 1))
+    signed_off = make_message(3) + b"--\r\nsig\r\n" * (CHEAP_DELIMITERS + 1)  # one leaf part
+    assert cheap_to_summarize(signed_off)
+    assert not cheap_to_summarize(b"Content-Type: Message/RFC822\r\n\r\n" + signed_off)
     crowded = b"To: " + b"a@example.org, " * (CHEAP_HEADER // 15 + 1) + b"\r\n\r\nbody\r\n"
     assert not cheap_to_summarize(crowded)
     assert not cheap_to_summarize(crowded.replace(b"\r\n\r\n", b"\r\n"))  # all header
