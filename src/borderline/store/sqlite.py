@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -29,13 +30,22 @@ from borderline.store.schema import (
     seed_clock,
 )
 
-# A checkpoint (the WAL copied into the database file, which is then fsynced) runs inside
-# the commit that crosses the mark. SQLite's default mark, 1,000 pages (4 MiB), stalled
-# every fifth batch of 100 KB messages; every 10,000 pages (40 MiB) amortizes the fsync
-# over ten times as much mail (bench/RESULTS.md). Past a checkpoint the WAL file is cut
-# back to at most JOURNAL_LIMIT bytes.
-CHECKPOINT_PAGES = 10_000
-JOURNAL_LIMIT = 64 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+# A checkpoint copies the WAL into the database file and fsyncs it. Run by SQLite inside
+# the commit that crossed its mark, it stalled that commit and every message waiting on it
+# (100 - 250 ms for a 40 MiB mark at 100 KB a message, bench/RESULTS.md). A thread of its
+# own does it instead (_Checkpointer), every CHECKPOINT_SECONDS while mail is written,
+# without holding up writers. The WAL starts over from its beginning only after a
+# checkpoint that caught up before the next write, which under a steady load may never
+# happen: past RESTART_PAGES the thread finishes with a checkpoint that waits for the
+# writer of the moment and holds up the next (little is left to copy by then). Should the
+# thread fall behind all the same, a writer that finds the WAL file past WAL_LIMIT bytes
+# checkpoints and truncates it before it lets the next writer in, so the file never holds
+# much more than that.
+CHECKPOINT_SECONDS = 0.25
+RESTART_PAGES = 16_000
+WAL_LIMIT = 64 * 1024 * 1024
 WRITER_POLL = 0.0005  # seconds between tries of another process's writer lock
 
 
@@ -175,6 +185,7 @@ class SqliteEngine:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._wal = path.with_name(path.name + "-wal")
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -187,18 +198,21 @@ class SqliteEngine:
             )
         except OSError as exc:
             raise StoreError(f"SQLite store {path}: {exc}") from None
+        self._checkpointer: _Checkpointer | None = None
         try:
             with self._errors():
                 self._writer = self._connect()
                 self._migrate()
+                self._checkpointer = _Checkpointer(self._connect(), path.name)
         except BaseException:
             self.close()
             raise
+        self._checkpointer.start()
 
     def _connect(self) -> sqlite3.Connection:
         connection = open_durable(self.path, autocommit=True)
-        connection.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
-        connection.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")
+        connection.execute("PRAGMA wal_autocheckpoint=0")  # see CHECKPOINT_SECONDS
+        connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")  # when it starts over
         with self._connections_lock:
             self._connections.append(connection)
         return connection
@@ -240,10 +254,22 @@ class SqliteEngine:
                         if db.in_transaction:
                             db.execute("ROLLBACK")
                         raise
+                    self._after_commit(db)
             finally:
                 fcntl.flock(self._writers, fcntl.LOCK_UN)
         finally:
             self._write_lock.release()
+
+    def _after_commit(self, db: sqlite3.Connection) -> None:
+        if self._checkpointer is None:  # migrating
+            return
+        self._checkpointer.written()
+        try:
+            size = os.stat(self._wal).st_size
+        except FileNotFoundError:
+            return
+        if size > WAL_LIMIT:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def _lock_writers(self, deadline: float) -> None:
         """The file lock other processes' writers hold, tried every WRITER_POLL seconds
@@ -272,6 +298,9 @@ class SqliteEngine:
             yield _Statements(connection)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for connection in connections:
@@ -279,6 +308,45 @@ class SqliteEngine:
         if self._writers >= 0:
             os.close(self._writers)
             self._writers = -1
+
+
+class _Checkpointer(threading.Thread):
+    """Copies committed pages from the WAL into the database file once every
+    CHECKPOINT_SECONDS while there are new ones: a PASSIVE checkpoint, which never waits for
+    readers or writers, then a RESTART one if the WAL has grown past RESTART_PAGES."""
+
+    def __init__(self, connection: sqlite3.Connection, name: str) -> None:
+        super().__init__(name=f"checkpoint {name}", daemon=True)
+        self._connection = connection
+        self._written = threading.Event()
+        self._stopping = threading.Event()
+
+    def written(self) -> None:
+        self._written.set()
+
+    def run(self) -> None:
+        while True:
+            self._written.wait()
+            if self._stopping.is_set():
+                return
+            self._written.clear()
+            try:
+                self._checkpoint()
+            except sqlite3.Error as exc:  # full disk, say: tried again after the next write
+                log.warning("checkpoint of %s failed: %s", self.name, exc)
+            if self._stopping.wait(CHECKPOINT_SECONDS):
+                return
+
+    def _checkpoint(self) -> None:
+        _, wal_pages, _ = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if wal_pages > RESTART_PAGES:
+            self._connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._written.set()
+        if self.is_alive():
+            self.join()
 
 
 class SqliteMailStore(MailStore):
