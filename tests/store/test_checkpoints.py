@@ -46,8 +46,8 @@ def test_the_wal_stays_bounded_under_a_steady_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Writes follow each other too closely for a background checkpoint to catch up
-    before the next; without a checkpointer at all, a writer that finds the WAL file past
-    WAL_LIMIT checkpoints and truncates it."""
+    before the next (here there is only one): a writer that finds the WAL file past
+    WAL_LIMIT checkpoints, and the file starts over."""
     monkeypatch.setattr(engine, "WAL_LIMIT", 4 * 1024 * 1024)
     monkeypatch.setattr(engine, "CHECKPOINT_SECONDS", 3600)  # one background checkpoint
     path = tmp_path / "mail.sqlite"

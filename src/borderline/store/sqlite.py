@@ -34,17 +34,15 @@ log = logging.getLogger(__name__)
 
 # A checkpoint copies the WAL into the database file and fsyncs it. Run by SQLite inside
 # the commit that crossed its mark, it stalled that commit and every message waiting on it
-# (100 - 250 ms for a 40 MiB mark at 100 KB a message, bench/RESULTS.md). A thread of its
-# own does it instead (_Checkpointer), every CHECKPOINT_SECONDS while mail is written,
-# without holding up writers. The WAL starts over from its beginning only after a
-# checkpoint that caught up before the next write, which under a steady load may never
-# happen: past RESTART_PAGES the thread finishes with a checkpoint that waits for the
-# writer of the moment and holds up the next (little is left to copy by then). Should the
-# thread fall behind all the same, a writer that finds the WAL file past WAL_LIMIT bytes
-# checkpoints and truncates it before it lets the next writer in, so the file never holds
-# much more than that.
+# (100 - 350 ms for a 40 MiB mark at 100 KB a message, bench/RESULTS.md). A thread of its
+# own does it instead (_Checkpointer), every CHECKPOINT_SECONDS while mail is written. Its
+# checkpoints are PASSIVE, as SQLite's own: they never wait for readers or writers (a
+# checkpoint that waits for readers holds up every writer meanwhile). The WAL starts over
+# from its beginning only after a checkpoint that caught up before the next write, which
+# under a steady load may not happen: a writer that finds the WAL file past WAL_LIMIT bytes
+# checkpoints itself before it lets the next writer in (little is left to copy by then),
+# and when the WAL starts over its file is cut back to WAL_LIMIT.
 CHECKPOINT_SECONDS = 0.25
-RESTART_PAGES = 16_000
 WAL_LIMIT = 64 * 1024 * 1024
 WRITER_POLL = 0.0005  # seconds between tries of another process's writer lock
 
@@ -269,7 +267,7 @@ class SqliteEngine:
         except FileNotFoundError:
             return
         if size > WAL_LIMIT:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
     def _lock_writers(self, deadline: float) -> None:
         """The file lock other processes' writers hold, tried every WRITER_POLL seconds
@@ -311,9 +309,8 @@ class SqliteEngine:
 
 
 class _Checkpointer(threading.Thread):
-    """Copies committed pages from the WAL into the database file once every
-    CHECKPOINT_SECONDS while there are new ones: a PASSIVE checkpoint, which never waits for
-    readers or writers, then a RESTART one if the WAL has grown past RESTART_PAGES."""
+    """Copies committed pages from the WAL into the database file, once every
+    CHECKPOINT_SECONDS while there are new ones."""
 
     def __init__(self, connection: sqlite3.Connection, name: str) -> None:
         super().__init__(name=f"checkpoint {name}", daemon=True)
@@ -331,16 +328,11 @@ class _Checkpointer(threading.Thread):
                 return
             self._written.clear()
             try:
-                self._checkpoint()
+                self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:  # full disk, say: tried again after the next write
                 log.warning("checkpoint of %s failed: %s", self.name, exc)
             if self._stopping.wait(CHECKPOINT_SECONDS):
                 return
-
-    def _checkpoint(self) -> None:
-        _, wal_pages, _ = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        if wal_pages > RESTART_PAGES:
-            self._connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
     def stop(self) -> None:
         self._stopping.set()
