@@ -23,21 +23,27 @@ def run(client: imaplib.IMAP4, name: str, *args: str | bytes) -> Untagged:
     client.untagged_responses.clear()
     status, data = client._simple_command(name, *args)
     assert status == "OK", (name, args, data)
-    return {name: list(values) for name, values in client.untagged_responses.items()}
+    return responses(client)
 
 
 def select(client: imaplib.IMAP4, mailbox: str | bytes, readonly: bool = False) -> Untagged:
-    """SELECT (EXAMINE with `readonly`) through imaplib, which then knows the state."""
-    status, data = client.select(mailbox, readonly)  # type: ignore[arg-type]  # UTF-8 names as bytes
+    """SELECT (EXAMINE with `readonly`) through imaplib, which then knows the state; a
+    UTF-8 name goes as bytes."""
+    status, data = client.select(mailbox, readonly)  # type: ignore[arg-type]
     assert status == "OK", (mailbox, data)
-    return {name: list(values) for name, values in client.untagged_responses.items()}
+    return responses(client)
+
+
+def responses(client: imaplib.IMAP4) -> Untagged:
+    return {key: list(values) for key, values in client.untagged_responses.items()}
 
 
 def refused(client: imaplib.IMAP4, name: str, *args: str | bytes) -> str:
     """The tagged status of a command that must not answer OK (imaplib raises on BAD)."""
     try:
         status, data = client._simple_command(name, *args)
-    except imaplib.IMAP4.error:
+    except imaplib.IMAP4.error as exc:
+        assert " BAD " in f" {exc} ", exc
         return "BAD"
     assert status != "OK", (name, args, data)
     return status
@@ -45,10 +51,14 @@ def refused(client: imaplib.IMAP4, name: str, *args: str | bytes) -> str:
 
 def fetched(client: imaplib.IMAP4, numbers: str, items: str, uid: bool = False) -> list[bytes]:
     """The FETCH responses (their text) of FETCH or UID FETCH."""
-    responses = (
-        run(client, "UID", "FETCH", numbers, items) if uid else run(client, "FETCH", numbers, items)
-    )
-    return [value for value in responses.get("FETCH", []) if isinstance(value, bytes)]
+    command = ("UID", "FETCH") if uid else ("FETCH",)
+    answer = run(client, *command, numbers, items)
+    return [value for value in answer.get("FETCH", []) if isinstance(value, bytes)]
+
+
+def tag(client: imaplib.IMAP4) -> bytes:
+    """The tag of the command `client` sent last (ESEARCH names it)."""
+    return client.tagpre + str(client.tagnum - 1).encode()
 
 
 @contextlib.contextmanager
@@ -122,11 +132,6 @@ def test_a_rev2_session_has_no_recent_and_leaves_it_to_rev1_sessions(
         assert run(rev1, "NOOP")["RECENT"] == [b"4"]
 
 
-def tag(client: imaplib.IMAP4) -> bytes:
-    """The tag of the command `client` sent last (ESEARCH names it)."""
-    return client.tagpre + str(client.tagnum - 1).encode()
-
-
 def test_rev2_search_answers_esearch(running: RunningCloud) -> None:
     fill(running.cloud.region("eu-dublin"), ALICE, [make_message(i) for i in range(1, 5)])
     with sessions(running, rev2=1, rev1=1) as (rev2, rev1):
@@ -145,6 +150,7 @@ def test_rev2_search_answers_esearch(running: RunningCloud) -> None:
             b'(TAG "' + tag(rev2) + b'") UID ' + expected
         ]
         assert esearch("SEARCH", "DELETED") == [b'(TAG "' + tag(rev2) + b'")'], "none found"
+        assert esearch("UID", "SEARCH", "DELETED") == [b'(TAG "' + tag(rev2) + b'") UID']
         assert esearch("SEARCH", "RETURN", "(COUNT MIN)", "ALL") == [
             b'(TAG "' + tag(rev2) + b'") MIN 1 COUNT 4'
         ]

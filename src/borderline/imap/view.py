@@ -362,7 +362,8 @@ class MailboxView:
 
     def _recent_from(self, uids: tuple[int, ...], largest: int) -> int:
         """The first UID of the messages new to this view that is recent to this session:
-        read-write sessions claim them, read-only ones only look (RFC 3501 6.3.2)."""
+        read-write sessions claim them, read-only ones only look (RFC 3501 6.3.2), and
+        without \\Recent none is."""
         if not uids or uids[-1] <= largest:
             return 0
         if not self.tracks_recent:
