@@ -12,7 +12,7 @@ from pathlib import Path
 
 from borderline.cloud import Cloud
 from borderline.config import load_config
-from borderline.smtp.limits import ConnectionLimiter, client_network
+from borderline.throttle import ConnectionLimiter, client_network
 from borderline.vault import Justification
 from tests.conftest import PASSWORD, RunningCloud, write_config
 

@@ -14,11 +14,12 @@ from borderline.config import Config, Listen
 from borderline.delivery import is_relay_message, relay_size_limit
 from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
-from borderline.smtp.limits import ConnectionLimiter, SendingLimit
+from borderline.smtp.limits import SendingLimit
 from borderline.smtp.outbound import OutboundWorker
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
 from borderline.smtp.transaction import TransactionLog
+from borderline.throttle import ConnectionLimiter
 
 # aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH and logs
 # a warning about it each time: about aiosmtpd, not about this server.
