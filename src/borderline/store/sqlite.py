@@ -36,12 +36,14 @@ log = logging.getLogger(__name__)
 # the commit that crossed its mark, it stalled that commit and every message waiting on it
 # (100 - 350 ms for a 40 MiB mark at 100 KB a message, bench/RESULTS.md). A thread of its
 # own does it instead (_Checkpointer), every CHECKPOINT_SECONDS while mail is written. Its
-# checkpoints are PASSIVE, as SQLite's own: they never wait for readers or writers (a
-# checkpoint that waits for readers holds up every writer meanwhile). The WAL starts over
-# from its beginning only after a checkpoint that caught up before the next write, which
-# under a steady load may not happen: a writer that finds the WAL file past WAL_LIMIT bytes
-# checkpoints itself before it lets the next writer in (little is left to copy by then),
-# and when the WAL starts over its file is cut back to WAL_LIMIT.
+# checkpoints never wait for readers or writers (a checkpoint that waits for readers holds
+# up every writer meanwhile): PASSIVE, then, once one has caught up, a TRUNCATE that gives
+# up at once if anyone is in the way. The WAL starts over from its beginning only after a
+# checkpoint that caught up before the next write and with no reader holding it back,
+# which under a steady load may not happen for a while: a writer that finds the WAL file
+# grown past WAL_LIMIT bytes checkpoints itself, at most once for each WAL_LIMIT it grows.
+# A reader that never ends (an open transaction in a shell, a backup) keeps the WAL from
+# starting over at all, as with SQLite's own checkpoints; it does once the reader ends.
 CHECKPOINT_SECONDS = 0.25
 WAL_LIMIT = 64 * 1024 * 1024
 WRITER_POLL = 0.0005  # seconds between tries of another process's writer lock
@@ -184,6 +186,7 @@ class SqliteEngine:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._wal = path.with_name(path.name + "-wal")
+        self._checkpoint_past = WAL_LIMIT  # the WAL size past which a writer checkpoints
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -201,7 +204,7 @@ class SqliteEngine:
             with self._errors():
                 self._writer = self._connect()
                 self._migrate()
-                self._checkpointer = _Checkpointer(self._connect(), path.name)
+                self._checkpointer = _Checkpointer(self._connect(), self._wal)
         except BaseException:
             self.close()
             raise
@@ -252,22 +255,29 @@ class SqliteEngine:
                         if db.in_transaction:
                             db.execute("ROLLBACK")
                         raise
-                    self._after_commit(db)
+                self._after_commit(db)
             finally:
                 fcntl.flock(self._writers, fcntl.LOCK_UN)
         finally:
             self._write_lock.release()
 
     def _after_commit(self, db: sqlite3.Connection) -> None:
-        if self._checkpointer is None:  # migrating
+        """The mail is committed: wake the checkpointer, and checkpoint here if the WAL file
+        has grown WAL_LIMIT past where this last did. A failure is only logged: the next
+        checkpoint copies what this one did not."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:  # migrating
             return
-        self._checkpointer.written()
+        checkpointer.written()
         try:
             size = os.stat(self._wal).st_size
-        except FileNotFoundError:
-            return
-        if size > WAL_LIMIT:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if size <= WAL_LIMIT:
+                self._checkpoint_past = WAL_LIMIT
+            elif size > self._checkpoint_past:
+                self._checkpoint_past = size + WAL_LIMIT
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("checkpoint of %s failed: %s", self.path, exc)
 
     def _lock_writers(self, deadline: float) -> None:
         """The file lock other processes' writers hold, tried every WRITER_POLL seconds
@@ -298,7 +308,15 @@ class SqliteEngine:
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
-            self._checkpointer = None
+        # A writer of another thread finishes first (or gives up at the busy timeout).
+        locked = self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            self._close_connections()
+        finally:
+            if locked:
+                self._write_lock.release()
+
+    def _close_connections(self) -> None:
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for connection in connections:
@@ -312,9 +330,11 @@ class _Checkpointer(threading.Thread):
     """Copies committed pages from the WAL into the database file, once every
     CHECKPOINT_SECONDS while there are new ones."""
 
-    def __init__(self, connection: sqlite3.Connection, name: str) -> None:
-        super().__init__(name=f"checkpoint {name}", daemon=True)
+    def __init__(self, connection: sqlite3.Connection, wal: Path) -> None:
+        super().__init__(name=f"checkpoint {wal.name}", daemon=True)
         self._connection = connection
+        self._wal = wal
+        connection.execute("PRAGMA busy_timeout=0")  # its checkpoints wait for no one
         self._written = threading.Event()
         self._stopping = threading.Event()
 
@@ -328,11 +348,17 @@ class _Checkpointer(threading.Thread):
                 return
             self._written.clear()
             try:
-                self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error as exc:  # full disk, say: tried again after the next write
+                self._checkpoint()
+            except (OSError, sqlite3.Error) as exc:  # full disk, say: again after the next write
                 log.warning("checkpoint of %s failed: %s", self.name, exc)
             if self._stopping.wait(CHECKPOINT_SECONDS):
                 return
+
+    def _checkpoint(self) -> None:
+        _, wal_pages, copied = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        # Cut back only a WAL past its limit: writes that extend the file cost more.
+        if wal_pages == copied > 0 and os.stat(self._wal).st_size > WAL_LIMIT:
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def stop(self) -> None:
         self._stopping.set()
