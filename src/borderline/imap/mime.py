@@ -421,33 +421,44 @@ class Part:
 
 def split_multipart(data: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
     """Ranges of the body parts in data[start:end] between delimiter lines; the line end
-    before a delimiter belongs to it (RFC 2046 5.1.1). The literal `--boundary` is found
-    with bytes.find (a regex without a literal prefix would be tried at every octet)."""
+    before a delimiter belongs to it (RFC 2046 5.1.1). A delimiter is found with bytes.find
+    of the literal line break and `--boundary` (a regex without a literal prefix would be
+    tried at every octet; the boundary alone, `-` say, can occur thousands of times a line)."""
     parts: list[tuple[int, int]] = []
     opening = b"--" + boundary
+    line_opening = b"\n" + opening
     first: int | None = None
-    floor = start  # a delimiter's line end starts at or after the previous delimiter's end
-    at = data.find(opening, start, end)
+    at = (
+        start
+        if data.startswith(opening, start, end)
+        else _line_start(data, line_opening, start, end)
+    )
     while at >= 0:
-        newline = at - 1
-        tail = None
-        if at == start or (newline >= floor and data[newline] == 0x0A):
-            tail = DELIMITER_TAIL.match(data, at + len(opening), end)
+        tail = DELIMITER_TAIL.match(data, at + len(opening), end)
         if tail is None:
-            at = data.find(opening, at + 1, end)
+            at = _line_start(data, line_opening, at, end)
             continue
         if first is not None and at > start:
+            newline = at - 1
             last = newline - (data[newline - 1 : newline] == b"\r")
             parts.append((first, max(first, last)))
             if len(parts) >= MAX_PARTS:
                 return parts
         if tail.group(1):
             return parts
-        first = floor = tail.end()
-        at = data.find(opening, floor, end)
+        # A delimiter's line break comes after the previous delimiter's end.
+        first = tail.end()
+        at = _line_start(data, line_opening, first, end)
     if first is not None:
         parts.append((first, end))
     return parts
+
+
+def _line_start(data: bytes, line_opening: bytes, start: int, end: int) -> int:
+    """Where the next `line_opening` (a line break and `--boundary`) in data[start:end]
+    has its `--boundary`, or -1."""
+    found = data.find(line_opening, start, end)
+    return found + 1 if found >= 0 else -1
 
 
 def _text(part: Part, name: str) -> bytes:
