@@ -143,6 +143,22 @@ def test_expunge_deletes_or_retains_under_a_hold(store: MailStore) -> None:
         store.delete_mailbox(ALICE, "INBOX")
 
 
+def test_blobs_reads_many_ciphertexts_at_once_and_leaves_out_the_gone(store: MailStore) -> None:
+    """FETCH reads a batch of messages in one store call (imap/fetch.py read_blobs)."""
+    deliver(store, 3)
+    inbox = store.mailbox(ALICE, "INBOX")
+    first, second, third = [m.blob_id for m in store.messages(inbox.id)]
+    assert store.blobs([third, first, second, first]) == {
+        first: b"blob0",
+        second: b"blob1",
+        third: b"blob2",
+    }
+    store.set_flags(inbox.id, [2], frozenset({"\\Deleted"}), "add")
+    assert store.expunge(inbox.id) == [2]
+    assert store.blobs([first, second, third, third + 1000]) == {first: b"blob0", third: b"blob2"}
+    assert store.blobs([]) == {}
+
+
 def test_copy_shares_ciphertext_and_rename_moves_children(store: MailStore) -> None:
     deliver(store, 2)
     inbox = store.mailbox(ALICE, "INBOX")

@@ -554,14 +554,24 @@ class MailStore:
             raise StoreError(f"no blob {blob_id}")
         return bytes(row[0])
 
+    def blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        """The ciphertexts of these blobs by id, in one read (a FETCH of many messages makes
+        one store call, not one each); a blob that is gone is left out."""
+        return self._by_blob_id("SELECT id, data FROM blobs WHERE {}", "id", blob_ids)
+
     def summaries(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
         """The encrypted summaries of these blobs, by blob id; a blob without one (stored
         before schema version 7, or gone) is left out."""
+        return self._by_blob_id("SELECT blob_id, data FROM summaries WHERE {}", "blob_id", blob_ids)
+
+    def _by_blob_id(self, select: str, column: str, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        """Rows (blob id, data) of `select`, whose condition is that `column` is one of
+        `blob_ids`, in one read."""
         if not blob_ids:
             return {}
         with self.engine.read() as tx:
             rows = tx.all(
-                f"SELECT blob_id, data FROM summaries WHERE {self.dialect.member('blob_id')}",
+                select.format(self.dialect.member(column)),
                 (self.dialect.values(sorted(set(blob_ids))),),
             )
         return {int(row[0]): bytes(row[1]) for row in rows}
