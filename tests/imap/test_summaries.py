@@ -195,6 +195,8 @@ def test_messages_with_version_1_summaries_answer_as_those_with_version_2_and_no
     ]
     _, data = client.search(None, 'FROM "j@example.org"')
     assert data == [b"2 %d %d" % (count + 2, 2 * count + 2)]
+    seen = each_answer(client, count + 1, 2 * count, "(BODY[HEADER.FIELDS (Subject)])")
+    assert all(rb"\Seen" in answer and b"Subject" in answer for answer in seen)
     client.logout()
 
 
