@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import struct
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 from borderline.imap.mime import FIELD_LIMIT, Part, bodystructure, envelope
 from borderline.imap.search import SEARCH_FIELDS, header_texts
@@ -46,8 +46,11 @@ SPAN = struct.Struct(">II")
 class Summary:
     """A decrypted summary record (version 2): each field sliced out when it is asked for."""
 
+    __slots__ = ("_header", "data")  # a session holds thousands
+
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self._header: Part | None = None
 
     def field(self, index: int) -> bytes:
         start, end = SPAN.unpack_from(self.data, 1 + 4 * index)
@@ -61,10 +64,12 @@ class Summary:
     def header_block(self) -> bytes:
         return self.field(HEADER)
 
-    @cached_property
+    @property
     def header(self) -> Part:
         """The message's header block alone (its body is empty), parsed when first asked."""
-        return Part(self.header_block)
+        if self._header is None:
+            self._header = Part(self.header_block)
+        return self._header
 
     def header_fields(self, names: tuple[str, ...]) -> bytes:
         """BODY[HEADER.FIELDS (names)] without parsing the header: what `Part.header_fields`
