@@ -52,7 +52,8 @@ V1_RECORDS = Path(__file__).parent / "fixtures" / "summaries-v1.bin"
 SUMMARY_ITEMS = (
     "(FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY BODY.PEEK[HEADER] RFC822.HEADER"
     " BODY.PEEK[HEADER.FIELDS (From To Subject Message-ID Content-Type)]"
-    " BODY.PEEK[HEADER.FIELDS (cc DATE x-missing)]<4.30> BODY.PEEK[HEADER.FIELDS.NOT (Subject)])"
+    " BODY.PEEK[HEADER.FIELDS (cc DATE x-missing)]<4.30> BODY.PEEK[HEADER.FIELDS(Date)]"
+    " BODY.PEEK[HEADER.FIELDS.NOT (Subject)])"
 )
 
 

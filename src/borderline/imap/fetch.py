@@ -83,7 +83,9 @@ class FetchItem:
         """The field names of a top-level HEADER.FIELDS (not .NOT), which a summary answers
         without parsing the header; None for any other item."""
         upper = self.spec.upper()
-        if self.kind != "SECTION" or not upper.startswith("HEADER.FIELDS ("):
+        if self.kind != "SECTION" or not upper.startswith("HEADER.FIELDS"):
+            return None
+        if upper.startswith("HEADER.FIELDS.NOT"):
             return None
         return tuple(
             self.spec[self.spec.find("(") + 1 : self.spec.rfind(")")].replace('"', " ").split()
