@@ -8,7 +8,7 @@ the account's data key, as the message (docs/store.md, "Message summaries"); a s
 decrypts it only with the key it released through the log. A message stored without one
 gets it from the first session that parses the message.
 
-The record (version 2) starts with a table of where each field ends, so a reader slices
+The record (version 2) starts with a table of where each field is, so a reader slices
 out the one field it answers (BODYSTRUCTURE, or the header block) without reading the
 others; version 1 records (length-prefixed fields, written before) are converted when
 they are loaded.
