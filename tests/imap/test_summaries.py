@@ -6,9 +6,24 @@ from __future__ import annotations
 
 import imaplib
 import re
+import struct
+import time
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from borderline.cloud import Region
-from borderline.imap.summary import CHEAP_HEADER, CHEAP_SIZE, cheap_to_summarize
+from borderline.imap.mime import Part, section
+from borderline.imap.summary import (
+    CHEAP_HEADER,
+    CHEAP_SIZE,
+    VERSION,
+    VERSION_1,
+    cheap_to_summarize,
+    parse_summary,
+    summarize,
+)
 from borderline.residency import files_containing
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
@@ -39,6 +54,16 @@ NESTED = (
 )
 HEADER_ONLY = b"From: someone@example.org\r\nSubject: no body at all\r\n"
 MESSAGES = [make_message(1), NESTED, HEADER_ONLY, make_message(2, subject="")]
+# MESSAGES' summaries as the code of commit 0436df1 wrote them (version 1 records), made by
+# tests/imap/fixtures/write_summaries_v1.py.
+V1_RECORDS = Path(__file__).parent / "fixtures" / "summaries-v1.bin"
+# What a summary answers alone, so FETCH renders it from the view's columns and summaries.
+SUMMARY_ITEMS = (
+    "(FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY BODY.PEEK[HEADER] RFC822.HEADER"
+    " BODY.PEEK[HEADER.FIELDS (From To Subject Message-ID Content-Type)]"
+    " BODY.PEEK[HEADER.FIELDS (cc DATE x-missing)]<4.30> BODY.PEEK[HEADER.FIELDS(Date)]"
+    " BODY.PEEK[HEADER.FIELDS.NOT (Subject)])"
+)
 
 
 def answers(client: imaplib.IMAP4, seq: int) -> bytes:
@@ -47,6 +72,30 @@ def answers(client: imaplib.IMAP4, seq: int) -> bytes:
     assert typ == "OK"
     flat = b"".join(b"".join(p) if isinstance(p, tuple) else p for p in data if p is not None)
     return re.sub(rb"^\d+ \(", b"(", flat)
+
+
+def each_answer(client: imaplib.IMAP4, first: int, last: int, items: str) -> list[bytes]:
+    """The FETCH responses of messages first to last in one command, without their
+    sequence numbers."""
+    typ, data = client.fetch(f"{first}:{last}", items)
+    assert typ == "OK"
+    responses: list[bytes] = []
+    for piece in data:
+        if isinstance(piece, tuple) and re.match(rb"^\d+ \(", piece[0]):
+            responses.append(b"")
+        if responses and piece is not None:
+            responses[-1] += b"".join(piece) if isinstance(piece, tuple) else piece
+    assert len(responses) == last - first + 1
+    return [re.sub(rb"^\d+ \(", b"(", response) for response in responses]
+
+
+def version_1_records() -> list[bytes]:
+    data, records, at = V1_RECORDS.read_bytes(), [], 0
+    while at < len(data):
+        (size,) = struct.unpack_from(">I", data, at)
+        records.append(data[at + 4 : at + 4 + size])
+        at += 4 + size
+    return records
 
 
 def blob_ids(region: Region) -> list[int]:
@@ -129,3 +178,74 @@ def test_only_mail_of_one_part_with_a_small_header_is_cheap_to_summarize() -> No
     assert not cheap_to_summarize(crowded)
     assert not cheap_to_summarize(crowded.replace(b"\r\n\r\n", b"\r\n"))  # all header
     assert not cheap_to_summarize(make_message(2) + b"x" * CHEAP_SIZE)
+
+
+def test_a_version_1_record_reads_as_the_version_2_record_of_its_message() -> None:
+    records = version_1_records()
+    assert len(records) == len(MESSAGES)
+    for message, old in zip(MESSAGES, records, strict=True):
+        new = summarize(b"", message)
+        assert old[:1] == VERSION_1 and new[:1] == VERSION
+        converted, current = parse_summary(old), parse_summary(new)
+        assert converted is not None and current is not None
+        assert converted.data == current.data
+
+
+def test_messages_with_version_1_summaries_answer_as_those_with_version_2_and_none(
+    running: RunningCloud,
+) -> None:
+    """Runs of messages that all have summaries are answered from the view's columns and
+    the summaries; a run with one message without is answered message by message."""
+    region = running.cloud.region("eu-dublin")
+    fill(region, ALICE, MESSAGES, summaries=False)
+    fill(region, ALICE, MESSAGES)
+    now = time.time()
+    region.store.deliver(
+        [
+            region.planner.local_delivery(ALICE, message, now, summary=record)
+            for message, record in zip(MESSAGES, version_1_records(), strict=True)
+        ]
+    )
+    count = len(MESSAGES)
+    client = login(running)
+    client.select("INBOX")
+    unsummarized = each_answer(client, 1, count, SUMMARY_ITEMS)
+    assert b"BODYSTRUCTURE" in unsummarized[1] and b"x-missing" not in unsummarized[0]
+    assert each_answer(client, count + 1, 2 * count, SUMMARY_ITEMS) == unsummarized
+    assert each_answer(client, 2 * count + 1, 3 * count, SUMMARY_ITEMS) == unsummarized
+    assert each_answer(client, 1, count, SUMMARY_ITEMS) == unsummarized, "summarized meanwhile"
+    assert [answers(client, seq) for seq in range(2 * count + 1, 3 * count + 1)] == [
+        answers(client, seq) for seq in range(1, count + 1)
+    ]
+    _, data = client.search(None, 'FROM "j@example.org"')
+    assert data == [b"2 %d %d" % (count + 2, 2 * count + 2)]
+    seen = each_answer(client, count + 1, 2 * count, "(BODY[HEADER.FIELDS (Subject)])")
+    assert all(rb"\Seen" in answer and b"Subject" in answer for answer in seen)
+    client.logout()
+
+
+FIELD_NAMES = ["From", "to", "SUBJECT", "x-a", "x-ab", "Cc"]
+HEADER_LINE = st.tuples(
+    st.sampled_from([*FIELD_NAMES, "X-A", "x-abc", "Received", "from-x"]),
+    st.sampled_from([":", " :", "\t:", ""]),
+    st.text(alphabet="ab :\t", max_size=6),
+    st.sampled_from(["\r\n", "\n", "\r\n ", "\n\t", "\r"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(HEADER_LINE, max_size=8),
+    st.sampled_from(["", "\r\n", "\n", "\r\n\r\nbody\r\n", "\n\nbody"]),
+    st.lists(st.sampled_from(FIELD_NAMES), max_size=4),
+)
+def test_header_fields_from_a_summary_are_those_of_the_parsed_header(
+    lines: list[tuple[str, str, str, str]], ending: str, names: list[str]
+) -> None:
+    """Summary.header_fields finds the fields with one pattern over the stored header
+    block; it must give what parsing the message gives, whatever its line ends."""
+    raw = ("".join("".join(line) for line in lines) + ending).encode()
+    summary = parse_summary(summarize(b"", raw))
+    assert summary is not None
+    expected = section(Part(raw), "HEADER.FIELDS (" + " ".join(names) + ")")
+    assert summary.header_fields(tuple(names)) == expected

@@ -143,6 +143,27 @@ def test_expunge_deletes_or_retains_under_a_hold(store: MailStore) -> None:
         store.delete_mailbox(ALICE, "INBOX")
 
 
+def test_blobs_reads_many_ciphertexts_at_once_and_leaves_out_the_gone(store: MailStore) -> None:
+    """FETCH reads a batch of messages in one store call (imap/fetch.py read_blobs), and
+    their summaries: ids that are most of a range are read as the range, others one by
+    one, and only those asked for are answered either way."""
+    deliver(store, 3, summary=b"summary")
+    inbox = store.mailbox(ALICE, "INBOX")
+    first, second, third = [m.blob_id for m in store.messages(inbox.id)]
+    assert store.blobs([third, first, second, first]) == {
+        first: b"blob0",
+        second: b"blob1",
+        third: b"blob2",
+    }
+    assert store.blobs([first, third]) == {first: b"blob0", third: b"blob2"}
+    assert store.summaries([third, first]) == {first: b"summary", third: b"summary"}
+    assert store.summaries([second, second + 10_000]) == {second: b"summary"}
+    store.set_flags(inbox.id, [2], frozenset({"\\Deleted"}), "add")
+    assert store.expunge(inbox.id) == [2]
+    assert store.blobs([first, second, third, third + 1000]) == {first: b"blob0", third: b"blob2"}
+    assert store.blobs([]) == {}
+
+
 def test_copy_shares_ciphertext_and_rename_moves_children(store: MailStore) -> None:
     deliver(store, 2)
     inbox = store.mailbox(ALICE, "INBOX")

@@ -13,7 +13,7 @@ from borderline.imap.mime import Part, bodystructure, envelope, locate, section,
 from borderline.imap.protocol import Atom, ParseError, Token, flag_list, format_internal_date
 from borderline.imap.replies import no
 from borderline.imap.summary import Summary, parse_summary, summary_of
-from borderline.store import MailStore, MessageInfo, StoreError
+from borderline.store import MailStore, MessageInfo
 from borderline.vault import ContentKey
 
 if TYPE_CHECKING:
@@ -77,6 +77,28 @@ class FetchItem:
         if self.kind == "SECTION":
             return self.spec.upper() == "HEADER" or self.spec.upper().startswith("HEADER.FIELDS")
         return self.kind in ("ENVELOPE", "BODYSTRUCTURE", "BODY")
+
+    @cached_property
+    def header_names(self) -> tuple[str, ...] | None:
+        """The field names of a top-level HEADER.FIELDS (not .NOT), which a summary answers
+        without parsing the header; None for any other item."""
+        upper = self.spec.upper()
+        if self.kind != "SECTION" or not upper.startswith("HEADER.FIELDS"):
+            return None
+        if upper.startswith("HEADER.FIELDS.NOT"):
+            return None
+        return tuple(
+            self.spec[self.spec.find("(") + 1 : self.spec.rfind(")")].replace('"', " ").split()
+        )
+
+    def from_summary(self, summary: Summary) -> bytes:
+        """What the summary answers for this item (one that is `in_summary`): the structure,
+        or the section's octets."""
+        if self.kind != "SECTION":
+            return summary.structure(self.kind)
+        if self.header_names is not None:
+            return summary.header_fields(self.header_names)
+        return section(summary.header, self.spec)
 
 
 def parse_items(token: Token) -> list[FetchItem]:
@@ -159,9 +181,9 @@ class Contents:
             self._summaries.clear()
             self._unsummarized.clear()
 
-    def unloaded(self, infos: list[MessageInfo]) -> list[int]:
-        """The blobs of these messages whose summaries are not loaded yet."""
-        return [info.blob_id for info in infos if info.blob_id not in self._summaries]
+    def unloaded(self, blob_ids: list[int]) -> list[int]:
+        """Those of these blobs whose summaries are not loaded yet."""
+        return [blob_id for blob_id in blob_ids if blob_id not in self._summaries]
 
     def load_summaries(self, blob_ids: list[int], found: Mapping[int, bytes]) -> None:
         """Decrypt the summaries read for `blob_ids` (work thread); those the store has not
@@ -176,6 +198,26 @@ class Contents:
 
     def summary(self, info: MessageInfo) -> Summary | None:
         return self._summaries.get(info.blob_id)
+
+    def summary_responses(
+        self,
+        view: MailboxView,
+        indexes: list[int],
+        items: list[FetchItem],
+        unloaded: list[int],
+        found: Mapping[int, bytes],
+    ) -> bytes | None:
+        """Load the summaries read for `unloaded`, then render the FETCH responses of the
+        view's messages at `indexes` from their summaries and the view's columns (work
+        thread); None, with nothing rendered, if one of these messages has no summary."""
+        self.load_summaries(unloaded, found)
+        summaries = []
+        for index in indexes:
+            summary = self._summaries.get(view.blob_ids[index])
+            if summary is None:
+                return None
+            summaries.append(summary)
+        return column_responses(view, indexes, items, summaries)
 
     def wants(self, info: MessageInfo, items: list[FetchItem]) -> bool:
         """Whether answering these items may need the message's ciphertext (a parsed tree
@@ -261,14 +303,9 @@ class Contents:
 
 
 def read_blobs(store: MailStore, blob_ids: list[int]) -> dict[int, bytes]:
-    """Ciphertexts by id (on a store thread); a blob that is gone is left out."""
-    blobs = {}
-    for blob_id in blob_ids:
-        try:
-            blobs[blob_id] = store.blob(blob_id)
-        except StoreError:
-            continue  # expunged by another session, not yet announced here
-    return blobs
+    """Ciphertexts by id (on a store thread), in one store call; a blob that is gone
+    (expunged by another session, not yet announced here) is left out."""
+    return store.blobs(blob_ids)
 
 
 # The items a FETCH answers from the view alone, each with its one value.
@@ -281,15 +318,52 @@ METADATA = {
 }
 
 
-def metadata_responses(view: MailboxView, indexes: list[int], items: list[FetchItem]) -> bytes:
-    """The FETCH responses of items without content (all of them in METADATA) for the
-    view's messages at `indexes`, from its columns: no object per message, and each flag
+def answered_by_columns(items: list[FetchItem]) -> bool:
+    """Whether `column_responses` answers these items: metadata, and what summaries hold."""
+    return all(item.kind in METADATA or item.in_summary for item in items)
+
+
+def column_responses(
+    view: MailboxView,
+    indexes: list[int],
+    items: list[FetchItem],
+    summaries: list[Summary] | None = None,
+) -> bytes:
+    """The FETCH responses of the view's messages at `indexes` from its columns and, for
+    the items a summary answers, their `summaries`: no object per message, and each flag
     set or date rendered once."""
-    template = b"* %d FETCH (" + b" ".join(METADATA[item.kind] for item in items) + b")\r\n"
-    columns = [_metadata(view, item.kind, indexes) for item in items]
+    template = b"* %d FETCH (" + b" ".join(_fragment(item) for item in items) + b")\r\n"
+    columns = [
+        _metadata(view, item.kind, indexes)
+        if item.kind in METADATA
+        else _summarized(item, summaries or [])
+        for item in items
+    ]
     return b"".join(
         [template % row for row in zip([i + 1 for i in indexes], *columns, strict=True)]
     )
+
+
+def _fragment(item: FetchItem) -> bytes:
+    if item.kind in METADATA:
+        return METADATA[item.kind]
+    if item.kind != "SECTION":
+        return item.kind.encode() + b" %b"
+    label = item.label.encode("utf-8", "surrogateescape")
+    if item.partial is not None:
+        label += b"<%d>" % item.partial[0]
+    return label.replace(b"%", b"%%") + b" %b"
+
+
+def _summarized(item: FetchItem, summaries: list[Summary]) -> list[bytes]:
+    """The item's values (each a structure, or a section as a literal) from the summaries."""
+    if item.kind != "SECTION":
+        return [summary.structure(item.kind) for summary in summaries]
+    values = [item.from_summary(summary) for summary in summaries]
+    if item.partial is not None:
+        offset, length = item.partial
+        values = [value[offset : offset + length] for value in values]
+    return [b"{%d}\r\n%b" % (len(value), value) for value in values]
 
 
 def _metadata(view: MailboxView, kind: str, indexes: list[int]) -> list[Any]:
@@ -377,9 +451,11 @@ def _section(
         data = raw
     else:
         summary = contents.summary(info) if item.in_summary else None
-        part = contents.part(info, blobs) if summary is None else summary.header
         try:
-            data = section(part, item.spec)
+            if summary is None:
+                data = section(contents.part(info, blobs), item.spec)
+            else:
+                data = item.from_summary(summary)
         except KeyError:
             data = None
     label = item.label.encode("utf-8", "surrogateescape")

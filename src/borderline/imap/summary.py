@@ -7,60 +7,109 @@ it at delivery and APPEND (runtime.py wires `summarize` in) and the vault encryp
 the account's data key, as the message (docs/store.md, "Message summaries"); a session
 decrypts it only with the key it released through the log. A message stored without one
 gets it from the first session that parses the message.
+
+The record (version 2) starts with a table of where each field is, so a reader slices
+out the one field it answers (BODYSTRUCTURE, or the header block) without reading the
+others; version 1 records (length-prefixed fields, written before) are converted when
+they are loaded.
 """
 
 from __future__ import annotations
 
+import re
 import struct
-from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 
 from borderline.imap.mime import FIELD_LIMIT, Part, bodystructure, envelope
 from borderline.imap.search import SEARCH_FIELDS, header_texts
 
-VERSION = b"\x01"
+VERSION = b"\x02"
+VERSION_1 = b"\x01"
 UNUSABLE = b"\x00"  # the summary would be too big: sessions read the message
 MAX_HEADER = FIELD_LIMIT
 MAX_SUMMARY = 256 * 1024
 LENGTH = struct.Struct(">I")
-FIELDS = 5
+# The fields, in record order: the structures by FETCH item name, the header block, then
+# the search texts of each of SEARCH_FIELDS.
+STRUCTURES = ("ENVELOPE", "BODYSTRUCTURE", "BODY")
+HEADER = len(STRUCTURES)
+FIELD_COUNT = HEADER + 1 + len(SEARCH_FIELDS)
+SEARCH_FIELD = {name: HEADER + 1 + i for i, name in enumerate(SEARCH_FIELDS)}
+STRUCTURE_FIELD = {name: i for i, name in enumerate(STRUCTURES)}
+# Version 2: the version octet, a table of FIELD_COUNT + 1 offsets from the record's
+# start (field i spans offsets i to i + 1), then the fields.
+OFFSETS = struct.Struct(f">{FIELD_COUNT + 1}I")
+FIRST_FIELD = len(VERSION) + OFFSETS.size
+SPAN = struct.Struct(">II")
 # What keeps a summary cheap enough to compute inside the group commit (cheap_to_summarize).
 CHEAP_SIZE = 256 * 1024
 CHEAP_HEADER = 16 * 1024
 
 
-@dataclass
 class Summary:
-    envelope: bytes
-    bodystructure: bytes
-    body: bytes
-    header_block: bytes
-    search_block: bytes
+    """A decrypted summary record (version 2): each field sliced out when it is asked for."""
 
-    @cached_property
+    __slots__ = ("_header", "data")  # a session holds thousands
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._header: Part | None = None
+
+    def field(self, index: int) -> bytes:
+        start, end = SPAN.unpack_from(self.data, 1 + 4 * index)
+        return self.data[start:end]
+
+    def structure(self, kind: str) -> bytes:
+        """ENVELOPE, BODYSTRUCTURE or BODY, as FETCH sends it."""
+        return self.field(STRUCTURE_FIELD[kind])
+
+    @property
+    def header_block(self) -> bytes:
+        return self.field(HEADER)
+
+    @property
     def header(self) -> Part:
         """The message's header block alone (its body is empty), parsed when first asked."""
-        return Part(self.header_block)
+        if self._header is None:
+            self._header = Part(self.header_block)
+        return self._header
+
+    def header_fields(self, names: tuple[str, ...]) -> bytes:
+        """BODY[HEADER.FIELDS (names)] without parsing the header: what `Part.header_fields`
+        gives (the fields as they are, the last one ending in a line end, then the blank
+        line)."""
+        if not any(names):
+            return b"\r\n"
+        block = self.field(HEADER)
+        # Fields are found after an LF (quickly: the pattern starts with it), each without
+        # the LF that ends it. So an LF before the block, and the line ends of its blank
+        # line replaced by CRLF: the block's last field ends in CRLF, as in the message.
+        text = b"\n" + block[: len(block.rstrip(b"\r\n"))] + b"\r\n"
+        found = _field_lines(names).findall(text)
+        return b"\n".join(found) + b"\n\r\n" if found else b"\r\n"
 
     def search_text(self, name: str) -> str | None:
         """imap/search.py's header_texts of a SEARCH_FIELDS field, joined by NUL (which no
         IMAP string holds), or None for another field."""
-        if name not in SEARCH_FIELDS:
+        index = SEARCH_FIELD.get(name)
+        if index is None:
             return None
-        data, at = self.search_block, 0
-        for field in SEARCH_FIELDS:
-            (size,) = LENGTH.unpack_from(data, at)
-            at += LENGTH.size
-            if field == name:
-                return data[at : at + size].decode("utf-8", "surrogatepass")
-            at += size
-        return None
+        return self.field(index).decode("utf-8", "surrogatepass")
 
-    def structure(self, kind: str) -> bytes:
-        if kind == "ENVELOPE":
-            return self.envelope
-        return self.bodystructure if kind == "BODYSTRUCTURE" else self.body
+
+@lru_cache(maxsize=256)
+def _field_lines(names: tuple[str, ...]) -> re.Pattern[bytes]:
+    """An LF, then (group 1) a whole field with one of these names, continuation lines
+    included but not its last LF. Starting with a literal LF, it is tried at line starts
+    only; the names are grouped by their first octet, so a line is compared with the few
+    names that start as it does."""
+    by_first: dict[bytes, list[bytes]] = {}
+    for name in sorted({n.lower().encode("utf-8", "replace") for n in names if n}):
+        by_first.setdefault(name[:1], []).append(re.escape(name[1:]))
+    alternatives = b"|".join(
+        re.escape(first) + b"(?:" + b"|".join(rests) + b")" for first, rests in by_first.items()
+    )
+    return re.compile(rb"\n((?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*)", re.I)
 
 
 def summarize(head: bytes, content: bytes) -> bytes:
@@ -94,30 +143,48 @@ def summary_of(part: Part) -> bytes:
         "\0".join(header_texts(part, name)).encode("utf-8", "surrogatepass")
         for name in SEARCH_FIELDS
     ]
-    fields = (
+    fields = [
         envelope(part),
         bodystructure(part),
         bodystructure(part, extensible=False),
         header,
-        _framed(texts),
-    )
+        *texts,
+    ]
     if sum(len(field) for field in fields) > MAX_SUMMARY:
         return UNUSABLE
-    return VERSION + _framed(fields)
+    return record(fields)
 
 
-def _framed(fields: Iterable[bytes]) -> bytes:
-    return b"".join(LENGTH.pack(len(field)) + field for field in fields)
+def record(fields: list[bytes]) -> bytes:
+    """The version 2 record of FIELD_COUNT fields."""
+    offsets = [FIRST_FIELD]
+    for field in fields:
+        offsets.append(offsets[-1] + len(field))
+    return VERSION + OFFSETS.pack(*offsets) + b"".join(fields)
 
 
-def parse_summary(data: bytes) -> Summary | None:
-    """The summary, or None where the message must be read (unusable, or unknown version)."""
-    if not data.startswith(VERSION):
-        return None
-    fields, at = [], 1
-    for _ in range(FIELDS):
+def _from_version_1(data: bytes) -> bytes:
+    """A version 1 record (each field after its length; the search texts framed the same
+    way inside the fifth) as version 2."""
+    fields = _unframed(data, 1, 5)
+    return record([*fields[: HEADER + 1], *_unframed(fields[HEADER + 1], 0, len(SEARCH_FIELDS))])
+
+
+def _unframed(data: bytes, at: int, count: int) -> list[bytes]:
+    fields = []
+    for _ in range(count):
         (size,) = LENGTH.unpack_from(data, at)
         at += LENGTH.size
         fields.append(data[at : at + size])
         at += size
-    return Summary(*fields)
+    return fields
+
+
+def parse_summary(data: bytes) -> Summary | None:
+    """The summary, or None where the message must be read (unusable, or unknown version)."""
+    version = data[:1]
+    if version == VERSION:
+        return Summary(data)
+    if version == VERSION_1:
+        return Summary(_from_version_1(data))
+    return None

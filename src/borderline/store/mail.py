@@ -557,17 +557,34 @@ class MailStore:
             raise StoreError(f"no blob {blob_id}")
         return bytes(row[0])
 
+    def blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        """The ciphertexts of these blobs by id, in one read (a FETCH of many messages makes
+        one store call, not one each); a blob that is gone is left out."""
+        return self._by_blob_id("SELECT id, data FROM blobs", "id", blob_ids)
+
     def summaries(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
         """The encrypted summaries of these blobs, by blob id; a blob without one (stored
         before schema version 7, or gone) is left out."""
-        if not blob_ids:
+        return self._by_blob_id("SELECT blob_id, data FROM summaries", "blob_id", blob_ids)
+
+    def _by_blob_id(self, select: str, column: str, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        """The rows (blob id, data) of `select` whose `column` is one of `blob_ids`, in one
+        read. Where the ids are most of a range (a mailbox's messages are mostly stored in
+        order), the range is read and the others dropped: a range scan costs a third less
+        than looking up each id of a list."""
+        wanted = set(blob_ids)
+        if not wanted:
             return {}
+        low, high = min(wanted), max(wanted)
         with self.engine.read() as tx:
-            rows = tx.all(
-                f"SELECT blob_id, data FROM summaries WHERE {self.dialect.member('blob_id')}",
-                (self.dialect.values(sorted(set(blob_ids))),),
-            )
-        return {int(row[0]): bytes(row[1]) for row in rows}
+            if high - low < 2 * len(wanted):
+                rows = tx.all(f"{select} WHERE {column} BETWEEN ? AND ?", (low, high))
+            else:
+                rows = tx.all(
+                    f"{select} WHERE {self.dialect.member(column)}",
+                    (self.dialect.values(sorted(wanted)),),
+                )
+        return {int(row[0]): bytes(row[1]) for row in rows if int(row[0]) in wanted}
 
     def add_summaries(self, summaries: Sequence[tuple[int, bytes]]) -> None:
         """Store summaries computed after the fact (blob id, ciphertext); one for a blob

@@ -118,14 +118,16 @@ def _encrypt_pieces(key: bytes, aead: AESGCM, aad: bytes, pieces: tuple[bytes, .
     return blob.getvalue()
 
 
-def _decrypt_blob(aead: AESGCM, blob: bytes, aad: bytes, what: str) -> bytes:
+def _decrypt_blob(aead: AESGCM, blob: bytes, aad: bytes, what: str, owner: str) -> bytes:
+    """`what` of `owner` decrypted (the error says which, and is the only place they are
+    joined: this runs once per message or summary read)."""
     if not blob.startswith(BLOB_VERSION):
-        raise ValueError(f"unknown version of {what}")
+        raise ValueError(f"unknown version of {what} of {owner}")
     nonce = blob[1 : 1 + NONCE_SIZE]
     try:
         return aead.decrypt(nonce, blob[1 + NONCE_SIZE :], aad)
     except InvalidTag as exc:
-        raise ValueError(f"{what} fails authentication") from exc
+        raise ValueError(f"{what} of {owner} fails authentication") from exc
 
 
 @dataclass(frozen=True)
@@ -199,16 +201,15 @@ class ContentKey:
         self.address = address.lower()
         self._aead = aead
         self.log_index = log_index
+        # Made once: a session decrypts thousands of summaries in one FETCH.
+        self._message_aad = _message_aad(self.address)
+        self._summary_aad = _summary_aad(self.address)
 
     def decrypt(self, blob: bytes) -> bytes:
-        return _decrypt_blob(
-            self._aead, blob, _message_aad(self.address), f"message blob of {self.address}"
-        )
+        return _decrypt_blob(self._aead, blob, self._message_aad, "message blob", self.address)
 
     def decrypt_summary(self, blob: bytes) -> bytes:
-        return _decrypt_blob(
-            self._aead, blob, _summary_aad(self.address), f"summary of {self.address}"
-        )
+        return _decrypt_blob(self._aead, blob, self._summary_aad, "summary", self.address)
 
     def encrypt_summary(self, summary: bytes) -> bytes:
         """A summary computed by the session that released the key (a message stored
@@ -386,7 +387,7 @@ class Vault:
         sender = sender.lower()
         _, aead = self._outbound_key(sender)
         aad = _outbound_aad(self.region_id, sender, domain)
-        return _decrypt_blob(aead, blob, aad, f"outbound blob of {sender}")
+        return _decrypt_blob(aead, blob, aad, "outbound blob", sender)
 
     # DKIM keys: generations g1, g2, ... per region, wrapped by the KEK.
 

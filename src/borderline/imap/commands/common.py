@@ -31,7 +31,7 @@ SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\D
 BATCH_MESSAGES = 64
 BATCH_OCTETS = 8 * 1024 * 1024
 # Summaries are a few hundred octets: read this many at once, whatever the messages' size.
-SUMMARY_BATCH = 512
+SUMMARY_BATCH = 1024
 
 Batch = list[tuple[int, MessageInfo]]
 
@@ -152,7 +152,7 @@ def one_or_list(token: Token) -> list[Token]:
 async def load_summaries(session: Session, contents: Contents, infos: list[MessageInfo]) -> None:
     """Read (store thread) and decrypt (work thread) the summaries of these messages, so
     their content is read only where no summary answers."""
-    wanted = contents.unloaded(infos)
+    wanted = contents.unloaded([info.blob_id for info in infos])
     if wanted:
         found = await session.stored(session.store.summaries, wanted)
         await session.work(contents.load_summaries, wanted, found)

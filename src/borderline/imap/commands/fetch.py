@@ -3,20 +3,25 @@ imap/fetch.py; content is read and rendered in batches on the store and work thr
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import (
     SUMMARY_BATCH,
     batches,
-    load_summaries,
     message_set,
     modifier,
     store_computed,
 )
 from borderline.imap.commands.qresync import vanished_earlier, vanished_modifier
-from borderline.imap.fetch import FetchItem, metadata_responses, parse_items, read_blobs
+from borderline.imap.fetch import (
+    Contents,
+    FetchItem,
+    answered_by_columns,
+    column_responses,
+    parse_items,
+    read_blobs,
+)
 from borderline.imap.protocol import ParseError
 from borderline.imap.replies import no
 from borderline.imap.state import Selected
@@ -64,35 +69,59 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
     if contents is None:
         for start in range(0, len(indexes), METADATA_BATCH):
             part = indexes[start : start + METADATA_BATCH]
-            session.emit_chunks([metadata_responses(view, part, items)])
+            session.emit_chunks([column_responses(view, part, items)])
             await session.flush_if_full()
         return "FETCH completed"
-    messages = [(i + 1, view.message_at(i)) for i in indexes]
     summarized = any(item.in_summary for item in items)
-    runs = batches(messages, SUMMARY_BATCH, math.inf) if summarized else batches(messages)
+    columns = answered_by_columns(items)
     missing = 0
-    for run in runs:
+    # Runs of messages whose summaries are read at once, each answered from the columns
+    # and summaries where they answer it all (one store call, one work call), else one by one.
+    size = SUMMARY_BATCH if summarized else max(len(indexes), 1)
+    for first in range(0, len(indexes), size):
+        run = indexes[first : first + size]
         contents.trim(len(run))
         if summarized:
-            await load_summaries(session, contents, [info for _, info in run])
-        # Messages no summary answers are read and decrypted in batches of bounded size.
-        reads = any(contents.wants(i, items) for _, i in run)
-        for batch in batches(run) if reads else [run]:
-            wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
-            blobs = await session.stored(read_blobs, session.store, wanted) if wanted else {}
-            responses = await session.work(contents.responses, batch, items, blobs)
-            await store_computed(session, contents)
-            for chunks in responses:
-                if chunks is None:
-                    missing += 1  # expunged by another session, not yet announced here
-                else:
-                    session.emit_chunks(chunks)
-            await session.flush_if_full()
+            unloaded = contents.unloaded([view.blob_ids[i] for i in run])
+            found = await session.stored(session.store.summaries, unloaded) if unloaded else {}
+            if columns:
+                rendered = await session.work(
+                    contents.summary_responses, view, run, items, unloaded, found
+                )
+                if rendered is not None:
+                    session.emit_chunks([rendered])
+                    await session.flush_if_full()
+                    continue
+            else:
+                await session.work(contents.load_summaries, unloaded, found)
+        missing += await _fetch_messages(session, contents, view, run, items)
     if missing:
         raise no(
             f"[EXPUNGEISSUED] some of the messages no longer exist ({missing} expunged meanwhile)"
         )
     return "FETCH completed"
+
+
+async def _fetch_messages(
+    session: Session, contents: Contents, view: MailboxView, run: list[int], items: list[FetchItem]
+) -> int:
+    """Answer the messages at `run` one by one, reading and decrypting the messages no
+    summary answers in batches of bounded size; how many vanished meanwhile."""
+    missing = 0
+    messages = [(i + 1, view.message_at(i)) for i in run]
+    reads = any(contents.wants(info, items) for _, info in messages)
+    for batch in batches(messages) if reads else [messages]:
+        wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
+        blobs = await session.stored(read_blobs, session.store, wanted) if wanted else {}
+        responses = await session.work(contents.responses, batch, items, blobs)
+        await store_computed(session, contents)
+        for chunks in responses:
+            if chunks is None:
+                missing += 1  # expunged by another session, not yet announced here
+            else:
+                session.emit_chunks(chunks)
+        await session.flush_if_full()
+    return missing
 
 
 async def _set_seen(

@@ -59,7 +59,7 @@ async def _search(
     if parsed.uses_modseq:
         session.enable_condstore()
     match = functools.partial(_matches, parsed.predicate, view.exists, view.largest_uid, contents)
-    candidates = [(index + 1, view.info[uid]) for index, uid in enumerate(view.uids)]
+    candidates = [(index + 1, view.message_at(index)) for index in range(view.exists)]
     # Messages whose answer depends on their content are read in a second round, so
     # `UNSEEN BODY x` decrypts only the unseen ones; header keys are answered from the
     # summaries of the first round where the messages have them.
