@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def started_server() -> PostgresServer:
+    """A throwaway server, started, for a benchmark: it exits saying why if PostgreSQL is
+    not installed."""
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        sys.exit("bench: no PostgreSQL server binaries (apt-get install postgresql)")
+    server = PostgresServer(bin_dir)
+    server.start()
+    return server
 
 
 class PostgresServer:

@@ -8,6 +8,8 @@ import imaplib
 import re
 
 from borderline.cloud import Region
+from borderline.imap.mime import Part
+from borderline.imap.summary import summarize, summary_of
 from borderline.residency import files_containing
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
@@ -113,3 +115,15 @@ def test_no_summary_is_stored_in_plaintext(running: RunningCloud) -> None:
     key = region.vault.release(ALICE, Justification.CUSTOMER_INITIATED_ACCESS, "test")
     assert all(marker in key.decrypt_summary(summary) for summary in stored.values())
     assert files_containing(running.cloud.config.cloud.data_dir, marker) == []
+
+
+def test_a_buffer_is_summarized_as_its_bytes_and_kept_as_it_was() -> None:
+    """SMTP summarizes its DATA buffer with the head put before it for the time of the
+    summary (no copy of the message): the same summary as of `head + content` as bytes,
+    and the buffer as it was afterwards."""
+    head = b"Return-Path: <x@example.org>\r\nReceived: from t ([127.0.0.1])\r\n\tby mx\r\n"
+    for message in [*MESSAGES, b"\r\nno header", b" continued: first\r\n\r\nbody"]:
+        buffer = bytearray(message)
+        assert summarize(head, buffer) == summarize(head, message)
+        assert summarize(head, buffer) == summary_of(Part(head + message))
+        assert buffer == message

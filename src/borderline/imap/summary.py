@@ -15,6 +15,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 from borderline.imap.mime import FIELD_LIMIT, Part, bodystructure, envelope
 from borderline.imap.search import SEARCH_FIELDS, header_texts
@@ -60,9 +61,19 @@ class Summary:
         return self.bodystructure if kind == "BODYSTRUCTURE" else self.body
 
 
-def summarize(head: bytes, content: bytes) -> bytes:
-    """The plaintext summary of the message `head + content`."""
-    return summary_of(Part(head + content if head else content))
+def summarize(head: bytes, content: bytes | bytearray) -> bytes:
+    """The plaintext summary of the message `head + content`. A bytearray (SMTP's DATA
+    buffer, a big message) gets the head put before it while it is read, and taken off
+    again: a move within the buffer, where `head + content` would be a copy of it."""
+    if not isinstance(content, bytearray):
+        return summary_of(Part(head + content if head else content))
+    content[0:0] = head
+    try:
+        # Part reads its data only with what bytes and bytearray share, and every field
+        # of the summary is a copy (tests/imap/test_summary.py compares the two).
+        return summary_of(Part(cast(bytes, content)))
+    finally:
+        del content[: len(head)]
 
 
 def summary_of(part: Part) -> bytes:
