@@ -9,7 +9,7 @@ import re
 
 from borderline.cloud import Region
 from borderline.imap.mime import Part
-from borderline.imap.summary import summarize, summary_of
+from borderline.imap.summary import IN_BUFFER_FROM, summarize, summary_of
 from borderline.residency import files_containing
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
@@ -122,7 +122,11 @@ def test_a_buffer_is_summarized_as_its_bytes_and_kept_as_it_was() -> None:
     summary (no copy of the message): the same summary as of `head + content` as bytes,
     and the buffer as it was afterwards."""
     head = b"Return-Path: <x@example.org>\r\nReceived: from t ([127.0.0.1])\r\n\tby mx\r\n"
-    for message in [*MESSAGES, b"\r\nno header", b" continued: first\r\n\r\nbody"]:
+    small = [*MESSAGES, b"\r\nno header", b" continued: first\r\n\r\nbody"]
+    padding = b"\r\n\r\n" + b"a line of padding\r\n" * (IN_BUFFER_FROM // 19 + 1)
+    big = [m.replace(b"\r\n\r\n", padding, 1) for m in small if b"\r\n\r\n" in m[2:]]
+    assert all(len(m) > IN_BUFFER_FROM for m in big) and len(big) >= 3
+    for message in small + big:
         buffer = bytearray(message)
         assert summarize(head, buffer) == summarize(head, message)
         assert summarize(head, buffer) == summary_of(Part(head + message))

@@ -26,6 +26,7 @@ MAX_HEADER = FIELD_LIMIT
 MAX_SUMMARY = 256 * 1024
 LENGTH = struct.Struct(">I")
 FIELDS = 5
+IN_BUFFER_FROM = 1 << 20  # octets of a message summarized in its own buffer
 
 
 @dataclass
@@ -62,11 +63,12 @@ class Summary:
 
 
 def summarize(head: bytes, content: bytes | bytearray) -> bytes:
-    """The plaintext summary of the message `head + content`. A bytearray (SMTP's DATA
-    buffer, a big message) gets the head put before it while it is read, and taken off
-    again: a move within the buffer, where `head + content` would be a copy of it."""
-    if not isinstance(content, bytearray):
-        return summary_of(Part(head + content if head else content))
+    """The plaintext summary of the message `head + content`. A big bytearray (SMTP's DATA
+    buffer) gets the head put before it while it is read, and taken off again: a move
+    within the buffer, where `head + content` would be a copy of it. A smaller message is
+    copied: bytes are searched faster (a 20 KB summary took 10% longer from a bytearray)."""
+    if not isinstance(content, bytearray) or len(content) < IN_BUFFER_FROM:
+        return summary_of(Part(head + content if head else bytes(content)))
     content[0:0] = head
     try:
         # Part reads its data only with what bytes and bytearray share, and every field

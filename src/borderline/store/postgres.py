@@ -43,7 +43,7 @@ COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 COPY_TRAILER = b"\xff\xff"
 FIELD_COUNT = struct.Struct(">h")
 FIELD_SIZE = struct.Struct(">i")
-COPY_WINDOW = 256 * 1024
+LARGE_WINDOW = 256 * 1024  # of a large value written or read at a time
 TEXT_OID = 25
 
 
@@ -156,15 +156,21 @@ class _Statements:
             self._db.cursor() as cursor,
             cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT binary)") as copy,
         ):
-            copy.write(COPY_SIGNATURE)
+            # Small rows go out together, a window at a time; a large value on its own.
+            pending = bytearray(COPY_SIGNATURE)
             for row_id, (*values, large) in zip(ids, rows, strict=True):
                 fields = [_copy_field(row_id), *map(_copy_field, values)]
-                copy.write(FIELD_COUNT.pack(len(fields) + 1) + b"".join(fields))
-                copy.write(FIELD_SIZE.pack(len(large)))
+                pending += FIELD_COUNT.pack(len(fields) + 1) + b"".join(fields)
+                pending += FIELD_SIZE.pack(len(large))
+                if len(pending) + len(large) <= LARGE_WINDOW:
+                    pending += large
+                    continue
+                copy.write(pending)
+                pending = bytearray()
                 with memoryview(large) as view:
-                    for start in range(0, len(large), COPY_WINDOW):
-                        copy.write(view[start : start + COPY_WINDOW])
-            copy.write(COPY_TRAILER)
+                    for start in range(0, len(large), LARGE_WINDOW):
+                        copy.write(view[start : start + LARGE_WINDOW])
+            copy.write(pending + COPY_TRAILER)
         return ids
 
     def read_large(self, table: str, column: str, row_id: int, room: int) -> bytearray | None:
@@ -174,14 +180,14 @@ class _Statements:
         if sized is None:
             return None
         buffer = bytearray(room + int(sized[0]))
-        for start in range(room, len(buffer), COPY_WINDOW):
+        for start in range(room, len(buffer), LARGE_WINDOW):
             piece = self.one(
                 f"SELECT substring({column} FROM ? FOR ?) FROM {table} WHERE id = ?",
-                (start - room + 1, COPY_WINDOW, row_id),
+                (start - room + 1, LARGE_WINDOW, row_id),
             )
             if piece is None:  # gone meanwhile
                 return None
-            buffer[start : start + COPY_WINDOW] = piece[0]
+            buffer[start : start + LARGE_WINDOW] = piece[0]
         return buffer
 
     def one_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
