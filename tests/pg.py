@@ -6,7 +6,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import psycopg
 
+from tests.net import free_port
+
 
 def server_binaries() -> Path | None:
     """The newest installed PostgreSQL bin directory (Debian layout), or None."""
@@ -24,12 +25,6 @@ def server_binaries() -> Path | None:
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4])
     )
     return Path(found[-1]).parent if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def started_server() -> PostgresServer:

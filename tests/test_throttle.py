@@ -1,6 +1,7 @@
 """Login throttling over real connections from several client addresses (all of 127/8 is
 loopback): a guesser slows and locks out itself, never the owner, and IMAP and SMTP
-submission of a region count guesses together."""
+submission of a region count guesses together; and whom the connection caps count a
+connection against."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import ssl
 import threading
 import time
 
-from borderline.throttle import LoginThrottle
+from borderline.throttle import ConnectionLimiter, LoginThrottle, client_network
 from tests.conftest import PASSWORD, RunningCloud
 
 ALICE = "alice@example.test"
@@ -162,3 +163,17 @@ def test_a_storm_of_logins_checks_at_most_one_password_per_core_at_once() -> Non
 
     assert all(asyncio.run(storm()))
     assert most[0] <= CORES
+
+
+def test_a_client_is_its_ipv4_address_or_its_ipv6_64() -> None:
+    assert client_network("192.0.2.7") == "192.0.2.7"
+    assert client_network("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_network("2001:db8::1") == client_network("2001:db8::ffff:1") == "2001:db8::/64"
+    assert client_network("2001:db8:0:1::1") != client_network("2001:db8::1")
+    limiter = ConnectionLimiter(total=3, per_client=2)
+    slots = [limiter.acquire(host) for host in ("2001:db8::1", "2001:db8::2", "2001:db8::3")]
+    assert slots[2] is None, "one /64 is one client"
+    assert limiter.acquire("192.0.2.7") is not None
+    assert limiter.acquire("192.0.2.8") is None, "the total is 3"
+    limiter.release(str(slots[0]))
+    assert limiter.acquire("192.0.2.8") is not None

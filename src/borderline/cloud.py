@@ -16,7 +16,7 @@ from borderline import accounts, observe
 from borderline.accounts import AccountError
 from borderline.config import Config, CustodianSection, RegionSection
 from borderline.delivery import DeliveryPlanner
-from borderline.directory import Directory, DirectoryError, RegionKeys
+from borderline.directory import Directory, DirectoryError, RegionKeys, normalize_address
 from borderline.law import Custodian as LawCustodian
 from borderline.law import Region as LawRegion
 from borderline.law import StaticFacts
@@ -157,7 +157,7 @@ class Cloud:
             s.id: Region(config, s, self.directory) for s in sections
         }
         # Called with the address, on the deleting thread, once an account is deleted: the
-        # IMAP servers end its sessions (runtime.py wires them in).
+        # IMAP and SMTP servers end its sessions (runtime.py wires them in).
         self.on_account_deleted: Callable[[str], None] | None = None
 
     def region(self, region_id: str) -> Region:
@@ -215,8 +215,8 @@ class Cloud:
             raise AccountError(f"not deleted: {exc}") from exc
         index = region.vault.destroy_account_key(address)
         self.directory.remove(address)
-        if self.on_account_deleted is not None:
-            self.on_account_deleted(address)
+        if self.on_account_deleted is not None:  # as sessions know it, however it was typed
+            self.on_account_deleted(normalize_address(address))
         return index
 
     def hand_off_deletion(self, address: str, region_id: str) -> int:

@@ -94,6 +94,14 @@ class SmtpSection(_Strict):
     submission_recipients_per_hour: int = Field(default=2000, gt=0)
 
 
+class ImapSection(_Strict):
+    """Connection caps of each region's IMAP listeners (plain and implicit TLS together)."""
+
+    max_connections: int = Field(default=5000, gt=0)
+    # Per IPv4 address or IPv6 /64.
+    max_connections_per_ip: int = Field(default=100, gt=0)
+
+
 class InboundSection(_Strict):
     """Sender authentication of mail from the Internet on every MX (docs/internet-mail.md)."""
 
@@ -346,6 +354,7 @@ class Config(_Strict):
     api: ApiSection = ApiSection()
     log: LogSection = LogSection()
     smtp: SmtpSection = SmtpSection()
+    imap: ImapSection = ImapSection()
     outbound: OutboundSection = OutboundSection()
     inbound: InboundSection = InboundSection()
     dns: DnsSection = DnsSection()

@@ -14,7 +14,8 @@ import json
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -51,6 +52,12 @@ class RelayRejected(Exception):
     """An inbound relay envelope that is forged, misrouted or does not open."""
 
 
+class Pending(Enum):
+    """A summary not computed yet (None is one that could not be)."""
+
+    LATER = "later"
+
+
 @dataclass(frozen=True)
 class Envelope:
     """Accepted mail. `trace` holds the header lines the accepting server puts before the
@@ -66,9 +73,9 @@ class Envelope:
     # mail to the Internet, which leaves from here (invariant 10). Nothing else may be.
     submitted: bool = False
     mailbox: str = "INBOX"  # or "Junk": what sender authentication made of it
-    # What IMAP reads of it (Planner.summary_for), computed by the session that accepted
-    # it; None: the planner computes it.
-    summary: bytes | None = None
+    # What IMAP reads of it: computed by the session that accepted it (see
+    # DeliveryPlanner.summarized; None: none could be), or LATER by plan().
+    summary: bytes | Pending | None = Pending.LATER
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,9 @@ class DeliveryPlanner:
         # composition root (runtime.py), since computing it is IMAP's business. Without it
         # messages are stored with no summary, and the first session to read one adds it.
         self.summarize: Callable[[bytes, Content], bytes] | None = None
+        # Whether summarize() of a message's content is cheap enough to run inside the group
+        # commit (also wired by runtime.py); the accepting session computes the others.
+        self.cheap_to_summarize: Callable[[Content], bool] = lambda content: False
 
     def local_delivery(
         self,
@@ -124,14 +134,14 @@ class DeliveryPlanner:
         flags: frozenset[str] = frozenset(),
         relay_id: str | None = None,
         head: bytes = b"",
-        summary: bytes | None = None,
+        summary: bytes | Pending | None = Pending.LATER,
         overwrite: bool = False,
     ) -> Delivery:
         """`head`: header lines this server adds before the content; `summary`: the
         message's, computed already (one message to many recipients is summarized once);
         `overwrite`: `content` is a bytearray no one reads any more, which becomes the blob
         (the message is then in memory once, not beside its ciphertext)."""
-        if summary is None:
+        if summary is Pending.LATER:
             summary = self._summary(head, content)
         size = len(head) + len(content)
         if overwrite and isinstance(content, bytearray):
@@ -160,14 +170,17 @@ class DeliveryPlanner:
             log.exception("the summary of a message could not be computed; stored without")
             return None
 
-    def summary_for(self, envelope: Envelope) -> bytes | None:
-        """The summary plan() stores with the message for its recipients homed here (None
-        if there are none). The accepting session computes it on a thread of its own: for
-        a message of thousands of parts it takes seconds, which in plan() would hold up the
-        commit of every message accepted meanwhile (issue 15 item 3)."""
-        if all(self.directory.home(rcpt) != self.region_id for rcpt in envelope.rcpts):
-            return None
-        return self._summary(_head(envelope), envelope.content)
+    def summarized(self, envelope: Envelope) -> Envelope:
+        """`envelope` with the summary plan() stores for its recipients homed here (none if
+        there are none). For a message that is not cheap to summarize the accepting session
+        calls this on a thread of its own: for thousands of parts it takes seconds, which in
+        plan() would hold up the commit of every message accepted meanwhile (issue 15
+        item 3). The others are summarized in plan(): a thread hop per message cost more
+        than their summary (about 0.3 ms of CPU per message at 100 KB, bench/RESULTS.md)."""
+        summary = None
+        if any(self.directory.home(rcpt) == self.region_id for rcpt in envelope.rcpts):
+            summary = self._summary(_head(envelope), envelope.content)
+        return replace(envelope, summary=summary)
 
     def plan(self, envelope: Envelope, consume: bool = False) -> Plan:
         """`consume`: the caller hands over the only reference to the envelope's content,
@@ -202,7 +215,7 @@ class DeliveryPlanner:
         )
         head = _head(envelope)
         summary = envelope.summary
-        if local and summary is None:
+        if local and summary is Pending.LATER:
             summary = self._summary(head, envelope.content)
         deliveries = tuple(
             self.local_delivery(

@@ -24,7 +24,7 @@ from borderline.cloud import Cloud
 from borderline.config import ConfigError, Listen, load_config
 from borderline.console import mount_console
 from borderline.imap import RegionImap
-from borderline.imap.summary import summarize
+from borderline.imap.summary import cheap_to_summarize, summarize
 from borderline.legal import LegalDesk
 from borderline.legal.office import LegalOffice
 from borderline.notices import NoticeReceiver, NoticeSender
@@ -71,6 +71,7 @@ class Runtime:
         self.notices = notices
         for region in cloud.regions.values():
             region.planner.summarize = summarize  # what IMAP reads, stored with each message
+            region.planner.cheap_to_summarize = cheap_to_summarize
         self.smtp = [
             RegionSmtp(region, cloud.config, ingest_only, reuse_port)
             for region in cloud.regions.values()
@@ -139,6 +140,8 @@ class Runtime:
     def _account_deleted(self, address: str) -> None:
         for imap in self.imap:
             imap.account_deleted(address)
+        for smtp in self.smtp:
+            smtp.account_deleted(address)
 
     def _delivered_by_a_worker(self, region_id: str, mailbox_ids: set[int]) -> None:
         for imap in self.imap:

@@ -1,4 +1,5 @@
-"""Failed-login throttling, one per region, shared by IMAP and SMTP submission.
+"""Failed-login throttling, one per region, shared by IMAP and SMTP submission; and the
+connection caps both count their listeners' connections with (`ConnectionLimiter`).
 
 A guess is counted three ways: for the (account, client address) pair, for the client
 address across accounts, and for the account across client addresses. Each failure is
@@ -20,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -169,3 +172,42 @@ class Guesses:
         if len(self._failed) < MAX_GUESSES_PER_CONNECTION:
             self._failed.add(digest)
         return False
+
+
+def client_network(host: str) -> str:
+    """Who a connection counts against: its IPv4 address, or its IPv6 /64 (one subscriber
+    line gets a whole /64, so counting single IPv6 addresses would cap nothing)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class ConnectionLimiter:
+    """Counts open connections; `acquire` refuses one over either cap."""
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self._open: Counter[str] = Counter()
+        self._count = 0
+
+    def acquire(self, host: str) -> str | None:
+        """The slot to release when the connection ends, or None: refuse it."""
+        key = client_network(host)
+        if self._count >= self.total or self._open[key] >= self.per_client:
+            return None
+        self._open[key] += 1
+        self._count += 1
+        return key
+
+    def release(self, key: str) -> None:
+        self._count -= 1
+        self._open[key] -= 1
+        if self._open[key] <= 0:
+            del self._open[key]

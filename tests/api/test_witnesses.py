@@ -26,15 +26,10 @@ from borderline.tlog.witnesskey import create_witness_key
 from borderline.vault import Justification
 from tests.api.test_log_api import Served
 from tests.conftest import PASSWORD, write_config
+from tests.net import free_port
 
 ALICE = "alice@example.test"
 WITNESS_SERVE = [sys.executable, "-m", "borderline", "witness", "serve"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class WitnessProcess:

@@ -218,24 +218,6 @@ def test_a_stream_of_garbage_is_cut_off(running: RunningCloud) -> None:
     raw.close()
 
 
-def test_connections_per_ip_are_capped(running: RunningCloud) -> None:
-    [imap] = [s for s in running.runtime.imap if s.region.id == "eu-dublin"]
-    imap.max_connections_per_ip = 3
-    clients = [Raw(running) for _ in range(3)]
-    assert all(c.greeting.startswith(b"* OK [CAPABILITY") for c in clients)
-    refused = Raw(running)
-    assert refused.greeting == b"* BYE Too many connections from your address\r\n"
-    refused.close()
-    leaving = clients.pop()
-    leaving.command(b"a", b"LOGOUT")
-    assert leaving.file.read() == b"", "the server closed the connection"
-    leaving.close()
-    again = Raw(running)
-    assert again.greeting.startswith(b"* OK"), "a closed session frees its slot"
-    for client in [*clients, again]:
-        client.close()
-
-
 def test_deep_nesting_is_bad_not_a_crash(running: RunningCloud) -> None:
     raw = Raw(running)
     # Before login: the tokenizer bounds parentheses.

@@ -9,12 +9,20 @@ import re
 
 from borderline.cloud import Region
 from borderline.imap.mime import Part
-from borderline.imap.summary import IN_BUFFER_FROM, summarize, summary_of
+from borderline.imap.summary import (
+    CHEAP_HEADER,
+    CHEAP_SIZE,
+    IN_BUFFER_FROM,
+    cheap_to_summarize,
+    summarize,
+    summary_of,
+)
 from borderline.residency import files_containing
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
 from tests.imap.conftest import fill, login, make_message
 from tests.imap.test_basic import access_events
+from tests.imap.test_mime import many_parts
 
 ALICE = "alice@example.test"
 ITEMS = (
@@ -131,3 +139,17 @@ def test_a_buffer_is_summarized_as_its_bytes_and_kept_as_it_was() -> None:
         assert summarize(head, buffer) == summarize(head, message)
         assert summarize(head, buffer) == summary_of(Part(head + message))
         assert buffer == message
+
+
+def test_only_mail_of_one_part_with_a_small_header_is_cheap_to_summarize() -> None:
+    """What the group commit summarizes itself (the accepting session computes the rest)."""
+    assert cheap_to_summarize(make_message(1))
+    signed_off = make_message(3) + b"--\r\nsig\r\n" * 20  # lines of dashes in one part
+    assert cheap_to_summarize(signed_off)
+    assert not cheap_to_summarize(NESTED) and not cheap_to_summarize(many_parts(2))
+    assert not cheap_to_summarize(b"Content-Type: Message/RFC822\r\n\r\n" + signed_off)
+    assert not cheap_to_summarize(b"Subject: multipart\r\n" + signed_off)  # never parsed
+    crowded = b"To: " + b"a@example.org, " * (CHEAP_HEADER // 15 + 1) + b"\r\n\r\nbody\r\n"
+    assert not cheap_to_summarize(crowded)
+    assert not cheap_to_summarize(crowded.replace(b"\r\n\r\n", b"\r\n"))  # all header
+    assert not cheap_to_summarize(make_message(2) + b"x" * CHEAP_SIZE)

@@ -36,7 +36,8 @@ from tests.internet.dns_server import KnotServer, Record, txt
 from tests.internet.https_policy import PolicyServer
 from tests.internet.postfix import PostfixServer
 from tests.internet.testca import TestCA
-from tests.smtp.served import serve, wait_for_port
+from tests.net import wait_for_port
+from tests.smtp.served import serve
 
 ALICE = "alice@example.test"  # homed in eu-dublin
 

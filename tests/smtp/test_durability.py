@@ -16,7 +16,8 @@ from borderline.cloud import Cloud
 from borderline.config import load_config
 from borderline.vault import Justification
 from tests.conftest import PASSWORD, write_config
-from tests.smtp.served import serve, wait_for_port
+from tests.net import wait_for_port
+from tests.smtp.served import serve
 
 SENDERS = 4
 

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from borderline.cloud import Cloud
 from borderline.config import Config, load_config
 from tests.conftest import PASSWORD, write_config
-from tests.smtp.served import serve, wait_for_port
+from tests.net import wait_for_port
+from tests.smtp.served import serve
 
 PER_IP = 20
 MAX_SIZE = 1 << 20

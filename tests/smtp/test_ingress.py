@@ -179,6 +179,54 @@ def _auth(client: smtplib.SMTP, mechanism: str, password: str) -> int:
     return 235
 
 
+def _logged_in(running: RunningCloud) -> smtplib.SMTP:
+    """A submission session of alice at her home region, with a local recipient to send to."""
+    running.cloud.add_account("carol@example.test", "eu-dublin", PASSWORD)
+    client = _submission(running, "eu-dublin")
+    client.starttls(context=_client_tls())
+    client.ehlo()
+    client.login("alice@example.test", PASSWORD)
+    return client
+
+
+def _hung_up(client: smtplib.SMTP) -> bool:
+    try:
+        client.noop()
+    except smtplib.SMTPServerDisconnected:
+        return True
+    return False
+
+
+def test_a_deleted_accounts_session_sends_nothing_more(running: RunningCloud) -> None:
+    client = _logged_in(running)
+    running.cloud.delete_account("ALICE@example.test")  # as typed: sessions know it lowercased
+    code, text = client.mail("alice@example.test")
+    assert (code, text) == (421, b"4.7.0 eu-dublin.example.test This account no longer exists")
+    assert _hung_up(client)
+    client.close()
+    carol = running.cloud.region("eu-dublin").store.mailbox("carol@example.test", "INBOX")
+    assert carol.messages == 0
+
+
+def test_a_message_whose_account_is_deleted_before_its_end_is_not_committed(
+    running: RunningCloud,
+) -> None:
+    """Even once the address is a new account's, whose From the message may carry."""
+    client = _logged_in(running)
+    assert client.mail("alice@example.test")[0] == 250
+    assert client.rcpt("carol@example.test")[0] == 250
+    assert client.docmd("DATA")[0] == 354
+    running.cloud.delete_account("alice@example.test")
+    running.cloud.add_account("alice@example.test", "eu-dublin", "the new owner's password")
+    content = message("alice@example.test", "carol@example.test", "sent as the new owner?")
+    client.send(content.as_bytes().replace(b"\n", b"\r\n") + b".\r\n")
+    assert client.getreply()[0] == 421
+    assert _hung_up(client)
+    client.close()
+    carol = running.cloud.region("eu-dublin").store.mailbox("carol@example.test", "INBOX")
+    assert carol.messages == 0
+
+
 def test_submission_logins_are_throttled(running: RunningCloud) -> None:
     smtp = running.runtime.smtp[[r.id for r in running.cloud.regions.values()].index("eu-dublin")]
     smtp.throttle.base_delay, smtp.throttle.lockout = 0.01, 3
@@ -270,3 +318,17 @@ def test_a_costly_message_holds_up_no_other_senders_mail(running: RunningCloud) 
     costly.quit()
     stored = inbox(running.cloud.region("eu-dublin"), "alice@example.test")
     assert [m.count(b"\r\n--b\r\n") for m in stored] == [0, 10_000]
+
+
+def test_mail_is_stored_with_its_summary_on_either_path(running: RunningCloud) -> None:
+    """A message of one part is summarized inside the group commit, one of several parts by
+    the session that accepted it (cheap_to_summarize): both are stored with one."""
+    with mx(running, "eu-dublin") as client:
+        client.send_message(message("y@example.org", "alice@example.test", "ordinary"))
+        client.sendmail("z@example.org", ["alice@example.test"], many_parts(3))
+    region = running.cloud.region("eu-dublin")
+    mailbox = region.store.mailbox("alice@example.test", "INBOX")
+    assert mailbox is not None
+    blob_ids = [m.blob_id for m in region.store.messages(mailbox.id)]
+    assert len(blob_ids) == 2
+    assert sorted(region.store.summaries(blob_ids)) == sorted(blob_ids)

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from borderline.smtp.streamed_data import WINDOW, send_data, stuffed_pieces
-from tests.pg import free_port
+from tests.net import free_port
 
 # Data made of the bytes that matter to line endings and stuffing.
 DATA = st.text(alphabet=".a\r\n", max_size=60).map(str.encode)

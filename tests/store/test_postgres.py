@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from borderline.store import Delivery, PostgresMailStore, StoreError
-from tests.pg import PostgresServer, free_port
+from tests.net import free_port
+from tests.pg import PostgresServer
 from tests.store.conftest import ALICE
 
 WORKERS = 4

@@ -224,6 +224,11 @@ class SequenceSet:
             ranges.append((first, _seq_number(high) if sep else first))
         return cls(tuple(ranges))
 
+    @classmethod
+    def of(cls, numbers: list[int]) -> SequenceSet:
+        """The set of these ascending numbers (none: an empty set, which matches nothing)."""
+        return cls(tuple(_runs(numbers)))
+
     def resolve(self, largest: int) -> list[tuple[int, int]]:
         """Concrete (low, high) pairs; '*' is the largest number in use (RFC 3501 6.4.8)."""
         out = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from borderline.imap.mime import Part, addresses, decode_chunks, transfer_decode, words_text
@@ -108,8 +108,10 @@ class BadCharset(ParseError):
 
 
 class SearchParser:
-    def __init__(self, args: Args, depth: int = 0) -> None:
+    def __init__(self, args: Args, saved: Sequence[int] = (), depth: int = 0) -> None:
         self.args = args
+        # The UIDs `$` names (SEARCHRES, RFC 5182): what the last SEARCH RETURN (SAVE) found.
+        self.saved = saved
         self.depth = depth
         self.needs_content = False
         self.reads_headers = False
@@ -140,7 +142,7 @@ class SearchParser:
     def _key(self) -> Predicate:
         token = self.args.next("search key")
         if isinstance(token, list):
-            nested = SearchParser(Args(token, "SEARCH"), self.depth)
+            nested = SearchParser(Args(token, "SEARCH"), self.saved, self.depth)
             predicate = nested.parse_all()
             self.needs_content |= nested.needs_content
             self.reads_headers |= nested.reads_headers
@@ -186,8 +188,13 @@ class SearchParser:
             self.uses_modseq = True
             return lambda c: c.info.modseq >= modseq
         if name == "UID":
-            uids = SequenceSet.parse(self.args.atom("UID set"))
+            text = self.args.atom("UID set")
+            if text == "$":
+                return self._saved()
+            uids = SequenceSet.parse(text)
             return lambda c: uids.contains(c.info.uid, c.largest_uid)
+        if name == "$":
+            return self._saved()
         if name in ADDRESS_KEYS:
             return self._header(name.lower(), self.args.astring("search string"))
         if name == "HEADER":
@@ -203,6 +210,11 @@ class SearchParser:
             numbers = SequenceSet.parse(name)
             return lambda c: numbers.contains(c.seq, c.largest_seq)
         raise ParseError(f"SEARCH: unknown search key {as_text(token, '')!r}")
+
+    def _saved(self) -> Predicate:
+        """`$` and `UID $`: the same messages, whatever numbers the saving SEARCH answered."""
+        saved = frozenset(self.saved)
+        return lambda c: c.info.uid in saved
 
     def _number(self) -> int:
         text = self.args.atom("number")
@@ -255,10 +267,10 @@ def _compare_day(
     return lambda c: of(c) >= day
 
 
-def parse_search(tokens: list[Token]) -> SearchParser:
+def parse_search(tokens: list[Token], saved: Sequence[int] = ()) -> SearchParser:
     """The parsed keys: `.predicate`, whether they read message content (which needs a key
     release), header fields only (which summaries answer) and whether they use MODSEQ
-    (CONDSTORE)."""
-    parser = SearchParser(Args(tokens, "SEARCH"))
+    (CONDSTORE); `$` among them names the UIDs `saved`."""
+    parser = SearchParser(Args(tokens, "SEARCH"), saved)
     parser.predicate = parser.parse_all()
     return parser

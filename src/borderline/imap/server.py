@@ -17,6 +17,7 @@ from borderline.imap.session import Session
 from borderline.imap.view import Snapshots
 from borderline.peers import Peers
 from borderline.store import StoreError
+from borderline.throttle import ConnectionLimiter
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,15 @@ class RegionImap:
         self.max_message_size = config.cloud.max_message_size
         self.tls: ssl.SSLContext | None = region.tls
         self.throttle = region.logins
-        self.max_connections_per_ip = 100
+        # The connections of both listeners count together.
+        self.connections = ConnectionLimiter(
+            config.imap.max_connections, config.imap.max_connections_per_ip
+        )
         self.store_timeout = STORE_TIMEOUT
         self.store_threads = ThreadPoolExecutor(STORE_THREADS, f"imap-{region.id}-store")
         self.work_threads = ThreadPoolExecutor(WORK_THREADS, f"imap-{region.id}-work")
         self._mailbox_epochs: dict[str, int] = {}
         self._account_generations: dict[str, int] = {}
-        self._per_ip: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: dict[int, set[Session]] = {}
@@ -70,12 +73,11 @@ class RegionImap:
             task = asyncio.current_task()
             assert task is not None
             peer = writer.get_extra_info("peername")
-            ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
-            if self._per_ip.get(ip, 0) >= self.max_connections_per_ip:
-                writer.write(b"* BYE Too many connections from your address\r\n")
+            slot = self.connections.acquire(str(peer[0]) if isinstance(peer, tuple) else "unknown")
+            if slot is None:  # RFC 5530 UNAVAILABLE: try again later
+                writer.write(b"* BYE [UNAVAILABLE] Too many connections\r\n")
                 writer.close()
                 return
-            self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
             self._tasks.add(task)
             observe.imap_session_opened(self.region.id)
             try:
@@ -89,9 +91,7 @@ class RegionImap:
             finally:
                 observe.imap_session_closed(self.region.id)
                 self._tasks.discard(task)
-                self._per_ip[ip] -= 1
-                if not self._per_ip[ip]:
-                    del self._per_ip[ip]
+                self.connections.release(slot)
 
         return await asyncio.start_server(
             serve,

@@ -73,12 +73,24 @@ class Session:
         self.utf8 = False
         self.condstore = False
         self.qresync = False
+        # ENABLE IMAP4rev2 (RFC 9051 appendix A): no \Recent, ESEARCH for every SEARCH,
+        # UTF-8 mailbox names, a LIST response instead of UNSEEN on SELECT.
+        self.imap4rev2 = False
+        # SEARCHRES (RFC 5182): the UIDs the last SEARCH RETURN (SAVE) found, what "$" names;
+        # every selection starts with none.
+        self.search_result: list[int] = []
         self.bad_commands = 0
         # Run once the tagged reply is out (STARTTLS starts TLS only after its OK).
         self.after_reply: Callable[[], Awaitable[None]] | None = None
         self._stuck: concurrent.futures.Future[Any] | None = None
         self._out: list[bytes] = []
         self._out_size = 0
+
+    @property
+    def utf8_names(self) -> bool:
+        """Mailbox names (and quoted strings) in UTF-8, not modified UTF-7: after ENABLE
+        UTF8=ACCEPT (RFC 6855 3) or IMAP4rev2 (RFC 9051 5.1)."""
+        return self.utf8 or self.imap4rev2
 
     @property
     def closing(self) -> bool:
@@ -280,10 +292,12 @@ class Session:
 
     def select(self, account: Account, view: MailboxView) -> None:
         self.state = Selected(account, view)
+        self.search_result = []
         self.server.watch(self, view.id)
 
     def deselect(self) -> None:
         self.server.unwatch(self)
+        self.search_result = []
         if isinstance(self.state, Selected):
             self.state = Authenticated(self.state.account)
 
@@ -393,6 +407,7 @@ class Session:
     def capabilities(self) -> str:
         caps = [
             "IMAP4rev1",
+            "IMAP4rev2",
             "LITERAL+",
             "SASL-IR",
             "LOGIN-REFERRALS",
@@ -408,6 +423,7 @@ class Session:
             "UIDPLUS",
             "MULTIAPPEND",
             "ESEARCH",
+            "SEARCHRES",
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
@@ -418,6 +434,7 @@ class Session:
             "CONDSTORE",
             "QRESYNC",
             "UTF8=ACCEPT",
+            "STATUS=SIZE",
             f"APPENDLIMIT={self.server.max_message_size}",
         ]
         if isinstance(self.state, NotAuthenticated):

@@ -13,8 +13,8 @@ process last read it reads one row of the store.
 
 The view also keeps what IMAP4rev1 makes per session: which messages are \\Recent to it (a
 read-write session claims the recent messages it loads, so each is recent to one session
-only, RFC 3501 2.3.2) and the keywords announced in FLAGS (a client learns of a keyword in
-FLAGS before it meets one on a message).
+only, RFC 3501 2.3.2; a session that enabled IMAP4rev2 has none) and the keywords announced
+in FLAGS (a client learns of a keyword in FLAGS before it meets one on a message).
 """
 
 from __future__ import annotations
@@ -150,11 +150,14 @@ class MailboxView:
         recent_from: int,
         readonly: bool,
         epoch: int = 0,
+        recent: bool = True,
     ) -> None:
         self.store = store
         self.snapshots = snapshots
         self.mailbox = mailbox
         self.readonly = readonly
+        # Whether this session has \Recent at all: IMAP4rev2 removed it (RFC 9051 appendix E).
+        self.tracks_recent = recent
         # The server's count of deletes and renames of the account's mailboxes when this view
         # last made sure its mailbox is still there (see Session.check_selected).
         self.epoch = epoch
@@ -183,16 +186,19 @@ class MailboxView:
         name: str,
         readonly: bool,
         epoch: int,
+        recent: bool = True,
     ) -> MailboxView:
         """The view of the account's mailbox `name` for SELECT or EXAMINE (store thread):
         the mailbox's row, and its messages only if it changed since they were last read
-        here. MailboxNotFound if there is no such mailbox."""
+        here. MailboxNotFound if there is no such mailbox. Without `recent` (IMAP4rev2)
+        the view neither shows nor claims recent messages: they stay recent to others."""
         box = store.mailbox(account, name, counts=False)
         columns = snapshots.read(store, box.id, box.highestmodseq)
-        recent_from = box.first_recent_uid  # EXAMINE only looks (RFC 3501 6.3.2)
+        recent_from = box.first_recent_uid if recent else columns.uidnext
+        # EXAMINE only looks (RFC 3501 6.3.2).
         if not readonly and columns.uids and recent_from <= columns.uids[-1]:
             recent_from = store.claim_recent(box.id, columns.uids[-1])
-        return cls(store, snapshots, box, columns, recent_from, readonly, epoch)
+        return cls(store, snapshots, box, columns, recent_from, readonly, epoch, recent)
 
     def _learn(self, flag_sets: Iterable[frozenset[str]]) -> None:
         for flags in flag_sets:
@@ -356,9 +362,12 @@ class MailboxView:
 
     def _recent_from(self, uids: tuple[int, ...], largest: int) -> int:
         """The first UID of the messages new to this view that is recent to this session:
-        read-write sessions claim them, read-only ones only look (RFC 3501 6.3.2)."""
+        read-write sessions claim them, read-only ones only look (RFC 3501 6.3.2), and
+        without \\Recent none is."""
         if not uids or uids[-1] <= largest:
             return 0
+        if not self.tracks_recent:
+            return uids[-1] + 1
         return self.store.claim_recent(self.id, uids[-1], claim=not self.readonly)
 
     def apply(
@@ -406,7 +415,8 @@ class MailboxView:
         lines += fetches
         if start < len(fresh.uids):
             lines.append(b"* %d EXISTS" % self.exists)
-            lines.append(b"* %d RECENT" % len(self.recent))
+            if self.tracks_recent:
+                lines.append(b"* %d RECENT" % len(self.recent))
         return lines
 
 

@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -160,8 +161,10 @@ class IngressHandler:
         max_recipients: int = 1000,
         authenticator: InboundAuthenticator | None = None,
         sending: SendingLimit | None = None,
+        deletions: Counter[str] | None = None,
     ) -> None:
         self.region = region
+        self.deletions = Counter[str]() if deletions is None else deletions
         self.sending = sending
         self.authenticator = authenticator
         self.committer = committer
@@ -172,6 +175,8 @@ class IngressHandler:
         self.max_recipients = max_recipients
         # Each connection's guesses, gone with the connection (see throttle.Guesses).
         self._guesses: weakref.WeakKeyDictionary[SMTP, Guesses] = weakref.WeakKeyDictionary()
+        # Each logged-in connection's count of its account's deletions at the login.
+        self._logins: weakref.WeakKeyDictionary[SMTP, int] = weakref.WeakKeyDictionary()
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         """RFC 4616 PLAIN, with the password check off the event loop and throttled: aiosmtpd
@@ -235,6 +240,8 @@ class IngressHandler:
             password,
         )
         observe.login(self.region.id, "submission", "ok" if ok else "failed", address=login, ip=ip)
+        if ok:
+            self._logins[server] = self.deletions[login]
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
     async def handle_MAIL(
@@ -245,6 +252,8 @@ class IngressHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
+        if self._account_gone(server, session):
+            return self._hang_up(server)
         if self.submission and not may_send_as(self.region, str(session.auth_data), address):
             return "553 5.7.1 Sender address must be the authenticated account"
         if self.sending is not None and not self.sending.allows(str(session.auth_data)):
@@ -291,16 +300,19 @@ class IngressHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._account_gone(server, session):  # deleted while the message came in
+            return self._hang_up(server)
         accepted = await self._accept(session, envelope)
         if isinstance(accepted, str):
             return accepted
         sender, recipients = str(session.auth_data), len(envelope.rcpt_tos)
         if self.sending is not None and not self.sending.take(sender, recipients):
             return OVER_SENDING_LIMIT  # other connections of the account spent it meanwhile
-        summary = await asyncio.get_running_loop().run_in_executor(
-            self.summaries, self.region.planner.summary_for, accepted
-        )
-        accepted = replace(accepted, summary=summary)
+        planner = self.region.planner
+        if not planner.cheap_to_summarize(accepted.content):
+            accepted = await asyncio.get_running_loop().run_in_executor(
+                self.summaries, planner.summarized, accepted
+            )
         # The committer gets the only reference to the message (see GroupCommitter.commit).
         commit = self.committer.commit(accepted)
         del accepted
@@ -313,6 +325,20 @@ class IngressHandler:
             return "451 4.3.0 Message not stored, try again later"
         queued(envelope, queue_id)
         return f"250 2.0.0 OK: queued as {queue_id}"
+
+    def _account_gone(self, server: SMTP, session: Session) -> bool:
+        """Whether the account this session logged in as was deleted since: its address
+        may even be a new account's by now, which this login must not send as."""
+        at_login = self._logins.get(server)
+        return at_login is not None and self.deletions[str(session.auth_data)] != at_login
+
+    def _hang_up(self, server: SMTP) -> str:
+        """The reply that ends the session; the connection closes once it is written
+        (aiosmtpd writes a handler's reply before it next yields to the loop, and a closing
+        transport sends what was written first)."""
+        if server.transport is not None:
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return f"421 4.7.0 {self.hostname} This account no longer exists"
 
     async def _accept(self, session: Session, envelope: Envelope) -> MailEnvelope | str:
         """The message to commit, or the reply that refuses it. It takes the content from

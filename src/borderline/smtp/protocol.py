@@ -39,10 +39,10 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from borderline.delivery import is_relay_message
 from borderline.smtp.data_lines import scan
-from borderline.smtp.limits import ConnectionLimiter
 from borderline.smtp.paths import MalformedPath, parse_path
 from borderline.smtp.replies import with_enhanced_code
 from borderline.smtp.transaction import Transaction, TransactionLog
+from borderline.throttle import ConnectionLimiter
 
 log = logging.getLogger(__name__)
 

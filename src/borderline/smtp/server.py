@@ -7,6 +7,7 @@ import asyncio
 import enum
 import logging
 import socket
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from borderline.cloud import Region
@@ -14,11 +15,12 @@ from borderline.config import Config, Listen
 from borderline.delivery import is_relay_message, relay_size_limit
 from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.ingress import GroupCommitter, IngressHandler
-from borderline.smtp.limits import ConnectionLimiter, SendingLimit
+from borderline.smtp.limits import SendingLimit
 from borderline.smtp.outbound import OutboundWorker
 from borderline.smtp.protocol import FastDataSMTP
 from borderline.smtp.relay import RelayWorker
 from borderline.smtp.transaction import TransactionLog
+from borderline.throttle import ConnectionLimiter
 
 # aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH and logs
 # a warning about it each time: about aiosmtpd, not about this server.
@@ -50,9 +52,10 @@ class RegionSmtp:
         self.ingest_only = ingest_only
         self.reuse_port = reuse_port
         self.committer = GroupCommitter(region)
-        # The summaries of the messages accepted here (Planner.summary_for), a thread for
-        # each connection that needs one: a message that costs seconds to summarize takes
-        # its share of the CPU, never a thread another session's message waits for.
+        # The summaries of the messages accepted here that are not cheap to compute
+        # (DeliveryPlanner.summarized), a thread for each connection that needs one: a
+        # message that costs seconds to summarize takes its share of the CPU, never a thread
+        # another session's message waits for.
         self.summaries = ThreadPoolExecutor(
             config.smtp.max_connections, thread_name_prefix=f"{region.id}-summary"
         )
@@ -67,6 +70,9 @@ class RegionSmtp:
         self.sending = SendingLimit(
             config.smtp.submission_messages_per_hour, config.smtp.submission_recipients_per_hour
         )
+        # How often each address's account was deleted while this server ran: a submission
+        # session whose count changed since its login no longer sends (IngressHandler).
+        self.deletions: Counter[str] = Counter()
         inbound = config.inbound
         self.authenticator = (
             InboundAuthenticator(inbound, config.primary_domain, config.dns)
@@ -101,6 +107,7 @@ class RegionSmtp:
             max_recipients=limits.max_recipients,
             authenticator=None if submission else self.authenticator,
             sending=self.sending if submission else None,
+            deletions=self.deletions,
         )
         limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
         max_size = self.config.cloud.max_message_size
@@ -143,6 +150,11 @@ class RegionSmtp:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return server
+
+    def account_deleted(self, address: str) -> None:
+        """The account was deleted: its submission sessions send nothing more (runtime.py
+        wires this in)."""
+        self.deletions[address] += 1
 
     async def stop(self) -> None:
         for server in self._servers:

@@ -362,17 +362,20 @@ class MailStore:
 
     def set_subscribed(self, account: str, name: str, subscribed: bool) -> None:
         """Mark the mailbox (un)subscribed, or drop the lost subscription of a deleted one.
-        MailboxNotFound if there is neither."""
+        MailboxNotFound when subscribing a name that has no mailbox. Unsubscribing a name
+        that is not subscribed succeeds and changes nothing (as Dovecot's): Thunderbird
+        unsubscribes a folder's old name after RENAME, which moved the subscription here."""
         account = account.lower()
         with self.engine.write() as tx:
             found = tx.one(
                 "UPDATE mailboxes SET subscribed = ? WHERE account = ? AND name = ? RETURNING id",
                 (subscribed, account, name),
             )
-            if found is None and not (
-                not subscribed and self._found_subscription(tx, account, name)
-            ):
+            if found is not None:
+                return
+            if subscribed:
                 raise MailboxNotFound(f"no mailbox {name!r}")
+            self._found_subscription(tx, account, name)
 
     # messages
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -30,13 +31,22 @@ from borderline.store.schema import (
     seed_clock,
 )
 
-# A checkpoint (the WAL copied into the database file, which is then fsynced) runs inside
-# the commit that crosses the mark. SQLite's default mark, 1,000 pages (4 MiB), stalled
-# every fifth batch of 100 KB messages; every 10,000 pages (40 MiB) amortizes the fsync
-# over ten times as much mail (bench/RESULTS.md). Past a checkpoint the WAL file is cut
-# back to at most JOURNAL_LIMIT bytes.
-CHECKPOINT_PAGES = 10_000
-JOURNAL_LIMIT = 64 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+# A checkpoint copies the WAL into the database file and fsyncs it. Run by SQLite inside
+# the commit that crossed its mark, it stalled that commit and every message waiting on it
+# (100 - 350 ms for a 40 MiB mark at 100 KB a message, bench/RESULTS.md). A thread of its
+# own does it instead (_Checkpointer), every CHECKPOINT_SECONDS while mail is written. Its
+# checkpoints never wait for readers or writers (a checkpoint that waits for readers holds
+# up every writer meanwhile): PASSIVE, then, once one has caught up, a TRUNCATE that gives
+# up at once if anyone is in the way. The WAL starts over from its beginning only after a
+# checkpoint that caught up before the next write and with no reader holding it back,
+# which under a steady load may not happen for a while: a writer that finds the WAL file
+# grown past WAL_LIMIT bytes checkpoints itself, at most once for each WAL_LIMIT it grows.
+# A reader that never ends (an open transaction in a shell, a backup) keeps the WAL from
+# starting over at all, as with SQLite's own checkpoints; it does once the reader ends.
+CHECKPOINT_SECONDS = 0.25
+WAL_LIMIT = 64 * 1024 * 1024
 WRITER_POLL = 0.0005  # seconds between tries of another process's writer lock
 LARGE_WINDOW = 256 * 1024  # of a message's ciphertext read at a time
 
@@ -209,6 +219,8 @@ class SqliteEngine:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._wal = path.with_name(path.name + "-wal")
+        self._checkpoint_past = WAL_LIMIT  # the WAL size past which a writer checkpoints
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -221,18 +233,21 @@ class SqliteEngine:
             )
         except OSError as exc:
             raise StoreError(f"SQLite store {path}: {exc}") from None
+        self._checkpointer: _Checkpointer | None = None
         try:
             with self._errors():
                 self._writer = self._connect()
                 self._migrate()
+                self._checkpointer = _Checkpointer(self._connect(), self._wal)
         except BaseException:
             self.close()
             raise
+        self._checkpointer.start()
 
     def _connect(self) -> sqlite3.Connection:
         connection = open_durable(self.path, autocommit=True)
-        connection.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
-        connection.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT}")
+        connection.execute("PRAGMA wal_autocheckpoint=0")  # see CHECKPOINT_SECONDS
+        connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")  # when it starts over
         with self._connections_lock:
             self._connections.append(connection)
         return connection
@@ -274,10 +289,29 @@ class SqliteEngine:
                         if db.in_transaction:
                             db.execute("ROLLBACK")
                         raise
+                self._after_commit(db)
             finally:
                 fcntl.flock(self._writers, fcntl.LOCK_UN)
         finally:
             self._write_lock.release()
+
+    def _after_commit(self, db: sqlite3.Connection) -> None:
+        """The mail is committed: wake the checkpointer, and checkpoint here if the WAL file
+        has grown WAL_LIMIT past where this last did. A failure is only logged: the next
+        checkpoint copies what this one did not."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:  # migrating
+            return
+        checkpointer.written()
+        try:
+            size = os.stat(self._wal).st_size
+            if size <= WAL_LIMIT:
+                self._checkpoint_past = WAL_LIMIT
+            elif size > self._checkpoint_past:
+                self._checkpoint_past = size + WAL_LIMIT
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("checkpoint of %s failed: %s", self.path, exc)
 
     def _lock_writers(self, deadline: float) -> None:
         """The file lock other processes' writers hold, tried every WRITER_POLL seconds
@@ -306,6 +340,17 @@ class SqliteEngine:
             yield _Statements(connection)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        # A writer of another thread finishes first (or gives up at the busy timeout).
+        locked = self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            self._close_connections()
+        finally:
+            if locked:
+                self._write_lock.release()
+
+    def _close_connections(self) -> None:
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for connection in connections:
@@ -313,6 +358,47 @@ class SqliteEngine:
         if self._writers >= 0:
             os.close(self._writers)
             self._writers = -1
+
+
+class _Checkpointer(threading.Thread):
+    """Copies committed pages from the WAL into the database file, once every
+    CHECKPOINT_SECONDS while there are new ones."""
+
+    def __init__(self, connection: sqlite3.Connection, wal: Path) -> None:
+        super().__init__(name=f"checkpoint {wal.name}", daemon=True)
+        self._connection = connection
+        self._wal = wal
+        connection.execute("PRAGMA busy_timeout=0")  # its checkpoints wait for no one
+        self._written = threading.Event()
+        self._stopping = threading.Event()
+
+    def written(self) -> None:
+        self._written.set()
+
+    def run(self) -> None:
+        while True:
+            self._written.wait()
+            if self._stopping.is_set():
+                return
+            self._written.clear()
+            try:
+                self._checkpoint()
+            except (OSError, sqlite3.Error) as exc:  # full disk, say: again after the next write
+                log.warning("checkpoint of %s failed: %s", self.name, exc)
+            if self._stopping.wait(CHECKPOINT_SECONDS):
+                return
+
+    def _checkpoint(self) -> None:
+        _, wal_pages, copied = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        # Cut back only a WAL past its limit: writes that extend the file cost more.
+        if wal_pages == copied > 0 and os.stat(self._wal).st_size > WAL_LIMIT:
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._written.set()
+        if self.is_alive():
+            self.join()
 
 
 class SqliteMailStore(MailStore):

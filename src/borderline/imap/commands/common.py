@@ -10,6 +10,7 @@ from borderline.imap.protocol import (
     Args,
     Atom,
     ParseError,
+    SequenceSet,
     Token,
     decode_mailbox,
     encode_mailbox,
@@ -18,6 +19,7 @@ from borderline.imap.protocol import (
 )
 from borderline.imap.replies import no
 from borderline.imap.state import Account
+from borderline.imap.view import MailboxView
 from borderline.store import MailboxInfo, MailboxNotFound, MessageInfo
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ Batch = list[tuple[int, MessageInfo]]
 
 def mailbox_name(session: Session, args: Args) -> str:
     name = args.astring("mailbox name")
-    if not session.utf8:
+    if not session.utf8_names:
         try:
             name = decode_mailbox(name)
         except ParseError as exc:  # well-formed syntax, just no such mailbox (as Dovecot)
@@ -61,8 +63,8 @@ def new_mailbox_name(session: Session, args: Args) -> str:
 
 
 def encode_name(session: Session, name: str) -> bytes:
-    encoded = name.encode() if session.utf8 else encode_mailbox(name)
-    return quoted_or_literal(encoded, session.utf8)
+    encoded = name.encode() if session.utf8_names else encode_mailbox(name)
+    return quoted_or_literal(encoded, session.utf8_names)
 
 
 async def find_mailbox(
@@ -77,6 +79,19 @@ async def find_mailbox(
 
 async def mailbox_names(session: Session, account: Account) -> set[str]:
     return {box.name for box in await session.stored(session.store.mailboxes, account.address)}
+
+
+def message_set(session: Session, view: MailboxView, args: Args, by_uid: bool) -> SequenceSet:
+    """A sequence set (UIDs with `by_uid`), or `$`: the messages of the last SEARCH RETURN
+    (SAVE) as UIDs or as their current sequence numbers, whichever the command takes; the
+    ones expunged since are left out (RFC 5182 2.1)."""
+    text = args.atom("UID set" if by_uid else "sequence set")
+    if text != "$":
+        return SequenceSet.parse(text)
+    if by_uid:
+        return SequenceSet.of(session.search_result)
+    sequence = (view.seq_of(uid) for uid in session.search_result)
+    return SequenceSet.of([seq for seq in sequence if seq is not None])
 
 
 def parse_flags(tokens: list[Token]) -> frozenset[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
-from borderline.imap.commands.common import find_mailbox, mailbox_name
+from borderline.imap.commands.common import find_mailbox, mailbox_name, message_set
 from borderline.imap.commands.expunge import announce_removed
 from borderline.imap.commands.store import writable
-from borderline.imap.protocol import SequenceSet, uid_set_text
+from borderline.imap.protocol import uid_set_text
 from borderline.imap.state import Selected
 from borderline.store import MailStore
 
@@ -23,7 +23,7 @@ async def copy(session: Session, state: Selected, request: Request) -> str:
 
 async def _copy_messages(session: Session, state: Selected, request: Request) -> str:
     args = request.args
-    numbers = SequenceSet.parse(args.atom("sequence set"))
+    numbers = message_set(session, state.view, args, request.by_uid)
     dest = await find_mailbox(session, state.account, mailbox_name(session, args), trycreate=True)
     args.end()
     uids = [m.uid for _, m in state.view.resolve(numbers, request.by_uid)]
@@ -44,7 +44,7 @@ async def move(session: Session, state: Selected, request: Request) -> str:
     view = writable(state)
     args = request.args
     position = args.pos
-    numbers = SequenceSet.parse(args.atom("sequence set"))
+    numbers = message_set(session, view, args, request.by_uid)
     uids = [m.uid for _, m in view.resolve(numbers, request.by_uid)]
     args.pos = position
     code = await _copy_messages(session, state, request)

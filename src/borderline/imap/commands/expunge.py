@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
+from borderline.imap.commands.common import message_set
 from borderline.imap.commands.store import writable
-from borderline.imap.protocol import SequenceSet
 from borderline.imap.state import Selected
 from borderline.imap.view import MailboxView
 
@@ -18,7 +18,7 @@ async def expunge(session: Session, state: Selected, request: Request) -> str:
     args = request.args
     uids: list[int] | None = None
     if request.by_uid:
-        numbers = SequenceSet.parse(args.atom("UID set"))
+        numbers = message_set(session, state.view, args, by_uid=True)
         uids = [m.uid for _, m in state.view.resolve(numbers, by_uid=True)]
     args.end()
     view = writable(state)

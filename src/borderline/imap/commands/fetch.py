@@ -11,12 +11,13 @@ from borderline.imap.commands.common import (
     SUMMARY_BATCH,
     batches,
     load_summaries,
+    message_set,
     modifier,
     store_computed,
 )
 from borderline.imap.commands.qresync import vanished_earlier, vanished_modifier
 from borderline.imap.fetch import FetchItem, metadata_responses, parse_items, read_blobs
-from borderline.imap.protocol import ParseError, SequenceSet
+from borderline.imap.protocol import ParseError
 from borderline.imap.replies import no
 from borderline.imap.state import Selected
 from borderline.imap.view import MailboxView
@@ -30,7 +31,7 @@ METADATA_BATCH = 2048
 
 async def fetch(session: Session, state: Selected, request: Request) -> str:
     args, by_uid, view = request.args, request.by_uid, state.view
-    numbers = SequenceSet.parse(args.atom("sequence set"))
+    numbers = message_set(session, view, args, by_uid)
     items = parse_items(args.next("data items"))
     vanished = vanished_modifier(args)
     changed_since = modifier(args, "CHANGEDSINCE")

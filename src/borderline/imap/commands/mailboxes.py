@@ -20,7 +20,7 @@ from borderline.imap.commands.common import (
 from borderline.imap.protocol import ParseError, Token, as_text, decode_mailbox
 from borderline.imap.replies import no
 from borderline.imap.state import Account, LoggedIn, Selected
-from borderline.store import MailboxInfo, MailboxNotFound, MailStore, MessageInfo
+from borderline.store import MailboxInfo, MailboxNotFound, MailStore, MessageColumns
 
 if TYPE_CHECKING:
     from borderline.imap.session import Session
@@ -41,6 +41,9 @@ async def enable(session: Session, state: LoggedIn, request: Request) -> str:
             session.enable_condstore()
             session.qresync = True
             enabled.append(capability)
+        elif capability == "IMAP4REV2":  # RFC 9051 appendix A
+            session.imap4rev2 = True
+            enabled.append("IMAP4rev2")
     session.emit(("* ENABLED " + " ".join(enabled)).rstrip().encode())
     return "ENABLE completed"
 
@@ -91,7 +94,7 @@ async def list_mailboxes(session: Session, state: LoggedIn, request: Request) ->
         if args.atom("RETURN").upper() != "RETURN":
             raise ParseError("LIST: expected RETURN")
         wanted.extended = True
-        _return_options(args.list("return options"), wanted)
+        _return_options(session, args.list("return options"), wanted)
     args.end()
     if "SUBSCRIBED" in wanted.selection:
         wanted.returns.add("SUBSCRIBED")  # RFC 5258 3: the selection option implies it
@@ -107,14 +110,14 @@ def _options(tokens: list[Token], known: frozenset[str], kind: str) -> set[str]:
     return options
 
 
-def _return_options(tokens: list[Token], wanted: ListRequest) -> None:
+def _return_options(session: Session, tokens: list[Token], wanted: ListRequest) -> None:
     """RETURN (...): STATUS takes the list of status items after it (RFC 5819)."""
     for index, token in enumerate(tokens):
         if isinstance(token, list):
             previous = tokens[index - 1] if index else None
             if not (isinstance(previous, str) and previous.upper() == "STATUS"):
                 raise ParseError("LIST: a parenthesized list in RETURN only follows STATUS")
-            wanted.status = _status_items(token)
+            wanted.status = _status_items(session, token)
             continue
         option = as_text(token, "LIST: bad return option").upper()
         if option not in RETURN_OPTIONS:
@@ -136,7 +139,7 @@ async def lsub(session: Session, state: LoggedIn, request: Request) -> str:
 
 
 def _pattern_regex(session: Session, full: str) -> re.Pattern[str]:
-    if not session.utf8:
+    if not session.utf8_names:
         # A pattern that is not modified UTF-7 is matched as it is (it matches nothing).
         with contextlib.suppress(ParseError):
             full = decode_mailbox(full)
@@ -229,11 +232,13 @@ STATUS_ITEMS = frozenset(
 )
 
 
-def _status_items(tokens: list[Token]) -> list[str]:
+def _status_items(session: Session, tokens: list[Token]) -> list[str]:
     items = [as_text(t, "STATUS: bad item").upper() for t in tokens]
     for item in items:
         if item not in STATUS_ITEMS:
             raise ParseError(f"STATUS: unknown item {item[:40]}")
+        if item == "RECENT" and session.imap4rev2:
+            raise ParseError("STATUS: RECENT is not an IMAP4rev2 item (RFC 9051 appendix E)")
     if not items or len(items) > len(STATUS_ITEMS):
         raise ParseError("STATUS: give each status item at most once")
     return items
@@ -242,7 +247,7 @@ def _status_items(tokens: list[Token]) -> list[str]:
 async def status(session: Session, state: LoggedIn, request: Request) -> str:
     args = request.args
     name = mailbox_name(session, args)
-    wanted = _status_items(args.list("status items"))
+    wanted = _status_items(session, args.list("status items"))
     args.end()
     box = await find_mailbox(session, state.account, name)
     await _emit_status(session, box, wanted)
@@ -250,7 +255,7 @@ async def status(session: Session, state: LoggedIn, request: Request) -> str:
 
 
 async def _emit_status(session: Session, box: MailboxInfo, wanted: list[str]) -> None:
-    messages: list[MessageInfo] | None = None
+    columns: MessageColumns | None = None
     values = []
     for item in wanted:
         if item == "MESSAGES":
@@ -267,12 +272,14 @@ async def _emit_status(session: Session, box: MailboxInfo, wanted: list[str]) ->
             session.condstore = True
             value = box.highestmodseq
         else:
-            if messages is None:
-                messages = await session.stored(session.store.messages, box.id)
+            # SIZE and DELETED from the columns SELECT reads (kept while the mailbox stays).
+            if columns is None:
+                snapshots, store = session.server.snapshots, session.store
+                columns = await session.stored(snapshots.read, store, box.id, box.highestmodseq)
             if item == "SIZE":
-                value = sum(m.size for m in messages)
+                value = sum(columns.sizes)
             else:
-                value = sum(1 for m in messages if "\\Deleted" in m.flags)
+                value = sum(1 for flags in columns.flags if "\\Deleted" in flags)
         values.append(f"{item} {value}")
     session.emit(b"* STATUS " + encode_name(session, box.name) + f" ({' '.join(values)})".encode())
 

@@ -1,11 +1,12 @@
 """SEARCH (RFC 9051 6.4.4; CONDSTORE MODSEQ, RFC 7162 3.1.5; ESEARCH's RETURN options, RFC
-4731): keys are parsed in imap/search.py; a search decides first without content, then
-reads only what it needs."""
+4731; SEARCHRES's SAVE and `$`, RFC 5182): keys are parsed in imap/search.py; a search
+decides first without content, then reads only what it needs."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
@@ -13,7 +14,7 @@ from borderline.imap.commands.common import Batch, batches, load_summaries, stor
 from borderline.imap.fetch import Contents, Vanished, read_blobs
 from borderline.imap.mime import Part
 from borderline.imap.protocol import Args, Atom, ParseError, as_text, uid_set_text
-from borderline.imap.replies import no
+from borderline.imap.replies import Reply, no
 from borderline.imap.search import BadCharset, Candidate, Predicate, parse_search
 from borderline.imap.state import Selected
 from borderline.store import MessageInfo
@@ -21,15 +22,37 @@ from borderline.store import MessageInfo
 if TYPE_CHECKING:
     from borderline.imap.session import Session
 
-RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
+RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
 SUMMARY_ROUND = 1024  # messages whose summaries are loaded at once
 
 
 async def search(session: Session, state: Selected, request: Request) -> str:
-    args, view = request.args, state.view
-    returns = _return_options(args)
+    returns = _return_options(request.args)
+    if returns is None and session.imap4rev2:
+        returns = ["ALL"]  # IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 6.4.4)
+    with saving(session, returns):
+        return await _search(session, state, request, returns)
+
+
+@contextlib.contextmanager
+def saving(session: Session, returns: list[str] | None) -> Iterator[None]:
+    """Around a SEARCH or SORT: with SAVE, one that ends NO leaves `$` empty, one that ends
+    BAD leaves it as it was (RFC 5182 2.1)."""
     try:
-        parsed = parse_search(args.tokens[args.pos :])
+        yield
+    except Exception as exc:
+        bad = isinstance(exc, ParseError) or (isinstance(exc, Reply) and exc.status == "BAD")
+        if returns is not None and "SAVE" in returns and not bad:
+            session.search_result = []
+        raise
+
+
+async def _search(
+    session: Session, state: Selected, request: Request, returns: list[str] | None
+) -> str:
+    args, view = request.args, state.view
+    try:
+        parsed = parse_search(args.tokens[args.pos :], session.search_result)
     except BadCharset as exc:
         raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {exc} is not supported") from None
     contents = await session.content(state.account) if parsed.needs_content else None
@@ -58,24 +81,29 @@ async def search(session: Session, state: Selected, request: Request) -> str:
     found.sort(key=lambda hit: hit[0])
     hits = [info.uid if request.by_uid else seq for seq, info in found]
     highest = max((info.modseq for _, info in found), default=0)
-    if returns is not None:
-        line = _esearch(request, returns, hits)
-        if parsed.uses_modseq and hits:
-            if "ALL" not in returns and "COUNT" not in returns:  # of the MIN/MAX ones only
-                ends = [found[0]] * ("MIN" in returns) + [found[-1]] * ("MAX" in returns)
-                highest = max(info.modseq for _, info in ends)
-            line += f" MODSEQ {highest}"  # RFC 7162 3.2
-    else:
+    if returns is None:
         line = ("* SEARCH " + " ".join(map(str, hits))).rstrip()
         if parsed.uses_modseq and hits:
             line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
+        session.emit(line.encode())
+        return "SEARCH completed"
+    if "SAVE" in returns:
+        session.search_result = saved_result(returns, [info.uid for _, info in found])
+    if returns == ["SAVE"]:  # SAVE alone answers no ESEARCH (RFC 5182 2.4)
+        return "SEARCH completed, result saved"
+    line = _esearch(request, returns, hits)
+    if parsed.uses_modseq and hits:
+        if "ALL" not in returns and "COUNT" not in returns:  # of the MIN/MAX ones only
+            ends = [found[0]] * ("MIN" in returns) + [found[-1]] * ("MAX" in returns)
+            highest = max(info.modseq for _, info in ends)
+        line += f" MODSEQ {highest}"  # RFC 7162 3.2
     session.emit(line.encode())
     return "SEARCH completed"
 
 
 def _return_options(args: Args) -> list[str] | None:
-    """`RETURN (MIN MAX ALL COUNT)` before the keys (RFC 4731 3.1), or None for a plain
-    SEARCH; `RETURN ()` means ALL."""
+    """`RETURN (MIN MAX ALL COUNT SAVE)` before the keys (RFC 4731 3.1, RFC 5182 2), or
+    None for a plain SEARCH; `RETURN ()` means ALL."""
     if not (isinstance(args.peek(), Atom) and str(args.peek()).upper() == "RETURN"):
         return None
     args.next("RETURN")
@@ -98,9 +126,18 @@ def _esearch(request: Request, returns: list[str], hits: list[int]) -> str:
             words.append(f"MIN {hits[0]}")
         elif hits and option == "MAX":
             words.append(f"MAX {hits[-1]}")
-        elif hits:
+        elif hits and option == "ALL":
             words.append(f"ALL {uid_set_text(hits)}")
     return " ".join(words)
+
+
+def saved_result(returns: list[str], uids: list[int]) -> list[int]:
+    """What `$` holds after a SEARCH or SORT with SAVE among `returns` that found `uids`
+    (in its answer's order): only the MIN and MAX it answers when they are all it answers
+    beside SAVE, otherwise every message found (RFC 5182 2.4); ascending."""
+    if "ALL" in returns or "COUNT" in returns or not {"MIN", "MAX"} & set(returns):
+        return sorted(uids)
+    return sorted(set(uids[:1] * ("MIN" in returns) + uids[-1:] * ("MAX" in returns)))
 
 
 def _matches(

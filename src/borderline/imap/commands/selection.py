@@ -1,12 +1,13 @@
 """Selecting a mailbox and leaving it (RFC 9051 6.3.2, 6.3.3, 6.4.2, RFC 3691): SELECT,
-EXAMINE, CLOSE, UNSELECT."""
+EXAMINE, CLOSE, UNSELECT. An IMAP4rev1 session gets RECENT and the UNSEEN code, an
+IMAP4rev2 one the mailbox's LIST response instead."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import LOGGED_IN, SELECTED, Command, Request
-from borderline.imap.commands.common import mailbox_name
+from borderline.imap.commands.common import encode_name, mailbox_name
 from borderline.imap.commands.qresync import resync, select_parameters
 from borderline.imap.replies import no
 from borderline.imap.state import LoggedIn, Selected
@@ -40,16 +41,20 @@ async def select(session: Session, state: LoggedIn, request: Request) -> str:
             name,
             readonly,
             epoch,
+            recent=not session.imap4rev2,
         )
     except MailboxNotFound:
         raise no(f"[NONEXISTENT] no mailbox {name!r}") from None
     for line in view.flags_lines():
         session.emit(line)
     session.emit(b"* %d EXISTS" % view.exists)
-    session.emit(b"* %d RECENT" % len(view.recent))
-    first_unseen = view.first_unseen()
-    if first_unseen is not None:
-        session.emit(b"* OK [UNSEEN %d] first unseen message" % first_unseen)
+    if session.imap4rev2:  # RFC 9051 6.3.2: LIST instead of RECENT and UNSEEN
+        session.emit(b'* LIST () "/" ' + encode_name(session, view.mailbox.name))
+    else:
+        session.emit(b"* %d RECENT" % len(view.recent))
+        first_unseen = view.first_unseen()
+        if first_unseen is not None:
+            session.emit(b"* OK [UNSEEN %d] first unseen message" % first_unseen)
     session.emit(b"* OK [UIDVALIDITY %d] UIDs valid" % view.mailbox.uidvalidity)
     session.emit(b"* OK [UIDNEXT %d] predicted next UID" % view.uidnext)
     session.emit(b"* OK [HIGHESTMODSEQ %d] highest modseq" % view.modseq)

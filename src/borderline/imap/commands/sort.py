@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import Batch, batches
-from borderline.imap.commands.search import _esearch, _matches, _return_options
+from borderline.imap.commands.search import (
+    _esearch,
+    _matches,
+    _return_options,
+    saved_result,
+    saving,
+)
 from borderline.imap.fetch import Contents, Vanished, read_blobs
 from borderline.imap.mime import FIELD_LIMIT, Part, words_text
 from borderline.imap.protocol import Atom, ParseError, Token
@@ -39,8 +45,15 @@ Matcher = Callable[[Batch, Mapping[int, bytes]], tuple[Batch, Batch]]
 
 
 async def sort(session: Session, state: Selected, request: Request) -> str:
+    returns = _return_options(request.args)  # ESORT (RFC 5267 3)
+    with saving(session, returns):
+        return await _sort(session, state, request, returns)
+
+
+async def _sort(
+    session: Session, state: Selected, request: Request, returns: list[str] | None
+) -> str:
     args, view = request.args, state.view
-    returns = _return_options(args)  # ESORT (RFC 5267 3)
     criteria = _criteria(args.list("sort criteria"))
 
     def keys(info: MessageInfo, part: Part | None, seq: int) -> list[Key]:
@@ -49,6 +62,10 @@ async def sort(session: Session, state: Selected, request: Request) -> str:
     rows, uses_modseq = await _matched(session, state, request, keys, needs_content(criteria))
     sequence = ordered(criteria, rows)
     hits = [view.uids[seq - 1] if request.by_uid else seq for seq in sequence]
+    if returns is not None and "SAVE" in returns:
+        session.search_result = saved_result(returns, [view.uids[seq - 1] for seq in sequence])
+        if returns == ["SAVE"]:  # SAVE alone answers nothing (RFC 5182 2.4)
+            return "SORT completed, result saved"
     if returns is not None:
         # MIN and MAX are the first and last in sort order; ALL keeps the order.
         line = _esearch(request, returns, hits)
@@ -104,7 +121,7 @@ async def _matched(
     if not args.more():
         raise ParseError(f"{request.name}: missing search keys")
     try:
-        parsed = parse_search(args.tokens[args.pos :])
+        parsed = parse_search(args.tokens[args.pos :], session.search_result)
     except BadCharset as exc:
         raise no(f"[BADCHARSET (UTF-8 US-ASCII)] charset {exc} is not supported") from None
     reading = parsed.needs_content or by_content

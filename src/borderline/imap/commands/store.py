@@ -6,8 +6,8 @@ import re
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
-from borderline.imap.commands.common import modifier, parse_flags
-from borderline.imap.protocol import ParseError, SequenceSet, flag_list, uid_set_text
+from borderline.imap.commands.common import message_set, modifier, parse_flags
+from borderline.imap.protocol import ParseError, flag_list, uid_set_text
 from borderline.imap.replies import no
 from borderline.imap.state import Selected
 from borderline.imap.view import MailboxView
@@ -25,7 +25,7 @@ def writable(state: Selected) -> MailboxView:
 async def store(session: Session, state: Selected, request: Request) -> str:
     args, by_uid = request.args, request.by_uid
     view = writable(state)
-    numbers = SequenceSet.parse(args.atom("sequence set"))
+    numbers = message_set(session, view, args, by_uid)
     unchanged_since = modifier(args, "UNCHANGEDSINCE")
     if unchanged_since is not None:
         session.enable_condstore()
