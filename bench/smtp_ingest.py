@@ -30,7 +30,7 @@ from processes import serve_example, stop, wait_for_listeners, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.pg import PostgresServer, server_binaries  # noqa: E402 - the tests' throwaway server
+from tests.pg import PostgresServer, started_server  # noqa: E402 - the tests' throwaway server
 
 CONNECTIONS = 8
 RCPT = "alice@example.test"
@@ -164,12 +164,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
-    bin_dir = server_binaries()
-    if bin_dir is None:
-        sys.exit("bench: no PostgreSQL server binaries (apt-get install postgresql)")
     peer_missing = missing()
-    postgres = PostgresServer(bin_dir)
-    postgres.start()
+    postgres = started_server()
     try:
         print(f"# SMTP ingest, {CONNECTIONS} connections, {os.cpu_count()} cores,")
         print(f"# {args.rounds} interleaved rounds: median (range) msg/s")

@@ -9,13 +9,18 @@ a warm-up, divided by the bytes sent at once; "kept" is what the process still h
 (VmRSS) afterwards. Peer, same run: stock aiosmtpd writing each message to a Maildir (what a
 minimal Python MTA holds).
 
+Each store engine is measured: SQLite, and PostgreSQL (a throwaway local server, a
+database per region and run).
+
     .venv/bin/python bench/smtp_memory.py [--size-mb 24] [--parallel 1,10]
+        [--engines sqlite,postgresql] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +30,7 @@ from functools import partial
 from pathlib import Path
 
 from processes import free_port, serve_example, stop, wait_for_port
-from smtp_ingest import make_message
+from smtp_ingest import PostgresServer, make_message, started_server
 
 CHUNK = 1 << 20
 # (region sent to, one process per region, a label per process)
@@ -144,12 +149,12 @@ def relays_settled(config_path: Path) -> bool:
 
 
 def start_borderline(
-    workdir: Path, size: int, split: bool
+    workdir: Path, size: int, split: bool, stores: dict[str, str] | None
 ) -> tuple[list[subprocess.Popen[bytes]], dict[str, int]]:
     """Both regions in one process, or (`split`) us-east's process, then eu-dublin's."""
     # Room for the sealed relay envelope too, which older versions held to the same limit.
     region = ("--region", "us-east") if split else ()
-    server, config = serve_example(workdir, *region, max_message_size=size * 3 // 2)
+    server, config = serve_example(workdir, *region, max_message_size=size * 3 // 2, stores=stores)
     servers = [server]
     if split:
         command = [
@@ -169,39 +174,78 @@ def start_borderline(
     return servers, ports
 
 
+def measure_borderline(
+    size: int, parallel: int, engine: str, postgres: PostgresServer | None
+) -> dict[str, tuple[float, float]]:
+    """Each path's figures, by "<engine>, <label>"."""
+    figures = {}
+    for region, split, labels in PATHS:
+        stores = None
+        if postgres is not None:
+            stores = {r: postgres.create_database() for r in ("eu-dublin", "us-east")}
+        with tempfile.TemporaryDirectory(prefix="bench-smtp-mem-") as tmp:
+            servers, ports = start_borderline(Path(tmp), size, split, stores)
+            config_path = Path(tmp) / "borderline.toml"
+            try:
+                measured = measure(
+                    [server.pid for server in servers],
+                    ports[region],
+                    size,
+                    parallel,
+                    partial(relays_settled, config_path),
+                )
+            finally:
+                for server in servers:
+                    stop(server)
+        for label, figure in zip(labels, measured, strict=True):
+            figures[f"{engine}, {label}"] = figure
+    return figures
+
+
+def measure_peer(size: int, parallel: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory(prefix="bench-smtp-mem-") as tmp:
+        server, port = start_peer(Path(tmp))
+        try:
+            [figure] = measure([server.pid], port, size, parallel, lambda: True)
+        finally:
+            stop(server)
+    return figure
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=int, default=24)
     parser.add_argument("--parallel", default="1,10", help="messages sent at once")
+    parser.add_argument("--engines", default="sqlite,postgresql", help="the stores measured")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     size = args.size_mb * 1024 * 1024
-    print(f"# SMTP memory, {args.size_mb} MB messages; peak RSS growth / bytes sent")
-    print(f"{'at once':>7} {'server and path':<44} {'peak':>6} {'kept':>6}")
-    for parallel in (int(p) for p in args.parallel.split(",")):
-        for region, split, labels in PATHS:
-            with tempfile.TemporaryDirectory(prefix="bench-smtp-mem-") as tmp:
-                servers, ports = start_borderline(Path(tmp), size, split)
-                config_path = Path(tmp) / "borderline.toml"
-                try:
-                    figures = measure(
-                        [server.pid for server in servers],
-                        ports[region],
-                        size,
-                        parallel,
-                        partial(relays_settled, config_path),
-                    )
-                finally:
-                    for server in servers:
-                        stop(server)
-            for label, (peak, kept) in zip(labels, figures, strict=True):
-                print(f"{parallel:>7} {'borderline, ' + label:<44} {peak:>5.2f}x {kept:>5.2f}x")
-        with tempfile.TemporaryDirectory(prefix="bench-smtp-mem-") as tmp:
-            server, port = start_peer(Path(tmp))
-            try:
-                [(peak, kept)] = measure([server.pid], port, size, parallel, lambda: True)
-            finally:
-                stop(server)
-        print(f"{parallel:>7} {'aiosmtpd+Maildir':<44} {peak:>5.2f}x {kept:>5.2f}x")
+    engines = args.engines.split(",")
+    postgres = started_server() if "postgresql" in engines else None
+    try:
+        print(f"# SMTP memory, {args.size_mb} MB messages; peak RSS growth / bytes sent")
+        print(f"# {args.rounds} interleaved rounds: median (range); kept afterwards: median")
+        print(f"{'at once':>7} {'server and path':<56} {'peak':>18} {'kept':>6}")
+        for parallel in (int(p) for p in args.parallel.split(",")):
+            runs: dict[str, list[tuple[float, float]]] = {}
+            for _ in range(args.rounds):
+                for engine in engines:
+                    chosen = postgres if engine == "postgresql" else None
+                    for name, figure in measure_borderline(size, parallel, engine, chosen).items():
+                        runs.setdefault(f"borderline, {name}", []).append(figure)
+                runs.setdefault("aiosmtpd+Maildir", []).append(measure_peer(size, parallel))
+            for name, figures in runs.items():
+                peaks = [peak for peak, _ in figures]
+                kept = statistics.median(k for _, k in figures)
+                print(f"{parallel:>7} {name:<56} {spread(peaks):>18} {kept:>5.2f}x")
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def spread(values: list[float]) -> str:
+    """Median (range) of multiples of the bytes sent."""
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,17 @@ def server_binaries() -> Path | None:
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[4])
     )
     return Path(found[-1]).parent if found else None
+
+
+def started_server() -> PostgresServer:
+    """A throwaway server, started, for a benchmark: it exits saying why if PostgreSQL is
+    not installed."""
+    bin_dir = server_binaries()
+    if bin_dir is None:
+        sys.exit("bench: no PostgreSQL server binaries (apt-get install postgresql)")
+    server = PostgresServer(bin_dir)
+    server.start()
+    return server
 
 
 class PostgresServer:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
-import io
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from borderline.directory import Directory, DirectoryError
 from borderline.domains import ascii_domain
 from borderline.store import Delivery, OutboundMessage, OutboundRelay
-from borderline.vault import SealedMessageError, Vault, seal
+from borderline.vault import SealedMessageError, Vault, seal_in_place
 
 log = logging.getLogger(__name__)
 RELAY_HEADER = b"X-Borderline-Relay"
@@ -35,12 +34,18 @@ SIGNATURE_HEADER = b"X-Borderline-Signature"
 # than the message itself when the lines are short (76 characters: 6.4x the message).
 RELAY_LINE = 747
 RELAY_LINE_CHARS = RELAY_LINE * 4 // 3
+RELAY_LINES_AT_ONCE = 256  # a window of about 256 KB on the wire
 # The shortest lines a region of an older version sends (76 characters); the home region's
 # size limit leaves room for them, so a message at the limit crosses during an upgrade.
 SHORTEST_RELAY_LINE = 57
 # Room in a sealed message besides its content: the header that names the recipients
 # (at most 1,000 of up to 254 octets), the trace lines, the HPKE key and tag.
 SEALED_OVERHEAD = 512 * 1024
+DECODE_STEP = 256 * 1024  # base64 decoded at a time in a relay envelope
+
+# A message's octets. A bytearray where SMTP hands over its DATA buffer, which the last
+# encryption of the message may overwrite (DeliveryPlanner.plan, `consume`).
+Content = bytes | bytearray
 
 
 class RelayRejected(Exception):
@@ -60,7 +65,7 @@ class Envelope:
 
     mail_from: str  # "" for the null reverse-path
     rcpts: tuple[str, ...]
-    content: bytes
+    content: Content
     received: float
     relay_id: str | None = None
     trace: bytes = b""
@@ -86,7 +91,7 @@ def _head(envelope: Envelope) -> bytes:
     return b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + envelope.trace
 
 
-def complete_header(content: bytes, domain: str, received: float) -> bytes:
+def complete_header(content: Content, domain: str, received: float) -> Content:
     """A submitted message with the Date and Message-ID an author's client left out added
     (RFC 6409 8.2 and 8.3), so what leaves is a complete RFC 5322 message."""
     end = content.find(b"\r\n\r\n")
@@ -100,8 +105,9 @@ def complete_header(content: bytes, domain: str, received: float) -> bytes:
     return added + content if added else content
 
 
-def _relay_signed_bytes(from_region: str, dest_region: str, sealed: bytes) -> bytes:
-    return f"borderline-relay-v1\n{from_region}\n{dest_region}\n".encode() + sealed
+def _relay_signed_prefix(from_region: str, dest_region: str) -> bytes:
+    """What a relay signature covers before the sealed bytes."""
+    return f"borderline-relay-v1\n{from_region}\n{dest_region}\n".encode()
 
 
 class DeliveryPlanner:
@@ -114,30 +120,38 @@ class DeliveryPlanner:
         # What IMAP reads of a message (head, content) instead of the message: set by the
         # composition root (runtime.py), since computing it is IMAP's business. Without it
         # messages are stored with no summary, and the first session to read one adds it.
-        self.summarize: Callable[[bytes, bytes], bytes] | None = None
+        self.summarize: Callable[[bytes, Content], bytes] | None = None
         # Whether summarize() of a message's content is cheap enough to run inside the group
         # commit (also wired by runtime.py); the accepting session computes the others.
-        self.cheap_to_summarize: Callable[[bytes], bool] = lambda content: False
+        self.cheap_to_summarize: Callable[[Content], bool] = lambda content: False
 
     def local_delivery(
         self,
         address: str,
-        content: bytes,
+        content: Content,
         received: float,
         mailbox: str = "INBOX",
         flags: frozenset[str] = frozenset(),
         relay_id: str | None = None,
         head: bytes = b"",
         summary: bytes | Pending | None = Pending.LATER,
+        overwrite: bool = False,
     ) -> Delivery:
         """`head`: header lines this server adds before the content; `summary`: the
-        message's, computed already (one message to many recipients is summarized once)."""
+        message's, computed already (one message to many recipients is summarized once);
+        `overwrite`: `content` is a bytearray no one reads any more, which becomes the blob
+        (the message is then in memory once, not beside its ciphertext)."""
         if summary is Pending.LATER:
             summary = self._summary(head, content)
+        size = len(head) + len(content)
+        if overwrite and isinstance(content, bytearray):
+            blob: bytes | bytearray = self.vault.encrypt_in_place(address, head, content)
+        else:
+            blob = self.vault.encrypt(address, head, content)
         return Delivery(
             account=address,
-            blob=self.vault.encrypt(address, head, content),
-            size=len(head) + len(content),
+            blob=blob,
+            size=size,
             internal_date=received,
             mailbox=mailbox,
             flags=flags,
@@ -145,7 +159,7 @@ class DeliveryPlanner:
             summary=None if summary is None else self.vault.encrypt_summary(address, summary),
         )
 
-    def _summary(self, head: bytes, content: bytes) -> bytes | None:
+    def _summary(self, head: bytes, content: Content) -> bytes | None:
         """The message's summary; none (sessions read the message) if computing it fails,
         for a bug there must not refuse mail."""
         if self.summarize is None:
@@ -168,12 +182,12 @@ class DeliveryPlanner:
             summary = self._summary(_head(envelope), envelope.content)
         return replace(envelope, summary=summary)
 
-    def plan(self, envelope: Envelope) -> Plan:
-        deliveries: list[Delivery] = []
+    def plan(self, envelope: Envelope, consume: bool = False) -> Plan:
+        """`consume`: the caller hands over the only reference to the envelope's content,
+        so the last encryption of it (the last local recipient's) may overwrite it."""
+        local: list[str] = []
         remote: dict[str, list[str]] = {}
         internet: dict[str, list[str]] = {}
-        head = _head(envelope)
-        summary = envelope.summary
         for rcpt in dict.fromkeys(r.lower() for r in envelope.rcpts):
             home = self.directory.home(rcpt)
             if home is None:
@@ -182,31 +196,41 @@ class DeliveryPlanner:
                 domain = rcpt.rpartition("@")[2]
                 internet.setdefault(ascii_domain(domain) or domain, []).append(rcpt)
             elif home == self.region_id:
-                if summary is Pending.LATER:
-                    summary = self._summary(head, envelope.content)
-                deliveries.append(
-                    self.local_delivery(
-                        rcpt,
-                        envelope.content,
-                        envelope.received,
-                        mailbox=envelope.mailbox,
-                        relay_id=envelope.relay_id,
-                        head=head,
-                        summary=summary,
-                    )
-                )
+                local.append(rcpt)
             else:
                 remote.setdefault(home, []).append(rcpt)
+        # Everything that only reads the content comes first.
+        outbound = self._outbound(envelope, internet)
+        last_home = None if local or not remote else list(remote)[-1]
         relays = tuple(
             OutboundRelay(
                 dest_region=home,
                 mail_from=envelope.mail_from,
                 rcpts=tuple(rcpts),
-                sealed=self._seal_for(home, envelope, rcpts),
+                sealed=self._seal_for(
+                    home, envelope, rcpts, overwrite=consume and home == last_home
+                ),
             )
             for home, rcpts in remote.items()
         )
-        return Plan(tuple(deliveries), relays, self._outbound(envelope, internet))
+        head = _head(envelope)
+        summary = envelope.summary
+        if local and summary is Pending.LATER:
+            summary = self._summary(head, envelope.content)
+        deliveries = tuple(
+            self.local_delivery(
+                rcpt,
+                envelope.content,
+                envelope.received,
+                mailbox=envelope.mailbox,
+                relay_id=envelope.relay_id,
+                head=head,
+                summary=summary,
+                overwrite=consume and rcpt == local[-1],
+            )
+            for rcpt in local
+        )
+        return Plan(deliveries, relays, outbound)
 
     def _sends_from_here(self, sender: str) -> bool:
         return bool(sender) and self.directory.home(sender) == self.region_id
@@ -232,7 +256,11 @@ class DeliveryPlanner:
             for domain, rcpts in by_domain.items()
         )
 
-    def _seal_for(self, home: str, envelope: Envelope, rcpts: Sequence[str]) -> bytes:
+    def _seal_for(
+        self, home: str, envelope: Envelope, rcpts: Sequence[str], overwrite: bool
+    ) -> bytearray:
+        """The sealed header, trace and content; sealed over the content itself when it may
+        be overwritten, else over one copy of it (not a copy and then the sealed one)."""
         header = json.dumps(
             {
                 "v": 1,
@@ -246,17 +274,35 @@ class DeliveryPlanner:
             separators=(",", ":"),
         ).encode()
         keys = self.directory.region_keys(home)
-        return seal(
-            keys.sealing_key, home, b"".join((header, b"\n", envelope.trace, envelope.content))
-        )
+        front = header + b"\n" + envelope.trace
+        if overwrite and isinstance(envelope.content, bytearray):
+            plaintext = envelope.content
+            plaintext[0:0] = front  # a move within the buffer
+        else:
+            plaintext = bytearray(front)
+            plaintext += envelope.content
+        return seal_in_place(keys.sealing_key, home, plaintext)
 
-    def relay_message(self, dest_region: str, sealed: bytes) -> bytes:
-        """The SMTP DATA that carries sealed mail to its home region, signed by this one."""
-        signature = self.vault.signing_key.sign(
-            _relay_signed_bytes(self.region_id, dest_region, sealed)
-        )
-        message = io.BytesIO()
-        message.write(
+    def signed_relay(
+        self, dest_region: str, read_sealed: Callable[[int], bytearray | None]
+    ) -> tuple[bytes, memoryview] | None:
+        """A queued relay's sealed bytes, read by `read_sealed` after the room it is asked
+        to leave, and this region's signature over them; None if they are gone. What the
+        signature covers before them goes into that room, so signing copies nothing."""
+        prefix = _relay_signed_prefix(self.region_id, dest_region)
+        buffer = read_sealed(len(prefix))
+        if buffer is None:
+            return None
+        buffer[: len(prefix)] = prefix
+        return self.vault.signing_key.sign(buffer), memoryview(buffer)[len(prefix) :]
+
+    def relay_pieces(
+        self, dest_region: str, signature: bytes, sealed: bytes | memoryview
+    ) -> Iterator[bytes]:
+        """The SMTP DATA that carries sealed mail to its home region, signed by this one
+        (`signed_relay`), as it goes on the wire (CRLF lines, none starting with a dot), a
+        window at a time: the envelope is never whole in memory."""
+        yield (
             RELAY_HEADER
             + f": v1; from={self.region_id}; to={dest_region}\r\n".encode()
             + SIGNATURE_HEADER
@@ -268,18 +314,25 @@ class DeliveryPlanner:
             + b"Content-Transfer-Encoding: base64\r\n\r\n"
         )
         view = memoryview(sealed)
-        step = RELAY_LINE * 4096
+        step = RELAY_LINE * RELAY_LINES_AT_ONCE
         for start in range(0, len(sealed), step):
-            lines = binascii.b2a_base64(view[start : start + step], newline=False)
-            for line in range(0, len(lines), RELAY_LINE_CHARS):
-                message.write(lines[line : line + RELAY_LINE_CHARS])
-                message.write(b"\r\n")
-        return message.getvalue()
+            lines = memoryview(binascii.b2a_base64(view[start : start + step], newline=False))
+            yield b"".join(
+                piece
+                for line in range(0, len(lines), RELAY_LINE_CHARS)
+                for piece in (lines[line : line + RELAY_LINE_CHARS], b"\r\n")
+            )
 
-    def open_relay_message(self, data: bytes) -> Envelope:
-        """Verify and open an inbound relay envelope addressed to this region."""
-        end = data.find(b"\r\n\r\n")
-        head, body = (data, b"") if end < 0 else (data[:end], memoryview(data)[end + 4 :])
+    def open_relay_message(self, data: Content) -> Envelope:
+        """Verify and open an inbound relay envelope addressed to this region. It is opened
+        over a buffer of its own (a bytearray passed in is taken as that buffer): the base64
+        decoded into the bytes it was read from, the signature checked there, the sealed
+        message opened where it lies, and what is left of the buffer is the content. The
+        envelope is the largest thing in memory (1.37x the message), nothing beside it."""
+        buffer = data if isinstance(data, bytearray) else bytearray(data)
+        del data
+        end = buffer.find(b"\r\n\r\n")
+        head = bytes(buffer if end < 0 else buffer[:end])
         fields: dict[bytes, bytes] = {}
         for line in head.split(b"\r\n"):
             name, _, value = line.partition(b":")
@@ -296,21 +349,28 @@ class DeliveryPlanner:
             keys = self.directory.region_keys(from_region)
         except DirectoryError as exc:
             raise RelayRejected(f"relay envelope from unknown region {from_region!r}") from exc
+        # What the signature covers, put before the sealed bytes: the header they were
+        # decoded after is longer than it (it names both regions too).
+        signed = _relay_signed_prefix(from_region, self.region_id)
         try:
-            sealed = binascii.a2b_base64(body)
             signature = base64.b64decode(fields.get(SIGNATURE_HEADER.lower(), b""))
-            Ed25519PublicKey.from_public_bytes(keys.signing_key).verify(
-                signature, _relay_signed_bytes(from_region, self.region_id, sealed)
-            )
+            signed_end = _decode_base64_over(buffer, len(buffer) if end < 0 else end + 4, signed)
+            del buffer[signed_end:]
+            with memoryview(buffer) as view:
+                Ed25519PublicKey.from_public_bytes(keys.signing_key).verify(signature, view)
         except (InvalidSignature, ValueError, binascii.Error) as exc:
             raise RelayRejected(f"relay envelope from {from_region!r} fails verification") from exc
+        del buffer[: len(signed)]  # from the front: nothing is copied
         try:
-            header, _, content = self.vault.open_sealed(sealed).partition(b"\n")
-            meta = json.loads(header)
+            self.vault.open_sealed_in_place(buffer)
+            header_end = buffer.find(b"\n")
+            header_end = len(buffer) if header_end < 0 else header_end
+            meta = json.loads(bytes(buffer[:header_end]))
+            del buffer[: header_end + 1]
             envelope = Envelope(
                 mail_from=str(meta["mail_from"]),
                 rcpts=tuple(str(r) for r in meta["rcpts"]),
-                content=content,
+                content=buffer,
                 received=float(meta["received"]),
                 relay_id=str(meta["id"]),
                 mailbox="Junk" if meta.get("mailbox") == "Junk" else "INBOX",
@@ -322,7 +382,24 @@ class DeliveryPlanner:
         return envelope
 
 
-def is_relay_message(data: bytes) -> bool:
+def _decode_base64_over(buffer: bytearray, start: int, prefix: bytes) -> int:
+    """Decode the base64 lines from `start` on into `buffer` itself, after `prefix` written
+    at its start; where the decoded bytes end. Each step decodes whole lines (a multiple of
+    four characters each, as every region writes them) and writes behind what it read."""
+    if len(prefix) > start:
+        raise ValueError("the relay envelope's header is shorter than what it signs")
+    buffer[: len(prefix)] = prefix
+    read, write = start, len(prefix)
+    while read < len(buffer):
+        stop = buffer.find(b"\n", min(read + DECODE_STEP, len(buffer)) - 1)
+        stop = len(buffer) if stop < 0 else stop + 1
+        decoded = binascii.a2b_base64(buffer[read:stop])
+        buffer[write : write + len(decoded)] = decoded
+        read, write = stop, write + len(decoded)
+    return write
+
+
+def is_relay_message(data: Content) -> bool:
     return data[: len(RELAY_HEADER) + 1].lower() == RELAY_HEADER.lower() + b":"
 
 

@@ -18,11 +18,13 @@ from borderline.imap.mime import Part, section
 from borderline.imap.summary import (
     CHEAP_HEADER,
     CHEAP_SIZE,
+    IN_BUFFER_FROM,
     VERSION,
     VERSION_1,
     cheap_to_summarize,
     parse_summary,
     summarize,
+    summary_of,
 )
 from borderline.residency import files_containing
 from borderline.vault import Justification
@@ -164,6 +166,22 @@ def test_no_summary_is_stored_in_plaintext(running: RunningCloud) -> None:
     key = region.vault.release(ALICE, Justification.CUSTOMER_INITIATED_ACCESS, "test")
     assert all(marker in key.decrypt_summary(summary) for summary in stored.values())
     assert files_containing(running.cloud.config.cloud.data_dir, marker) == []
+
+
+def test_a_buffer_is_summarized_as_its_bytes_and_kept_as_it_was() -> None:
+    """SMTP summarizes its DATA buffer with the head put before it for the time of the
+    summary (no copy of the message): the same summary as of `head + content` as bytes,
+    and the buffer as it was afterwards."""
+    head = b"Return-Path: <x@example.org>\r\nReceived: from t ([127.0.0.1])\r\n\tby mx\r\n"
+    small = [*MESSAGES, b"\r\nno header", b" continued: first\r\n\r\nbody"]
+    padding = b"\r\n\r\n" + b"a line of padding\r\n" * (IN_BUFFER_FROM // 19 + 1)
+    big = [m.replace(b"\r\n\r\n", padding, 1) for m in small if b"\r\n\r\n" in m[2:]]
+    assert all(len(m) > IN_BUFFER_FROM for m in big) and len(big) >= 3
+    for message in small + big:
+        buffer = bytearray(message)
+        assert summarize(head, buffer) == summarize(head, message)
+        assert summarize(head, buffer) == summary_of(Part(head + message))
+        assert buffer == message
 
 
 def test_only_mail_of_one_part_with_a_small_header_is_cheap_to_summarize() -> None:

@@ -165,7 +165,7 @@ def test_the_reader_state_does_not_depend_on_where_the_data_is_cut(
     assert (data.bare is not None) == bare
     if not bare:
         unstuffed = b"\r\n".join(line[1:] if line[:1] == b"." else line for line in lines)
-        assert data.content.getvalue() == unstuffed
+        assert data.content == unstuffed
     assert data.line_too_long == (max(map(len, wire.split(b"\n"))) >= line_limit)
 
 
@@ -185,4 +185,4 @@ def test_bdat_chunks_keep_their_dots(lines: list[str], cuts: list[int]) -> None:
         start = max(start, cut)
     data.feed(wire[start:])
     assert data.bare is None
-    assert data.content.getvalue() == wire
+    assert data.content == wire

@@ -157,7 +157,9 @@ def test_forged_relay_envelope_is_rejected(running: RunningCloud) -> None:
     us = running.cloud.region("us-east")
     envelope = Envelope("x@example.org", ("alice@example.test",), b"Subject: hi\r\n\r\nok", 0.0)
     sealed = us.planner.plan(envelope).relays[0].sealed
-    genuine = us.planner.relay_message("eu-dublin", sealed)
+    signed = us.planner.signed_relay("eu-dublin", lambda room: bytearray(room) + sealed)
+    assert signed is not None
+    genuine = b"".join(us.planner.relay_pieces("eu-dublin", *signed))
     forged = genuine.replace(b"from=us-east", b"from=eu-dublin")
     with mx(running, "eu-dublin") as client, pytest.raises(smtplib.SMTPDataError) as error:
         client.sendmail("x@example.org", ["alice@example.test"], forged)

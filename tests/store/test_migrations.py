@@ -123,7 +123,7 @@ def check_contents(store: MailStore) -> None:
     assert retained.uid == 5 and store.blob(retained.blob_id) == b"alice-cipher-4"
     live = store.holds()[0]  # the lapsed one is not live
     assert (live.account, live.reference, live.until) == (ALICE, "REQ-LIVE", FOREVER)
-    relays = {r.sealed: r for r in store.due_relays(FOREVER + 1)}
+    relays = {bytes(store.relay_sealed(r.id) or b""): r for r in store.due_relays(FOREVER + 1)}
     failed, waiting = relays[b"sealed-1"], relays[b"sealed-2"]
     assert (failed.mail_from, failed.rcpts, failed.attempts) == (
         ALICE,
@@ -153,8 +153,8 @@ def test_a_store_newer_than_the_code_is_refused(
 def test_a_version_5_store_keeps_its_rows_and_gains_lost_subscriptions(
     store_location: str | Path,
 ) -> None:
-    """Versions 6 and 7 only add `lost_subscriptions` and `summaries`: a latest store
-    without them, marked 5, is what version 5 wrote."""
+    """Versions 6 and 7 only add `lost_subscriptions` and `summaries` (8 only moves
+    columns): a latest store without them, marked 5, is what version 5 wrote."""
     store = open_store(store_location)
     store.create_account(ALICE, "hash")
     store.create_mailbox(ALICE, "Kept", subscribed=True)
@@ -165,7 +165,7 @@ def test_a_version_5_store_keeps_its_rows_and_gains_lost_subscriptions(
     run("UPDATE schema_version SET version = 5")
     before = run("SELECT id, name, subscribed FROM mailboxes ORDER BY id")
     store = open_store(store_location)
-    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 7
+    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 8
     assert run("SELECT id, name, subscribed FROM mailboxes ORDER BY id") == before
     store.delete_mailbox(ALICE, "Kept")
     assert store.lost_subscriptions(ALICE) == ["Kept"]
@@ -201,7 +201,7 @@ def test_a_store_of_version_6_gets_summaries_and_keeps_its_messages(
     query("UPDATE schema_version SET version = 6")
     before = snapshot(query)
     store = open_store(location)
-    assert snapshot(query) == before and query("SELECT version FROM schema_version") == [(7,)]
+    assert snapshot(query) == before and query("SELECT version FROM schema_version") == [(LATEST,)]
     check_contents(store)
     inbox = store.mailbox(ALICE, "INBOX")
     old = {m.uid: m.blob_id for m in store.messages(inbox.id)}
@@ -221,4 +221,46 @@ def test_a_store_of_version_6_gets_summaries_and_keeps_its_messages(
     )
     store.delete_account(ALICE)
     assert query("SELECT COUNT(*) FROM summaries") == [(0,)]
+    store.close()
+
+
+def test_a_version_7_sqlite_store_gets_its_queues_message_column_last(tmp_path: Path) -> None:
+    """tests/store/fixtures/write_v7.py: queued relays and mail to the Internet, as version 7
+    wrote them, keep every column and their ids; the message column is last, and the queues
+    take and give back messages written in place."""
+    path = tmp_path / "mail.sqlite"
+    shutil.copy(FIXTURES / "v7.sqlite", path)
+    query = on_location(path)
+    columns = {
+        "relay_queue": "id, dest_region, mail_from, rcpts, sealed, created, attempts,"
+        " next_attempt, last_error, bounce",
+        "outbound_queue": "id, domain, mail_from, rcpts, blob, size, created, attempts,"
+        " next_attempt, last_error, delay_notified, bounce",
+    }
+    before = {t: query(f"SELECT {c} FROM {t} ORDER BY id") for t, c in columns.items()}
+    store = open_store(path)
+    assert query("SELECT version FROM schema_version") == [(LATEST,)]
+    assert {t: query(f"SELECT {c} FROM {t} ORDER BY id") for t, c in columns.items()} == before
+    for table, large in (("relay_queue", "sealed"), ("outbound_queue", "blob")):
+        assert query(f"PRAGMA table_info({table})")[-1][1] == large
+    failed, waiting = sorted(store.due_relays(FOREVER + 1), key=lambda item: item.id)
+    assert (failed.attempts, failed.last_error, failed.next_attempt) == (
+        1,
+        "451 4.3.0 try later",
+        FOREVER,
+    )
+    assert store.relay_sealed(failed.id) == b"sealed-1"
+    assert store.relay_sealed(waiting.id, room=3) == b"\0\0\0sealed-2"
+    [queued] = store.due_outbound(FOREVER)
+    assert store.outbound_blob(queued.id) == b"outbound-1"
+    big = bytearray(b"sealed ") * 100_000
+    store.deliver(
+        [],
+        [OutboundRelay("us-east", ALICE, (BOB,), big)],
+        [OutboundMessage("remote.test", ALICE, ("x@remote.test",), bytes(big), 7)],
+    )
+    newest = max(store.due_relays(FOREVER + 1), key=lambda item: item.id)
+    assert newest.id == 4, "the relayed item's id 3 is not handed out again"
+    assert store.relay_sealed(newest.id) == big
+    assert store.outbound_blob(max(i.id for i in store.due_outbound(FOREVER))) == big
     store.close()

@@ -20,8 +20,10 @@ from borderline.vault import (
     Vault,
     open_sealed,
     seal,
+    seal_in_place,
 )
 from borderline.vault.access import account_hash, canonical_json, commitment, seal_commitment
+from borderline.vault.sealing import open_in_place
 
 
 def make_vault(root: Path) -> Vault:
@@ -210,6 +212,19 @@ def test_sealing_round_trip_and_region_binding(plaintext: bytes) -> None:
         open_sealed(private, "us-east", sealed)
     with pytest.raises(SealedMessageError):
         open_sealed(X25519PrivateKey.generate(), "eu-dublin", sealed)
+    # Sealed and opened in place: the same HPKE, each way round.
+    in_place = seal_in_place(public, "eu-dublin", bytearray(plaintext))
+    assert open_sealed(private, "eu-dublin", bytes(in_place)) == plaintext
+    for region, key in (("us-east", private), ("eu-dublin", X25519PrivateKey.generate())):
+        with pytest.raises(SealedMessageError):
+            open_in_place(key, region, bytearray(in_place))
+    opened = bytearray(sealed)
+    open_in_place(private, "eu-dublin", opened)
+    assert opened == plaintext
+    tampered = bytearray(sealed)
+    tampered[-1] ^= 1
+    with pytest.raises(SealedMessageError):
+        open_in_place(private, "eu-dublin", tampered)
 
 
 def test_a_message_in_pieces_is_encrypted_as_one(tmp_path: Path) -> None:
@@ -219,3 +234,18 @@ def test_a_message_in_pieces_is_encrypted_as_one(tmp_path: Path) -> None:
     for body in (b"small body\r\n", b"x" * (3 << 20)):
         pieces = (b"Return-Path: <>\r\n", b"", b"Received: by us\r\n", body)
         assert key.decrypt(vault.encrypt("alice@example.test", *pieces)) == b"".join(pieces)
+
+
+def test_a_message_encrypted_over_its_buffer_is_the_same_blob(tmp_path: Path) -> None:
+    """SMTP's DATA buffer becomes the blob: it opens to the head and the message, as the
+    blob `encrypt` makes of the two."""
+    vault = make_vault(tmp_path)
+    key = vault.release("alice@example.test", Justification.CUSTOMER_INITIATED_ACCESS, "test")
+    head = b"Return-Path: <>\r\n"
+    for body in (b"", b"small body\r\n", b"x" * (3 << 20) + b"end\r\n"):
+        buffer = bytearray(body)
+        blob = vault.encrypt_in_place("Alice@example.test", head, buffer)
+        assert blob is buffer
+        assert body[:64] not in blob or not body
+        assert key.decrypt(bytes(blob)) == head + body
+        assert len(blob) == len(vault.encrypt("alice@example.test", head, body))

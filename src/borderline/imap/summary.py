@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import struct
 from functools import lru_cache
+from typing import cast
 
 from borderline.imap.mime import FIELD_LIMIT, Part, bodystructure, envelope
 from borderline.imap.search import SEARCH_FIELDS, header_texts
@@ -41,6 +42,7 @@ STRUCTURE_FIELD = {name: i for i, name in enumerate(STRUCTURES)}
 OFFSETS = struct.Struct(f">{FIELD_COUNT + 1}I")
 FIRST_FIELD = len(VERSION) + OFFSETS.size
 SPAN = struct.Struct(">II")
+IN_BUFFER_FROM = 1 << 20  # octets of a message summarized in its own buffer
 # What keeps a summary cheap enough to compute inside the group commit (cheap_to_summarize).
 CHEAP_SIZE = 256 * 1024
 CHEAP_HEADER = 16 * 1024
@@ -112,12 +114,23 @@ def _field_lines(names: tuple[str, ...]) -> re.Pattern[bytes]:
     return re.compile(rb"\n((?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*)", re.I)
 
 
-def summarize(head: bytes, content: bytes) -> bytes:
-    """The plaintext summary of the message `head + content`."""
-    return summary_of(Part(head + content if head else content))
+def summarize(head: bytes, content: bytes | bytearray) -> bytes:
+    """The plaintext summary of the message `head + content`. A big bytearray (SMTP's DATA
+    buffer) gets the head put before it while it is read, and taken off again: a move
+    within the buffer, where `head + content` would be a copy of it. A smaller message is
+    copied: bytes are searched faster (a 20 KB summary took 10% longer from a bytearray)."""
+    if not isinstance(content, bytearray) or len(content) < IN_BUFFER_FROM:
+        return summary_of(Part(head + content if head else bytes(content)))
+    content[0:0] = head
+    try:
+        # Part reads its data only with what bytes and bytearray share, and every field
+        # of the summary is a copy (tests/imap/test_summaries.py compares the two).
+        return summary_of(Part(cast(bytes, content)))
+    finally:
+        del content[: len(head)]
 
 
-def cheap_to_summarize(content: bytes) -> bool:
+def cheap_to_summarize(content: bytes | bytearray) -> bool:
     """Whether summarize() of `content` costs little, bounded without parsing it: a
     message of one part, whose body is only counted (about 0.5 ns an octet), with a header
     of at most CHEAP_HEADER octets (at most about 15 ms where addresses crowd it). What

@@ -23,13 +23,13 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from borderline import observe
 from borderline.cloud import Region
+from borderline.delivery import Content, Plan, RelayRejected, is_relay_message
 from borderline.delivery import Envelope as MailEnvelope
-from borderline.delivery import Plan, RelayRejected, is_relay_message
 from borderline.directory import POSTMASTER, DirectoryError, normalize_address
 from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.limits import SendingLimit
 from borderline.smtp.submission import sender_refusal
-from borderline.smtp.transaction import queued
+from borderline.smtp.transaction import Transaction, queued
 from borderline.store import Delivery, MailboxNotFound, OutboundMessage, OutboundRelay
 from borderline.throttle import Guesses, LoginThrottle
 
@@ -133,7 +133,7 @@ class GroupCommitter:
     def _plan(self, pending: _Pending) -> Plan:
         envelope, pending.envelope = pending.envelope, None
         assert envelope is not None
-        plan = self.region.planner.plan(envelope)
+        plan = self.region.planner.plan(envelope, consume=True)
         if envelope.mailbox == "INBOX":
             return plan
         # An account may have deleted its Junk folder: its mail still arrives.
@@ -343,8 +343,9 @@ class IngressHandler:
     async def _accept(self, session: Session, envelope: Envelope) -> MailEnvelope | str:
         """The message to commit, or the reply that refuses it. It takes the content from
         aiosmtpd's envelope, so nothing else keeps the plaintext."""
-        content: bytes = envelope.original_content or b""
-        envelope.content = envelope.original_content = None
+        assert isinstance(envelope, Transaction)
+        content: Content = envelope.message or bytearray()
+        envelope.message = None
         if is_relay_message(content):
             try:  # verifying and opening a large envelope takes a while: not on the loop
                 return await asyncio.to_thread(self._open_relay, content, envelope.rcpt_tos)
@@ -365,6 +366,8 @@ class IngressHandler:
         trace = self._received_header(session, received)
         mailbox = "INBOX"
         if self.authenticator is not None and not self.submission:
+            # The checks take bytes (DKIM's copies the body anyway): the buffer goes.
+            content = bytes(content)
             verdict = await self.authenticator.verdict(
                 content,
                 _peer_ip(session),
@@ -385,7 +388,7 @@ class IngressHandler:
             mailbox=mailbox,
         )
 
-    def _open_relay(self, content: bytes, rcpts: Sequence[str]) -> MailEnvelope:
+    def _open_relay(self, content: Content, rcpts: Sequence[str]) -> MailEnvelope:
         """Open a relay envelope and deliver it to the SMTP recipients this region accepted:
         each must be one the sender sealed (no recipient can be added on the way)."""
         mail = self.region.planner.open_relay_message(content)

@@ -14,8 +14,9 @@ session goes on. So an '<LF>.<CR><LF>' that another server takes for the end nev
 message here, and commands smuggled after it are read as refused data, never run.
 
 The data is unstuffed and checked as it arrives (data_lines.py), a window at a time, into a
-buffer that becomes the message without a copy: memory per message is its size plus a
-window.
+bytearray that becomes the message without a copy: memory per message is its size plus a
+window. The handler gets that buffer and nothing else keeps it, so the committer can
+encrypt the message over it (ingress.py).
 
 BDAT chunks are counted bytes, so no byte sequence ends one early; they go through the
 same checks (bare <CR> or <LF>, line length, the size limit) into the same kind of buffer,
@@ -28,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import io
 import logging
 import re
 from collections.abc import Callable, Coroutine, Iterator
@@ -68,7 +68,7 @@ class _Data:
     line_limit: int
     size_limit_for: Callable[[bytes], int] | None = None
     stuffed: bool = True  # DATA is dot-stuffed (RFC 5321 4.5.2); BDAT chunks are not
-    content: io.BytesIO = field(default_factory=io.BytesIO)
+    content: bytearray = field(default_factory=bytearray)
     size: int = 0
     too_big: bool = False
     line_too_long: bool = False
@@ -95,9 +95,9 @@ class _Data:
             self.size += len(piece)
             if self.size_limit and self.size > self.size_limit:
                 self.too_big = True
-                self.content = io.BytesIO()
+                self.content = bytearray()
             else:
-                self.content.write(piece)
+                self.content += piece
         self.tail = (self.tail + wire[-2:])[-2:]
 
     def refusal(self, host: str) -> str | None:
@@ -435,11 +435,11 @@ class FastDataSMTP(SMTP):
             if data.bare is not None:
                 log.debug("%r: bare %s in data", self.session and self.session.peer, data.bare)
         else:
-            content = data.content.getvalue()  # the buffer itself, not a copy
-            relay = is_relay_message(content[:HEAD])
+            assert isinstance(self.envelope, Transaction)
+            relay = is_relay_message(data.content[:HEAD])
+            # The buffer itself: the handler takes it, and may encrypt the message over it.
+            self.envelope.message = data.content
             del data
-            self.envelope.content = self.envelope.original_content = content
-            del content  # the handler may drop the message once it is encrypted
             status = await self._call_handler_hook("DATA")
             reply = "250 2.0.0 OK" if status is MISSING else status
         self.transactions.data(self.envelope, self.session, reply, size, relay)

@@ -10,7 +10,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import aiosmtplib
 
@@ -124,7 +124,7 @@ async def guarded_transaction(
     client: aiosmtplib.SMTP,
     mail_from: str,
     rcpts: Sequence[str],
-    data: Callable[[], bytes],
+    data: Callable[[], bytes | Iterator[bytes]],
     options: Sequence[str] = (),
     remote_mta: str | None = None,
 ) -> dict[str, Failure]:
@@ -147,7 +147,7 @@ async def _transaction(
     client: aiosmtplib.SMTP,
     mail_from: str,
     rcpts: Sequence[str],
-    data: Callable[[], bytes],
+    data: Callable[[], bytes | Iterator[bytes]],
     options: Sequence[str],
     remote_mta: str | None,
 ) -> dict[str, Failure]:

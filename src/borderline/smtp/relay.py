@@ -13,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 
 import aiosmtplib
 
@@ -160,12 +161,19 @@ class RelayWorker(QueueWorker):
         return results
 
     async def _send_item(self, client: aiosmtplib.SMTP, item: RelayItem) -> dict[str, Failure]:
+        """Read (one item's sealed bytes at a time, not a pass's), sign, then send."""
+        planner, store = self.region.planner, self.region.store
+        signed = await asyncio.to_thread(
+            planner.signed_relay, item.dest_region, partial(store.relay_sealed, item.id)
+        )
+        if signed is None:
+            return {}  # gone since the pass began (an operator removed it): nothing to send
         international = not (item.mail_from.isascii() and all(r.isascii() for r in item.rcpts))
         return await guarded_transaction(
             client,
             item.mail_from,
             item.rcpts,
-            lambda: self.region.planner.relay_message(item.dest_region, item.sealed),
+            lambda: planner.relay_pieces(item.dest_region, *signed),
             ["SMTPUTF8"] if international else [],
         )
 

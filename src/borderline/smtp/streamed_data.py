@@ -53,9 +53,12 @@ def stuffed_pieces(data: bytes, window: int = WINDOW) -> Iterator[bytes]:
         before = joined[-2:]
 
 
-async def send_data(client: aiosmtplib.SMTP, data: bytes, timeout: float) -> SMTPResponse:
+async def send_data(
+    client: aiosmtplib.SMTP, data: bytes | Iterator[bytes], timeout: float
+) -> SMTPResponse:
     """DATA, then `data` a window at a time, then the end of data; the 250 reply, or
-    SMTPDataError as from aiosmtplib's `data()`."""
+    SMTPDataError as from aiosmtplib's `data()`. `data` is the message, or its pieces as
+    they go on the wire already (<CR><LF> lines, dot-stuffed), made as they are sent."""
     start = await client.execute_command(b"DATA", timeout=timeout)
     if start.code != SMTPStatus.start_input:
         raise SMTPDataError(start.code, start.message)
@@ -64,7 +67,7 @@ async def send_data(client: aiosmtplib.SMTP, data: bytes, timeout: float) -> SMT
         raise SMTPServerDisconnected("Connection lost")
     last = b""
     try:
-        for piece in stuffed_pieces(data):
+        for piece in stuffed_pieces(data) if isinstance(data, bytes) else data:
             protocol.write(piece)
             last = piece
             # aiosmtplib's protocol keeps asyncio's flow control (its FlowControlMixin is
@@ -77,7 +80,7 @@ async def send_data(client: aiosmtplib.SMTP, data: bytes, timeout: float) -> SMT
         if isinstance(exc, TimeoutError):
             raise SMTPTimeoutError("timed out sending the data") from exc
         raise SMTPServerDisconnected(f"connection lost sending the data: {exc}") from exc
-    if data and not last.endswith(b"\r\n"):
+    if last and not last.endswith(b"\r\n"):
         protocol.write(b"\r\n")  # the end of data is a line of its own
     reply = await client.execute_command(b".", timeout=timeout)
     if reply.code != SMTPStatus.completed:

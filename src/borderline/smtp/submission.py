@@ -12,15 +12,15 @@ log = logging.getLogger(__name__)
 _PARSER = BytesHeaderParser(policy=default)
 
 
-def header_block(content: bytes) -> bytes:
+def header_block(content: bytes | bytearray) -> bytes:
     """The message's header lines, without the body (which may be large)."""
     if content.startswith(b"\r\n"):
         return b""
     end = content.find(b"\r\n\r\n")
-    return content if end < 0 else content[: end + 2]
+    return bytes(content if end < 0 else content[: end + 2])  # bytes: itself, uncopied
 
 
-def sender_refusal(content: bytes, owns: Callable[[str], bool]) -> str | None:
+def sender_refusal(content: bytes | bytearray, owns: Callable[[str], bool]) -> str | None:
     """The reply refusing a submitted message whose From (every address in it) or Sender
     is not an address the account owns, as `owns` says; None when it may go out.
 

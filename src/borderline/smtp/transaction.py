@@ -24,6 +24,9 @@ class Transaction(Envelope):
         self.refusal: str | None = None  # the last refused RCPT's reply
         self.refused = 0
         self.ended = False  # logged, at its data or when dropped (a refused MAIL opens none)
+        # The data, instead of aiosmtpd's `content`: a buffer the handler takes, so that it
+        # holds the only reference and may encrypt the message over it (ingress.py).
+        self.message: bytearray | None = None
 
 
 def queued(envelope: Envelope, queue_id: str) -> None:

@@ -95,7 +95,7 @@ class Delivery:
     """One message for one account's mailbox, already encrypted by the vault."""
 
     account: str
-    blob: bytes
+    blob: bytes | bytearray  # a bytearray: the DATA buffer it was encrypted over
     size: int
     internal_date: float
     mailbox: str = "INBOX"
@@ -113,7 +113,7 @@ class OutboundRelay:
     dest_region: str
     mail_from: str
     rcpts: tuple[str, ...]
-    sealed: bytes
+    sealed: bytes | bytearray
 
 
 @dataclass(frozen=True)
@@ -158,13 +158,13 @@ class Hold:
 
 @dataclass(frozen=True)
 class RelayItem:
-    """Mail sealed to another region, waiting to be relayed there."""
+    """Mail sealed to another region, waiting to be relayed there; without its sealed
+    bytes (`MailStore.relay_sealed` reads them when it is sent)."""
 
     id: int
     dest_region: str
     mail_from: str
     rcpts: tuple[str, ...]
-    sealed: bytes
     created: float
     attempts: int
     next_attempt: float

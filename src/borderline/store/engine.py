@@ -46,9 +46,17 @@ class Tx(Protocol):
         """Execute `sql` once per parameter row, in order; the first result row of each."""
         ...
 
-    def insert_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[int]:
-        """Store (account, ciphertext) blobs, in order; their ids. A message may be as big
-        as the size limit, so each engine writes it the way that copies it least."""
+    def insert_large(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
+        """Insert rows whose last column is a message's ciphertext, in order; their ids. A
+        message may be as big as the size limit, so each engine writes it the way that
+        copies it least."""
+        ...
+
+    def read_large(self, table: str, column: str, row_id: int, room: int) -> bytearray | None:
+        """A row's large value read a window at a time into a buffer of its own, after
+        `room` bytes left for the caller; None if there is no such row."""
         ...
 
 

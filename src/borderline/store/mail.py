@@ -440,7 +440,9 @@ class MailStore:
                 ids[account, name] = int(row[0])
             targets = [ids[d.account.lower(), d.mailbox] for d in fresh]
             firsts = self._allocate(tx, dict(Counter(targets)))
-            blobs = tx.insert_blobs([(d.account.lower(), d.blob) for d in fresh])
+            blobs = tx.insert_large(
+                "blobs", ("account", "data"), [(d.account.lower(), d.blob) for d in fresh]
+            )
             placed = []
             taken: Counter[int] = Counter()
             for delivery, mailbox_id, blob_id in zip(fresh, targets, blobs, strict=True):
@@ -455,19 +457,19 @@ class MailStore:
                 "INSERT INTO summaries (blob_id, data) VALUES (?, ?)",
                 [(b, d.summary) for _, _, _, b, d in placed if d.summary is not None],
             )
-            tx.run_many(
-                "INSERT INTO relay_queue (dest_region, mail_from, rcpts, sealed, created,"
-                " next_attempt) VALUES (?, ?, ?, ?, ?, ?)",
+            tx.insert_large(
+                "relay_queue",
+                ("dest_region", "mail_from", "rcpts", "created", "next_attempt", "sealed"),
                 [
-                    (r.dest_region, r.mail_from, self.dialect.values(r.rcpts), r.sealed, now, now)
+                    (r.dest_region, r.mail_from, self.dialect.values(r.rcpts), now, now, r.sealed)
                     for r in relays
                 ],
             )
-            tx.run_many(
-                "INSERT INTO outbound_queue (domain, mail_from, rcpts, blob, size, created,"
-                " next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            tx.insert_large(
+                "outbound_queue",
+                ("domain", "mail_from", "rcpts", "size", "created", "next_attempt", "blob"),
                 [
-                    (m.domain, m.mail_from, self.dialect.values(m.rcpts), m.blob, m.size, now, now)
+                    (m.domain, m.mail_from, self.dialect.values(m.rcpts), m.size, now, now, m.blob)
                     for m in outbound
                 ],
             )
@@ -788,7 +790,7 @@ class MailStore:
         a failed attempt's backoff runs), the longest waiting first."""
         with self.engine.read() as tx:
             rows = tx.all(
-                "SELECT id, dest_region, mail_from, rcpts, sealed, created, attempts,"
+                "SELECT id, dest_region, mail_from, rcpts, created, attempts,"
                 " next_attempt, last_error, bounce FROM relay_queue"
                 " WHERE next_attempt <= ? OR bounce IS NOT NULL ORDER BY next_attempt, id LIMIT ?",
                 (now, limit),
@@ -799,15 +801,20 @@ class MailStore:
                 dest_region=str(r[1]),
                 mail_from=str(r[2]),
                 rcpts=self.dialect.strings(r[3]),
-                sealed=bytes(r[4]),
-                created=float(r[5]),
-                attempts=int(r[6]),
-                next_attempt=float(r[7]),
-                last_error=None if r[8] is None else str(r[8]),
-                bounce=None if r[9] is None else str(r[9]),
+                created=float(r[4]),
+                attempts=int(r[5]),
+                next_attempt=float(r[6]),
+                last_error=None if r[7] is None else str(r[7]),
+                bounce=None if r[8] is None else str(r[8]),
             )
             for r in rows
         ]
+
+    def relay_sealed(self, item_id: int, room: int = 0) -> bytearray | None:
+        """A queued relay's sealed bytes, after `room` bytes left free (for what the relay
+        signs before them), read a window at a time; None if the item is gone."""
+        with self.engine.read() as tx:
+            return tx.read_large("relay_queue", "sealed", item_id, room)
 
     def list_relays(self, limit: int = 1000, item_id: int | None = None) -> list[QueueEntry]:
         """Queued relays, due or not, oldest first (or only `item_id`), without their

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import select
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -36,6 +37,14 @@ POOL_SIZE = 10
 # the schema version. The number is arbitrary but fixed.
 SCHEMA_LOCK = 0x626F72646572
 URL_SCHEMES = ("postgresql://", "postgres://")
+# PostgreSQL's binary COPY format: the signature, no flags and no header extension; each
+# row its count of fields, each field its size; -1 fields after the last row.
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_TRAILER = b"\xff\xff"
+FIELD_COUNT = struct.Struct(">h")
+FIELD_SIZE = struct.Struct(">i")
+LARGE_WINDOW = 256 * 1024  # of a large value written or read at a time
+TEXT_OID = 25
 
 
 @functools.lru_cache(maxsize=1024)
@@ -82,8 +91,9 @@ POSTGRES = PostgresDialect()
 
 
 def _nothing_to_change(tx: Tx) -> None:
-    """Version 2 on PostgreSQL: identity ids never repeat and the UIDVALIDITY clock was there
-    from the start, so only `schema_version` is new."""
+    """Versions 2 and 8 on PostgreSQL: identity ids never repeat and the UIDVALIDITY clock
+    was there from the start, so only `schema_version` is new (2); the order of columns
+    changes nothing (8)."""
 
 
 def _relay_bounce(tx: Tx) -> None:
@@ -98,6 +108,7 @@ MIGRATIONS = {
     5: add_first_recent_uid,
     6: lambda tx: add_table(tx, POSTGRES, "lost_subscriptions"),
     7: lambda tx: add_table(tx, POSTGRES, "summaries"),
+    8: _nothing_to_change,  # TOAST keeps a big value apart, wherever its column is
 }
 
 
@@ -127,9 +138,57 @@ class _Statements:
             with self._db.cursor() as cursor:
                 cursor.executemany(_sql(sql), rows)
 
-    def insert_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[int]:
-        rows = self.one_each("INSERT INTO blobs (account, data) VALUES (?, ?) RETURNING id", blobs)
-        return [int(row[0]) for row in rows if row is not None]
+    def insert_large(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
+        """COPY the rows in binary, each large value a window at a time: bound as a
+        parameter it would be copied whole twice (into psycopg's buffer, then libpq's).
+        COPY returns no ids, so they are drawn from the table's sequence first."""
+        if not rows:
+            return []
+        drawn = self.all(
+            "SELECT nextval(pg_get_serial_sequence(?, 'id')) FROM generate_series(1, ?)",
+            (table, len(rows)),
+        )
+        ids = sorted(int(row[0]) for row in drawn)
+        names = ", ".join(("id", *columns))
+        with (
+            self._db.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT binary)") as copy,
+        ):
+            # Small rows go out together, a window at a time; a large value on its own.
+            pending = bytearray(COPY_SIGNATURE)
+            for row_id, (*values, large) in zip(ids, rows, strict=True):
+                fields = [_copy_field(row_id), *map(_copy_field, values)]
+                pending += FIELD_COUNT.pack(len(fields) + 1) + b"".join(fields)
+                pending += FIELD_SIZE.pack(len(large))
+                if len(pending) + len(large) <= LARGE_WINDOW:
+                    pending += large
+                    continue
+                copy.write(pending)
+                pending = bytearray()
+                with memoryview(large) as view:
+                    for start in range(0, len(large), LARGE_WINDOW):
+                        copy.write(view[start : start + LARGE_WINDOW])
+            copy.write(pending + COPY_TRAILER)
+        return ids
+
+    def read_large(self, table: str, column: str, row_id: int, room: int) -> bytearray | None:
+        """By slices of the value (`substring`, which reads only the TOAST chunks it needs):
+        a SELECT of the whole value is held by libpq, then copied into bytes."""
+        sized = self.one(f"SELECT length({column}) FROM {table} WHERE id = ?", (row_id,))
+        if sized is None:
+            return None
+        buffer = bytearray(room + int(sized[0]))
+        for start in range(room, len(buffer), LARGE_WINDOW):
+            piece = self.one(
+                f"SELECT substring({column} FROM ? FOR ?) FROM {table} WHERE id = ?",
+                (start - room + 1, LARGE_WINDOW, row_id),
+            )
+            if piece is None:  # gone meanwhile
+                return None
+            buffer[start : start + LARGE_WINDOW] = piece[0]
+        return buffer
 
     def one_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
         """One pipelined batch: a round trip for all the rows, not one each."""
@@ -142,6 +201,24 @@ class _Statements:
                 results.append(cursor.fetchone())
                 if not cursor.nextset():
                     return results
+
+
+def _copy_field(value: int | float | str | list[str]) -> bytes:
+    """A column of binary COPY: its size, then its value as the server sends it (int8,
+    float8, text, text[] of one dimension)."""
+    if isinstance(value, int):
+        data = struct.pack(">q", value)
+    elif isinstance(value, float):
+        data = struct.pack(">d", value)
+    elif isinstance(value, str):
+        data = value.encode()
+    else:  # dimensions, no NULLs, element type; then its length and lower bound
+        items = [item.encode() for item in value]
+        data = struct.pack(">iiI", 1 if items else 0, 0, TEXT_OID)
+        if items:
+            data += struct.pack(">ii", len(items), 1)
+            data += b"".join(FIELD_SIZE.pack(len(item)) + item for item in items)
+    return FIELD_SIZE.pack(len(data)) + data
 
 
 class BoundedConnection(psycopg.Connection[Row]):

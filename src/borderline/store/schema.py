@@ -10,7 +10,11 @@ that UID on). Version 6 adds `lost_subscriptions`, the subscribed names whose ma
 deleted (IMAP keeps a subscription to a name, RFC 3501 6.3.6). Version 7 adds `summaries`:
 per blob, what IMAP clients fetch and search, encrypted under the account's data key as the
 blob is (docs/store.md, "Message summaries"); a blob stored before has none until a session
-computes it. A new database is created at the latest version directly; an older one is
+computes it. Version 8 puts the queues' message column last (`relay_queue.sealed`,
+`outbound_queue.blob`, as `blobs.data` is): SQLite writes a row whose big value is a
+`zeroblob()` that nothing follows without building the value, so the store then writes the
+ciphertext into it in place (store/sqlite.py, `insert_large`); PostgreSQL keeps its tables
+as they are. A new database is created at the latest version directly; an older one is
 migrated step by step, in one transaction, when a store opens it.
 """
 
@@ -21,7 +25,7 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 7
+LATEST = 8
 # Version 4's column of the relay queue: an operator's reason to give up on the item.
 RELAY_BOUNCE = "bounce TEXT"
 
@@ -85,14 +89,14 @@ TABLES: dict[str, str] = {
         dest_region TEXT NOT NULL,
         mail_from TEXT NOT NULL,
         rcpts {strings} NOT NULL,
-        sealed {bytes} NOT NULL,
         created DOUBLE PRECISION NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt DOUBLE PRECISION NOT NULL,
         last_error TEXT,
         """
     + RELAY_BOUNCE
-    + """
+    + """,
+        sealed {bytes} NOT NULL
     )""",
     "relay_received": """CREATE TABLE {table} (
         relay_id TEXT NOT NULL,
@@ -108,14 +112,14 @@ TABLES: dict[str, str] = {
         domain TEXT NOT NULL,
         mail_from TEXT NOT NULL,
         rcpts {strings} NOT NULL,
-        blob {bytes} NOT NULL,
         size BIGINT NOT NULL,
         created DOUBLE PRECISION NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt DOUBLE PRECISION NOT NULL,
         last_error TEXT,
         delay_notified BOOLEAN NOT NULL DEFAULT FALSE,
-        bounce TEXT
+        bounce TEXT,
+        blob {bytes} NOT NULL
     )""",
     # Subscriptions outlive their mailbox (RFC 3501 6.3.6): a subscribed mailbox's name moves
     # here when it is deleted, and back to `mailboxes.subscribed` when it is created again.
@@ -137,6 +141,10 @@ INDEXES: dict[str, tuple[str, ...]] = {
     "changes": ("CREATE INDEX changes_by_mailbox ON changes (mailbox_id, modseq)",),
     "outbound_queue": ("CREATE INDEX outbound_due ON outbound_queue (next_attempt, id)",),
 }
+# The tables whose last column is a message (version 8 moved the queues' there on SQLite).
+# A column added to one of them later goes before it in TABLES, and a SQLite migration
+# rebuilds the table (`ALTER TABLE ADD COLUMN` would put it after).
+LARGE_LAST = ("relay_queue", "outbound_queue")
 # Tables of version 1 whose ids a session, the relay lane or the legal desk holds on to
 # (version 2 rebuilt them on SQLite; tables added since are created with such ids).
 WITH_IDS = ("mailboxes", "blobs", "messages", "relay_queue", "holds")

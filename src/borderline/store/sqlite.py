@@ -21,6 +21,7 @@ from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
 from borderline.store.schema import (
     INDEXES,
+    LARGE_LAST,
     RELAY_BOUNCE,
     WITH_IDS,
     add_first_recent_uid,
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_SECONDS = 0.25
 WAL_LIMIT = 64 * 1024 * 1024
 WRITER_POLL = 0.0005  # seconds between tries of another process's writer lock
+LARGE_WINDOW = 256 * 1024  # of a message's ciphertext read at a time
 
 
 @functools.lru_cache(maxsize=1024)
@@ -115,34 +117,41 @@ class _Statements:
     def one_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
         return [self._db.execute(sql, row).fetchone() for row in rows]
 
-    def insert_blobs(self, blobs: Sequence[tuple[str, bytes]]) -> list[int]:
-        """Reserve each blob's room with zeroblob() and write the ciphertext into it: binding
-        a big value would make SQLite copy it twice more (the bound value, then the record)
-        and keep the last one with the statement."""
+    def insert_large(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
+        """Reserve each value's room with zeroblob() and write the ciphertext into it:
+        binding a big value would make SQLite copy it twice more (the bound value, then the
+        record) and keep the last one with the statement."""
+        places = ", ".join(["?"] * (len(columns) - 1) + ["zeroblob(?)"])
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({places}) RETURNING id"
         ids = []
-        for account, data in blobs:
-            row = self._db.execute(
-                "INSERT INTO blobs (account, data) VALUES (?, zeroblob(?)) RETURNING id",
-                (account, len(data)),
-            ).fetchone()
-            blob_id = int(row[0])
-            with self._db.blobopen("blobs", "data", blob_id) as blob:
+        for *values, data in rows:
+            row_id = int(self._db.execute(sql, (*values, len(data))).fetchone()[0])
+            with self._db.blobopen(table, columns[-1], row_id) as blob:
                 blob.write(data)
-            ids.append(blob_id)
+            ids.append(row_id)
         return ids
+
+    def read_large(self, table: str, column: str, row_id: int, room: int) -> bytearray | None:
+        """Through `Connection.blobopen`: a SELECT would make SQLite build the whole value,
+        then Python copy it into bytes."""
+        try:
+            blob = self._db.blobopen(table, column, row_id, readonly=True)
+        except sqlite3.OperationalError:  # no such row
+            return None
+        with blob:
+            buffer = bytearray(room + len(blob))
+            for start in range(room, len(buffer), LARGE_WINDOW):
+                buffer[start : start + LARGE_WINDOW] = blob.read(LARGE_WINDOW)
+        return buffer
 
 
 def _ids_never_reused(tx: Tx) -> None:
     """Version 2: rebuild the tables with ids as AUTOINCREMENT (SQLite otherwise hands out a
     deleted top row's id again), keeping every row and id; start the UIDVALIDITY clock."""
     for table in WITH_IDS:
-        columns = ", ".join(str(r[1]) for r in tx.all(f"PRAGMA table_info({table})"))
-        create_table(tx, SQLITE, table, as_name=f"{table}_v2")
-        tx.run(f"INSERT INTO {table}_v2 ({columns}) SELECT {columns} FROM {table}")
-        tx.run(f"DROP TABLE {table}")
-        tx.run(f"ALTER TABLE {table}_v2 RENAME TO {table}")
-        for index in INDEXES.get(table, ()):
-            tx.run(index)
+        _rebuilt(tx, table)
     create_table(tx, SQLITE, "uidvalidity_clock")
     seed_clock(tx)
     if tx.all("PRAGMA foreign_key_check"):
@@ -154,6 +163,30 @@ def _relay_bounce(tx: Tx) -> None:
     the latest schema, already made it."""
     if not any(r[1] == "bounce" for r in tx.all("PRAGMA table_info(relay_queue)")):
         tx.run(f"ALTER TABLE relay_queue ADD COLUMN {RELAY_BOUNCE}")
+
+
+def _rebuilt(tx: Tx, table: str) -> None:
+    """`table` made again at the latest schema with every row, and with its AUTOINCREMENT
+    counter where it was: ids of rows already deleted are never handed out again."""
+    columns = ", ".join(str(r[1]) for r in tx.all(f"PRAGMA table_info({table})"))
+    counter = None  # SQLite makes its table of counters with the first AUTOINCREMENT table
+    if tx.one(SQLITE.table_exists(), ("sqlite_sequence",)) is not None:
+        counter = tx.one("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,))
+    create_table(tx, SQLITE, table, as_name=f"{table}_new")
+    tx.run(f"INSERT INTO {table}_new ({columns}) SELECT {columns} FROM {table}")
+    tx.run(f"DROP TABLE {table}")
+    tx.run(f"ALTER TABLE {table}_new RENAME TO {table}")
+    for index in INDEXES.get(table, ()):
+        tx.run(index)
+    if counter is not None:
+        tx.run("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+        tx.run("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, counter[0]))
+
+
+def _large_values_last(tx: Tx) -> None:
+    """Version 8: the queues rebuilt with their message column last (schema.py)."""
+    for table in LARGE_LAST:
+        _rebuilt(tx, table)
 
 
 def _first_recent_uid(tx: Tx) -> None:
@@ -168,6 +201,7 @@ MIGRATIONS = {
     5: _first_recent_uid,
     6: lambda tx: add_table(tx, SQLITE, "lost_subscriptions"),
     7: lambda tx: add_table(tx, SQLITE, "summaries"),
+    8: _large_values_last,
 }
 
 

@@ -1,7 +1,7 @@
 """Keys: region KEK, per-account data keys, HPKE sealing, and justified, logged release."""
 
 from borderline.vault.access import AccessEvent, AccessLog, Justification
-from borderline.vault.sealing import SealedMessageError, open_sealed, seal
+from borderline.vault.sealing import SealedMessageError, open_sealed, seal, seal_in_place
 from borderline.vault.vault import (
     AccessLogUnavailable,
     AccessRecord,
@@ -24,4 +24,5 @@ __all__ = [
     "Vault",
     "open_sealed",
     "seal",
+    "seal_in_place",
 ]

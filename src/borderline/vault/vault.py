@@ -39,7 +39,7 @@ from borderline.vault.access import (
     seal_commitment,
     sealed_entry,
 )
-from borderline.vault.sealing import open_sealed
+from borderline.vault.sealing import open_in_place, open_sealed
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,9 @@ def _derived_key(data_key: bytes, purpose: bytes) -> bytes:
     return hkdf.derive(data_key)
 
 
-def _encrypt_pieces(key: bytes, aead: AESGCM, aad: bytes, pieces: tuple[bytes, ...]) -> bytes:
+def _encrypt_pieces(
+    key: bytes, aead: AESGCM, aad: bytes, pieces: tuple[bytes | bytearray, ...]
+) -> bytes:
     """A blob (version, nonce, ciphertext, tag) written in place: beyond a small message,
     the only copy of the message this makes is the ciphertext."""
     nonce = os.urandom(NONCE_SIZE)
@@ -116,6 +118,20 @@ def _encrypt_pieces(key: bytes, aead: AESGCM, aad: bytes, pieces: tuple[bytes, .
     # Either way the layout of AESGCM.encrypt: ciphertext, then tag. getvalue() hands
     # over the buffer itself.
     return blob.getvalue()
+
+
+def _encrypt_in_place(aead: AESGCM, aad: bytes, head: bytes, message: bytearray) -> bytearray:
+    """The blob of `head` + `message` made out of `message` itself: the version, nonce and
+    head go before it (a move within the buffer, not a copy of the message), the
+    ciphertext over it and the tag after it. Memory for a message is then its size once."""
+    nonce = os.urandom(NONCE_SIZE)
+    message[0:0] = BLOB_VERSION + nonce + head
+    message += bytes(TAG_SIZE)
+    with memoryview(message) as view:
+        sealed = view[1 + NONCE_SIZE :]
+        aead.encrypt_into(nonce, sealed[:-TAG_SIZE], aad, sealed)  # OpenSSL allows in == out
+        sealed.release()
+    return message
 
 
 def _decrypt_blob(aead: AESGCM, blob: bytes, aad: bytes, what: str, owner: str) -> bytes:
@@ -344,11 +360,17 @@ class Vault:
             wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], _wrap_aad(self.region_id, address)
         )
 
-    def encrypt(self, address: str, *pieces: bytes) -> bytes:
+    def encrypt(self, address: str, *pieces: bytes | bytearray) -> bytes:
         """Encrypt a message (the pieces, one after another) for an account at rest; the key
         stays inside the vault."""
         address = address.lower()
         return _encrypt_pieces(*self._writer(address), _message_aad(address), pieces)
+
+    def encrypt_in_place(self, address: str, head: bytes, message: bytearray) -> bytearray:
+        """`encrypt(address, head, message)` written over `message`, which then holds the
+        blob and no longer the plaintext: for a caller that holds the only reference."""
+        address = address.lower()
+        return _encrypt_in_place(self._writer(address)[1], _message_aad(address), head, message)
 
     def _writer(self, address: str) -> tuple[bytes, AESGCM]:
         writer = self._writers.get(address)
@@ -657,6 +679,10 @@ class Vault:
     def open_sealed(self, sealed: bytes) -> bytes:
         """Open mail sealed to this region by another region (sealed transit)."""
         return open_sealed(self._sealing_key, self.region_id, sealed)
+
+    def open_sealed_in_place(self, sealed: bytearray) -> None:
+        """`open_sealed` over the buffer itself, which then holds the plaintext."""
+        open_in_place(self._sealing_key, self.region_id, sealed)
 
     def close(self) -> None:
         self._db.close()
