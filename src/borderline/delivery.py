@@ -95,7 +95,7 @@ def complete_header(content: Content, domain: str, received: float) -> Content:
     """A submitted message with the Date and Message-ID an author's client left out added
     (RFC 6409 8.2 and 8.3), so what leaves is a complete RFC 5322 message."""
     end = content.find(b"\r\n\r\n")
-    head = content if end < 0 else content[: end + 2]
+    head = bytes(content if end < 0 else content[: end + 2])  # SMTP's DATA buffer is a bytearray
     names = {line.split(b":", 1)[0].strip().lower() for line in head.split(b"\r\n")}
     added = b""
     if b"date" not in names:
