@@ -8,6 +8,7 @@ import select
 import smtplib
 import ssl
 from email.message import EmailMessage
+from typing import NoReturn
 
 import pytest
 
@@ -102,6 +103,24 @@ def test_store_failure_is_451_never_250(running: RunningCloud) -> None:
     finally:
         writer.execute("PRAGMA query_only = OFF")
     assert dublin.store.mailbox("alice@example.test", "INBOX").messages == 0
+
+
+def test_a_message_that_cannot_be_planned_is_451_and_logged_with_its_traceback(
+    running: RunningCloud, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug planning one message answers 451 for it; the log keeps the traceback, the one
+    clue to what went wrong (a bytearray that reached a set once showed only its message)."""
+    dublin = running.cloud.region("eu-dublin")
+
+    def broken(envelope: Envelope, consume: bool = False) -> NoReturn:
+        raise TypeError("unhashable type: 'bytearray'")
+
+    monkeypatch.setattr(dublin.planner, "plan", broken)
+    with mx(running, "eu-dublin") as client, pytest.raises(smtplib.SMTPDataError) as error:
+        client.send_message(message("x@example.org", "alice@example.test", "planned?"))
+    assert error.value.smtp_code == 451
+    [record] = [r for r in caplog.records if "message not committed" in r.getMessage()]
+    assert record.exc_info is not None and record.exc_info[0] is TypeError
 
 
 def _submission(running: RunningCloud, region_id: str) -> smtplib.SMTP:

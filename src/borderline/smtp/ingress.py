@@ -30,7 +30,13 @@ from borderline.smtp.inbound_auth import InboundAuthenticator
 from borderline.smtp.limits import SendingLimit
 from borderline.smtp.submission import sender_refusal
 from borderline.smtp.transaction import Transaction, queued
-from borderline.store import Delivery, MailboxNotFound, OutboundMessage, OutboundRelay
+from borderline.store import (
+    Delivery,
+    MailboxNotFound,
+    OutboundMessage,
+    OutboundRelay,
+    StoreError,
+)
 from borderline.throttle import Guesses, LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -319,7 +325,14 @@ class IngressHandler:
         try:
             queue_id = await commit
         except Exception as exc:
-            log.error("region %s: message not committed: %s", self.region.id, exc)
+            # A store that fails is logged by the committer, with its traceback; anything
+            # else is a bug planning this message, whose traceback is the only clue.
+            log.error(
+                "region %s: message not committed: %s",
+                self.region.id,
+                exc,
+                exc_info=not isinstance(exc, StoreError),
+            )
             if self.sending is not None:
                 self.sending.give_back(sender, recipients)
             return "451 4.3.0 Message not stored, try again later"
