@@ -7,6 +7,7 @@ import json
 import secrets
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,6 +64,10 @@ class Region:
         # One per region, shared by IMAP and SMTP submission: a guess costs the same wherever
         # it is made.
         self.logins = LoginThrottle()
+        # How often each address's account was deleted while this process ran, for IMAP
+        # and submission alike: a session logged in before a deletion (its address may be a
+        # new account's by now) sends and reads nothing more.
+        self.deletions: Counter[str] = Counter()
         self.passwords = accounts.Passwords(accounts.PasswordCost.of(config.passwords))
         self.questions = QuestionDesk(self.vault, directory)
         directory.publish_region(
@@ -215,8 +220,10 @@ class Cloud:
             raise AccountError(f"not deleted: {exc}") from exc
         index = region.vault.destroy_account_key(address)
         self.directory.remove(address)
-        if self.on_account_deleted is not None:  # as sessions know it, however it was typed
-            self.on_account_deleted(normalize_address(address))
+        address = normalize_address(address)  # as sessions know it, however it was typed
+        region.deletions[address] += 1
+        if self.on_account_deleted is not None:
+            self.on_account_deleted(address)
         return index
 
     def hand_off_deletion(self, address: str, region_id: str) -> int:

@@ -140,8 +140,6 @@ class Runtime:
     def _account_deleted(self, address: str) -> None:
         for imap in self.imap:
             imap.account_deleted(address)
-        for smtp in self.smtp:
-            smtp.account_deleted(address)
 
     def _delivered_by_a_worker(self, region_id: str, mailbox_ids: set[int]) -> None:
         for imap in self.imap:

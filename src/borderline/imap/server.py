@@ -50,7 +50,6 @@ class RegionImap:
         self.store_threads = ThreadPoolExecutor(STORE_THREADS, f"imap-{region.id}-store")
         self.work_threads = ThreadPoolExecutor(WORK_THREADS, f"imap-{region.id}-work")
         self._mailbox_epochs: dict[str, int] = {}
-        self._account_generations: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._watching: dict[int, set[Session]] = {}
@@ -152,15 +151,15 @@ class RegionImap:
         return self._mailbox_epochs.get(account, 0)
 
     def account_deleted(self, account: str) -> None:
-        """The account was deleted: each of its sessions ends before its next command
-        (Session.check_account), and one in IDLE at once (runtime.py wires this in)."""
-        self._account_generations[account] = self.account_generation(account) + 1
+        """The account was deleted (Region.deletions counts it): each of its sessions ends
+        before its next command (Session.check_account), and one in IDLE at once (runtime.py
+        wires this in)."""
         for session, event in self._wake.items():
             if session.logged_in_as(account):
                 event.set()
 
     def account_generation(self, account: str) -> int:
-        return self._account_generations.get(account, 0)
+        return self.region.deletions[account]
 
     def watch(self, session: Session, mailbox_id: int) -> None:
         self._watching.setdefault(mailbox_id, set()).add(session)

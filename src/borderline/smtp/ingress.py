@@ -14,7 +14,6 @@ import logging
 import secrets
 import time
 import weakref
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -167,10 +166,8 @@ class IngressHandler:
         max_recipients: int = 1000,
         authenticator: InboundAuthenticator | None = None,
         sending: SendingLimit | None = None,
-        deletions: Counter[str] | None = None,
     ) -> None:
         self.region = region
-        self.deletions = Counter[str]() if deletions is None else deletions
         self.sending = sending
         self.authenticator = authenticator
         self.committer = committer
@@ -247,7 +244,7 @@ class IngressHandler:
         )
         observe.login(self.region.id, "submission", "ok" if ok else "failed", address=login, ip=ip)
         if ok:
-            self._logins[server] = self.deletions[login]
+            self._logins[server] = self.region.deletions[login]
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
     async def handle_MAIL(
@@ -343,7 +340,7 @@ class IngressHandler:
         """Whether the account this session logged in as was deleted since: its address
         may even be a new account's by now, which this login must not send as."""
         at_login = self._logins.get(server)
-        return at_login is not None and self.deletions[str(session.auth_data)] != at_login
+        return at_login is not None and self.region.deletions[str(session.auth_data)] != at_login
 
     def _hang_up(self, server: SMTP) -> str:
         """The reply that ends the session; the connection closes once it is written

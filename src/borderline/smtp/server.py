@@ -7,7 +7,6 @@ import asyncio
 import enum
 import logging
 import socket
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from borderline.cloud import Region
@@ -70,9 +69,6 @@ class RegionSmtp:
         self.sending = SendingLimit(
             config.smtp.submission_messages_per_hour, config.smtp.submission_recipients_per_hour
         )
-        # How often each address's account was deleted while this server ran: a submission
-        # session whose count changed since its login no longer sends (IngressHandler).
-        self.deletions: Counter[str] = Counter()
         inbound = config.inbound
         self.authenticator = (
             InboundAuthenticator(inbound, config.primary_domain, config.dns)
@@ -107,7 +103,6 @@ class RegionSmtp:
             max_recipients=limits.max_recipients,
             authenticator=None if submission else self.authenticator,
             sending=self.sending if submission else None,
-            deletions=self.deletions,
         )
         limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
         max_size = self.config.cloud.max_message_size
@@ -150,11 +145,6 @@ class RegionSmtp:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return server
-
-    def account_deleted(self, address: str) -> None:
-        """The account was deleted: its submission sessions send nothing more (runtime.py
-        wires this in)."""
-        self.deletions[address] += 1
 
     async def stop(self) -> None:
         for server in self._servers:
