@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from borderline.delivery import RelayRejected
+from borderline.delivery import DECODE_STEP, Envelope, RelayRejected
 from tests.conftest import RunningCloud
 
 VERBS = ["HELO", "EHLO", "MAIL FROM:", "RCPT TO:", "DATA", "RSET", "NOOP", "VRFY", "AUTH", "BDAT"]
@@ -74,3 +74,39 @@ def test_garbage_relay_envelopes_are_rejected_cleanly(running: RunningCloud, dat
     forged = b"X-Borderline-Relay: v1; from=us-east; to=eu-dublin\r\n" + data
     with pytest.raises(RelayRejected):
         planner.open_relay_message(forged)
+
+
+def _large_genuine_envelope(running: RunningCloud) -> bytes:
+    """A genuine relay envelope from us-east to eu-dublin, several decode steps long."""
+    us = running.cloud.region("us-east")
+    body = b"Subject: big\r\n\r\n" + b"x" * (3 * DECODE_STEP)
+    sealed = us.planner.plan(Envelope("x@example.org", ("alice@example.test",), body, 0.0))
+    relay = sealed.relays[0].sealed
+    signed = us.planner.signed_relay("eu-dublin", lambda room: bytearray(room) + relay)
+    assert signed is not None
+    return b"".join(us.planner.relay_pieces("eu-dublin", *signed))
+
+
+def test_large_relay_envelopes_tampered_past_the_first_decode_step_are_rejected(
+    running: RunningCloud,
+) -> None:
+    """The home region decodes an envelope's base64 a step at a time over its own buffer:
+    damage in a later step, octets added or a quantum cut, a truncated or a lengthened
+    envelope must fail the check, as bytes or as SMTP's bytearray, never raise anything
+    else. (What base64 skips, line breaks or other octets, leaves the signed bytes as they
+    were: that envelope is the genuine one.)"""
+    planner = running.cloud.region("eu-dublin").planner
+    genuine = _large_genuine_envelope(running)
+    assert planner.open_relay_message(bytearray(genuine)).content.endswith(b"x" * 100)
+    late = len(genuine) - DECODE_STEP // 2  # in the last decode step
+    hostile = [
+        genuine[:late] + (b"B" if genuine[late : late + 1] == b"A" else b"A") + genuine[late + 1 :],
+        genuine[:late] + b"QUJD" + genuine[late:],  # three more octets
+        genuine[:late] + b"Q" + genuine[late:],  # a quantum cut in two
+        genuine[:late],
+        genuine + b"QUJD\r\n" * 1000,
+    ]
+    for data in hostile:
+        for form in (bytes(data), bytearray(data)):
+            with pytest.raises(RelayRejected):
+                planner.open_relay_message(form)

@@ -345,19 +345,16 @@ class SqliteEngine:
         # A writer of another thread finishes first (or gives up at the busy timeout).
         locked = self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000)
         try:
-            self._close_connections()
+            with self._connections_lock:
+                connections, self._connections = self._connections, []
+            for connection in connections:
+                connection.close()
+            if self._writers >= 0:
+                os.close(self._writers)
+                self._writers = -1
         finally:
             if locked:
                 self._write_lock.release()
-
-    def _close_connections(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
-        if self._writers >= 0:
-            os.close(self._writers)
-            self._writers = -1
 
 
 class _Checkpointer(threading.Thread):
