@@ -50,12 +50,18 @@ def seal_in_place(region_public_key: bytes, region_id: str, plaintext: bytearray
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(region_public_key))
     key, nonce = _key_schedule(shared, enc, region_public_key, region_id)
     plaintext[0:0] = enc
-    plaintext += bytes(TAG_SIZE)
-    with memoryview(plaintext) as view:
-        body = view[ENC_SIZE:]
-        AESGCM(key).encrypt_into(nonce, body[:-TAG_SIZE], b"", body)  # OpenSSL: in == out
-        body.release()
+    encrypt_over(AESGCM(key), nonce, b"", plaintext, ENC_SIZE)
     return plaintext
+
+
+def encrypt_over(aead: AESGCM, nonce: bytes, aad: bytes, buffer: bytearray, start: int) -> None:
+    """Encrypt buffer[start:] where it lies and append its tag (OpenSSL allows the output
+    to be the input), so a message is in memory once, not beside its ciphertext."""
+    buffer += bytes(TAG_SIZE)
+    with memoryview(buffer) as view:
+        body = view[start:]
+        aead.encrypt_into(nonce, body[:-TAG_SIZE], aad, body)
+        body.release()
 
 
 def open_in_place(private_key: X25519PrivateKey, region_id: str, sealed: bytearray) -> None:

@@ -39,7 +39,7 @@ from borderline.vault.access import (
     seal_commitment,
     sealed_entry,
 )
-from borderline.vault.sealing import open_in_place, open_sealed
+from borderline.vault.sealing import encrypt_over, open_in_place, open_sealed
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +126,7 @@ def _encrypt_in_place(aead: AESGCM, aad: bytes, head: bytes, message: bytearray)
     ciphertext over it and the tag after it. Memory for a message is then its size once."""
     nonce = os.urandom(NONCE_SIZE)
     message[0:0] = BLOB_VERSION + nonce + head
-    message += bytes(TAG_SIZE)
-    with memoryview(message) as view:
-        sealed = view[1 + NONCE_SIZE :]
-        aead.encrypt_into(nonce, sealed[:-TAG_SIZE], aad, sealed)  # OpenSSL allows in == out
-        sealed.release()
+    encrypt_over(aead, nonce, aad, message, len(BLOB_VERSION) + NONCE_SIZE)
     return message
 
 
