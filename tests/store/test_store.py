@@ -144,7 +144,7 @@ def test_expunge_deletes_or_retains_under_a_hold(store: MailStore) -> None:
 
 
 def test_blobs_reads_many_ciphertexts_at_once_and_leaves_out_the_gone(store: MailStore) -> None:
-    """FETCH reads a batch of messages in one store call (imap/fetch.py read_blobs), and
+    """FETCH reads a batch of messages in one store call (MailStore.blobs), and
     their summaries: ids that are most of a range are read as the range, others one by
     one, and only those asked for are answered either way."""
     deliver(store, 3, summary=b"summary")

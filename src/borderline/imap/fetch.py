@@ -13,7 +13,7 @@ from borderline.imap.mime import Part, bodystructure, envelope, locate, section,
 from borderline.imap.protocol import Atom, ParseError, Token, flag_list, format_internal_date
 from borderline.imap.replies import no
 from borderline.imap.summary import Summary, parse_summary, summary_of
-from borderline.store import MailStore, MessageInfo
+from borderline.store import MessageInfo
 from borderline.vault import ContentKey
 
 if TYPE_CHECKING:
@@ -300,12 +300,6 @@ class Contents:
             except Vanished:
                 out.append(None)
         return out
-
-
-def read_blobs(store: MailStore, blob_ids: list[int]) -> dict[int, bytes]:
-    """Ciphertexts by id (on a store thread), in one store call; a blob that is gone
-    (expunged by another session, not yet announced here) is left out."""
-    return store.blobs(blob_ids)
 
 
 # The items a FETCH answers from the view alone, each with its one value.

@@ -141,10 +141,10 @@ def cheap_to_summarize(content: bytes | bytearray) -> bool:
     if len(content) > CHEAP_SIZE:
         return False
     header_end = content.find(b"\r\n\r\n")
-    header = content if header_end < 0 else content[:header_end]
-    if len(header) > CHEAP_HEADER:
+    header_size = len(content) if header_end < 0 else header_end
+    if header_size > CHEAP_HEADER:
         return False
-    folded = header.lower()
+    folded = content[:header_size].lower()
     return b"multipart" not in folded and b"message/" not in folded
 
 

@@ -20,7 +20,6 @@ from borderline.imap.fetch import (
     answered_by_columns,
     column_responses,
     parse_items,
-    read_blobs,
 )
 from borderline.imap.protocol import ParseError
 from borderline.imap.replies import no
@@ -112,7 +111,7 @@ async def _fetch_messages(
     reads = any(contents.wants(info, items) for _, info in messages)
     for batch in batches(messages) if reads else [messages]:
         wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
-        blobs = await session.stored(read_blobs, session.store, wanted) if wanted else {}
+        blobs = await session.stored(session.store.blobs, wanted) if wanted else {}
         responses = await session.work(contents.responses, batch, items, blobs)
         await store_computed(session, contents)
         for chunks in responses:

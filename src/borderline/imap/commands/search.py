@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import Batch, batches, load_summaries, store_computed
-from borderline.imap.fetch import Contents, Vanished, read_blobs
+from borderline.imap.fetch import Contents, Vanished
 from borderline.imap.mime import Part
 from borderline.imap.protocol import Args, Atom, ParseError, as_text, uid_set_text
 from borderline.imap.replies import Reply, no
@@ -74,7 +74,7 @@ async def _search(
         found += matched
         undecided += unknown
     for batch in batches(undecided):
-        blobs = await session.stored(read_blobs, session.store, [i.blob_id for _, i in batch])
+        blobs = await session.stored(session.store.blobs, [i.blob_id for _, i in batch])
         found += (await session.work(match, batch, blobs))[0]
         if contents is not None:
             await store_computed(session, contents)

@@ -17,7 +17,7 @@ from borderline.imap.commands.search import (
     saved_result,
     saving,
 )
-from borderline.imap.fetch import Contents, Vanished, read_blobs
+from borderline.imap.fetch import Contents, Vanished
 from borderline.imap.mime import FIELD_LIMIT, Part, words_text
 from borderline.imap.protocol import Atom, ParseError, Token
 from borderline.imap.replies import no
@@ -135,12 +135,12 @@ async def _matched(
     keyed = functools.partial(_rows, keys, match, contents if by_content else None)
     if by_content:
         for batch in batches(found):
-            blobs = await session.stored(read_blobs, session.store, [i.blob_id for _, i in batch])
+            blobs = await session.stored(session.store.blobs, [i.blob_id for _, i in batch])
             rows += await session.work(keyed, batch, blobs, True)
     else:
         rows += await session.work(keyed, found, {}, True)
     for batch in batches(undecided):
-        blobs = await session.stored(read_blobs, session.store, [i.blob_id for _, i in batch])
+        blobs = await session.stored(session.store.blobs, [i.blob_id for _, i in batch])
         rows += await session.work(keyed, batch, blobs, False)
     return rows, parsed.uses_modseq
 
