@@ -91,12 +91,19 @@ def _head(envelope: Envelope) -> bytes:
     return b"Return-Path: <" + envelope.mail_from.encode() + b">\r\n" + envelope.trace
 
 
+def header_block(content: Content) -> bytes:
+    """The message's header lines, without the body (which may be large)."""
+    if content.startswith(b"\r\n"):
+        return b""
+    end = content.find(b"\r\n\r\n")
+    return bytes(content if end < 0 else content[: end + 2])  # bytes: itself, uncopied
+
+
 def complete_header(content: Content, domain: str, received: float) -> Content:
     """A submitted message with the Date and Message-ID an author's client left out added
     (RFC 6409 8.2 and 8.3), so what leaves is a complete RFC 5322 message."""
-    end = content.find(b"\r\n\r\n")
-    head = bytes(content if end < 0 else content[: end + 2])  # SMTP's DATA buffer is a bytearray
-    names = {line.split(b":", 1)[0].strip().lower() for line in head.split(b"\r\n")}
+    lines = header_block(content).split(b"\r\n")
+    names = {line.split(b":", 1)[0].strip().lower() for line in lines}
     added = b""
     if b"date" not in names:
         added += b"Date: " + email.utils.formatdate(received, usegmt=True).encode() + b"\r\n"

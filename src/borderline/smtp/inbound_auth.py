@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 import dns.resolver
 
 from borderline.config import DnsSection, InboundSection
+from borderline.delivery import header_block
 from borderline.mailauth import Disposition, Limits, authenticate, strip_forged_results
 from borderline.smtp.spam import Rspamd
-from borderline.smtp.submission import header_block
 
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ import dns.resolver
 from borderline import observe
 from borderline.cloud import Region
 from borderline.config import Config, DnsSection
+from borderline.delivery import header_block
 from borderline.domains import ascii_domain
 from borderline.smtp.dsn import GIVEN_UP, Failure, delivery_report
 from borderline.smtp.ingress import GroupCommitter
@@ -59,7 +60,6 @@ from borderline.smtp.queue import (
     jittered,
     observe_attempt,
 )
-from borderline.smtp.submission import header_block
 from borderline.store import OutboundItem
 
 log = logging.getLogger(__name__)

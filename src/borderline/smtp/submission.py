@@ -7,17 +7,11 @@ from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from email.policy import default
 
+from borderline.delivery import header_block
+
 log = logging.getLogger(__name__)
 
 _PARSER = BytesHeaderParser(policy=default)
-
-
-def header_block(content: bytes | bytearray) -> bytes:
-    """The message's header lines, without the body (which may be large)."""
-    if content.startswith(b"\r\n"):
-        return b""
-    end = content.find(b"\r\n\r\n")
-    return bytes(content if end < 0 else content[: end + 2])  # bytes: itself, uncopied
 
 
 def sender_refusal(content: bytes | bytearray, owns: Callable[[str], bool]) -> str | None:
