@@ -1,6 +1,7 @@
 """Message summaries (imap/summary.py): FETCH and SEARCH answer the same from a summary as
 from the message, a message stored without one (before schema version 7) gets one from the
-first session that reads it, and no summary is stored in plaintext."""
+first session that reads it, a session packs the summaries it read one by one, and no
+summary is stored in plaintext."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from borderline.imap.summary import (
     CHEAP_HEADER,
     CHEAP_SIZE,
     IN_BUFFER_FROM,
+    PACK_MIN,
     VERSION,
     VERSION_1,
     cheap_to_summarize,
@@ -104,6 +106,15 @@ def blob_ids(region: Region) -> list[int]:
     return [m.blob_id for m in region.store.messages(region.store.mailbox(ALICE, "INBOX").id)]
 
 
+def stored_summaries(region: Region, wanted: list[int] | None = None) -> dict[int, bytes]:
+    """The summaries stored one by one for the inbox's messages (those of the blobs
+    `wanted`, if given), by blob id."""
+    inbox = region.store.mailbox(ALICE, "INBOX").id
+    messages = [(m.uid, m.blob_id) for m in region.store.messages(inbox)]
+    asked = [m for m in messages if wanted is None or m[1] in wanted]
+    return region.store.summaries(inbox, asked).singles
+
+
 def test_fetch_and_search_answer_the_same_with_and_without_a_summary(
     running: RunningCloud,
 ) -> None:
@@ -112,7 +123,7 @@ def test_fetch_and_search_answer_the_same_with_and_without_a_summary(
     fill(region, ALICE, MESSAGES)  # runtime.py wires the summaries in
     count = len(MESSAGES)
     old, new = blob_ids(region)[:count], blob_ids(region)[count:]
-    assert sorted(region.store.summaries(old + new)) == new
+    assert sorted(stored_summaries(region)) == new
     before = len(access_events(region))
 
     client = login(running)
@@ -120,7 +131,7 @@ def test_fetch_and_search_answer_the_same_with_and_without_a_summary(
     first = [answers(client, seq) for seq in range(1, 2 * count + 1)]
     assert first[:count] == first[count:], "a summary answers as the message does"
     assert b'"=?utf-8?b?w6Rw?= nested"' in first[1] and b"ENVELOPE" in first[1]
-    assert sorted(region.store.summaries(old)) == old, "the first read stored the summaries"
+    assert sorted(stored_summaries(region, old)) == old, "the first read stored the summaries"
     queries = ('FROM "sender1"', 'FROM "j@example.org"', 'CC "b@example"', 'SUBJECT "nested"')
     for query in (*queries, "HEADER Message-ID nested"):
         _, data = client.search(None, query)
@@ -143,7 +154,7 @@ def test_an_appended_message_is_stored_with_its_summary(running: RunningCloud) -
     typ, _ = client.append("INBOX", "", None, NESTED)
     assert typ == "OK"
     [blob_id] = blob_ids(region)
-    assert list(region.store.summaries([blob_id])) == [blob_id]
+    assert list(stored_summaries(region)) == [blob_id]
     client.select("INBOX")
     _, data = client.search(None, 'FROM "j@example.org"')
     assert data == [b"1"]
@@ -160,12 +171,61 @@ def test_no_summary_is_stored_in_plaintext(running: RunningCloud) -> None:
     client.select("INBOX")
     client.fetch("1:*", "(ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     client.logout()
-    stored = region.store.summaries(blob_ids(region))
+    stored = stored_summaries(region)
     assert len(stored) == 2
     assert all(marker not in summary for summary in stored.values())
     key = region.vault.release(ALICE, Justification.CUSTOMER_INITIATED_ACCESS, "test")
     assert all(marker in key.decrypt_summary(summary) for summary in stored.values())
     assert files_containing(running.cloud.config.cloud.data_dir, marker) == []
+
+
+def inbox_packs(region: Region) -> list[bytes]:
+    """The encrypted summary packs that hold any of the inbox's messages."""
+    inbox = region.store.mailbox(ALICE, "INBOX").id
+    messages = [(m.uid, m.blob_id) for m in region.store.messages(inbox)]
+    return region.store.summaries(inbox, messages).packs
+
+
+def test_a_session_packs_the_summaries_it_read_and_later_sessions_answer_from_the_pack(
+    running: RunningCloud,
+) -> None:
+    """Sessions that read a run of summaries one by one store them as one pack; the next
+    answers the same from the pack alone, and an expunge drops the pack it breaks."""
+    region = running.cloud.region("eu-dublin")
+    marker = b"zebra-pack-marker-91d3"
+    count = PACK_MIN + 20
+    mail = [NESTED if i % 3 == 0 else make_message(i) for i in range(count - 1)]
+    fill(region, ALICE, [*mail, make_message(count, subject=marker.decode())])
+    items = "(ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (From Subject)])"
+    assert inbox_packs(region) == []
+
+    first = login(running)
+    first.select("INBOX")
+    before = each_answer(first, 1, count, items)
+    _, hits = first.search(None, 'FROM "j@example.org"')
+    assert len(hits[0].split()) == (count - 1 + 2) // 3
+    first.logout()
+    [packed] = inbox_packs(region)
+    assert marker not in packed
+    assert files_containing(running.cloud.config.cloud.data_dir, marker) == []
+
+    with region.store.engine.write() as tx:
+        tx.run("DELETE FROM summaries")  # so only the pack can answer without parsing
+    second = login(running)
+    second.select("INBOX")
+    assert each_answer(second, 1, count, items) == before
+    assert second.search(None, 'FROM "j@example.org"')[1] == hits
+    assert stored_summaries(region) == {}, "nothing parsed: the pack answered"
+    second.store("2", "+FLAGS", "\\Deleted")
+    second.expunge()
+    second.logout()
+    assert inbox_packs(region) == []
+
+    third = login(running)
+    third.select("INBOX")
+    assert each_answer(third, 1, count - 1, items) == [before[0], *before[2:]]
+    third.logout()
+    assert len(stored_summaries(region)) == count - 1, "parsed, and summarized again"
 
 
 def test_a_buffer_is_summarized_as_its_bytes_and_kept_as_it_was() -> None:

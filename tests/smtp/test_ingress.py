@@ -348,6 +348,7 @@ def test_mail_is_stored_with_its_summary_on_either_path(running: RunningCloud) -
     region = running.cloud.region("eu-dublin")
     mailbox = region.store.mailbox("alice@example.test", "INBOX")
     assert mailbox is not None
-    blob_ids = [m.blob_id for m in region.store.messages(mailbox.id)]
-    assert len(blob_ids) == 2
-    assert sorted(region.store.summaries(blob_ids)) == sorted(blob_ids)
+    messages = [(m.uid, m.blob_id) for m in region.store.messages(mailbox.id)]
+    assert len(messages) == 2
+    stored = region.store.summaries(mailbox.id, messages)
+    assert sorted(stored.singles) == sorted(blob_id for _, blob_id in messages)

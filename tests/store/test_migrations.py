@@ -153,19 +153,21 @@ def test_a_store_newer_than_the_code_is_refused(
 def test_a_version_5_store_keeps_its_rows_and_gains_lost_subscriptions(
     store_location: str | Path,
 ) -> None:
-    """Versions 6 and 7 only add `lost_subscriptions` and `summaries` (8 only moves
-    columns): a latest store without them, marked 5, is what version 5 wrote."""
+    """Versions 6, 7 and 9 only add `lost_subscriptions`, `summaries` and
+    `summary_packs` (8 only moves columns): a latest store without them, marked 5, is what
+    version 5 wrote."""
     store = open_store(store_location)
     store.create_account(ALICE, "hash")
     store.create_mailbox(ALICE, "Kept", subscribed=True)
     store.close()
     run = on_location(store_location)
     run("DROP TABLE lost_subscriptions")
+    run("DROP TABLE summary_packs")
     run("DROP TABLE summaries")
     run("UPDATE schema_version SET version = 5")
     before = run("SELECT id, name, subscribed FROM mailboxes ORDER BY id")
     store = open_store(store_location)
-    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 8
+    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 9
     assert run("SELECT id, name, subscribed FROM mailboxes ORDER BY id") == before
     store.delete_mailbox(ALICE, "Kept")
     assert store.lost_subscriptions(ALICE) == ["Kept"]
@@ -193,10 +195,11 @@ def on_location(location: str | Path) -> Query:
 def test_a_store_of_version_6_gets_summaries_and_keeps_its_messages(
     written_by_v1: tuple[str | Path, Query],
 ) -> None:
-    """Version 6 is version 7 without the summaries table: its blobs have none until a
-    session adds them; one is stored once and goes with its blob."""
+    """Version 6 is version 7 without the summaries table (and 9's packs): its blobs have
+    none until a session adds them; one is stored once and goes with its blob."""
     location, query = written_by_v1
     open_store(location).close()
+    query("DROP TABLE summary_packs")
     query("DROP TABLE summaries")
     query("UPDATE schema_version SET version = 6")
     before = snapshot(query)
@@ -205,22 +208,58 @@ def test_a_store_of_version_6_gets_summaries_and_keeps_its_messages(
     check_contents(store)
     inbox = store.mailbox(ALICE, "INBOX")
     old = {m.uid: m.blob_id for m in store.messages(inbox.id)}
-    assert store.summaries(list(old.values())) == {}, "stored before summaries"
+
+    def summaries(*uids: int) -> dict[int, bytes]:
+        return store.summaries(inbox.id, [(uid, blobs[uid]) for uid in uids]).singles
+
+    blobs = dict(old)
+    assert summaries(*old) == {}, "stored before summaries"
     store.add_summaries([(old[1], b"first"), (old[2], b"second")])
     store.add_summaries([(old[1], b"again"), (10**9, b"no such blob")])
-    assert store.summaries(list(old.values())) == {old[1]: b"first", old[2]: b"second"}
+    assert summaries(*old) == {old[1]: b"first", old[2]: b"second"}
     [placed] = store.deliver([Delivery(ALICE, b"new", 3, time.time(), summary=b"summary")])
-    new = {m.uid: m.blob_id for m in store.messages(inbox.id)}[placed.uid]
-    assert store.summaries([new]) == {new: b"summary"}
+    new = blobs[placed.uid] = {m.uid: m.blob_id for m in store.messages(inbox.id)}[placed.uid]
+    assert summaries(placed.uid) == {new: b"summary"}
     for hold in store.holds():
         store.release_hold(hold.id)
     store.set_flags(inbox.id, [2, placed.uid], frozenset({"\\Deleted"}), "add")
     store.expunge(inbox.id)
-    assert sorted(store.summaries([old[1], old[2], new])) == [old[1], old[2]], (
+    assert sorted(summaries(1, 2, placed.uid)) == [old[1], old[2]], (
         "uid 2's blob lives on in Work (a copy); the new one went with its message"
     )
     store.delete_account(ALICE)
     assert query("SELECT COUNT(*) FROM summaries") == [(0,)]
+    store.close()
+
+
+def test_a_store_of_version_8_gets_summary_packs_that_go_with_their_messages(
+    written_by_v1: tuple[str | Path, Query],
+) -> None:
+    """Version 8 is version 9 without `summary_packs`: its rows stay as they were; a pack
+    is stored only for all the messages of its UID range, and goes when one of them is
+    expunged or with its mailbox or account."""
+    location, query = written_by_v1
+    open_store(location).close()
+    query("DROP TABLE summary_packs")
+    query("UPDATE schema_version SET version = 8")
+    before = snapshot(query)
+    store = open_store(location)
+    assert snapshot(query) == before and query("SELECT version FROM schema_version") == [(LATEST,)]
+    for hold in store.holds():
+        store.release_hold(hold.id)
+    inbox = store.mailbox(ALICE, "INBOX")
+    store.deliver([Delivery(ALICE, b"more", 4, time.time()) for _ in range(3)])
+    messages = [(m.uid, m.blob_id) for m in store.messages(inbox.id)]
+    assert len(messages) == 7
+    assert not store.add_summary_pack(inbox.id, messages[:1] + messages[2:4], b"gap")
+    assert store.add_summary_pack(inbox.id, messages[:4], b"pack")
+    assert store.summaries(inbox.id, messages) == ([b"pack"], {})
+    store.set_flags(inbox.id, [messages[1][0]], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox.id)
+    assert query("SELECT COUNT(*) FROM summary_packs") == [(0,)]
+    assert store.add_summary_pack(inbox.id, messages[2:], b"after")
+    store.delete_account(ALICE)
+    assert query("SELECT COUNT(*) FROM summary_packs") == [(0,)]
     store.close()
 
 

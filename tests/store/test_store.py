@@ -156,12 +156,55 @@ def test_blobs_reads_many_ciphertexts_at_once_and_leaves_out_the_gone(store: Mai
         third: b"blob2",
     }
     assert store.blobs([first, third]) == {first: b"blob0", third: b"blob2"}
-    assert store.summaries([third, first]) == {first: b"summary", third: b"summary"}
-    assert store.summaries([second, second + 10_000]) == {second: b"summary"}
+    summaries = store.summaries(inbox.id, [(1, first), (3, third)])
+    assert summaries == ([], {first: b"summary", third: b"summary"})
+    assert store.summaries(inbox.id, [(2, second), (4, second + 10_000)]).singles == {
+        second: b"summary"
+    }
     store.set_flags(inbox.id, [2], frozenset({"\\Deleted"}), "add")
     assert store.expunge(inbox.id) == [2]
     assert store.blobs([first, second, third, third + 1000]) == {first: b"blob0", third: b"blob2"}
     assert store.blobs([]) == {}
+
+
+def test_a_summary_pack_names_every_message_of_its_range_while_they_last(
+    store: MailStore,
+) -> None:
+    """A pack is stored only if it names exactly the mailbox's messages from its first UID
+    to its last and overlaps no other; it is read in place of their summaries, and goes
+    when any of them is expunged (retained under a hold too) or with its mailbox."""
+    deliver(store, 8, summary=b"one")
+    inbox = store.mailbox(ALICE, "INBOX").id
+    messages = [(m.uid, m.blob_id) for m in store.messages(inbox)]
+    first, second = messages[:4], messages[4:]
+    assert not store.add_summary_pack(inbox, first[:2] + first[3:], b"leaves one out")
+    wrong = [(uid, blob_id + 1) for uid, blob_id in first]
+    assert not store.add_summary_pack(inbox, wrong, b"names other blobs")
+    assert not store.add_summary_pack(inbox, [*first, (99, first[0][1])], b"names a gone UID")
+    assert store.add_summary_pack(inbox, first, b"first")
+    assert not store.add_summary_pack(inbox, messages[3:6], b"overlaps")
+    assert store.add_summary_pack(inbox, second, b"second")
+    assert store.summaries(inbox, messages) == ([b"first", b"second"], {})
+    assert store.summaries(inbox, messages[5:6]) == ([b"second"], {})
+    deliver(store, 1, summary=b"new")
+    latest = (9, store.messages(inbox)[-1].blob_id)
+    assert store.summaries(inbox, [*second, latest]) == ([b"second"], {latest[1]: b"new"})
+    store.set_flags(inbox, [2], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox)
+    left = {blob_id: b"one" for uid, blob_id in first if uid != 2}
+    assert store.summaries(inbox, messages) == ([b"second"], left)
+    store.add_hold(ALICE, "REQ-9", time.time() + 3600)
+    store.set_flags(inbox, [6], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox)
+    assert store.summaries(inbox, second).packs == [], "a retained message leaves its pack"
+    for hold in store.holds():
+        store.release_hold(hold.id)
+    work = store.create_mailbox(ALICE, "Work")
+    store.copy(inbox, [7, 8], work.id)
+    copied = [(m.uid, m.blob_id) for m in store.messages(work.id)]
+    assert store.add_summary_pack(work.id, copied, b"work")
+    store.delete_mailbox(ALICE, "Work")
+    assert store.summaries(work.id, copied) == ([], {b: b"one" for _, b in copied})
 
 
 def test_copy_shares_ciphertext_and_rename_moves_children(store: MailStore) -> None:

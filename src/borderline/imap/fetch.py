@@ -12,8 +12,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from borderline.imap.mime import Part, bodystructure, envelope, locate, section, transfer_decode
 from borderline.imap.protocol import Atom, ParseError, Token, flag_list, format_internal_date
 from borderline.imap.replies import no
-from borderline.imap.summary import Summary, parse_summary, summary_of
-from borderline.store import MessageInfo
+from borderline.imap.summary import (
+    PACK_MIN,
+    PACK_OCTETS,
+    UNUSABLE,
+    Summary,
+    pack,
+    parse_summary,
+    summary_of,
+    unpack,
+)
+from borderline.store import MessageInfo, StoredSummaries
 from borderline.vault import ContentKey
 
 if TYPE_CHECKING:
@@ -171,6 +180,7 @@ class Contents:
         self._summaries: dict[int, Summary | None] = {}
         self._unsummarized: set[int] = set()  # loaded, and the store has none
         self.computed: list[tuple[int, bytes]] = []
+        self.packs: list[tuple[int, list[tuple[int, int]], bytes]] = []
 
     def trim(self, batch: int) -> None:
         """Make room for a batch's structures and summaries, before it, so none it needs is
@@ -181,20 +191,47 @@ class Contents:
             self._summaries.clear()
             self._unsummarized.clear()
 
-    def unloaded(self, blob_ids: list[int]) -> list[int]:
-        """Those of these blobs whose summaries are not loaded yet."""
-        return [blob_id for blob_id in blob_ids if blob_id not in self._summaries]
+    def unloaded(self, messages: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Those of these (UID, blob id) pairs whose summaries are not loaded yet."""
+        return [message for message in messages if message[1] not in self._summaries]
 
-    def load_summaries(self, blob_ids: list[int], found: Mapping[int, bytes]) -> None:
-        """Decrypt the summaries read for `blob_ids` (work thread); those the store has not
-        are computed when their message is parsed."""
-        for blob_id in blob_ids:
-            data = found.get(blob_id)
+    def load_summaries(
+        self,
+        mailbox_id: int,
+        messages: list[tuple[int, int]],
+        stored: StoredSummaries,
+        adjacent: bool,
+    ) -> None:
+        """Decrypt the summaries read for some of `messages` (the mailbox's, as (UID, blob
+        id) pairs in UID order; `adjacent` if no message of the mailbox lies between
+        them) on a work thread. Those the store has not are computed when their message
+        is parsed. Where at least PACK_MIN of them came one by one in a row, they are
+        packed, for the session to store (`take_packs`)."""
+        for packed in stored.packs:
+            for _, blob_id, record in unpack(self.key.decrypt_pack(mailbox_id, packed)):
+                self._summaries[blob_id] = parse_summary(record)
+        run: list[tuple[int, int, bytes]] = []
+        longest, octets = run, 0
+        for uid, blob_id in messages:
+            data = stored.singles.get(blob_id)
             if data is None:
-                self._summaries[blob_id] = None
-                self._unsummarized.add(blob_id)
-            else:
-                self._summaries[blob_id] = parse_summary(self.key.decrypt_summary(data))
+                run, octets = [], 0
+                if blob_id not in self._summaries:
+                    self._summaries[blob_id] = None
+                    self._unsummarized.add(blob_id)
+                continue
+            summary = parse_summary(self.key.decrypt_summary(data))
+            self._summaries[blob_id] = summary
+            record = UNUSABLE if summary is None else summary.data
+            if octets + len(record) > PACK_OCTETS:
+                run, octets = [], 0
+            run.append((uid, blob_id, record))
+            octets += len(record)
+            if len(run) > len(longest):
+                longest = run
+        if adjacent and len(longest) >= PACK_MIN:
+            made = self.key.encrypt_pack(mailbox_id, pack(longest))
+            self.packs.append((mailbox_id, [(uid, blob_id) for uid, blob_id, _ in longest], made))
 
     def summary(self, info: MessageInfo) -> Summary | None:
         return self._summaries.get(info.blob_id)
@@ -204,13 +241,12 @@ class Contents:
         view: MailboxView,
         indexes: list[int],
         items: list[FetchItem],
-        unloaded: list[int],
-        found: Mapping[int, bytes],
+        stored: StoredSummaries,
     ) -> bytes | None:
-        """Load the summaries read for `unloaded`, then render the FETCH responses of the
-        view's messages at `indexes` from their summaries and the view's columns (work
-        thread); None, with nothing rendered, if one of these messages has no summary."""
-        self.load_summaries(unloaded, found)
+        """Load the summaries read for the view's messages at `indexes`, then render their
+        FETCH responses from the summaries and the view's columns (work thread); None,
+        with nothing rendered, if one of these messages has no summary."""
+        self.load_summaries(view.id, view.pairs(indexes), stored, view.adjacent(indexes))
         summaries = []
         for index in indexes:
             summary = self._summaries.get(view.blob_ids[index])
@@ -284,6 +320,11 @@ class Contents:
     def take_computed(self) -> list[tuple[int, bytes]]:
         computed, self.computed = self.computed, []
         return computed
+
+    def take_packs(self) -> list[tuple[int, list[tuple[int, int]], bytes]]:
+        """The packs made since the last call: (mailbox id, (UID, blob id) pairs, pack)."""
+        packs, self.packs = self.packs, []
+        return packs
 
     def responses(
         self,

@@ -12,6 +12,10 @@ The record (version 2) starts with a table of where each field is, so a reader s
 out the one field it answers (BODYSTRUCTURE, or the header block) without reading the
 others; version 1 records (length-prefixed fields, written before) are converted when
 they are loaded.
+
+A pack holds the records of a run of a mailbox's messages, so a session decrypts one
+pack instead of a thousand records (docs/store.md, "Summary packs"): its version octet,
+the count, a (UID, blob id, length) entry per message, then the records in that order.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ HEADER = len(STRUCTURES)
 FIELD_COUNT = HEADER + 1 + len(SEARCH_FIELDS)
 SEARCH_FIELD = {name: HEADER + 1 + i for i, name in enumerate(SEARCH_FIELDS)}
 STRUCTURE_FIELD = {name: i for i, name in enumerate(STRUCTURES)}
+PACK_VERSION = b"\x01"
+PACK_COUNT = struct.Struct(">I")
+PACK_ENTRY = struct.Struct(">IQI")
+PACK_MIN = 256  # messages: fewer are left to their own records
+PACK_OCTETS = 4 * 1024 * 1024  # at most, of records in one pack
 # Version 2: the version octet, a table of FIELD_COUNT + 1 offsets from the record's
 # start (field i spans offsets i to i + 1), then the fields.
 OFFSETS = struct.Struct(f">{FIELD_COUNT + 1}I")
@@ -201,3 +210,27 @@ def parse_summary(data: bytes) -> Summary | None:
     if version == VERSION_1:
         return Summary(_from_version_1(data))
     return None
+
+
+def pack(entries: list[tuple[int, int, bytes]]) -> bytes:
+    """The pack of these (UID, blob id, record) entries."""
+    table = b"".join([PACK_ENTRY.pack(uid, blob_id, len(data)) for uid, blob_id, data in entries])
+    records = b"".join([data for _, _, data in entries])
+    return PACK_VERSION + PACK_COUNT.pack(len(entries)) + table + records
+
+
+def unpack(data: bytes) -> list[tuple[int, int, bytes]]:
+    """A pack's (UID, blob id, record) entries; ValueError if it is not one."""
+    if data[:1] != PACK_VERSION or len(data) < 1 + PACK_COUNT.size:
+        raise ValueError("not a summary pack of a known version")
+    (count,) = PACK_COUNT.unpack_from(data, 1)
+    at = 1 + PACK_COUNT.size + count * PACK_ENTRY.size
+    if at > len(data):
+        raise ValueError("a summary pack is cut short")
+    entries = []
+    for uid, blob_id, length in PACK_ENTRY.iter_unpack(data[1 + PACK_COUNT.size : at]):
+        entries.append((uid, blob_id, data[at : at + length]))
+        at += length
+    if at != len(data):
+        raise ValueError("a summary pack's records do not add up")
+    return entries

@@ -244,6 +244,15 @@ class MailboxView:
         index = self.index_of(uid)
         return None if index is None else index + 1
 
+    def pairs(self, indexes: list[int]) -> list[tuple[int, int]]:
+        """(UID, blob id) of the messages at `indexes`: what their summaries are read by."""
+        return [(self.uids[i], self.blob_ids[i]) for i in indexes]
+
+    @staticmethod
+    def adjacent(indexes: list[int]) -> bool:
+        """Whether these indexes (ascending, each once) leave no message out between them."""
+        return bool(indexes) and indexes[-1] - indexes[0] == len(indexes) - 1
+
     def message_at(self, index: int) -> MessageInfo:
         """The message at `index` (its sequence number less one) with its session flags."""
         uid = self.uids[index]

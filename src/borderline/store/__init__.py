@@ -21,6 +21,7 @@ from borderline.store.base import (
     Placement,
     QueueEntry,
     RelayItem,
+    StoredSummaries,
     StoreError,
 )
 from borderline.store.mail import MailStore
@@ -58,5 +59,6 @@ __all__ = [
     "RelayItem",
     "SqliteMailStore",
     "StoreError",
+    "StoredSummaries",
     "open_store",
 ]

@@ -208,6 +208,14 @@ class Placement(NamedTuple):
     uid: int
 
 
+class StoredSummaries(NamedTuple):
+    """What `MailStore.summaries` read for some of a mailbox's messages: the packs that hold
+    any of them, and by blob id the summaries of the others that have one."""
+
+    packs: list[bytes]
+    singles: dict[int, bytes]
+
+
 class Copied(NamedTuple):
     """One message `copy` copied: its UID in the source and the new one in the destination."""
 

@@ -13,6 +13,7 @@ several mailboxes locks them in id order, so no two writers deadlock.
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ from borderline.store.base import (
     Placement,
     QueueEntry,
     RelayItem,
+    StoredSummaries,
     StoreError,
     apply_flag_mode,
     check_flag_mode,
@@ -115,6 +117,7 @@ class MailStore:
             ids = (self.dialect.values(mailbox_ids),)
             tx.run(f"DELETE FROM messages WHERE {self.dialect.member('mailbox_id')}", ids)
             tx.run(f"DELETE FROM changes WHERE {self.dialect.member('mailbox_id')}", ids)
+            tx.run(f"DELETE FROM summary_packs WHERE {self.dialect.member('mailbox_id')}", ids)
             tx.run(
                 "DELETE FROM summaries WHERE blob_id IN (SELECT id FROM blobs WHERE account = ?)",
                 (address,),
@@ -353,7 +356,8 @@ class MailStore:
             if uids and self._held(tx, account):
                 raise StoreError(f"mailbox {name!r} holds messages under a preservation hold")
             self._remove(tx, mailbox_id, uids, held=False)
-            tx.run("DELETE FROM changes WHERE mailbox_id = ?", (mailbox_id,))
+            for table in ("changes", "summary_packs"):
+                tx.run(f"DELETE FROM {table} WHERE mailbox_id = ?", (mailbox_id,))
             tx.run("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
             if row[1]:
                 tx.run(
@@ -562,14 +566,69 @@ class MailStore:
     def blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
         """The ciphertexts of these blobs by id, in one read (a FETCH of many messages makes
         one store call, not one each); a blob that is gone is left out."""
-        return self._by_blob_id("SELECT id, data FROM blobs", "id", blob_ids)
+        with self.engine.read() as tx:
+            return self._by_blob_id(tx, "SELECT id, data FROM blobs", "id", blob_ids)
 
-    def summaries(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
-        """The encrypted summaries of these blobs, by blob id; a blob without one (stored
-        before schema version 7, or gone) is left out."""
-        return self._by_blob_id("SELECT blob_id, data FROM summaries", "blob_id", blob_ids)
+    def summaries(self, mailbox_id: int, messages: Sequence[tuple[int, int]]) -> StoredSummaries:
+        """The encrypted summaries of these messages of the mailbox ((UID, blob id) pairs,
+        in UID order), in one read: the packs that hold any of them, and the summaries of
+        those outside every pack by blob id; a message without one (stored before schema
+        version 7, or gone) is left out."""
+        if not messages:
+            return StoredSummaries([], {})
+        with self.engine.read() as tx:
+            packs = tx.all(
+                "SELECT first_uid, last_uid, data FROM summary_packs"
+                " WHERE mailbox_id = ? AND first_uid <= ? AND last_uid >= ? ORDER BY first_uid",
+                (mailbox_id, messages[-1][0], messages[0][0]),
+            )
+            firsts = [int(row[0]) for row in packs]
+            outside = [
+                blob_id
+                for uid, blob_id in messages
+                if not (at := bisect_right(firsts, uid)) or uid > int(packs[at - 1][1])
+            ]
+            singles = self._by_blob_id(
+                tx, "SELECT blob_id, data FROM summaries", "blob_id", outside
+            )
+        return StoredSummaries([bytes(row[2]) for row in packs], singles)
 
-    def _by_blob_id(self, select: str, column: str, blob_ids: Sequence[int]) -> dict[int, bytes]:
+    def add_summary_pack(
+        self, mailbox_id: int, messages: Sequence[tuple[int, int]], data: bytes
+    ) -> bool:
+        """Store the pack of these messages ((UID, blob id) pairs in UID order): only if
+        they are all the mailbox's messages from the first UID to the last, and no pack
+        holds any of them, so a pack never leaves one out nor names one that is gone.
+        Whether it was stored."""
+        if not messages:
+            return False
+        first, last = messages[0][0], messages[-1][0]
+        with self.engine.write() as tx:
+            if self._lock_mailbox(tx, mailbox_id) is None:
+                return False
+            present = tx.all(
+                "SELECT uid, blob_id FROM messages WHERE mailbox_id = ? AND NOT expunged"
+                " AND uid BETWEEN ? AND ? ORDER BY uid",
+                (mailbox_id, first, last),
+            )
+            if [(int(uid), int(blob_id)) for uid, blob_id in present] != list(messages):
+                return False
+            if tx.one(
+                "SELECT 1 FROM summary_packs WHERE mailbox_id = ? AND first_uid <= ?"
+                " AND last_uid >= ?",
+                (mailbox_id, last, first),
+            ):
+                return False
+            tx.run(
+                "INSERT INTO summary_packs (mailbox_id, first_uid, last_uid, data)"
+                " VALUES (?, ?, ?, ?)",
+                (mailbox_id, first, last, data),
+            )
+        return True
+
+    def _by_blob_id(
+        self, tx: Tx, select: str, column: str, blob_ids: Sequence[int]
+    ) -> dict[int, bytes]:
         """The rows (blob id, data) of `select` whose `column` is one of `blob_ids`, in one
         read. Where the ids are most of a range (a mailbox's messages are mostly stored in
         order), the range is read and the others dropped: a range scan costs a third less
@@ -578,14 +637,13 @@ class MailStore:
         if not wanted:
             return {}
         low, high = min(wanted), max(wanted)
-        with self.engine.read() as tx:
-            if high - low < 2 * len(wanted):
-                rows = tx.all(f"{select} WHERE {column} BETWEEN ? AND ?", (low, high))
-            else:
-                rows = tx.all(
-                    f"{select} WHERE {self.dialect.member(column)}",
-                    (self.dialect.values(sorted(wanted)),),
-                )
+        if high - low < 2 * len(wanted):
+            rows = tx.all(f"{select} WHERE {column} BETWEEN ? AND ?", (low, high))
+        else:
+            rows = tx.all(
+                f"{select} WHERE {self.dialect.member(column)}",
+                (self.dialect.values(sorted(wanted)),),
+            )
         return {int(row[0]): bytes(row[1]) for row in rows if int(row[0]) in wanted}
 
     def add_summaries(self, summaries: Sequence[tuple[int, bytes]]) -> None:
@@ -683,6 +741,7 @@ class MailStore:
         under a hold keep them retained: invisible to the user, listed by `retained`."""
         if not uids:
             return
+        self._drop_packs(tx, mailbox_id, uids)
         where = f"mailbox_id = ? AND {self.dialect.member('uid')}"
         params = (mailbox_id, self.dialect.values(uids))
         if held:
@@ -700,6 +759,26 @@ class MailStore:
             f"DELETE FROM blobs WHERE {self.dialect.member('id')}" + unused.format("blobs.id"),
             (self.dialect.values(blob_ids),),
         )
+
+    @staticmethod
+    def _drop_packs(tx: Tx, mailbox_id: int, uids: Sequence[int]) -> None:
+        """Delete the mailbox's packs that hold any of these messages, retained ones too: a
+        pack names every message of its UID range, and only those."""
+        packs = tx.all(
+            "SELECT id, first_uid, last_uid FROM summary_packs WHERE mailbox_id = ?"
+            " ORDER BY first_uid",
+            (mailbox_id,),
+        )
+        if not packs:
+            return
+        firsts = [int(row[1]) for row in packs]
+        doomed: set[int] = set()
+        for uid in uids:
+            at = bisect_right(firsts, uid)
+            if at and uid <= int(packs[at - 1][2]):
+                doomed.add(int(packs[at - 1][0]))
+        if doomed:
+            tx.run_many("DELETE FROM summary_packs WHERE id = ?", [(i,) for i in sorted(doomed)])
 
     def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """EXPUNGE: remove the mailbox's messages flagged \\Deleted (only those in `uids`, if

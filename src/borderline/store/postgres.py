@@ -109,6 +109,7 @@ MIGRATIONS = {
     6: lambda tx: add_table(tx, POSTGRES, "lost_subscriptions"),
     7: lambda tx: add_table(tx, POSTGRES, "summaries"),
     8: _nothing_to_change,  # TOAST keeps a big value apart, wherever its column is
+    9: lambda tx: add_table(tx, POSTGRES, "summary_packs"),
 }
 
 

@@ -14,7 +14,10 @@ computes it. Version 8 puts the queues' message column last (`relay_queue.sealed
 `outbound_queue.blob`, as `blobs.data` is): SQLite writes a row whose big value is a
 `zeroblob()` that nothing follows without building the value, so the store then writes the
 ciphertext into it in place (store/sqlite.py, `insert_large`); PostgreSQL keeps its tables
-as they are. A new database is created at the latest version directly; an older one is
+as they are. Version 9 adds `summary_packs`: the summaries of a run of a mailbox's messages
+in one record, encrypted once, so a session decrypts one record per thousand messages
+(docs/store.md, "Summary packs"); derived from `summaries`, they are made by the sessions
+that read them. A new database is created at the latest version directly; an older one is
 migrated step by step, in one transaction, when a store opens it.
 """
 
@@ -25,7 +28,7 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 8
+LATEST = 9
 # Version 4's column of the relay queue: an operator's reason to give up on the item.
 RELAY_BOUNCE = "bounce TEXT"
 
@@ -64,6 +67,15 @@ TABLES: dict[str, str] = {
     # deleted with its blob.
     "summaries": """CREATE TABLE {table} (
         blob_id BIGINT PRIMARY KEY REFERENCES blobs(id),
+        data {bytes} NOT NULL
+    )""",
+    # Version 9: the summaries of the messages of a mailbox with UIDs first_uid to
+    # last_uid, all of them when it was made; deleted when one of them is removed.
+    "summary_packs": """CREATE TABLE {table} (
+        id {id},
+        mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id),
+        first_uid BIGINT NOT NULL,
+        last_uid BIGINT NOT NULL,
         data {bytes} NOT NULL
     )""",
     "messages": """CREATE TABLE {table} (
@@ -139,6 +151,9 @@ TABLES: dict[str, str] = {
 INDEXES: dict[str, tuple[str, ...]] = {
     "messages": ("CREATE INDEX messages_by_blob ON messages (blob_id)",),
     "changes": ("CREATE INDEX changes_by_mailbox ON changes (mailbox_id, modseq)",),
+    "summary_packs": (
+        "CREATE INDEX summary_packs_by_uid ON summary_packs (mailbox_id, first_uid)",
+    ),
     "outbound_queue": ("CREATE INDEX outbound_due ON outbound_queue (next_attempt, id)",),
 }
 # The tables whose last column is a message (version 8 moved the queues' there on SQLite).

@@ -202,6 +202,7 @@ MIGRATIONS = {
     6: lambda tx: add_table(tx, SQLITE, "lost_subscriptions"),
     7: lambda tx: add_table(tx, SQLITE, "summaries"),
     8: _large_values_last,
+    9: lambda tx: add_table(tx, SQLITE, "summary_packs"),
 }
 
 

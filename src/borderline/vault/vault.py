@@ -71,6 +71,11 @@ def _summary_aad(address: str) -> bytes:
     return b"borderline-summary-v1\n" + address.lower().encode()
 
 
+def _pack_aad(address: str, mailbox_id: int) -> bytes:
+    """A pack is bound to its mailbox: its UIDs mean nothing in another."""
+    return f"borderline-summary-pack-v1\n{address.lower()}\n{mailbox_id}".encode()
+
+
 def _wrap_aad(region_id: str, address: str) -> bytes:
     return f"borderline-dek-v1\n{region_id}\n{address.lower()}".encode()
 
@@ -228,6 +233,17 @@ class ContentKey:
         without one)."""
         nonce = os.urandom(NONCE_SIZE)
         return BLOB_VERSION + nonce + self._aead.encrypt(nonce, summary, _summary_aad(self.address))
+
+    def decrypt_pack(self, mailbox_id: int, blob: bytes) -> bytes:
+        aad = _pack_aad(self.address, mailbox_id)
+        return _decrypt_blob(self._aead, blob, aad, "summary pack", self.address)
+
+    def encrypt_pack(self, mailbox_id: int, pack: bytes) -> bytes:
+        """The summaries of a run of a mailbox's messages, encrypted once (docs/store.md,
+        "Summary packs"): made by a session that decrypted them one by one."""
+        nonce = os.urandom(NONCE_SIZE)
+        aad = _pack_aad(self.address, mailbox_id)
+        return BLOB_VERSION + nonce + self._aead.encrypt(nonce, pack, aad)
 
 
 class Vault:

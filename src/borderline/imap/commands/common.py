@@ -149,18 +149,26 @@ def one_or_list(token: Token) -> list[Token]:
     return token if isinstance(token, list) else [token]
 
 
-async def load_summaries(session: Session, contents: Contents, infos: list[MessageInfo]) -> None:
-    """Read (store thread) and decrypt (work thread) the summaries of these messages, so
-    their content is read only where no summary answers."""
-    wanted = contents.unloaded([info.blob_id for info in infos])
+async def load_summaries(
+    session: Session, contents: Contents, view: MailboxView, indexes: list[int]
+) -> None:
+    """Read (store thread) and decrypt (work thread) the summaries of the view's messages
+    at `indexes`, so their content is read only where no summary answers."""
+    messages = view.pairs(indexes)
+    wanted = contents.unloaded(messages)
     if wanted:
-        found = await session.stored(session.store.summaries, wanted)
-        await session.work(contents.load_summaries, wanted, found)
+        found = await session.stored(session.store.summaries, view.id, wanted)
+        adjacent = view.adjacent(indexes)
+        await session.work(contents.load_summaries, view.id, messages, found, adjacent)
+        await store_computed(session, contents)
 
 
 async def store_computed(session: Session, contents: Contents) -> None:
-    """Store the summaries computed for messages stored without one: how mailboxes written
-    before schema version 7 get theirs, by the sessions that read them anyway."""
+    """Store the summaries computed for messages stored without one (how mailboxes written
+    before schema version 7 get theirs, by the sessions that read them anyway) and the
+    packs made of summaries read one by one."""
     computed = contents.take_computed()
     if computed:
         await session.stored(session.store.add_summaries, computed)
+    for mailbox_id, messages, packed in contents.take_packs():
+        await session.stored(session.store.add_summary_pack, mailbox_id, messages, packed)

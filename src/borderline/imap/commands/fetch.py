@@ -9,6 +9,7 @@ from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import (
     SUMMARY_BATCH,
     batches,
+    load_summaries,
     message_set,
     modifier,
     store_computed,
@@ -25,12 +26,14 @@ from borderline.imap.protocol import ParseError
 from borderline.imap.replies import no
 from borderline.imap.state import Selected
 from borderline.imap.view import MailboxView
+from borderline.store import StoredSummaries
 
 if TYPE_CHECKING:
     from borderline.imap.session import Session
 
 # Responses without content are rendered this many at a time (about 40 octets each).
 METADATA_BATCH = 2048
+NOTHING_STORED = StoredSummaries([], {})
 
 
 async def fetch(session: Session, state: Selected, request: Request) -> str:
@@ -80,19 +83,21 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
     for first in range(0, len(indexes), size):
         run = indexes[first : first + size]
         contents.trim(len(run))
-        if summarized:
-            unloaded = contents.unloaded([view.blob_ids[i] for i in run])
-            found = await session.stored(session.store.summaries, unloaded) if unloaded else {}
-            if columns:
-                rendered = await session.work(
-                    contents.summary_responses, view, run, items, unloaded, found
-                )
-                if rendered is not None:
-                    session.emit_chunks([rendered])
-                    await session.flush_if_full()
-                    continue
-            else:
-                await session.work(contents.load_summaries, unloaded, found)
+        if summarized and columns:
+            unloaded = contents.unloaded(view.pairs(run))
+            found = (
+                await session.stored(session.store.summaries, view.id, unloaded)
+                if unloaded
+                else NOTHING_STORED
+            )
+            rendered = await session.work(contents.summary_responses, view, run, items, found)
+            await store_computed(session, contents)
+            if rendered is not None:
+                session.emit_chunks([rendered])
+                await session.flush_if_full()
+                continue
+        elif summarized:
+            await load_summaries(session, contents, view, run)
         missing += await _fetch_messages(session, contents, view, run, items)
     if missing:
         raise no(

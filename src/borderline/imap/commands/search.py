@@ -69,7 +69,7 @@ async def _search(
         chunk = candidates[first : first + SUMMARY_ROUND]
         if contents is not None and parsed.reads_headers:
             contents.trim(len(chunk))
-            await load_summaries(session, contents, [info for _, info in chunk])
+            await load_summaries(session, contents, view, [seq - 1 for seq, _ in chunk])
         matched, unknown = await session.work(match, chunk, {})
         found += matched
         undecided += unknown
