@@ -193,6 +193,8 @@ class Contents:
 
     def unloaded(self, messages: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Those of these (UID, blob id) pairs whose summaries are not loaded yet."""
+        if not self._summaries:
+            return messages
         return [message for message in messages if message[1] not in self._summaries]
 
     def load_summaries(
@@ -208,8 +210,7 @@ class Contents:
         is parsed. Where at least PACK_MIN of them came one by one in a row, they are
         packed, for the session to store (`take_packs`)."""
         for packed in stored.packs:
-            for _, blob_id, record in unpack(self.key.decrypt_pack(mailbox_id, packed)):
-                self._summaries[blob_id] = parse_summary(record)
+            self._summaries.update(unpack(self.key.decrypt_pack(mailbox_id, packed)))
         run: list[tuple[int, int, bytes]] = []
         longest, octets = run, 0
         for uid, blob_id in messages:
@@ -222,7 +223,7 @@ class Contents:
                 continue
             summary = parse_summary(self.key.decrypt_summary(data))
             self._summaries[blob_id] = summary
-            record = UNUSABLE if summary is None else summary.data
+            record = UNUSABLE if summary is None else summary.record
             if octets + len(record) > PACK_OCTETS:
                 run, octets = [], 0
             run.append((uid, blob_id, record))
@@ -233,8 +234,8 @@ class Contents:
             made = self.key.encrypt_pack(mailbox_id, pack(longest))
             self.packs.append((mailbox_id, [(uid, blob_id) for uid, blob_id, _ in longest], made))
 
-    def summary(self, info: MessageInfo) -> Summary | None:
-        return self._summaries.get(info.blob_id)
+    def summary(self, blob_id: int) -> Summary | None:
+        return self._summaries.get(blob_id)
 
     def summary_responses(
         self,
@@ -258,7 +259,7 @@ class Contents:
     def wants(self, info: MessageInfo, items: list[FetchItem]) -> bool:
         """Whether answering these items may need the message's ciphertext (a parsed tree
         in the cache may be evicted while the batch is answered; structures are not)."""
-        if self.summary(info) is not None and all(
+        if self.summary(info.blob_id) is not None and all(
             item.in_summary or not item.needs_content for item in items
         ):
             return False
@@ -298,14 +299,14 @@ class Contents:
 
     def header(self, info: MessageInfo, blobs: Mapping[int, bytes]) -> Part:
         """The message's top-level header, from its summary where it has one."""
-        summary = self.summary(info)
+        summary = self.summary(info.blob_id)
         return self.part(info, blobs) if summary is None else summary.header
 
     def structure(self, info: MessageInfo, kind: str, blobs: Mapping[int, bytes]) -> bytes:
         cache_key = (info.blob_id, kind)
         cached = self._structures.get(cache_key)
         if cached is None:
-            summary = self.summary(info)
+            summary = self.summary(info.blob_id)
             if summary is not None:
                 cached = summary.structure(kind)
             else:
@@ -485,7 +486,7 @@ def _section(
     if item.spec == "" and raw is not None:
         data = raw
     else:
-        summary = contents.summary(info) if item.in_summary else None
+        summary = contents.summary(info.blob_id) if item.in_summary else None
         try:
             if summary is None:
                 data = section(contents.part(info, blobs), item.spec)

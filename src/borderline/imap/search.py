@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import Protocol
 
 from borderline.imap.mime import Part, addresses, decode_chunks, transfer_decode, words_text
 from borderline.imap.protocol import (
@@ -21,19 +21,23 @@ from borderline.imap.protocol import (
 from borderline.store import MessageInfo
 
 
-@dataclass
-class Candidate:
+class Candidate(Protocol):
     """One message as a search sees it; `part` parses the content only when a key needs it,
     `header` gives the top-level header (from the message's summary where it has one)."""
 
-    seq: int
-    info: MessageInfo
-    largest_seq: int
-    largest_uid: int
-    part: Callable[[], Part]
-    header: Callable[[], Part]
-    # A SEARCH_FIELDS field's header_texts joined by NUL, from the summary; None if none.
-    texts: Callable[[str], str | None]
+    @property
+    def seq(self) -> int: ...
+    @property
+    def info(self) -> MessageInfo: ...
+    @property
+    def largest_seq(self) -> int: ...
+    @property
+    def largest_uid(self) -> int: ...
+    def part(self) -> Part: ...
+    def header(self) -> Part: ...
+    def texts(self, name: str) -> str | None:
+        """A SEARCH_FIELDS field's header_texts joined by NUL, from the summary; None if
+        the message has none."""
 
 
 Predicate = Callable[[Candidate], bool]

@@ -58,17 +58,26 @@ CHEAP_HEADER = 16 * 1024
 
 
 class Summary:
-    """A decrypted summary record (version 2): each field sliced out when it is asked for."""
+    """A decrypted summary record (version 2) at `base` in `data` (a pack holds many): each
+    field sliced out when it is asked for, so loading a pack copies no record."""
 
-    __slots__ = ("_header", "data")  # a session holds thousands
+    __slots__ = ("_header", "base", "data")  # a session holds thousands
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, base: int = 0) -> None:
         self.data = data
+        self.base = base
         self._header: Part | None = None
 
     def field(self, index: int) -> bytes:
-        start, end = SPAN.unpack_from(self.data, 1 + 4 * index)
-        return self.data[start:end]
+        base = self.base
+        start, end = SPAN.unpack_from(self.data, base + 1 + 4 * index)
+        return self.data[base + start : base + end]
+
+    @property
+    def record(self) -> bytes:
+        """The record alone, as a pack holds it."""
+        (end,) = LENGTH.unpack_from(self.data, self.base + 1 + 4 * FIELD_COUNT)
+        return self.data[self.base : self.base + end]
 
     def structure(self, kind: str) -> bytes:
         """ENVELOPE, BODYSTRUCTURE or BODY, as FETCH sends it."""
@@ -219,17 +228,19 @@ def pack(entries: list[tuple[int, int, bytes]]) -> bytes:
     return PACK_VERSION + PACK_COUNT.pack(len(entries)) + table + records
 
 
-def unpack(data: bytes) -> list[tuple[int, int, bytes]]:
-    """A pack's (UID, blob id, record) entries; ValueError if it is not one."""
+def unpack(data: bytes) -> list[tuple[int, Summary | None]]:
+    """A pack's (blob id, summary) entries, None where the message must be read; each
+    summary points into `data`. ValueError if it is not a pack."""
     if data[:1] != PACK_VERSION or len(data) < 1 + PACK_COUNT.size:
         raise ValueError("not a summary pack of a known version")
     (count,) = PACK_COUNT.unpack_from(data, 1)
     at = 1 + PACK_COUNT.size + count * PACK_ENTRY.size
     if at > len(data):
         raise ValueError("a summary pack is cut short")
-    entries = []
-    for uid, blob_id, length in PACK_ENTRY.iter_unpack(data[1 + PACK_COUNT.size : at]):
-        entries.append((uid, blob_id, data[at : at + length]))
+    entries: list[tuple[int, Summary | None]] = []
+    version = VERSION[0]
+    for _, blob_id, length in PACK_ENTRY.iter_unpack(data[1 + PACK_COUNT.size : at]):
+        entries.append((blob_id, Summary(data, at) if length and data[at] == version else None))
         at += length
     if at != len(data):
         raise ValueError("a summary pack's records do not add up")

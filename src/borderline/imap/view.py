@@ -246,6 +246,9 @@ class MailboxView:
 
     def pairs(self, indexes: list[int]) -> list[tuple[int, int]]:
         """(UID, blob id) of the messages at `indexes`: what their summaries are read by."""
+        if self.adjacent(indexes):
+            run = slice(indexes[0], indexes[-1] + 1)
+            return list(zip(self.uids[run], self.blob_ids[run], strict=True))
         return [(self.uids[i], self.blob_ids[i]) for i in indexes]
 
     @staticmethod

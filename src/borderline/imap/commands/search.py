@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
-from borderline.imap.commands.common import Batch, batches, load_summaries, store_computed
+from borderline.imap.commands.common import batches, load_summaries, store_computed
 from borderline.imap.fetch import Contents, Vanished
 from borderline.imap.mime import Part
 from borderline.imap.protocol import Args, Atom, ParseError, as_text, uid_set_text
 from borderline.imap.replies import Reply, no
-from borderline.imap.search import BadCharset, Candidate, Predicate, parse_search
+from borderline.imap.search import BadCharset, Predicate, parse_search
 from borderline.imap.state import Selected
+from borderline.imap.view import MailboxView
 from borderline.store import MessageInfo
 
 if TYPE_CHECKING:
@@ -58,29 +59,28 @@ async def _search(
     contents = await session.content(state.account) if parsed.needs_content else None
     if parsed.uses_modseq:
         session.enable_condstore()
-    match = functools.partial(_matches, parsed.predicate, view.exists, view.largest_uid, contents)
-    candidates = [(index + 1, view.message_at(index)) for index in range(view.exists)]
+    match = functools.partial(_matches, parsed.predicate, view, contents)
     # Messages whose answer depends on their content are read in a second round, so
     # `UNSEEN BODY x` decrypts only the unseen ones; header keys are answered from the
     # summaries of the first round where the messages have them.
-    found: Batch = []
-    undecided: Batch = []
-    for first in range(0, len(candidates), SUMMARY_ROUND):
-        chunk = candidates[first : first + SUMMARY_ROUND]
+    found: list[int] = []
+    undecided: list[int] = []
+    for first in range(0, view.exists, SUMMARY_ROUND):
+        chunk = list(range(first, min(first + SUMMARY_ROUND, view.exists)))
         if contents is not None and parsed.reads_headers:
             contents.trim(len(chunk))
-            await load_summaries(session, contents, view, [seq - 1 for seq, _ in chunk])
+            await load_summaries(session, contents, view, chunk)
         matched, unknown = await session.work(match, chunk, {})
         found += matched
         undecided += unknown
-    for batch in batches(undecided):
+    for batch in batches([(index + 1, view.message_at(index)) for index in undecided]):
         blobs = await session.stored(session.store.blobs, [i.blob_id for _, i in batch])
-        found += (await session.work(match, batch, blobs))[0]
+        found += (await session.work(match, [seq - 1 for seq, _ in batch], blobs))[0]
         if contents is not None:
             await store_computed(session, contents)
-    found.sort(key=lambda hit: hit[0])
-    hits = [info.uid if request.by_uid else seq for seq, info in found]
-    highest = max((info.modseq for _, info in found), default=0)
+    found.sort()
+    hits = [view.uids[index] if request.by_uid else index + 1 for index in found]
+    highest = max((view.modseqs[index] for index in found), default=0)
     if returns is None:
         line = ("* SEARCH " + " ".join(map(str, hits))).rstrip()
         if parsed.uses_modseq and hits:
@@ -88,14 +88,14 @@ async def _search(
         session.emit(line.encode())
         return "SEARCH completed"
     if "SAVE" in returns:
-        session.search_result = saved_result(returns, [info.uid for _, info in found])
+        session.search_result = saved_result(returns, [view.uids[index] for index in found])
     if returns == ["SAVE"]:  # SAVE alone answers no ESEARCH (RFC 5182 2.4)
         return "SEARCH completed, result saved"
     line = _esearch(request, returns, hits)
     if parsed.uses_modseq and hits:
         if "ALL" not in returns and "COUNT" not in returns:  # of the MIN/MAX ones only
             ends = [found[0]] * ("MIN" in returns) + [found[-1]] * ("MAX" in returns)
-            highest = max(info.modseq for _, info in ends)
+            highest = max(view.modseqs[index] for index in ends)
         line += f" MODSEQ {highest}"  # RFC 7162 3.2
     session.emit(line.encode())
     return "SEARCH completed"
@@ -142,42 +142,71 @@ def saved_result(returns: list[str], uids: list[int]) -> list[int]:
 
 def _matches(
     predicate: Predicate,
-    largest_seq: int,
-    largest_uid: int,
+    view: MailboxView,
     contents: Contents | None,
-    candidates: Batch,
+    indexes: list[int],
     blobs: Mapping[int, bytes],
-) -> tuple[Batch, Batch]:
-    """SEARCH over candidates (work thread): those that match, and those whose content was
-    needed but is not in `blobs` (nor cached)."""
-    found: Batch = []
-    undecided: Batch = []
-    for seq, info in candidates:
-        part, header, texts = _getters(contents, info, blobs)
+) -> tuple[list[int], list[int]]:
+    """SEARCH over the view's messages at `indexes` (work thread): those that match, and
+    those whose content was needed but is not in `blobs` (nor cached)."""
+    found: list[int] = []
+    undecided: list[int] = []
+    for index in indexes:
         try:
-            if predicate(Candidate(seq, info, largest_seq, largest_uid, part, header, texts)):
-                found.append((seq, info))
+            if predicate(Searched(view, index, contents, blobs)):
+                found.append(index)
         except Vanished:
-            undecided.append((seq, info))
+            undecided.append(index)
     return found, undecided
 
 
-def _getters(
-    contents: Contents | None, info: MessageInfo, blobs: Mapping[int, bytes]
-) -> tuple[Callable[[], Part], Callable[[], Part], Callable[[str], str | None]]:
-    def part() -> Part:
-        assert contents is not None, "the parser asked for content, so the key was released"
-        return contents.part(info, blobs)
+class Searched:
+    """A message of the view as SEARCH keys see it (imap/search.py's Candidate): its record
+    made only if a key asks for it, its content read only if a key needs it."""
 
-    def header() -> Part:
-        assert contents is not None, "the parser asked for content, so the key was released"
-        return contents.header(info, blobs)
+    __slots__ = ("_blobs", "_contents", "_index", "_view")
 
-    def texts(name: str) -> str | None:
-        summary = None if contents is None else contents.summary(info)
+    def __init__(
+        self,
+        view: MailboxView,
+        index: int,
+        contents: Contents | None,
+        blobs: Mapping[int, bytes],
+    ) -> None:
+        self._view = view
+        self._index = index
+        self._contents = contents
+        self._blobs = blobs
+
+    @property
+    def seq(self) -> int:
+        return self._index + 1
+
+    @property
+    def info(self) -> MessageInfo:
+        return self._view.message_at(self._index)
+
+    @property
+    def largest_seq(self) -> int:
+        return self._view.exists
+
+    @property
+    def largest_uid(self) -> int:
+        return self._view.largest_uid
+
+    def part(self) -> Part:
+        assert self._contents is not None, "the parser asked for content: the key is released"
+        return self._contents.part(self.info, self._blobs)
+
+    def header(self) -> Part:
+        assert self._contents is not None, "the parser asked for content: the key is released"
+        return self._contents.header(self.info, self._blobs)
+
+    def texts(self, name: str) -> str | None:
+        if self._contents is None:
+            return None
+        summary = self._contents.summary(self._view.blob_ids[self._index])
         return None if summary is None else summary.search_text(name)
-
-    return part, header, texts
 
 
 COMMAND = Command(search, SELECTED, announces_expunges=False)

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 Rows = list[tuple[int, Any]]
 Keys = Callable[[MessageInfo, Part | None, int], Any]
-Matcher = Callable[[Batch, Mapping[int, bytes]], tuple[Batch, Batch]]
+Matcher = Callable[[list[int], Mapping[int, bytes]], tuple[list[int], list[int]]]
 
 
 async def sort(session: Session, state: Selected, request: Request) -> str:
@@ -128,9 +128,10 @@ async def _matched(
     contents = await session.content(state.account) if reading else None
     if parsed.uses_modseq:
         session.enable_condstore()
-    match = functools.partial(_matches, parsed.predicate, view.exists, view.largest_uid, contents)
-    candidates = [(index + 1, view.info[uid]) for index, uid in enumerate(view.uids)]
-    found, undecided = await session.work(match, candidates, {})
+    match = functools.partial(_matches, parsed.predicate, view, contents)
+    matched, unknown = await session.work(match, list(range(view.exists)), {})
+    found = [(index + 1, view.message_at(index)) for index in matched]
+    undecided = [(index + 1, view.message_at(index)) for index in unknown]
     rows: Rows = []
     keyed = functools.partial(_rows, keys, match, contents if by_content else None)
     if by_content:
@@ -174,7 +175,10 @@ def _rows(
     """Sort keys of the batch's matches (work thread); `matched` when the search already
     decided them. A message expunged meanwhile (its ciphertext gone) is left out."""
     rows: Rows = []
-    for seq, info in batch if matched else match(batch, blobs)[0]:
+    hits = None if matched else set(match([seq - 1 for seq, _ in batch], blobs)[0])
+    for seq, info in batch:
+        if hits is not None and seq - 1 not in hits:
+            continue
         try:
             part = None if contents is None else contents.part(info, blobs)
         except Vanished:
