@@ -1,7 +1,7 @@
 """Message summaries (imap/summary.py): FETCH and SEARCH answer the same from a summary as
 from the message, a message stored without one (before schema version 7) gets one from the
-first session that reads it, a session packs the summaries it read one by one, and no
-summary is stored in plaintext."""
+first session that reads it, a session makes columns of the summaries it read as records,
+and no summary is stored in plaintext."""
 
 from __future__ import annotations
 
@@ -19,16 +19,20 @@ from borderline.imap.mime import Part, section
 from borderline.imap.summary import (
     CHEAP_HEADER,
     CHEAP_SIZE,
+    COLUMNS,
+    COLUMNS_MIN,
+    FIELDS_COLUMN,
     IN_BUFFER_FROM,
-    PACK_MIN,
     VERSION,
     VERSION_1,
     cheap_to_summarize,
+    header_fields,
     parse_summary,
     summarize,
     summary_of,
 )
 from borderline.residency import files_containing
+from borderline.store import StoredColumn
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
 from tests.imap.conftest import fill, login, make_message
@@ -179,47 +183,59 @@ def test_no_summary_is_stored_in_plaintext(running: RunningCloud) -> None:
     assert files_containing(running.cloud.config.cloud.data_dir, marker) == []
 
 
-def inbox_packs(region: Region) -> list[bytes]:
-    """The encrypted summary packs that hold any of the inbox's messages."""
-    inbox = region.store.mailbox(ALICE, "INBOX").id
-    messages = [(m.uid, m.blob_id) for m in region.store.messages(inbox)]
-    return region.store.summaries(inbox, messages).packs
+def inbox_columns(region: Region) -> list[StoredColumn]:
+    """The encrypted summary columns of the store (the inbox's: there is no other mail)."""
+    with region.store.engine.read() as tx:
+        rows = tx.all("SELECT field, first_uid, last_uid, data FROM summary_columns")
+    return [StoredColumn(str(f), int(a), int(b), bytes(d)) for f, a, b, d in rows]
 
 
-def test_a_session_packs_the_summaries_it_read_and_later_sessions_answer_from_the_pack(
+def test_a_session_makes_columns_of_the_summaries_it_read_and_later_ones_answer_from_them(
     running: RunningCloud,
 ) -> None:
-    """Sessions that read a run of summaries one by one store them as one pack; the next
-    answers the same from the pack alone, and an expunge drops the pack it breaks."""
+    """A session that read a run of summaries as records stores their columns (and the
+    answers of the HEADER.FIELDS set it was asked); the next answers the same from the
+    columns alone, adds the answers of a new set, and an expunge drops the run."""
     region = running.cloud.region("eu-dublin")
-    marker = b"zebra-pack-marker-91d3"
-    count = PACK_MIN + 20
+    marker = b"zebra-column-marker-91d3"
+    count = COLUMNS_MIN + 20
     mail = [NESTED if i % 3 == 0 else make_message(i) for i in range(count - 1)]
     fill(region, ALICE, [*mail, make_message(count, subject=marker.decode())])
     items = "(ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (From Subject)])"
-    assert inbox_packs(region) == []
+    other = (
+        "(BODY BODY.PEEK[HEADER.FIELDS (cc To)] BODY.PEEK[HEADER]"
+        " BODY.PEEK[HEADER.FIELDS.NOT (From)] BODY.PEEK[HEADER.FIELDS (Date)]<2.9>)"
+    )
+    assert inbox_columns(region) == []
 
     first = login(running)
     first.select("INBOX")
     before = each_answer(first, 1, count, items)
     _, hits = first.search(None, 'FROM "j@example.org"')
     assert len(hits[0].split()) == (count - 1 + 2) // 3
+    others = each_answer(first, 1, count, other)
     first.logout()
-    [packed] = inbox_packs(region)
-    assert marker not in packed
+    columns = inbox_columns(region)
+    assert {(c.first_uid, c.last_uid) for c in columns} == {(1, count)}, "one run"
+    fields = sorted(c.field for c in columns)
+    assert [f for f in fields if not f.startswith(FIELDS_COLUMN)] == sorted(COLUMNS)
+    assert len(fields) == len(COLUMNS) + 1, "and the answers of (From Subject)"
+    assert all(marker not in c.data for c in columns)
     assert files_containing(running.cloud.config.cloud.data_dir, marker) == []
 
     with region.store.engine.write() as tx:
-        tx.run("DELETE FROM summaries")  # so only the pack can answer without parsing
+        tx.run("DELETE FROM summaries")  # so only the columns can answer without parsing
     second = login(running)
     second.select("INBOX")
     assert each_answer(second, 1, count, items) == before
     assert second.search(None, 'FROM "j@example.org"')[1] == hits
-    assert stored_summaries(region) == {}, "nothing parsed: the pack answered"
+    assert each_answer(second, 1, count, other) == others
+    assert stored_summaries(region) == {}, "nothing parsed: the columns answered"
+    assert len(inbox_columns(region)) == len(COLUMNS) + 3, "and of (cc To) and (Date)"
     second.store("2", "+FLAGS", "\\Deleted")
     second.expunge()
     second.logout()
-    assert inbox_packs(region) == []
+    assert inbox_columns(region) == []
 
     third = login(running)
     third.select("INBOX")
@@ -326,4 +342,4 @@ def test_header_fields_from_a_summary_are_those_of_the_parsed_header(
     summary = parse_summary(summarize(b"", raw))
     assert summary is not None
     expected = section(Part(raw), "HEADER.FIELDS (" + " ".join(names) + ")")
-    assert summary.header_fields(tuple(names)) == expected
+    assert header_fields(summary.header_block, tuple(names)) == expected

@@ -153,21 +153,21 @@ def test_a_store_newer_than_the_code_is_refused(
 def test_a_version_5_store_keeps_its_rows_and_gains_lost_subscriptions(
     store_location: str | Path,
 ) -> None:
-    """Versions 6, 7 and 9 only add `lost_subscriptions`, `summaries` and
-    `summary_packs` (8 only moves columns): a latest store without them, marked 5, is what
-    version 5 wrote."""
+    """Versions 6, 7 and 10 only add `lost_subscriptions`, `summaries` and
+    `summary_columns` (8 only moves columns, 9's table is 10's to drop): a latest store
+    without them, marked 5, is what version 5 wrote."""
     store = open_store(store_location)
     store.create_account(ALICE, "hash")
     store.create_mailbox(ALICE, "Kept", subscribed=True)
     store.close()
     run = on_location(store_location)
     run("DROP TABLE lost_subscriptions")
-    run("DROP TABLE summary_packs")
+    run("DROP TABLE summary_columns")
     run("DROP TABLE summaries")
     run("UPDATE schema_version SET version = 5")
     before = run("SELECT id, name, subscribed FROM mailboxes ORDER BY id")
     store = open_store(store_location)
-    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 9
+    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 10
     assert run("SELECT id, name, subscribed FROM mailboxes ORDER BY id") == before
     store.delete_mailbox(ALICE, "Kept")
     assert store.lost_subscriptions(ALICE) == ["Kept"]
@@ -195,11 +195,11 @@ def on_location(location: str | Path) -> Query:
 def test_a_store_of_version_6_gets_summaries_and_keeps_its_messages(
     written_by_v1: tuple[str | Path, Query],
 ) -> None:
-    """Version 6 is version 7 without the summaries table (and 9's packs): its blobs have
+    """Version 6 is version 7 without the summaries table (and 10's columns): its blobs have
     none until a session adds them; one is stored once and goes with its blob."""
     location, query = written_by_v1
     open_store(location).close()
-    query("DROP TABLE summary_packs")
+    query("DROP TABLE summary_columns")
     query("DROP TABLE summaries")
     query("UPDATE schema_version SET version = 6")
     before = snapshot(query)
@@ -232,34 +232,45 @@ def test_a_store_of_version_6_gets_summaries_and_keeps_its_messages(
     store.close()
 
 
-def test_a_store_of_version_8_gets_summary_packs_that_go_with_their_messages(
-    written_by_v1: tuple[str | Path, Query],
+@pytest.mark.parametrize("version", [8, 9])
+def test_a_store_of_version_8_or_9_gets_summary_columns_that_go_with_their_messages(
+    written_by_v1: tuple[str | Path, Query], version: int
 ) -> None:
-    """Version 8 is version 9 without `summary_packs`: its rows stay as they were; a pack
-    is stored only for all the messages of its UID range, and goes when one of them is
+    """Version 8 is version 10 without `summary_columns`, version 9 has `summary_packs`
+    instead (derived, so dropped): the other rows stay as they were; a run's columns are
+    stored only for all the messages of its UID range, and go when one of them is
     expunged or with its mailbox or account."""
     location, query = written_by_v1
     open_store(location).close()
-    query("DROP TABLE summary_packs")
-    query("UPDATE schema_version SET version = 8")
+    query("DROP TABLE summary_columns")
+    if version == 9:
+        query(
+            "CREATE TABLE summary_packs (id BIGINT PRIMARY KEY, mailbox_id BIGINT NOT NULL"
+            " REFERENCES mailboxes(id), first_uid BIGINT, last_uid BIGINT, data BYTEA)"
+        )
+        query("INSERT INTO summary_packs SELECT 1, id, 1, 3, 'x' FROM mailboxes LIMIT 1")
+    query(f"UPDATE schema_version SET version = {version}")
     before = snapshot(query)
     store = open_store(location)
     assert snapshot(query) == before and query("SELECT version FROM schema_version") == [(LATEST,)]
+    with pytest.raises((sqlite3.OperationalError, psycopg.errors.UndefinedTable)):
+        query("SELECT COUNT(*) FROM summary_packs")
     for hold in store.holds():
         store.release_hold(hold.id)
     inbox = store.mailbox(ALICE, "INBOX")
     store.deliver([Delivery(ALICE, b"more", 4, time.time()) for _ in range(3)])
     messages = [(m.uid, m.blob_id) for m in store.messages(inbox.id)]
     assert len(messages) == 7
-    assert not store.add_summary_pack(inbox.id, messages[:1] + messages[2:4], b"gap")
-    assert store.add_summary_pack(inbox.id, messages[:4], b"pack")
-    assert store.summaries(inbox.id, messages) == ([b"pack"], {})
+    assert not store.add_summary_columns(inbox.id, messages[:1] + messages[2:4], {"body": b"gap"})
+    assert store.add_summary_columns(inbox.id, messages[:4], {"body": b"run"})
+    stored = store.summaries(inbox.id, messages, [("body",)])
+    assert [(c.field, c.data) for c in stored.columns] == [("body", b"run")]
     store.set_flags(inbox.id, [messages[1][0]], frozenset({"\\Deleted"}), "add")
     store.expunge(inbox.id)
-    assert query("SELECT COUNT(*) FROM summary_packs") == [(0,)]
-    assert store.add_summary_pack(inbox.id, messages[2:], b"after")
+    assert query("SELECT COUNT(*) FROM summary_columns") == [(0,)]
+    assert store.add_summary_columns(inbox.id, messages[2:], {"body": b"after"})
     store.delete_account(ALICE)
-    assert query("SELECT COUNT(*) FROM summary_packs") == [(0,)]
+    assert query("SELECT COUNT(*) FROM summary_columns") == [(0,)]
     store.close()
 
 

@@ -14,8 +14,10 @@ from borderline.store import (
     MailStore,
     OutboundMessage,
     OutboundRelay,
+    StoredSummaries,
     StoreError,
 )
+from borderline.store.mail import MAX_RUN_COLUMNS
 from tests.store.conftest import ALICE
 
 
@@ -167,44 +169,68 @@ def test_blobs_reads_many_ciphertexts_at_once_and_leaves_out_the_gone(store: Mai
     assert store.blobs([]) == {}
 
 
-def test_a_summary_pack_names_every_message_of_its_range_while_they_last(
+def column_data(summaries: StoredSummaries) -> list[tuple[str, bytes]]:
+    return [(column.field, column.data) for column in summaries.columns]
+
+
+def test_summary_columns_name_every_message_of_their_run_while_they_last(
     store: MailStore,
 ) -> None:
-    """A pack is stored only if it names exactly the mailbox's messages from its first UID
-    to its last and overlaps no other; it is read in place of their summaries, and goes
-    when any of them is expunged (retained under a hold too) or with its mailbox."""
+    """A run's columns are stored only if they name exactly the mailbox's messages from
+    its first UID to its last and overlap no other run; they are read in place of their
+    summaries where they answer every need, and go when any of the run's messages is
+    expunged (retained under a hold too) or with its mailbox."""
     deliver(store, 8, summary=b"one")
     inbox = store.mailbox(ALICE, "INBOX").id
     messages = [(m.uid, m.blob_id) for m in store.messages(inbox)]
     first, second = messages[:4], messages[4:]
-    assert not store.add_summary_pack(inbox, first[:2] + first[3:], b"leaves one out")
+    both = {"envelope": b"e", "header": b"h"}
+    assert not store.add_summary_columns(inbox, first[:2] + first[3:], both)
     wrong = [(uid, blob_id + 1) for uid, blob_id in first]
-    assert not store.add_summary_pack(inbox, wrong, b"names other blobs")
-    assert not store.add_summary_pack(inbox, [*first, (99, first[0][1])], b"names a gone UID")
-    assert store.add_summary_pack(inbox, first, b"first")
-    assert not store.add_summary_pack(inbox, messages[3:6], b"overlaps")
-    assert store.add_summary_pack(inbox, second, b"second")
-    assert store.summaries(inbox, messages) == ([b"first", b"second"], {})
-    assert store.summaries(inbox, messages[5:6]) == ([b"second"], {})
+    assert not store.add_summary_columns(inbox, wrong, both)
+    assert not store.add_summary_columns(inbox, [*first, (99, first[0][1])], both)
+    assert store.add_summary_columns(inbox, first, both)
+    assert not store.add_summary_columns(inbox, messages[3:6], both), "overlaps"
+    assert store.add_summary_columns(inbox, second, {"envelope": b"E2"})
+    singles = {blob_id: b"one" for _, blob_id in second}
+    envelopes = store.summaries(inbox, messages, [("envelope",)])
+    assert column_data(envelopes) == [("envelope", b"e"), ("envelope", b"E2")]
+    assert envelopes.singles == {}
+    headers = store.summaries(inbox, messages, [("envelope",), ("fields:x", "header")])
+    assert column_data(headers) == [("envelope", b"e"), ("header", b"h")]
+    assert headers.singles == singles, "the second run has no header column"
+    assert store.summaries(inbox, messages) == ([], {b: b"one" for _, b in messages})
+    assert store.add_summary_column(inbox, 1, 4, "fields:x", b"x")
+    assert not store.add_summary_column(inbox, 1, 4, "fields:x", b"again")
+    assert not store.add_summary_column(inbox, 1, 5, "fields:y", b"no such run")
+    headers = store.summaries(inbox, first, [("fields:x", "header")])
+    assert column_data(headers) == [("fields:x", b"x")]
+    for more in range(MAX_RUN_COLUMNS - 3):
+        assert store.add_summary_column(inbox, 1, 4, f"fields:{more}", b"x")
+    assert not store.add_summary_column(inbox, 1, 4, "fields:over", b"x"), "bounded"
     deliver(store, 1, summary=b"new")
     latest = (9, store.messages(inbox)[-1].blob_id)
-    assert store.summaries(inbox, [*second, latest]) == ([b"second"], {latest[1]: b"new"})
+    after = store.summaries(inbox, [*second, latest], [("envelope",)])
+    assert column_data(after) == [("envelope", b"E2")] and after.singles == {latest[1]: b"new"}
     store.set_flags(inbox, [2], frozenset({"\\Deleted"}), "add")
     store.expunge(inbox)
     left = {blob_id: b"one" for uid, blob_id in first if uid != 2}
-    assert store.summaries(inbox, messages) == ([b"second"], left)
+    after = store.summaries(inbox, messages, [("envelope",)])
+    assert column_data(after) == [("envelope", b"E2")] and after.singles == left
     store.add_hold(ALICE, "REQ-9", time.time() + 3600)
     store.set_flags(inbox, [6], frozenset({"\\Deleted"}), "add")
     store.expunge(inbox)
-    assert store.summaries(inbox, second).packs == [], "a retained message leaves its pack"
+    assert store.summaries(inbox, second, [("envelope",)]).columns == [], (
+        "a retained message leaves its run"
+    )
     for hold in store.holds():
         store.release_hold(hold.id)
     work = store.create_mailbox(ALICE, "Work")
     store.copy(inbox, [7, 8], work.id)
     copied = [(m.uid, m.blob_id) for m in store.messages(work.id)]
-    assert store.add_summary_pack(work.id, copied, b"work")
+    assert store.add_summary_columns(work.id, copied, both)
     store.delete_mailbox(ALICE, "Work")
-    assert store.summaries(work.id, copied) == ([], {b: b"one" for _, b in copied})
+    assert store.summaries(work.id, copied, [("envelope",)]) == ([], {b: b"one" for _, b in copied})
 
 
 def test_copy_shares_ciphertext_and_rename_moves_children(store: MailStore) -> None:

@@ -7,22 +7,28 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from borderline.imap.mime import Part, bodystructure, envelope, locate, section, transfer_decode
 from borderline.imap.protocol import Atom, ParseError, Token, flag_list, format_internal_date
 from borderline.imap.replies import no
 from borderline.imap.summary import (
-    PACK_MIN,
-    PACK_OCTETS,
-    UNUSABLE,
+    COLUMN_FIELD,
+    COLUMNS,
+    COLUMNS_MIN,
+    COLUMNS_OCTETS,
+    HEADER_COLUMN,
+    SEARCH_COLUMN,
+    STRUCTURE_COLUMN,
     Summary,
-    pack,
+    column,
+    column_values,
+    fields_column,
+    header_fields,
     parse_summary,
     summary_of,
-    unpack,
 )
-from borderline.store import MessageInfo, StoredSummaries
+from borderline.store import MessageInfo, StoredColumn, StoredSummaries
 from borderline.vault import ContentKey
 
 if TYPE_CHECKING:
@@ -58,6 +64,7 @@ PART_CACHE = 16
 PART_CACHE_BYTES = 32 * 1024 * 1024
 STRUCTURE_CACHE = 50_000
 SUMMARY_CACHE = 4096
+HEADER_SETS = 64  # HEADER.FIELDS sets a session keeps the names of (clients use one or two)
 
 
 @dataclass(frozen=True)
@@ -100,14 +107,15 @@ class FetchItem:
             self.spec[self.spec.find("(") + 1 : self.spec.rfind(")")].replace('"', " ").split()
         )
 
-    def from_summary(self, summary: Summary) -> bytes:
-        """What the summary answers for this item (one that is `in_summary`): the structure,
-        or the section's octets."""
+    @cached_property
+    def columns(self) -> tuple[str, ...]:
+        """The summary columns that answer this item (one `in_summary`), preferred first: a
+        HEADER.FIELDS set's own answers, else the header block they are found in."""
         if self.kind != "SECTION":
-            return summary.structure(self.kind)
+            return (STRUCTURE_COLUMN[self.kind],)
         if self.header_names is not None:
-            return summary.header_fields(self.header_names)
-        return section(summary.header, self.spec)
+            return (fields_column(self.header_names), HEADER_COLUMN)
+        return (HEADER_COLUMN,)
 
 
 def parse_items(token: Token) -> list[FetchItem]:
@@ -163,13 +171,15 @@ class Vanished(Exception):
 
 class Contents:
     """Decrypted messages for one session: a few parsed trees, the summaries of the messages
-    it answers (imap/summary.py), and every computed ENVELOPE/BODYSTRUCTURE, so clients
-    that re-fetch headers do not decrypt again.
+    it answers (imap/summary.py: whole records, or the columns of runs of messages), and
+    every computed ENVELOPE/BODYSTRUCTURE, so clients that re-fetch headers do not decrypt
+    again.
 
     It never reads the store: the session reads the ciphertexts (`wants` and
     `unloaded` say which) on the store threads and hands them in; decrypting,
     parsing and rendering run on a work thread. A message stored without a summary gets one
-    when it is parsed here; `computed` holds them, encrypted, for the session to store."""
+    when it is parsed here; `computed` holds them, encrypted, for the session to store, as
+    `runs` and `derived` hold the summary columns made here."""
 
     def __init__(self, key: ContentKey) -> None:
         self.key = key
@@ -179,23 +189,53 @@ class Contents:
         # By blob id: the summary, None where it is unusable, absent where not loaded yet.
         self._summaries: dict[int, Summary | None] = {}
         self._unsummarized: set[int] = set()  # loaded, and the store has none
+        # By column name, by blob id: the values of the columns loaded.
+        self._columns: dict[str, dict[int, bytes]] = {}
+        self._headers: dict[int, Part] = {}  # parsed from the header column
+        self._header_sets: dict[str, tuple[str, ...]] = {}  # by column: its field names
         self.computed: list[tuple[int, bytes]] = []
-        self.packs: list[tuple[int, list[tuple[int, int]], bytes]] = []
+        # New runs (mailbox id, (UID, blob id) pairs, columns) and columns of runs.
+        self.runs: list[tuple[int, list[tuple[int, int]], dict[str, bytes]]] = []
+        self.derived: list[tuple[int, StoredColumn]] = []
 
     def trim(self, batch: int) -> None:
         """Make room for a batch's structures and summaries, before it, so none it needs is
         dropped."""
         if len(self._structures) + 3 * batch > STRUCTURE_CACHE:
             self._structures.clear()
-        if len(self._summaries) + batch > SUMMARY_CACHE:
+        loaded = max(map(len, self._columns.values()), default=0)
+        if max(len(self._summaries), loaded) + batch > SUMMARY_CACHE:
             self._summaries.clear()
             self._unsummarized.clear()
+            self._columns.clear()
+            self._headers.clear()
 
-    def unloaded(self, messages: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Those of these (UID, blob id) pairs whose summaries are not loaded yet."""
-        if not self._summaries:
+    def needs(self, items: list[FetchItem]) -> list[tuple[str, ...]]:
+        """The summary columns these items are answered from (each as its alternatives)."""
+        needs: list[tuple[str, ...]] = []
+        for item in items:
+            if item.in_summary and item.columns not in needs:
+                needs.append(item.columns)
+                if item.header_names is not None:
+                    if len(self._header_sets) >= HEADER_SETS:
+                        self._header_sets.clear()
+                    self._header_sets[item.columns[0]] = item.header_names
+        return needs
+
+    def unloaded(
+        self, messages: list[tuple[int, int]], needs: list[tuple[str, ...]]
+    ) -> list[tuple[int, int]]:
+        """Those of these (UID, blob id) pairs whose summaries are not loaded yet, neither
+        as records nor as a column of each of `needs`."""
+        if not self._summaries and not self._columns:
             return messages
-        return [message for message in messages if message[1] not in self._summaries]
+        loaded = [[self._columns.get(name, {}) for name in need] for need in needs]
+        return [
+            message
+            for message in messages
+            if message[1] not in self._summaries
+            and not (loaded and all(any(message[1] in d for d in need) for need in loaded))
+        ]
 
     def load_summaries(
         self,
@@ -203,39 +243,146 @@ class Contents:
         messages: list[tuple[int, int]],
         stored: StoredSummaries,
         adjacent: bool,
+        needs: list[tuple[str, ...]],
     ) -> None:
         """Decrypt the summaries read for some of `messages` (the mailbox's, as (UID, blob
         id) pairs in UID order; `adjacent` if no message of the mailbox lies between
         them) on a work thread. Those the store has not are computed when their message
-        is parsed. Where at least PACK_MIN of them came one by one in a row, they are
-        packed, for the session to store (`take_packs`)."""
-        for packed in stored.packs:
-            self._summaries.update(unpack(self.key.decrypt_pack(mailbox_id, packed)))
-        run: list[tuple[int, int, bytes]] = []
+        is parsed. Where at least COLUMNS_MIN of them came as records in a row, their
+        columns are made, for the session to store (`take_columns`)."""
+        self._load_columns(mailbox_id, stored.columns, needs)
+        covered = self._columns.get(needs[0][0], {}) if needs else {}
+        run: list[tuple[int, int, Summary]] = []
         longest, octets = run, 0
         for uid, blob_id in messages:
             data = stored.singles.get(blob_id)
-            if data is None:
+            summary = None if data is None else parse_summary(self.key.decrypt_summary(data))
+            if data is not None:
+                self._summaries[blob_id] = summary
+            elif blob_id not in covered and blob_id not in self._summaries:
+                self._summaries[blob_id] = None
+                self._unsummarized.add(blob_id)
+            if summary is None or octets + len(summary.data) > COLUMNS_OCTETS:
                 run, octets = [], 0
-                if blob_id not in self._summaries:
-                    self._summaries[blob_id] = None
-                    self._unsummarized.add(blob_id)
-                continue
-            summary = parse_summary(self.key.decrypt_summary(data))
-            self._summaries[blob_id] = summary
-            record = UNUSABLE if summary is None else summary.record
-            if octets + len(record) > PACK_OCTETS:
-                run, octets = [], 0
-            run.append((uid, blob_id, record))
-            octets += len(record)
-            if len(run) > len(longest):
-                longest = run
-        if adjacent and len(longest) >= PACK_MIN:
-            made = self.key.encrypt_pack(mailbox_id, pack(longest))
-            self.packs.append((mailbox_id, [(uid, blob_id) for uid, blob_id, _ in longest], made))
+            if summary is not None:
+                run.append((uid, blob_id, summary))
+                octets += len(summary.data)
+                if len(run) > len(longest):
+                    longest = run
+        if adjacent and len(longest) >= COLUMNS_MIN:
+            self._make_run(mailbox_id, longest, needs)
 
-    def summary(self, blob_id: int) -> Summary | None:
-        return self._summaries.get(blob_id)
+    def _load_columns(
+        self, mailbox_id: int, columns: list[StoredColumn], needs: list[tuple[str, ...]]
+    ) -> None:
+        """Decrypt these columns; where a run came with its header column instead of the
+        answers of a HEADER.FIELDS set it needs, make those answers a column of the run."""
+        answered = {(stored.field, stored.first_uid) for stored in columns}
+        for stored in columns:
+            values = column_values(self.key.decrypt_column(mailbox_id, stored.field, stored.data))
+            self._columns.setdefault(stored.field, {}).update(values)
+            if stored.field != HEADER_COLUMN:
+                continue
+            for need in needs:
+                names = self._header_sets.get(need[0])
+                if names is None or (need[0], stored.first_uid) in answered:
+                    continue
+                answers = [header_fields(block, names) for block in values.values()]
+                self._columns.setdefault(need[0], {}).update(zip(values, answers, strict=True))
+                made = self.key.encrypt_column(mailbox_id, need[0], column(list(values), answers))
+                self.derived.append(
+                    (mailbox_id, StoredColumn(need[0], stored.first_uid, stored.last_uid, made))
+                )
+
+    def _make_run(
+        self,
+        mailbox_id: int,
+        run: list[tuple[int, int, Summary]],
+        needs: list[tuple[str, ...]],
+    ) -> None:
+        """The columns of a run of messages loaded as records: every field of theirs, and
+        the answers of the HEADER.FIELDS sets asked for."""
+        blob_ids = [blob_id for _, blob_id, _ in run]
+        summaries = [summary for _, _, summary in run]
+        made = {
+            name: self.key.encrypt_column(
+                mailbox_id, name, column(blob_ids, [s.field(i) for s in summaries])
+            )
+            for i, name in enumerate(COLUMNS)
+        }
+        for need in needs:
+            names = self._header_sets.get(need[0])
+            if names is not None:
+                answers = [header_fields(s.header_block, names) for s in summaries]
+                made[need[0]] = self.key.encrypt_column(
+                    mailbox_id, need[0], column(blob_ids, answers)
+                )
+        self.runs.append((mailbox_id, [(uid, blob_id) for uid, blob_id, _ in run], made))
+
+    def _field(self, blob_id: int, name: str) -> bytes | None:
+        """A field of the message's summary, from a loaded column or its record."""
+        values = self._columns.get(name)
+        if values is not None:
+            value = values.get(blob_id)
+            if value is not None:
+                return value
+        summary = self._summaries.get(blob_id)
+        return None if summary is None else summary.field(COLUMN_FIELD[name])
+
+    def header_of(self, blob_id: int) -> Part | None:
+        """The message's top-level header from its summary, if one is loaded."""
+        summary = self._summaries.get(blob_id)
+        if summary is not None:
+            return summary.header
+        header = self._headers.get(blob_id)
+        if header is None:
+            block = self._field(blob_id, HEADER_COLUMN)
+            if block is None:
+                return None
+            header = self._headers[blob_id] = Part(block)
+        return header
+
+    def search_text(self, blob_id: int, name: str) -> str | None:
+        """imap/search.py's header_texts of a SEARCH_FIELDS field, joined by NUL (which no
+        IMAP string holds), from the summary; None for another field or without one."""
+        column_name = SEARCH_COLUMN.get(name)
+        value = None if column_name is None else self._field(blob_id, column_name)
+        return None if value is None else value.decode("utf-8", "surrogatepass")
+
+    def answer(self, blob_id: int, item: FetchItem) -> bytes | None:
+        """What the message's summary answers for `item` (one `in_summary`): the structure,
+        or the section's octets; None if no summary of it is loaded."""
+        if item.kind != "SECTION":
+            return self._field(blob_id, item.columns[0])
+        names = item.header_names
+        if names is not None:
+            answers = self._columns.get(item.columns[0])
+            if answers is not None:
+                value = answers.get(blob_id)
+                if value is not None:
+                    return value
+            block = self._field(blob_id, HEADER_COLUMN)
+            return None if block is None else header_fields(block, names)
+        header = self.header_of(blob_id)
+        return None if header is None else section(header, item.spec)
+
+    def _answers(self, item: FetchItem, blob_ids: list[int]) -> list[bytes] | None:
+        """`answer` for each of these messages (from the item's column at once where it is
+        loaded); None if one of them has no summary loaded."""
+        values = self._columns.get(item.columns[0])
+        # The item's first column holds its answers, but for a header section of another
+        # kind than HEADER.FIELDS, which is cut from the header block.
+        if values is not None and (item.kind != "SECTION" or item.header_names is not None):
+            found = list(map(values.get, blob_ids))
+            if None not in found:
+                return cast(list[bytes], found)
+        answers = []
+        for blob_id in blob_ids:
+            value = self.answer(blob_id, item)
+            if value is None:
+                return None
+            answers.append(value)
+        return answers
 
     def summary_responses(
         self,
@@ -243,24 +390,28 @@ class Contents:
         indexes: list[int],
         items: list[FetchItem],
         stored: StoredSummaries,
+        needs: list[tuple[str, ...]],
     ) -> bytes | None:
         """Load the summaries read for the view's messages at `indexes`, then render their
         FETCH responses from the summaries and the view's columns (work thread); None,
         with nothing rendered, if one of these messages has no summary."""
-        self.load_summaries(view.id, view.pairs(indexes), stored, view.adjacent(indexes))
-        summaries = []
-        for index in indexes:
-            summary = self._summaries.get(view.blob_ids[index])
-            if summary is None:
-                return None
-            summaries.append(summary)
-        return column_responses(view, indexes, items, summaries)
+        self.load_summaries(view.id, view.pairs(indexes), stored, view.adjacent(indexes), needs)
+        blob_ids = _pick(view.blob_ids, indexes)
+        answers: dict[FetchItem, list[bytes]] = {}
+        for item in items:
+            if item.in_summary and item not in answers:
+                values = self._answers(item, blob_ids)
+                if values is None:
+                    return None
+                answers[item] = values
+        return column_responses(view, indexes, items, answers)
 
     def wants(self, info: MessageInfo, items: list[FetchItem]) -> bool:
         """Whether answering these items may need the message's ciphertext (a parsed tree
         in the cache may be evicted while the batch is answered; structures are not)."""
-        if self.summary(info.blob_id) is not None and all(
-            item.in_summary or not item.needs_content for item in items
+        if all(
+            not item.needs_content or (item.in_summary and self._answerable(info.blob_id, item))
+            for item in items
         ):
             return False
         return any(
@@ -268,6 +419,11 @@ class Contents:
             or (item.needs_content and (info.blob_id, item.kind) not in self._structures)
             for item in items
         )
+
+    def _answerable(self, blob_id: int, item: FetchItem) -> bool:
+        if self._summaries.get(blob_id) is not None:
+            return True
+        return any(blob_id in self._columns.get(name, ()) for name in item.columns)
 
     def raw(self, info: MessageInfo, blobs: Mapping[int, bytes]) -> bytes:
         cached = self._parts.get(info.blob_id)
@@ -299,17 +455,15 @@ class Contents:
 
     def header(self, info: MessageInfo, blobs: Mapping[int, bytes]) -> Part:
         """The message's top-level header, from its summary where it has one."""
-        summary = self.summary(info.blob_id)
-        return self.part(info, blobs) if summary is None else summary.header
+        header = self.header_of(info.blob_id)
+        return self.part(info, blobs) if header is None else header
 
     def structure(self, info: MessageInfo, kind: str, blobs: Mapping[int, bytes]) -> bytes:
         cache_key = (info.blob_id, kind)
         cached = self._structures.get(cache_key)
         if cached is None:
-            summary = self.summary(info.blob_id)
-            if summary is not None:
-                cached = summary.structure(kind)
-            else:
+            cached = self._field(info.blob_id, STRUCTURE_COLUMN[kind])
+            if cached is None:
                 part = self.part(info, blobs)
                 if kind == "ENVELOPE":
                     cached = envelope(part)
@@ -322,10 +476,15 @@ class Contents:
         computed, self.computed = self.computed, []
         return computed
 
-    def take_packs(self) -> list[tuple[int, list[tuple[int, int]], bytes]]:
-        """The packs made since the last call: (mailbox id, (UID, blob id) pairs, pack)."""
-        packs, self.packs = self.packs, []
-        return packs
+    def take_columns(
+        self,
+    ) -> tuple[
+        list[tuple[int, list[tuple[int, int]], dict[str, bytes]]], list[tuple[int, StoredColumn]]
+    ]:
+        """The summary columns made since the last call: of new runs, and of runs stored."""
+        runs, self.runs = self.runs, []
+        derived, self.derived = self.derived, []
+        return runs, derived
 
     def responses(
         self,
@@ -363,16 +522,16 @@ def column_responses(
     view: MailboxView,
     indexes: list[int],
     items: list[FetchItem],
-    summaries: list[Summary] | None = None,
+    answers: Mapping[FetchItem, list[bytes]] | None = None,
 ) -> bytes:
     """The FETCH responses of the view's messages at `indexes` from its columns and, for
-    the items a summary answers, their `summaries`: no object per message, and each flag
-    set or date rendered once."""
+    the items a summary answers, their `answers` (Contents.answer of each message): no
+    object per message, and each flag set or date rendered once."""
     template = b"* %d FETCH (" + b" ".join(_fragment(item) for item in items) + b")\r\n"
     columns = [
         _metadata(view, item.kind, indexes)
         if item.kind in METADATA
-        else _summarized(item, summaries or [])
+        else _summarized(item, (answers or {})[item])
         for item in items
     ]
     return b"".join(
@@ -391,11 +550,10 @@ def _fragment(item: FetchItem) -> bytes:
     return label.replace(b"%", b"%%") + b" %b"
 
 
-def _summarized(item: FetchItem, summaries: list[Summary]) -> list[bytes]:
-    """The item's values (each a structure, or a section as a literal) from the summaries."""
+def _summarized(item: FetchItem, values: list[bytes]) -> list[bytes]:
+    """The item's values as the response holds them (a section as a literal)."""
     if item.kind != "SECTION":
-        return [summary.structure(item.kind) for summary in summaries]
-    values = [item.from_summary(summary) for summary in summaries]
+        return values
     if item.partial is not None:
         offset, length = item.partial
         values = [value[offset : offset + length] for value in values]
@@ -486,12 +644,10 @@ def _section(
     if item.spec == "" and raw is not None:
         data = raw
     else:
-        summary = contents.summary(info.blob_id) if item.in_summary else None
         try:
-            if summary is None:
+            data = contents.answer(info.blob_id, item) if item.in_summary else None
+            if data is None:
                 data = section(contents.part(info, blobs), item.spec)
-            else:
-                data = item.from_summary(summary)
         except KeyError:
             data = None
     label = item.label.encode("utf-8", "surrogateescape")

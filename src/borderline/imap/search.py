@@ -118,7 +118,9 @@ class SearchParser:
         self.saved = saved
         self.depth = depth
         self.needs_content = False
-        self.reads_headers = False
+        # What of the messages' summaries the keys read: SEARCH_FIELDS' texts by field
+        # name, and "header" for the header block.
+        self.summary_reads: set[str] = set()
         self.uses_modseq = False
         self.predicate: Predicate = lambda c: True
 
@@ -149,7 +151,7 @@ class SearchParser:
             nested = SearchParser(Args(token, "SEARCH"), self.saved, self.depth)
             predicate = nested.parse_all()
             self.needs_content |= nested.needs_content
-            self.reads_headers |= nested.reads_headers
+            self.summary_reads |= nested.summary_reads
             self.uses_modseq |= nested.uses_modseq
             return predicate
         if not isinstance(token, Atom):
@@ -182,7 +184,8 @@ class SearchParser:
             return _compare_day(name, day, lambda c: utc_day(c.info.internal_date))
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             day = parse_date(self.args.astring("date"))
-            self.needs_content = self.reads_headers = True
+            self.needs_content = True
+            self.summary_reads.add("header")
             return _compare_day(name[4:], day, _sent_day)
         if name == "MODSEQ":  # RFC 7162 3.1.5; the optional entry name and type are ignored
             if isinstance(self.args.peek(), bytes):
@@ -227,11 +230,13 @@ class SearchParser:
         return int(text)
 
     def _header(self, field: str, needle: str) -> Predicate:
-        self.needs_content = self.reads_headers = True
+        self.needs_content = True
         folded = needle.casefold()
+        name = field.lower()
+        texts = folded and "\0" not in folded and name in SEARCH_FIELDS
+        self.summary_reads.add(name if texts else "header")
         if not folded:
             return lambda c: c.header().raw_value(field) is not None
-        name = field.lower()
         return lambda c: _header_matches(c, name, folded)
 
 
@@ -273,8 +278,8 @@ def _compare_day(
 
 def parse_search(tokens: list[Token], saved: Sequence[int] = ()) -> SearchParser:
     """The parsed keys: `.predicate`, whether they read message content (which needs a key
-    release), header fields only (which summaries answer) and whether they use MODSEQ
-    (CONDSTORE); `$` among them names the UIDs `saved`."""
+    release), what of the summaries they read (which answer header keys) and whether they
+    use MODSEQ (CONDSTORE); `$` among them names the UIDs `saved`."""
     parser = SearchParser(Args(tokens, "SEARCH"), saved)
     parser.predicate = parser.parse_all()
     return parser

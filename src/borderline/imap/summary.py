@@ -13,15 +13,20 @@ out the one field it answers (BODYSTRUCTURE, or the header block) without readin
 others; version 1 records (length-prefixed fields, written before) are converted when
 they are loaded.
 
-A pack holds the records of a run of a mailbox's messages, so a session decrypts one
-pack instead of a thousand records (docs/store.md, "Summary packs"): its version octet,
-the count, a (UID, blob id, length) entry per message, then the records in that order.
+A summary column holds one field of the summaries of a run of a mailbox's messages (all
+their BODYSTRUCTUREs, say), so a session decrypts one column of the field it answers
+instead of a thousand records (docs/store.md, "Summary columns"): its version octet, the
+count, each message's blob id (8 octets), where each value ends (4 octets, from the first
+value's start), then the values in that order. Besides the record's fields, a column may
+hold the answers of one HEADER.FIELDS set, made by the first session asked for it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import cast
 
@@ -41,11 +46,21 @@ HEADER = len(STRUCTURES)
 FIELD_COUNT = HEADER + 1 + len(SEARCH_FIELDS)
 SEARCH_FIELD = {name: HEADER + 1 + i for i, name in enumerate(SEARCH_FIELDS)}
 STRUCTURE_FIELD = {name: i for i, name in enumerate(STRUCTURES)}
-PACK_VERSION = b"\x01"
-PACK_COUNT = struct.Struct(">I")
-PACK_ENTRY = struct.Struct(">IQI")
-PACK_MIN = 256  # messages: fewer are left to their own records
-PACK_OCTETS = 4 * 1024 * 1024  # at most, of records in one pack
+# Summary columns: by record field, the column's name; HEADER.FIELDS sets' have their own.
+COLUMNS = (
+    *(kind.lower() for kind in STRUCTURES),
+    "header",
+    *(f"search:{n}" for n in SEARCH_FIELDS),
+)
+COLUMN_FIELD = {name: i for i, name in enumerate(COLUMNS)}
+STRUCTURE_COLUMN = {kind: COLUMNS[i] for i, kind in enumerate(STRUCTURES)}
+HEADER_COLUMN = COLUMNS[HEADER]
+SEARCH_COLUMN = {name: COLUMNS[i] for name, i in SEARCH_FIELD.items()}
+FIELDS_COLUMN = "fields:"
+COLUMN_VERSION = b"\x01"
+COLUMN_COUNT = struct.Struct(">I")
+COLUMNS_MIN = 256  # messages: fewer are left to their own records
+COLUMNS_OCTETS = 4 * 1024 * 1024  # at most, of records in one run of columns
 # Version 2: the version octet, a table of FIELD_COUNT + 1 offsets from the record's
 # start (field i spans offsets i to i + 1), then the fields.
 OFFSETS = struct.Struct(f">{FIELD_COUNT + 1}I")
@@ -58,30 +73,17 @@ CHEAP_HEADER = 16 * 1024
 
 
 class Summary:
-    """A decrypted summary record (version 2) at `base` in `data` (a pack holds many): each
-    field sliced out when it is asked for, so loading a pack copies no record."""
+    """A decrypted summary record (version 2): each field sliced out when it is asked for."""
 
-    __slots__ = ("_header", "base", "data")  # a session holds thousands
+    __slots__ = ("_header", "data")  # a session holds thousands
 
-    def __init__(self, data: bytes, base: int = 0) -> None:
+    def __init__(self, data: bytes) -> None:
         self.data = data
-        self.base = base
         self._header: Part | None = None
 
     def field(self, index: int) -> bytes:
-        base = self.base
-        start, end = SPAN.unpack_from(self.data, base + 1 + 4 * index)
-        return self.data[base + start : base + end]
-
-    @property
-    def record(self) -> bytes:
-        """The record alone, as a pack holds it."""
-        (end,) = LENGTH.unpack_from(self.data, self.base + 1 + 4 * FIELD_COUNT)
-        return self.data[self.base : self.base + end]
-
-    def structure(self, kind: str) -> bytes:
-        """ENVELOPE, BODYSTRUCTURE or BODY, as FETCH sends it."""
-        return self.field(STRUCTURE_FIELD[kind])
+        start, end = SPAN.unpack_from(self.data, 1 + 4 * index)
+        return self.data[start:end]
 
     @property
     def header_block(self) -> bytes:
@@ -94,27 +96,68 @@ class Summary:
             self._header = Part(self.header_block)
         return self._header
 
-    def header_fields(self, names: tuple[str, ...]) -> bytes:
-        """BODY[HEADER.FIELDS (names)] without parsing the header: what `Part.header_fields`
-        gives (the fields as they are, the last one ending in a line end, then the blank
-        line)."""
-        if not any(names):
-            return b"\r\n"
-        block = self.field(HEADER)
-        # Fields are found after an LF (quickly: the pattern starts with it), each without
-        # the LF that ends it. So an LF before the block, and the line ends of its blank
-        # line replaced by CRLF: the block's last field ends in CRLF, as in the message.
-        text = b"\n" + block[: len(block.rstrip(b"\r\n"))] + b"\r\n"
-        found = _field_lines(names).findall(text)
-        return b"\n".join(found) + b"\n\r\n" if found else b"\r\n"
 
-    def search_text(self, name: str) -> str | None:
-        """imap/search.py's header_texts of a SEARCH_FIELDS field, joined by NUL (which no
-        IMAP string holds), or None for another field."""
-        index = SEARCH_FIELD.get(name)
-        if index is None:
-            return None
-        return self.field(index).decode("utf-8", "surrogatepass")
+def header_fields(block: bytes, names: tuple[str, ...]) -> bytes:
+    """BODY[HEADER.FIELDS (names)] of a header block without parsing it: what
+    `Part.header_fields` gives (the fields as they are, the last one ending in a line end,
+    then the blank line)."""
+    if not any(names):
+        return b"\r\n"
+    # Fields are found after an LF (quickly: the pattern starts with it), each without the
+    # LF that ends it. So an LF before the block, and the line ends of its blank line
+    # replaced by CRLF: the block's last field ends in CRLF, as in the message.
+    text = b"\n" + block[: len(block.rstrip(b"\r\n"))] + b"\r\n"
+    found = _field_lines(names).findall(text)
+    return b"\n".join(found) + b"\n\r\n" if found else b"\r\n"
+
+
+def summary_column(read: str) -> str:
+    """The column of what a SEARCH key reads (imap/search.py's `summary_reads`)."""
+    return SEARCH_COLUMN.get(read, HEADER_COLUMN)
+
+
+def fields_column(names: tuple[str, ...]) -> str:
+    """The column of a HEADER.FIELDS set's answers: named by a digest of the set (what it
+    answers depends on the set only), so no name a client sent is stored."""
+    canonical = " ".join(sorted({name.lower() for name in names if name}))
+    return (
+        FIELDS_COLUMN
+        + hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    )
+
+
+def column(blob_ids: Sequence[int], values: Sequence[bytes]) -> bytes:
+    """The column of these messages' values."""
+    ends, end = [], 0
+    for value in values:
+        end += len(value)
+        ends.append(end)
+    count = len(blob_ids)
+    return b"".join(
+        [
+            COLUMN_VERSION,
+            COLUMN_COUNT.pack(count),
+            struct.pack(f">{count}Q", *blob_ids),
+            struct.pack(f">{count}I", *ends),
+            *values,
+        ]
+    )
+
+
+def column_values(data: bytes) -> dict[int, bytes]:
+    """A column's values by blob id; ValueError if it is not a column."""
+    if data[:1] != COLUMN_VERSION or len(data) < 1 + COLUMN_COUNT.size:
+        raise ValueError("not a summary column of a known version")
+    (count,) = COLUMN_COUNT.unpack_from(data, 1)
+    start = 1 + COLUMN_COUNT.size + 12 * count
+    if start > len(data):
+        raise ValueError("a summary column is cut short")
+    blob_ids = struct.unpack_from(f">{count}Q", data, 1 + COLUMN_COUNT.size)
+    ends = struct.unpack_from(f">{count}I", data, 1 + COLUMN_COUNT.size + 8 * count)
+    if count and (start + ends[-1] != len(data) or any(map(int.__gt__, ends[:-1], ends[1:]))):
+        raise ValueError("a summary column's values do not add up")
+    values = [data[start + a : start + b] for a, b in zip((0, *ends), ends, strict=False)]
+    return dict(zip(blob_ids, values, strict=True))
 
 
 @lru_cache(maxsize=256)
@@ -219,29 +262,3 @@ def parse_summary(data: bytes) -> Summary | None:
     if version == VERSION_1:
         return Summary(_from_version_1(data))
     return None
-
-
-def pack(entries: list[tuple[int, int, bytes]]) -> bytes:
-    """The pack of these (UID, blob id, record) entries."""
-    table = b"".join([PACK_ENTRY.pack(uid, blob_id, len(data)) for uid, blob_id, data in entries])
-    records = b"".join([data for _, _, data in entries])
-    return PACK_VERSION + PACK_COUNT.pack(len(entries)) + table + records
-
-
-def unpack(data: bytes) -> list[tuple[int, Summary | None]]:
-    """A pack's (blob id, summary) entries, None where the message must be read; each
-    summary points into `data`. ValueError if it is not a pack."""
-    if data[:1] != PACK_VERSION or len(data) < 1 + PACK_COUNT.size:
-        raise ValueError("not a summary pack of a known version")
-    (count,) = PACK_COUNT.unpack_from(data, 1)
-    at = 1 + PACK_COUNT.size + count * PACK_ENTRY.size
-    if at > len(data):
-        raise ValueError("a summary pack is cut short")
-    entries: list[tuple[int, Summary | None]] = []
-    version = VERSION[0]
-    for _, blob_id, length in PACK_ENTRY.iter_unpack(data[1 + PACK_COUNT.size : at]):
-        entries.append((blob_id, Summary(data, at) if length and data[at] == version else None))
-        at += length
-    if at != len(data):
-        raise ValueError("a summary pack's records do not add up")
-    return entries

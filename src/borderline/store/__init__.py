@@ -21,6 +21,7 @@ from borderline.store.base import (
     Placement,
     QueueEntry,
     RelayItem,
+    StoredColumn,
     StoredSummaries,
     StoreError,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "RelayItem",
     "SqliteMailStore",
     "StoreError",
+    "StoredColumn",
     "StoredSummaries",
     "open_store",
 ]

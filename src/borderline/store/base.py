@@ -208,11 +208,21 @@ class Placement(NamedTuple):
     uid: int
 
 
-class StoredSummaries(NamedTuple):
-    """What `MailStore.summaries` read for some of a mailbox's messages: the packs that hold
-    any of them, and by blob id the summaries of the others that have one."""
+class StoredColumn(NamedTuple):
+    """One encrypted summary column: a field of the summaries of a mailbox's messages with
+    UIDs first_uid to last_uid (a run)."""
 
-    packs: list[bytes]
+    field: str
+    first_uid: int
+    last_uid: int
+    data: bytes
+
+
+class StoredSummaries(NamedTuple):
+    """What `MailStore.summaries` read for some of a mailbox's messages: the columns of the
+    runs that hold any of them, and by blob id the summaries of the others that have one."""
+
+    columns: list[StoredColumn]
     singles: dict[int, bytes]
 
 

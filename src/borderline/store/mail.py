@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from borderline.store.base import (
     SPECIAL_USE_MAILBOXES,
@@ -33,6 +33,7 @@ from borderline.store.base import (
     Placement,
     QueueEntry,
     RelayItem,
+    StoredColumn,
     StoredSummaries,
     StoreError,
     apply_flag_mode,
@@ -46,6 +47,8 @@ _OUTBOUND_COLUMNS = (
 )
 
 SEEN, DELETED = "\\Seen", "\\Deleted"
+# A run's columns: the fields of its summaries and the answers of a few HEADER.FIELDS sets.
+MAX_RUN_COLUMNS = 16
 _MESSAGE = "SELECT uid, modseq, flags, internal_date, size, blob_id FROM messages"
 
 
@@ -117,7 +120,7 @@ class MailStore:
             ids = (self.dialect.values(mailbox_ids),)
             tx.run(f"DELETE FROM messages WHERE {self.dialect.member('mailbox_id')}", ids)
             tx.run(f"DELETE FROM changes WHERE {self.dialect.member('mailbox_id')}", ids)
-            tx.run(f"DELETE FROM summary_packs WHERE {self.dialect.member('mailbox_id')}", ids)
+            tx.run(f"DELETE FROM summary_columns WHERE {self.dialect.member('mailbox_id')}", ids)
             tx.run(
                 "DELETE FROM summaries WHERE blob_id IN (SELECT id FROM blobs WHERE account = ?)",
                 (address,),
@@ -356,7 +359,7 @@ class MailStore:
             if uids and self._held(tx, account):
                 raise StoreError(f"mailbox {name!r} holds messages under a preservation hold")
             self._remove(tx, mailbox_id, uids, held=False)
-            for table in ("changes", "summary_packs"):
+            for table in ("changes", "summary_columns"):
                 tx.run(f"DELETE FROM {table} WHERE mailbox_id = ?", (mailbox_id,))
             tx.run("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
             if row[1]:
@@ -569,38 +572,66 @@ class MailStore:
         with self.engine.read() as tx:
             return self._by_blob_id(tx, "SELECT id, data FROM blobs", "id", blob_ids)
 
-    def summaries(self, mailbox_id: int, messages: Sequence[tuple[int, int]]) -> StoredSummaries:
+    def summaries(
+        self,
+        mailbox_id: int,
+        messages: Sequence[tuple[int, int]],
+        needs: Sequence[Sequence[str]] = (),
+    ) -> StoredSummaries:
         """The encrypted summaries of these messages of the mailbox ((UID, blob id) pairs,
-        in UID order), in one read: the packs that hold any of them, and the summaries of
-        those outside every pack by blob id; a message without one (stored before schema
+        in UID order), in one read. `needs`: what the reader answers, each as the columns
+        that answer it, preferred first. A run of columns that answers every need, the
+        first column it has of each, stands for the summaries of its messages; those of
+        the others are read by blob id. A message without one (stored before schema
         version 7, or gone) is left out."""
         if not messages:
             return StoredSummaries([], {})
         with self.engine.read() as tx:
-            packs = tx.all(
-                "SELECT first_uid, last_uid, data FROM summary_packs"
-                " WHERE mailbox_id = ? AND first_uid <= ? AND last_uid >= ? ORDER BY first_uid",
-                (mailbox_id, messages[-1][0], messages[0][0]),
-            )
-            firsts = [int(row[0]) for row in packs]
+            chosen: list[int] = []
+            runs: list[tuple[int, int]] = []
+            if needs:
+                rows = tx.all(
+                    "SELECT id, first_uid, last_uid, field FROM summary_columns"
+                    " WHERE mailbox_id = ? AND first_uid <= ? AND last_uid >= ?",
+                    (mailbox_id, messages[-1][0], messages[0][0]),
+                )
+                by_run: dict[tuple[int, int], dict[str, int]] = {}
+                for row_id, first, last, field in rows:
+                    by_run.setdefault((int(first), int(last)), {})[str(field)] = int(row_id)
+                for run, fields in sorted(by_run.items()):
+                    picks = [next((fields[f] for f in need if f in fields), None) for need in needs]
+                    if None not in picks:
+                        runs.append(run)
+                        chosen += [pick for pick in picks if pick is not None]
+            columns = []
+            if chosen:
+                columns = [
+                    StoredColumn(str(row[0]), int(row[1]), int(row[2]), bytes(row[3]))
+                    for row in tx.all(
+                        "SELECT field, first_uid, last_uid, data FROM summary_columns"
+                        f" WHERE {self.dialect.member('id')} ORDER BY first_uid",
+                        (self.dialect.values(sorted(set(chosen))),),
+                    )
+                ]
+            firsts = [first for first, _ in runs]
             outside = [
                 blob_id
                 for uid, blob_id in messages
-                if not (at := bisect_right(firsts, uid)) or uid > int(packs[at - 1][1])
+                if not (at := bisect_right(firsts, uid)) or uid > runs[at - 1][1]
             ]
             singles = self._by_blob_id(
                 tx, "SELECT blob_id, data FROM summaries", "blob_id", outside
             )
-        return StoredSummaries([bytes(row[2]) for row in packs], singles)
+        return StoredSummaries(columns, singles)
 
-    def add_summary_pack(
-        self, mailbox_id: int, messages: Sequence[tuple[int, int]], data: bytes
+    def add_summary_columns(
+        self, mailbox_id: int, messages: Sequence[tuple[int, int]], columns: Mapping[str, bytes]
     ) -> bool:
-        """Store the pack of these messages ((UID, blob id) pairs in UID order): only if
-        they are all the mailbox's messages from the first UID to the last, and no pack
-        holds any of them, so a pack never leaves one out nor names one that is gone.
-        Whether it was stored."""
-        if not messages:
+        """Store the columns of a new run of these messages ((UID, blob id) pairs in UID
+        order): only if they are all the mailbox's messages from the first UID to the
+        last, and no run holds any of them, so a run never leaves one out nor names one
+        that is gone. Whether they were stored."""
+        if not messages or not columns:
             return False
         first, last = messages[0][0], messages[-1][0]
         with self.engine.write() as tx:
@@ -614,17 +645,45 @@ class MailStore:
             if [(int(uid), int(blob_id)) for uid, blob_id in present] != list(messages):
                 return False
             if tx.one(
-                "SELECT 1 FROM summary_packs WHERE mailbox_id = ? AND first_uid <= ?"
+                "SELECT 1 FROM summary_columns WHERE mailbox_id = ? AND first_uid <= ?"
                 " AND last_uid >= ?",
                 (mailbox_id, last, first),
             ):
                 return False
-            tx.run(
-                "INSERT INTO summary_packs (mailbox_id, first_uid, last_uid, data)"
-                " VALUES (?, ?, ?, ?)",
-                (mailbox_id, first, last, data),
-            )
+            self._insert_columns(tx, mailbox_id, first, last, columns)
         return True
+
+    def add_summary_column(
+        self, mailbox_id: int, first_uid: int, last_uid: int, field: str, data: bytes
+    ) -> bool:
+        """Add a column to the run of the mailbox's messages first_uid to last_uid, if the
+        run is still there (none of its messages removed: removing one deletes the run),
+        has no such column, and has fewer than MAX_RUN_COLUMNS. Whether it was stored."""
+        with self.engine.write() as tx:
+            if self._lock_mailbox(tx, mailbox_id) is None:
+                return False
+            fields = {
+                str(row[0])
+                for row in tx.all(
+                    "SELECT field FROM summary_columns WHERE mailbox_id = ? AND first_uid = ?"
+                    " AND last_uid = ?",
+                    (mailbox_id, first_uid, last_uid),
+                )
+            }
+            if not fields or field in fields or len(fields) >= MAX_RUN_COLUMNS:
+                return False
+            self._insert_columns(tx, mailbox_id, first_uid, last_uid, {field: data})
+        return True
+
+    @staticmethod
+    def _insert_columns(
+        tx: Tx, mailbox_id: int, first: int, last: int, columns: Mapping[str, bytes]
+    ) -> None:
+        tx.run_many(
+            "INSERT INTO summary_columns (mailbox_id, first_uid, last_uid, field, data)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(mailbox_id, first, last, field, data) for field, data in columns.items()],
+        )
 
     def _by_blob_id(
         self, tx: Tx, select: str, column: str, blob_ids: Sequence[int]
@@ -741,7 +800,7 @@ class MailStore:
         under a hold keep them retained: invisible to the user, listed by `retained`."""
         if not uids:
             return
-        self._drop_packs(tx, mailbox_id, uids)
+        self._drop_runs(tx, mailbox_id, uids)
         where = f"mailbox_id = ? AND {self.dialect.member('uid')}"
         params = (mailbox_id, self.dialect.values(uids))
         if held:
@@ -761,24 +820,27 @@ class MailStore:
         )
 
     @staticmethod
-    def _drop_packs(tx: Tx, mailbox_id: int, uids: Sequence[int]) -> None:
-        """Delete the mailbox's packs that hold any of these messages, retained ones too: a
-        pack names every message of its UID range, and only those."""
-        packs = tx.all(
-            "SELECT id, first_uid, last_uid FROM summary_packs WHERE mailbox_id = ?"
-            " ORDER BY first_uid",
-            (mailbox_id,),
+    def _drop_runs(tx: Tx, mailbox_id: int, uids: Sequence[int]) -> None:
+        """Delete the columns of the mailbox's runs that hold any of these messages,
+        retained ones too: a run names every message of its UID range, and only those."""
+        runs = tx.all(
+            "SELECT DISTINCT first_uid, last_uid FROM summary_columns WHERE mailbox_id = ?"
+            " AND first_uid <= ? AND last_uid >= ? ORDER BY first_uid",
+            (mailbox_id, max(uids), min(uids)),
         )
-        if not packs:
+        if not runs:
             return
-        firsts = [int(row[1]) for row in packs]
+        firsts = [int(row[0]) for row in runs]
         doomed: set[int] = set()
         for uid in uids:
             at = bisect_right(firsts, uid)
-            if at and uid <= int(packs[at - 1][2]):
-                doomed.add(int(packs[at - 1][0]))
+            if at and uid <= int(runs[at - 1][1]):
+                doomed.add(firsts[at - 1])
         if doomed:
-            tx.run_many("DELETE FROM summary_packs WHERE id = ?", [(i,) for i in sorted(doomed)])
+            tx.run_many(
+                "DELETE FROM summary_columns WHERE mailbox_id = ? AND first_uid = ?",
+                [(mailbox_id, first) for first in sorted(doomed)],
+            )
 
     def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """EXPUNGE: remove the mailbox's messages flagged \\Deleted (only those in `uids`, if

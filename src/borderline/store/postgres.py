@@ -26,7 +26,13 @@ from psycopg_pool import ConnectionPool
 from borderline.store.base import StoreError
 from borderline.store.engine import Conflict, Dialect, Row, Tx
 from borderline.store.mail import MailStore
-from borderline.store.schema import RELAY_BOUNCE, add_first_recent_uid, add_table, migrate
+from borderline.store.schema import (
+    RELAY_BOUNCE,
+    add_first_recent_uid,
+    add_table,
+    migrate,
+    replace_summary_packs,
+)
 
 RV = TypeVar("RV")
 
@@ -109,7 +115,8 @@ MIGRATIONS = {
     6: lambda tx: add_table(tx, POSTGRES, "lost_subscriptions"),
     7: lambda tx: add_table(tx, POSTGRES, "summaries"),
     8: _nothing_to_change,  # TOAST keeps a big value apart, wherever its column is
-    9: lambda tx: add_table(tx, POSTGRES, "summary_packs"),
+    9: lambda tx: None,  # summary_packs, which 10 replaces
+    10: lambda tx: replace_summary_packs(tx, POSTGRES),
 }
 
 

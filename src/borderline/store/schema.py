@@ -14,11 +14,13 @@ computes it. Version 8 puts the queues' message column last (`relay_queue.sealed
 `outbound_queue.blob`, as `blobs.data` is): SQLite writes a row whose big value is a
 `zeroblob()` that nothing follows without building the value, so the store then writes the
 ciphertext into it in place (store/sqlite.py, `insert_large`); PostgreSQL keeps its tables
-as they are. Version 9 adds `summary_packs`: the summaries of a run of a mailbox's messages
-in one record, encrypted once, so a session decrypts one record per thousand messages
-(docs/store.md, "Summary packs"); derived from `summaries`, they are made by the sessions
-that read them. A new database is created at the latest version directly; an older one is
-migrated step by step, in one transaction, when a store opens it.
+as they are. Version 9 added `summary_packs` (the summaries of a run of a mailbox's
+messages in one record), which version 10 replaces with `summary_columns`: one field of
+those summaries per record, so a session decrypts only the field it answers
+(docs/store.md, "Summary columns"). Both are derived from `summaries` by the sessions that
+read them, so version 10 drops the packs rather than converting them. A new database is
+created at the latest version directly; an older one is migrated step by step, in one
+transaction, when a store opens it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable, Mapping
 from borderline.store.base import StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 9
+LATEST = 10
 # Version 4's column of the relay queue: an operator's reason to give up on the item.
 RELAY_BOUNCE = "bounce TEXT"
 
@@ -69,13 +71,15 @@ TABLES: dict[str, str] = {
         blob_id BIGINT PRIMARY KEY REFERENCES blobs(id),
         data {bytes} NOT NULL
     )""",
-    # Version 9: the summaries of the messages of a mailbox with UIDs first_uid to
-    # last_uid, all of them when it was made; deleted when one of them is removed.
-    "summary_packs": """CREATE TABLE {table} (
+    # Version 10: one field of the summaries of the messages of a mailbox with UIDs
+    # first_uid to last_uid (a run: all of them when it was made), encrypted; a run's
+    # columns are deleted when one of its messages is removed.
+    "summary_columns": """CREATE TABLE {table} (
         id {id},
         mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id),
         first_uid BIGINT NOT NULL,
         last_uid BIGINT NOT NULL,
+        field TEXT NOT NULL,
         data {bytes} NOT NULL
     )""",
     "messages": """CREATE TABLE {table} (
@@ -151,8 +155,8 @@ TABLES: dict[str, str] = {
 INDEXES: dict[str, tuple[str, ...]] = {
     "messages": ("CREATE INDEX messages_by_blob ON messages (blob_id)",),
     "changes": ("CREATE INDEX changes_by_mailbox ON changes (mailbox_id, modseq)",),
-    "summary_packs": (
-        "CREATE INDEX summary_packs_by_uid ON summary_packs (mailbox_id, first_uid)",
+    "summary_columns": (
+        "CREATE INDEX summary_columns_by_uid ON summary_columns (mailbox_id, first_uid)",
     ),
     "outbound_queue": ("CREATE INDEX outbound_due ON outbound_queue (next_attempt, id)",),
 }
@@ -177,6 +181,14 @@ def add_table(tx: Tx, dialect: Dialect, table: str) -> None:
     create_table(tx, dialect, table)
     for index in INDEXES.get(table, ()):
         tx.run(index)
+
+
+def replace_summary_packs(tx: Tx, dialect: Dialect) -> None:
+    """Version 10: summary columns instead of packs. Packs are derived (sessions make them
+    from the summaries), so they are dropped, not converted; version 9's step created
+    nothing, so a database older than 9 has none."""
+    tx.run("DROP TABLE IF EXISTS summary_packs")
+    add_table(tx, dialect, "summary_columns")
 
 
 def seed_clock(tx: Tx) -> None:

@@ -28,6 +28,7 @@ from borderline.store.schema import (
     add_table,
     create_table,
     migrate,
+    replace_summary_packs,
     seed_clock,
 )
 
@@ -202,7 +203,8 @@ MIGRATIONS = {
     6: lambda tx: add_table(tx, SQLITE, "lost_subscriptions"),
     7: lambda tx: add_table(tx, SQLITE, "summaries"),
     8: _large_values_last,
-    9: lambda tx: add_table(tx, SQLITE, "summary_packs"),
+    9: lambda tx: None,  # summary_packs, which 10 replaces
+    10: lambda tx: replace_summary_packs(tx, SQLITE),
 }
 
 

@@ -71,9 +71,10 @@ def _summary_aad(address: str) -> bytes:
     return b"borderline-summary-v1\n" + address.lower().encode()
 
 
-def _pack_aad(address: str, mailbox_id: int) -> bytes:
-    """A pack is bound to its mailbox: its UIDs mean nothing in another."""
-    return f"borderline-summary-pack-v1\n{address.lower()}\n{mailbox_id}".encode()
+def _column_aad(address: str, mailbox_id: int, field: str) -> bytes:
+    """A summary column is bound to its mailbox (its run's UIDs mean nothing in another)
+    and its field (so one cannot be answered for another)."""
+    return f"borderline-summary-column-v1\n{address.lower()}\n{mailbox_id}\n{field}".encode()
 
 
 def _wrap_aad(region_id: str, address: str) -> bytes:
@@ -234,16 +235,16 @@ class ContentKey:
         nonce = os.urandom(NONCE_SIZE)
         return BLOB_VERSION + nonce + self._aead.encrypt(nonce, summary, _summary_aad(self.address))
 
-    def decrypt_pack(self, mailbox_id: int, blob: bytes) -> bytes:
-        aad = _pack_aad(self.address, mailbox_id)
-        return _decrypt_blob(self._aead, blob, aad, "summary pack", self.address)
+    def decrypt_column(self, mailbox_id: int, field: str, blob: bytes) -> bytes:
+        aad = _column_aad(self.address, mailbox_id, field)
+        return _decrypt_blob(self._aead, blob, aad, "summary column", self.address)
 
-    def encrypt_pack(self, mailbox_id: int, pack: bytes) -> bytes:
-        """The summaries of a run of a mailbox's messages, encrypted once (docs/store.md,
-        "Summary packs"): made by a session that decrypted them one by one."""
+    def encrypt_column(self, mailbox_id: int, field: str, column: bytes) -> bytes:
+        """One field of the summaries of a run of a mailbox's messages, encrypted once
+        (docs/store.md, "Summary columns"): made by a session that read them."""
         nonce = os.urandom(NONCE_SIZE)
-        aad = _pack_aad(self.address, mailbox_id)
-        return BLOB_VERSION + nonce + self._aead.encrypt(nonce, pack, aad)
+        aad = _column_aad(self.address, mailbox_id, field)
+        return BLOB_VERSION + nonce + self._aead.encrypt(nonce, column, aad)
 
 
 class Vault:

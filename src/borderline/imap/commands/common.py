@@ -150,25 +150,40 @@ def one_or_list(token: Token) -> list[Token]:
 
 
 async def load_summaries(
-    session: Session, contents: Contents, view: MailboxView, indexes: list[int]
+    session: Session,
+    contents: Contents,
+    view: MailboxView,
+    indexes: list[int],
+    needs: list[tuple[str, ...]],
 ) -> None:
     """Read (store thread) and decrypt (work thread) the summaries of the view's messages
-    at `indexes`, so their content is read only where no summary answers."""
+    at `indexes`, as the columns of `needs` where runs of them have those, so their
+    content is read only where no summary answers."""
     messages = view.pairs(indexes)
-    wanted = contents.unloaded(messages)
+    wanted = contents.unloaded(messages, needs)
     if wanted:
-        found = await session.stored(session.store.summaries, view.id, wanted)
+        found = await session.stored(session.store.summaries, view.id, wanted, needs)
         adjacent = view.adjacent(indexes)
-        await session.work(contents.load_summaries, view.id, messages, found, adjacent)
+        await session.work(contents.load_summaries, view.id, messages, found, adjacent, needs)
         await store_computed(session, contents)
 
 
 async def store_computed(session: Session, contents: Contents) -> None:
     """Store the summaries computed for messages stored without one (how mailboxes written
     before schema version 7 get theirs, by the sessions that read them anyway) and the
-    packs made of summaries read one by one."""
+    summary columns made of summaries read as records."""
     computed = contents.take_computed()
     if computed:
         await session.stored(session.store.add_summaries, computed)
-    for mailbox_id, messages, packed in contents.take_packs():
-        await session.stored(session.store.add_summary_pack, mailbox_id, messages, packed)
+    runs, derived = contents.take_columns()
+    for mailbox_id, messages, columns in runs:
+        await session.stored(session.store.add_summary_columns, mailbox_id, messages, columns)
+    for mailbox_id, stored in derived:
+        await session.stored(
+            session.store.add_summary_column,
+            mailbox_id,
+            stored.first_uid,
+            stored.last_uid,
+            stored.field,
+            stored.data,
+        )

@@ -80,24 +80,27 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
     # Runs of messages whose summaries are read at once, each answered from the columns
     # and summaries where they answer it all (one store call, one work call), else one by one.
     size = SUMMARY_BATCH if summarized else max(len(indexes), 1)
+    needs = contents.needs(items)
     for first in range(0, len(indexes), size):
         run = indexes[first : first + size]
         contents.trim(len(run))
         if summarized and columns:
-            unloaded = contents.unloaded(view.pairs(run))
+            unloaded = contents.unloaded(view.pairs(run), needs)
             found = (
-                await session.stored(session.store.summaries, view.id, unloaded)
+                await session.stored(session.store.summaries, view.id, unloaded, needs)
                 if unloaded
                 else NOTHING_STORED
             )
-            rendered = await session.work(contents.summary_responses, view, run, items, found)
+            rendered = await session.work(
+                contents.summary_responses, view, run, items, found, needs
+            )
             await store_computed(session, contents)
             if rendered is not None:
                 session.emit_chunks([rendered])
                 await session.flush_if_full()
                 continue
         elif summarized:
-            await load_summaries(session, contents, view, run)
+            await load_summaries(session, contents, view, run, needs)
         missing += await _fetch_messages(session, contents, view, run, items)
     if missing:
         raise no(

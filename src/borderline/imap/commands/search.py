@@ -17,6 +17,7 @@ from borderline.imap.protocol import Args, Atom, ParseError, as_text, uid_set_te
 from borderline.imap.replies import Reply, no
 from borderline.imap.search import BadCharset, Predicate, parse_search
 from borderline.imap.state import Selected
+from borderline.imap.summary import summary_column
 from borderline.imap.view import MailboxView
 from borderline.store import MessageInfo
 
@@ -60,6 +61,7 @@ async def _search(
     if parsed.uses_modseq:
         session.enable_condstore()
     match = functools.partial(_matches, parsed.predicate, view, contents)
+    needs: list[tuple[str, ...]] = [(summary_column(r),) for r in sorted(parsed.summary_reads)]
     # Messages whose answer depends on their content are read in a second round, so
     # `UNSEEN BODY x` decrypts only the unseen ones; header keys are answered from the
     # summaries of the first round where the messages have them.
@@ -67,9 +69,9 @@ async def _search(
     undecided: list[int] = []
     for first in range(0, view.exists, SUMMARY_ROUND):
         chunk = list(range(first, min(first + SUMMARY_ROUND, view.exists)))
-        if contents is not None and parsed.reads_headers:
+        if contents is not None and needs:
             contents.trim(len(chunk))
-            await load_summaries(session, contents, view, chunk)
+            await load_summaries(session, contents, view, chunk, needs)
         matched, unknown = await session.work(match, chunk, {})
         found += matched
         undecided += unknown
@@ -205,8 +207,7 @@ class Searched:
     def texts(self, name: str) -> str | None:
         if self._contents is None:
             return None
-        summary = self._contents.summary(self._view.blob_ids[self._index])
-        return None if summary is None else summary.search_text(name)
+        return self._contents.search_text(self._view.blob_ids[self._index], name)
 
 
 COMMAND = Command(search, SELECTED, announces_expunges=False)
