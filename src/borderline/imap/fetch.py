@@ -229,13 +229,12 @@ class Contents:
         as records nor as a column of each of `needs`."""
         if not self._summaries and not self._columns:
             return messages
-        loaded = [[self._columns.get(name, {}) for name in need] for need in needs]
-        return [
-            message
-            for message in messages
-            if message[1] not in self._summaries
-            and not (loaded and all(any(message[1] in d for d in need) for need in loaded))
-        ]
+        covered: set[int] = set()
+        for at, need in enumerate(needs):
+            answered = set().union(*(self._columns.get(name, ()) for name in need))
+            covered = answered if at == 0 else covered & answered
+        loaded = self._summaries
+        return [m for m in messages if m[1] not in loaded and m[1] not in covered]
 
     def load_summaries(
         self,
