@@ -5,6 +5,7 @@ and no summary is stored in plaintext."""
 
 from __future__ import annotations
 
+import hashlib
 import imaplib
 import re
 import struct
@@ -26,13 +27,14 @@ from borderline.imap.summary import (
     VERSION,
     VERSION_1,
     cheap_to_summarize,
+    fields_column,
     header_fields,
     parse_summary,
     summarize,
     summary_of,
 )
 from borderline.residency import files_containing
-from borderline.store import StoredColumn
+from borderline.store import MAX_RUN_COLUMNS, StoredColumn
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
 from tests.imap.conftest import fill, login, make_message
@@ -242,6 +244,82 @@ def test_a_session_makes_columns_of_the_summaries_it_read_and_later_ones_answer_
     assert each_answer(third, 1, count - 1, items) == [before[0], *before[2:]]
     third.logout()
     assert len(stored_summaries(region)) == count - 1, "parsed, and summarized again"
+
+
+def test_where_loaded_columns_answer_a_session_reads_no_message(running: RunningCloud) -> None:
+    """Columns loaded for one command count for the next: a session that asked for two
+    HEADER.FIELDS sets, then ENVELOPE and a third, reads no message (a message left out of a load
+    because a column already covered it was once taken for one without a summary)."""
+    region = running.cloud.region("eu-dublin")
+    count = COLUMNS_MIN + 20
+    fill(region, ALICE, [make_message(i) for i in range(count)])
+    first = login(running)
+    first.select("INBOX")
+    items = "(ENVELOPE BODY.PEEK[HEADER.FIELDS (Subject)])"
+    expected = each_answer(first, 1, count, items)
+    first.logout()
+    assert inbox_columns(region), "the first session made the run"
+    read: list[int] = []
+    blobs = region.store.blobs
+
+    def counted(blob_ids: list[int]) -> dict[int, bytes]:
+        read.extend(blob_ids)
+        return blobs(blob_ids)
+
+    region.store.blobs = counted  # type: ignore[method-assign]
+    try:
+        second = login(running)
+        second.select("INBOX")
+        each_answer(second, 1, count, "(BODY.PEEK[HEADER.FIELDS (From)])")
+        each_answer(second, 1, count, "(BODY.PEEK[HEADER.FIELDS (To)])")
+        again = each_answer(second, 1, count, items)
+        second.logout()
+    finally:
+        region.store.blobs = blobs  # type: ignore[method-assign]
+    assert read == []
+    assert again == expected
+
+
+def test_a_run_holds_at_most_max_run_columns_whatever_a_client_asks(
+    running: RunningCloud,
+) -> None:
+    """Each HEADER.FIELDS set asked for may get a column of its own, but a run holds at
+    most MAX_RUN_COLUMNS, when it is made and after, so no client makes the store grow
+    with the sets it asks for; the sets beyond are answered from the header block."""
+    region = running.cloud.region("eu-dublin")
+    count = COLUMNS_MIN + 4
+    fill(region, ALICE, [make_message(i) for i in range(count)])
+    for first_set in (0, 30):
+        client = login(running)
+        client.select("INBOX")
+        sets = range(first_set, first_set + 30)
+        items = " ".join(f"BODY.PEEK[HEADER.FIELDS (Subject X-{n})]" for n in sets)
+        answers = each_answer(client, 1, count, f"({items})")
+        client.logout()
+        assert all(answer.count(b"Subject: message") == 30 for answer in answers)
+        assert len(inbox_columns(region)) == MAX_RUN_COLUMNS
+
+
+def test_a_header_set_column_is_named_by_its_account_key_alone(running: RunningCloud) -> None:
+    """The name of a HEADER.FIELDS set's column is a digest keyed by the account's data
+    key: the store cannot tell which set it is, nor that two accounts asked for the same."""
+    region = running.cloud.region("eu-dublin")
+    running.cloud.add_account("carol@example.test", "eu-dublin", "carol password")
+    count = COLUMNS_MIN
+    fill(region, ALICE, [make_message(i) for i in range(count)])
+    client = login(running)
+    client.select("INBOX")
+    each_answer(client, 1, count, "(BODY.PEEK[HEADER.FIELDS (From Subject)])")
+    client.logout()
+    [stored] = [c.field for c in inbox_columns(region) if c.field.startswith(FIELDS_COLUMN)]
+    keys = [
+        region.vault.release(address, Justification.CUSTOMER_INITIATED_ACCESS, "test")
+        for address in (ALICE, "carol@example.test")
+    ]
+    names = ("Subject", "FROM", "subject")
+    assert stored == fields_column(names, keys[0].name)
+    assert fields_column(names, keys[1].name) != stored, "another account's differs"
+    assert hashlib.sha256(b"from subject").hexdigest()[:32] not in stored
 
 
 def test_a_buffer_is_summarized_as_its_bytes_and_kept_as_it_was() -> None:

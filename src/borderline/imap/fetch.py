@@ -28,7 +28,7 @@ from borderline.imap.summary import (
     parse_summary,
     summary_of,
 )
-from borderline.store import MessageInfo, StoredColumn, StoredSummaries
+from borderline.store import MAX_RUN_COLUMNS, MessageInfo, StoredColumn, StoredSummaries
 from borderline.vault import ContentKey
 
 if TYPE_CHECKING:
@@ -107,16 +107,6 @@ class FetchItem:
             self.spec[self.spec.find("(") + 1 : self.spec.rfind(")")].replace('"', " ").split()
         )
 
-    @cached_property
-    def columns(self) -> tuple[str, ...]:
-        """The summary columns that answer this item (one `in_summary`), preferred first: a
-        HEADER.FIELDS set's own answers, else the header block they are found in."""
-        if self.kind != "SECTION":
-            return (STRUCTURE_COLUMN[self.kind],)
-        if self.header_names is not None:
-            return (fields_column(self.header_names), HEADER_COLUMN)
-        return (HEADER_COLUMN,)
-
 
 def parse_items(token: Token) -> list[FetchItem]:
     if isinstance(token, Atom) and token.upper() in MACROS:
@@ -192,7 +182,9 @@ class Contents:
         # By column name, by blob id: the values of the columns loaded.
         self._columns: dict[str, dict[int, bytes]] = {}
         self._headers: dict[int, Part] = {}  # parsed from the header column
-        self._header_sets: dict[str, tuple[str, ...]] = {}  # by column: its field names
+        # HEADER.FIELDS sets asked for: by names their column, by column their names.
+        self._set_columns: dict[tuple[str, ...], str] = {}
+        self._header_sets: dict[str, tuple[str, ...]] = {}
         self.computed: list[tuple[int, bytes]] = []
         # New runs (mailbox id, (UID, blob id) pairs, columns) and columns of runs.
         self.runs: list[tuple[int, list[tuple[int, int]], dict[str, bytes]]] = []
@@ -214,13 +206,35 @@ class Contents:
         """The summary columns these items are answered from (each as its alternatives)."""
         needs: list[tuple[str, ...]] = []
         for item in items:
-            if item.in_summary and item.columns not in needs:
-                needs.append(item.columns)
-                if item.header_names is not None:
-                    if len(self._header_sets) >= HEADER_SETS:
-                        self._header_sets.clear()
-                    self._header_sets[item.columns[0]] = item.header_names
+            columns = self.columns_of(item) if item.in_summary else None
+            if columns is not None and columns not in needs:
+                needs.append(columns)
         return needs
+
+    def columns_of(self, item: FetchItem) -> tuple[str, ...]:
+        """The summary columns that answer `item` (one `in_summary`), preferred first: a
+        HEADER.FIELDS set's own answers, else the header block they are found in."""
+        if item.kind != "SECTION":
+            return (STRUCTURE_COLUMN[item.kind],)
+        names = item.header_names
+        if names is None:
+            return (HEADER_COLUMN,)
+        own = self._set_columns.get(names)
+        if own is None:
+            if len(self._set_columns) >= HEADER_SETS:
+                self._set_columns.clear()
+                self._header_sets.clear()
+            own = self._set_columns[names] = fields_column(names, self.key.name)
+            self._header_sets[own] = names
+        return (own, HEADER_COLUMN)
+
+    def _covered(self, needs: list[tuple[str, ...]]) -> set[int]:
+        """The blob ids for which loaded columns answer every one of `needs`."""
+        covered: set[int] = set()
+        for at, need in enumerate(needs):
+            answered = set().union(*(self._columns.get(name, ()) for name in need))
+            covered = answered if at == 0 else covered & answered
+        return covered
 
     def unloaded(
         self, messages: list[tuple[int, int]], needs: list[tuple[str, ...]]
@@ -229,10 +243,7 @@ class Contents:
         as records nor as a column of each of `needs`."""
         if not self._summaries and not self._columns:
             return messages
-        covered: set[int] = set()
-        for at, need in enumerate(needs):
-            answered = set().union(*(self._columns.get(name, ()) for name in need))
-            covered = answered if at == 0 else covered & answered
+        covered = self._covered(needs)
         loaded = self._summaries
         return [m for m in messages if m[1] not in loaded and m[1] not in covered]
 
@@ -250,7 +261,7 @@ class Contents:
         is parsed. Where at least COLUMNS_MIN of them came as records in a row, their
         columns are made, for the session to store (`take_columns`)."""
         self._load_columns(mailbox_id, stored.columns, needs)
-        covered = self._columns.get(needs[0][0], {}) if needs else {}
+        covered = self._covered(needs)
         run: list[tuple[int, int, Summary]] = []
         longest, octets = run, 0
         for uid, blob_id in messages:
@@ -282,16 +293,24 @@ class Contents:
             self._columns.setdefault(stored.field, {}).update(values)
             if stored.field != HEADER_COLUMN:
                 continue
-            for need in needs:
-                names = self._header_sets.get(need[0])
-                if names is None or (need[0], stored.first_uid) in answered:
+            for name in self._sets(needs):
+                if (name, stored.first_uid) in answered:
                     continue
-                answers = [header_fields(block, names) for block in values.values()]
-                self._columns.setdefault(need[0], {}).update(zip(values, answers, strict=True))
-                made = self.key.encrypt_column(mailbox_id, need[0], column(list(values), answers))
+                answers = [
+                    header_fields(block, self._header_sets[name]) for block in values.values()
+                ]
+                self._columns.setdefault(name, {}).update(zip(values, answers, strict=True))
+                made = self.key.encrypt_column(mailbox_id, name, column(list(values), answers))
                 self.derived.append(
-                    (mailbox_id, StoredColumn(need[0], stored.first_uid, stored.last_uid, made))
+                    (mailbox_id, StoredColumn(name, stored.first_uid, stored.last_uid, made))
                 )
+
+    def _sets(self, needs: list[tuple[str, ...]]) -> list[str]:
+        """The columns of the HEADER.FIELDS sets among `needs` that a run may hold (a run
+        has room for MAX_RUN_COLUMNS, its fields' included): the others are answered
+        from the header block, and not stored."""
+        sets = [need[0] for need in needs if need[0] in self._header_sets]
+        return sets[: MAX_RUN_COLUMNS - len(COLUMNS)]
 
     def _make_run(
         self,
@@ -309,13 +328,9 @@ class Contents:
             )
             for i, name in enumerate(COLUMNS)
         }
-        for need in needs:
-            names = self._header_sets.get(need[0])
-            if names is not None:
-                answers = [header_fields(s.header_block, names) for s in summaries]
-                made[need[0]] = self.key.encrypt_column(
-                    mailbox_id, need[0], column(blob_ids, answers)
-                )
+        for name in self._sets(needs):
+            answers = [header_fields(s.header_block, self._header_sets[name]) for s in summaries]
+            made[name] = self.key.encrypt_column(mailbox_id, name, column(blob_ids, answers))
         self.runs.append((mailbox_id, [(uid, blob_id) for uid, blob_id, _ in run], made))
 
     def _field(self, blob_id: int, name: str) -> bytes | None:
@@ -352,10 +367,10 @@ class Contents:
         """What the message's summary answers for `item` (one `in_summary`): the structure,
         or the section's octets; None if no summary of it is loaded."""
         if item.kind != "SECTION":
-            return self._field(blob_id, item.columns[0])
+            return self._field(blob_id, self.columns_of(item)[0])
         names = item.header_names
         if names is not None:
-            answers = self._columns.get(item.columns[0])
+            answers = self._columns.get(self.columns_of(item)[0])
             if answers is not None:
                 value = answers.get(blob_id)
                 if value is not None:
@@ -368,7 +383,7 @@ class Contents:
     def _answers(self, item: FetchItem, blob_ids: list[int]) -> list[bytes] | None:
         """`answer` for each of these messages (from the item's column at once where it is
         loaded); None if one of them has no summary loaded."""
-        values = self._columns.get(item.columns[0])
+        values = self._columns.get(self.columns_of(item)[0])
         # The item's first column holds its answers, but for a header section of another
         # kind than HEADER.FIELDS, which is cut from the header block.
         if values is not None and (item.kind != "SECTION" or item.header_names is not None):
@@ -422,7 +437,7 @@ class Contents:
     def _answerable(self, blob_id: int, item: FetchItem) -> bool:
         if self._summaries.get(blob_id) is not None:
             return True
-        return any(blob_id in self._columns.get(name, ()) for name in item.columns)
+        return any(blob_id in self._columns.get(name, ()) for name in self.columns_of(item))
 
     def raw(self, info: MessageInfo, blobs: Mapping[int, bytes]) -> bytes:
         cached = self._parts.get(info.blob_id)

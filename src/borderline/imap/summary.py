@@ -23,10 +23,9 @@ hold the answers of one HEADER.FIELDS set, made by the first session asked for i
 
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import cast
 
@@ -116,14 +115,11 @@ def summary_column(read: str) -> str:
     return SEARCH_COLUMN.get(read, HEADER_COLUMN)
 
 
-def fields_column(names: tuple[str, ...]) -> str:
-    """The column of a HEADER.FIELDS set's answers: named by a digest of the set (what it
-    answers depends on the set only), so no name a client sent is stored."""
-    canonical = " ".join(sorted({name.lower() for name in names if name}))
-    return (
-        FIELDS_COLUMN
-        + hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    )
+def fields_column(names: tuple[str, ...], name: Callable[[str], str]) -> str:
+    """The column of a HEADER.FIELDS set's answers: named by `name` (the account key's
+    keyed digest, ContentKey.name) of the set as it answers (the sorted, lowercased
+    names), so neither the names a client sent nor which set it was is stored."""
+    return FIELDS_COLUMN + name(" ".join(sorted({n.lower() for n in names if n})))
 
 
 def column(blob_ids: Sequence[int], values: Sequence[bytes]) -> bytes:

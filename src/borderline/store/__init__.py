@@ -25,7 +25,7 @@ from borderline.store.base import (
     StoredSummaries,
     StoreError,
 )
-from borderline.store.mail import MailStore
+from borderline.store.mail import MAX_RUN_COLUMNS, MailStore
 from borderline.store.postgres import DEFAULT_TIMEOUT, URL_SCHEMES, PostgresMailStore
 from borderline.store.sqlite import SqliteMailStore
 
@@ -40,6 +40,7 @@ def open_store(location: str | Path, timeout: float = DEFAULT_TIMEOUT) -> MailSt
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "MAX_RUN_COLUMNS",
     "SPECIAL_USE_MAILBOXES",
     "Change",
     "ChangeKind",

@@ -630,8 +630,8 @@ class MailStore:
         """Store the columns of a new run of these messages ((UID, blob id) pairs in UID
         order): only if they are all the mailbox's messages from the first UID to the
         last, and no run holds any of them, so a run never leaves one out nor names one
-        that is gone. Whether they were stored."""
-        if not messages or not columns:
+        that is gone, and at most MAX_RUN_COLUMNS of them. Whether they were stored."""
+        if not messages or not columns or len(columns) > MAX_RUN_COLUMNS:
             return False
         first, last = messages[0][0], messages[-1][0]
         with self.engine.write() as tx:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import io
 import json
 import logging
@@ -215,10 +216,13 @@ def _load_or_create(path: Path, make: Callable[[], bytes]) -> bytes:
 class ContentKey:
     """A released data key: decrypts one account's messages, nothing else."""
 
-    def __init__(self, address: str, aead: AESGCM, log_index: int) -> None:
+    def __init__(self, address: str, data_key: bytes, log_index: int) -> None:
         self.address = address.lower()
-        self._aead = aead
+        self._aead = AESGCM(data_key)
         self.log_index = log_index
+        self._name_key = HKDF(
+            hashes.SHA256(), 32, salt=None, info=b"borderline-column-names-v1"
+        ).derive(data_key)
         # Made once: a session decrypts thousands of summaries in one FETCH.
         self._message_aad = _message_aad(self.address)
         self._summary_aad = _summary_aad(self.address)
@@ -234,6 +238,13 @@ class ContentKey:
         without one)."""
         nonce = os.urandom(NONCE_SIZE)
         return BLOB_VERSION + nonce + self._aead.encrypt(nonce, summary, _summary_aad(self.address))
+
+    def name(self, text: str) -> str:
+        """A name for `text` that only this account's key gives (HMAC-SHA256 under a key
+        derived from it): stored in plaintext, it says nothing of `text` to the store,
+        nor whether another account's is the same."""
+        mac = hmac.new(self._name_key, text.encode("utf-8", "surrogateescape"), "sha256")
+        return mac.hexdigest()[:32]
 
     def decrypt_column(self, mailbox_id: int, field: str, blob: bytes) -> bytes:
         aad = _column_aad(self.address, mailbox_id, field)
@@ -554,7 +565,7 @@ class Vault:
         )
         if self._on_release is not None:
             self._on_release(justification, sealed_until is not None)
-        return ContentKey(address, AESGCM(data_key), index)
+        return ContentKey(address, data_key, index)
 
     def _keep_record(
         self, address: str, data_key: bytes, committed: str, opening: bytes, until: date | None
