@@ -64,6 +64,8 @@ PART_CACHE = 16
 PART_CACHE_BYTES = 32 * 1024 * 1024
 STRUCTURE_CACHE = 50_000
 SUMMARY_CACHE = 4096
+# A run of columns made here: (mailbox id, its (UID, blob id) pairs, columns by name).
+NewRun = tuple[int, list[tuple[int, int]], dict[str, bytes]]
 HEADER_SETS = 64  # HEADER.FIELDS sets a session keeps the names of (clients use one or two)
 
 
@@ -187,7 +189,7 @@ class Contents:
         self._header_sets: dict[str, tuple[str, ...]] = {}
         self.computed: list[tuple[int, bytes]] = []
         # New runs (mailbox id, (UID, blob id) pairs, columns) and columns of runs.
-        self.runs: list[tuple[int, list[tuple[int, int]], dict[str, bytes]]] = []
+        self.runs: list[NewRun] = []
         self.derived: list[tuple[int, StoredColumn]] = []
 
     def trim(self, batch: int) -> None:
@@ -383,10 +385,11 @@ class Contents:
     def _answers(self, item: FetchItem, blob_ids: list[int]) -> list[bytes] | None:
         """`answer` for each of these messages (from the item's column at once where it is
         loaded); None if one of them has no summary loaded."""
-        values = self._columns.get(self.columns_of(item)[0])
-        # The item's first column holds its answers, but for a header section of another
-        # kind than HEADER.FIELDS, which is cut from the header block.
-        if values is not None and (item.kind != "SECTION" or item.header_names is not None):
+        first = self.columns_of(item)[0]
+        # The item's first column holds its answers, but the header block's: a header
+        # section other than HEADER.FIELDS is cut from it.
+        values = None if first == HEADER_COLUMN else self._columns.get(first)
+        if values is not None:
             found = list(map(values.get, blob_ids))
             if None not in found:
                 return cast(list[bytes], found)
@@ -490,11 +493,7 @@ class Contents:
         computed, self.computed = self.computed, []
         return computed
 
-    def take_columns(
-        self,
-    ) -> tuple[
-        list[tuple[int, list[tuple[int, int]], dict[str, bytes]]], list[tuple[int, StoredColumn]]
-    ]:
+    def take_columns(self) -> tuple[list[NewRun], list[tuple[int, StoredColumn]]]:
         """The summary columns made since the last call: of new runs, and of runs stored."""
         runs, self.runs = self.runs, []
         derived, self.derived = self.derived, []

@@ -44,7 +44,6 @@ STRUCTURES = ("ENVELOPE", "BODYSTRUCTURE", "BODY")
 HEADER = len(STRUCTURES)
 FIELD_COUNT = HEADER + 1 + len(SEARCH_FIELDS)
 SEARCH_FIELD = {name: HEADER + 1 + i for i, name in enumerate(SEARCH_FIELDS)}
-STRUCTURE_FIELD = {name: i for i, name in enumerate(STRUCTURES)}
 # Summary columns: by record field, the column's name; HEADER.FIELDS sets' have their own.
 COLUMNS = (
     *(kind.lower() for kind in STRUCTURES),

@@ -52,6 +52,15 @@ MAX_RUN_COLUMNS = 16
 _MESSAGE = "SELECT uid, modseq, flags, internal_date, size, blob_id FROM messages"
 
 
+def _run_holding(
+    runs: Sequence[tuple[int, int]], firsts: Sequence[int], uid: int
+) -> tuple[int, int] | None:
+    """Which of these runs of summary columns ((first UID, last UID), in order, `firsts`
+    their first UIDs) holds `uid`, if one does."""
+    at = bisect_right(firsts, uid)
+    return runs[at - 1] if at and uid <= runs[at - 1][1] else None
+
+
 class MailStore:
     """One region's mail: accounts, mailboxes, messages (as ciphertext blobs), the relay
     queue of sealed mail and preservation holds. Every method is one transaction (or one
@@ -615,9 +624,7 @@ class MailStore:
                 ]
             firsts = [first for first, _ in runs]
             outside = [
-                blob_id
-                for uid, blob_id in messages
-                if not (at := bisect_right(firsts, uid)) or uid > runs[at - 1][1]
+                blob_id for uid, blob_id in messages if _run_holding(runs, firsts, uid) is None
             ]
             singles = self._by_blob_id(
                 tx, "SELECT blob_id, data FROM summaries", "blob_id", outside
@@ -823,19 +830,14 @@ class MailStore:
     def _drop_runs(tx: Tx, mailbox_id: int, uids: Sequence[int]) -> None:
         """Delete the columns of the mailbox's runs that hold any of these messages,
         retained ones too: a run names every message of its UID range, and only those."""
-        runs = tx.all(
+        rows = tx.all(
             "SELECT DISTINCT first_uid, last_uid FROM summary_columns WHERE mailbox_id = ?"
             " AND first_uid <= ? AND last_uid >= ? ORDER BY first_uid",
             (mailbox_id, max(uids), min(uids)),
         )
-        if not runs:
-            return
-        firsts = [int(row[0]) for row in runs]
-        doomed: set[int] = set()
-        for uid in uids:
-            at = bisect_right(firsts, uid)
-            if at and uid <= int(runs[at - 1][1]):
-                doomed.add(firsts[at - 1])
+        runs = [(int(first), int(last)) for first, last in rows]
+        firsts = [first for first, _ in runs]
+        doomed = {run[0] for uid in uids if (run := _run_holding(runs, firsts, uid)) is not None}
         if doomed:
             tx.run_many(
                 "DELETE FROM summary_columns WHERE mailbox_id = ? AND first_uid = ?",

@@ -218,6 +218,7 @@ class ContentKey:
 
     def __init__(self, address: str, data_key: bytes, log_index: int) -> None:
         self.address = address.lower()
+        self._data_key = data_key
         self._aead = AESGCM(data_key)
         self.log_index = log_index
         self._name_key = HKDF(
@@ -236,8 +237,7 @@ class ContentKey:
     def encrypt_summary(self, summary: bytes) -> bytes:
         """A summary computed by the session that released the key (a message stored
         without one)."""
-        nonce = os.urandom(NONCE_SIZE)
-        return BLOB_VERSION + nonce + self._aead.encrypt(nonce, summary, _summary_aad(self.address))
+        return _encrypt_pieces(self._data_key, self._aead, self._summary_aad, (summary,))
 
     def name(self, text: str) -> str:
         """A name for `text` that only this account's key gives (HMAC-SHA256 under a key
@@ -253,9 +253,8 @@ class ContentKey:
     def encrypt_column(self, mailbox_id: int, field: str, column: bytes) -> bytes:
         """One field of the summaries of a run of a mailbox's messages, encrypted once
         (docs/store.md, "Summary columns"): made by a session that read them."""
-        nonce = os.urandom(NONCE_SIZE)
         aad = _column_aad(self.address, mailbox_id, field)
-        return BLOB_VERSION + nonce + self._aead.encrypt(nonce, column, aad)
+        return _encrypt_pieces(self._data_key, self._aead, aad, (column,))
 
 
 class Vault:
