@@ -1,12 +1,16 @@
 """FETCH: section numbers through message/rfc822 parts (RFC 3501 6.4.5) and ENVELOPE
-address lists with groups, routes and comments (RFC 3501 7.4.2), as imaptest checks them."""
+address lists with groups, routes and comments (RFC 3501 7.4.2), as imaptest checks them;
+whole mailboxes, read in batches ahead of what is sent."""
 
 from __future__ import annotations
 
+import imaplib
+import time
+
 import pytest
 
-from tests.conftest import RunningCloud
-from tests.imap.conftest import fill, raw_login
+from tests.conftest import PASSWORD, RunningCloud
+from tests.imap.conftest import client_tls, fill, make_message, raw_login
 
 INNER = b"From: sub@example.org\r\nSubject: inner\r\n\r\nHello world\r\n"
 FORWARD = (
@@ -61,3 +65,52 @@ def test_sections_of_message_parts_and_envelope_groups(running: RunningCloud) ->
         assert b'((NIL "@route" "user" "example.org")(NIL NIL "a" "b.org"))' in envelope
     finally:
         raw.close()
+
+
+def _mailbox_of_many_sizes(running: RunningCloud) -> list[bytes]:
+    """150 messages of 1 - 60 KB, 4.6 MB: more than one batch, more than the socket buffers."""
+    messages = [make_message(i, f"{i:06d} " * (i * 617 % 9000 + 100)) for i in range(150)]
+    fill(running.cloud.region("eu-dublin"), "alice@example.test", messages)
+    return messages
+
+
+@pytest.mark.one_engine("output framing; the store engine plays no part")
+def test_a_whole_mailbox_fetched_by_a_slow_reader_arrives_whole_and_in_order(
+    running: RunningCloud,
+) -> None:
+    """The client reads nothing for a while: what the socket does not take at once waits in
+    the transport, after the part written straight from the responses, and nothing is
+    lost, doubled or reordered."""
+    messages = _mailbox_of_many_sizes(running)
+    raw = raw_login(running)
+    try:
+        raw.command(b"s", b"EXAMINE INBOX")
+        raw.send(b"f FETCH 1:* (BODY.PEEK[])\r\n")
+        time.sleep(0.5)
+        answer = b"".join(raw.until(b"f"))
+    finally:
+        raw.close()
+    expected = b"".join(
+        b"* %d FETCH (BODY[] {%d}\r\n%s)\r\n" % (seq, len(message), message)
+        for seq, message in enumerate(messages, 1)
+    )
+    assert answer == expected + b"f OK FETCH completed\r\n"
+
+
+@pytest.mark.one_engine("output framing; the store engine plays no part")
+def test_a_whole_mailbox_fetched_over_tls_arrives_whole_and_in_order(
+    running: RunningCloud,
+) -> None:
+    messages = _mailbox_of_many_sizes(running)
+    listen = running.cloud.region("eu-dublin").section.imaps
+    assert listen is not None
+    client = imaplib.IMAP4_SSL(listen.host, listen.port, ssl_context=client_tls(), timeout=30)
+    try:
+        client.login("alice@example.test", PASSWORD)
+        client.select("INBOX", readonly=True)
+        status, data = client.fetch("1:*", "(UID BODY.PEEK[])")
+    finally:
+        client.logout()
+    assert status == "OK"
+    literals = [part[1] for part in data if isinstance(part, tuple)]
+    assert literals == messages

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from borderline.queues import operator_queues
 from borderline.store import (
@@ -17,7 +19,7 @@ from borderline.store import (
     StoredSummaries,
     StoreError,
 )
-from borderline.store.mail import MAX_RUN_COLUMNS
+from borderline.store.mail import MAX_RUN_COLUMNS, _outside, _run_holding
 from tests.store.conftest import ALICE
 
 
@@ -231,6 +233,21 @@ def test_summary_columns_name_every_message_of_their_run_while_they_last(
     assert store.add_summary_columns(work.id, copied, both)
     store.delete_mailbox(ALICE, "Work")
     assert store.summaries(work.id, copied, [("envelope",)]) == ([], {b: b"one" for _, b in copied})
+
+
+@given(
+    st.lists(st.integers(1, 60), unique=True).map(sorted),
+    st.lists(st.integers(1, 60), unique=True).map(sorted),
+)
+def test_the_messages_outside_the_runs_are_those_no_run_holds(
+    uids: list[int], bounds: list[int]
+) -> None:
+    """Cut out by bisection, the same as asking for each message which run holds it."""
+    runs = list(zip(bounds[::2], bounds[1::2], strict=False))
+    messages = [(uid, 1000 + uid) for uid in uids]
+    firsts = [first for first, _ in runs]
+    held = [b for uid, b in messages if _run_holding(runs, firsts, uid) is None]
+    assert _outside(runs, messages) == held
 
 
 def test_copy_shares_ciphertext_and_rename_moves_children(store: MailStore) -> None:

@@ -9,6 +9,11 @@ ciphertexts, relay envelopes) is mapped and unmapped, and the peak is what is al
 Measured (`bench/smtp_memory.py`, 24 MB messages): the region that seals and relays one
 peaks at 5.2x instead of 9.6x and keeps 1.1x instead of 2.2x; ten local deliveries at once
 keep 0.01x instead of 0.2 - 0.8x. Elsewhere (musl, macOS) this does nothing.
+
+Fixing the threshold also fixes the trim threshold at its default, 128 KiB: each time a
+batch of messages is freed, the top of the heap goes back to the system, and the next
+batch faults every page in again (a FETCH of 3,000 messages of 20 KB: 14,000 - 18,000
+page faults). Below 1 MiB the heap now keeps up to 32 MiB free at its top: 1,500 - 4,600.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from __future__ import annotations
 import ctypes
 import sys
 
-M_MMAP_THRESHOLD = -3  # <malloc.h>
+M_TRIM_THRESHOLD = -1  # <malloc.h>
+M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 20
+TRIM_THRESHOLD = 32 << 20
 
 
 def return_big_buffers() -> bool:
-    """Set the fixed threshold; whether this process's C library took it."""
+    """Set the fixed thresholds; whether this process's C library took them."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -30,4 +37,6 @@ def return_big_buffers() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )

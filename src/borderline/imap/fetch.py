@@ -264,6 +264,13 @@ class Contents:
         columns are made, for the session to store (`take_columns`)."""
         self._load_columns(mailbox_id, stored.columns, needs)
         covered = self._covered(needs)
+        if len(stored.singles) < COLUMNS_MIN:  # too few records for a run: no walk in order
+            for blob_id, record in stored.singles.items():
+                self._summaries[blob_id] = parse_summary(self.key.decrypt_summary(record))
+            for blob_id in {b for _, b in messages} - covered - self._summaries.keys():
+                self._summaries[blob_id] = None
+                self._unsummarized.add(blob_id)
+            return
         run: list[tuple[int, int, Summary]] = []
         longest, octets = run, 0
         for uid, blob_id in messages:
@@ -389,17 +396,16 @@ class Contents:
         # The item's first column holds its answers, but the header block's: a header
         # section other than HEADER.FIELDS is cut from it.
         values = None if first == HEADER_COLUMN else self._columns.get(first)
-        if values is not None:
-            found = list(map(values.get, blob_ids))
-            if None not in found:
-                return cast(list[bytes], found)
-        answers = []
-        for blob_id in blob_ids:
-            value = self.answer(blob_id, item)
+        found: list[bytes | None] = (
+            [None] * len(blob_ids) if values is None else list(map(values.get, blob_ids))
+        )
+        for at, value in enumerate(found):
             if value is None:
-                return None
-            answers.append(value)
-        return answers
+                value = self.answer(blob_ids[at], item)
+                if value is None:
+                    return None
+                found[at] = value
+        return cast(list[bytes], found)
 
     def summary_responses(
         self,

@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import os
 import re
 import socket
 import ssl
@@ -45,9 +46,44 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# writev(2) takes at most this many buffers (IOV_MAX on Linux).
+WRITEV_BUFFERS = 1024
 TAG = re.compile(rb"^[\x21\x23\x24\x26\x27\x2c-\x5a\x5e-\x7a\x7c\x7e]+$")
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def write_through(transport: asyncio.WriteTransport, chunks: list[bytes]) -> list[bytes]:
+    """Write what the socket takes at once straight from `chunks` with writev; the rest,
+    for the transport to buffer. Python 3.11's `writelines` first joins every chunk into
+    one new buffer, a copy of each message a FETCH sends (bench/RESULTS.md). Only on a
+    plain socket whose transport holds nothing, so the output stays in order; an error
+    (the socket is full, the peer is gone) is left to the transport's own write to meet."""
+    sock = transport.get_extra_info("socket")
+    if (
+        sock is None
+        or transport.get_extra_info("sslcontext") is not None
+        or transport.is_closing()
+        or transport.get_write_buffer_size()
+    ):
+        return chunks
+    rest = chunks
+    while rest:
+        vector = rest[:WRITEV_BUFFERS]
+        try:
+            sent = os.writev(sock.fileno(), vector)
+        except OSError:
+            return rest
+        whole = 0
+        for chunk in vector:
+            if sent < len(chunk):
+                break
+            sent -= len(chunk)
+            whole += 1
+        if whole < len(vector):
+            return [rest[whole][sent:], *rest[whole + 1 :]]
+        rest = rest[whole:]
+    return rest
 
 
 class Session:
@@ -113,7 +149,9 @@ class Session:
 
     async def flush(self) -> None:
         if self._out:
-            self.writer.writelines(self._out)
+            rest = write_through(self.writer.transport, self._out)
+            if rest:
+                self.writer.writelines(rest)
             self._out.clear()
             self._out_size = 0
         await self.writer.drain()

@@ -27,11 +27,14 @@ if TYPE_CHECKING:
 
 MAX_MAILBOX_NAME = 1024
 SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
-# FETCH and SEARCH read and decrypt messages in batches of this many, or this many octets.
-BATCH_MESSAGES = 64
+# FETCH and SEARCH read and decrypt messages in batches of up to this many, or this many
+# octets; the first of a command is of FIRST_BATCH, and each next one twice the last.
+FIRST_BATCH = 16
+BATCH_MESSAGES = 256
 BATCH_OCTETS = 8 * 1024 * 1024
-# Summaries are a few hundred octets: read this many at once, whatever the messages' size.
-SUMMARY_BATCH = 1024
+# Summaries are a few hundred octets: read this many at once, whatever the messages' size
+# (as many as a session keeps, Contents' SUMMARY_CACHE).
+SUMMARY_BATCH = 4096
 
 Batch = list[tuple[int, MessageInfo]]
 
@@ -132,13 +135,17 @@ def modifier(args: Args, name: str) -> int | None:
 def batches(
     messages: Batch, count: int = BATCH_MESSAGES, limit: float = BATCH_OCTETS
 ) -> Iterator[Batch]:
-    """(seq, message) pairs in runs of `count`, or fewer up to `limit` octets."""
+    """(seq, message) pairs in runs of up to `count`, or fewer up to `limit` octets. The
+    first runs are shorter, so the answer starts soon and later runs are read while it
+    is sent."""
     batch: Batch = []
     octets = 0
+    size = min(FIRST_BATCH, count)
     for item in messages:
-        if batch and (len(batch) >= count or octets + item[1].size > limit):
+        if batch and (len(batch) >= size or octets + item[1].size > limit):
             yield batch
             batch, octets = [], 0
+            size = min(2 * size, count)
         batch.append(item)
         octets += item[1].size
     if batch:

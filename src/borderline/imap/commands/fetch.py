@@ -3,11 +3,14 @@ imap/fetch.py; content is read and rendered in batches on the store and work thr
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import (
     SUMMARY_BATCH,
+    Batch,
     batches,
     load_summaries,
     message_set,
@@ -113,22 +116,46 @@ async def _fetch_messages(
     session: Session, contents: Contents, view: MailboxView, run: list[int], items: list[FetchItem]
 ) -> int:
     """Answer the messages at `run` one by one, reading and decrypting the messages no
-    summary answers in batches of bounded size; how many vanished meanwhile."""
+    summary answers in batches of bounded size, each batch read while the one before is
+    answered and sent (so at most two are in memory); how many vanished meanwhile."""
     missing = 0
     messages = [(i + 1, view.message_at(i)) for i in run]
-    reads = any(contents.wants(info, items) for _, info in messages)
-    for batch in batches(messages) if reads else [messages]:
-        wanted = [info.blob_id for _, info in batch if contents.wants(info, items)]
-        blobs = await session.stored(session.store.blobs, wanted) if wanted else {}
-        responses = await session.work(contents.responses, batch, items, blobs)
-        await store_computed(session, contents)
-        for chunks in responses:
-            if chunks is None:
-                missing += 1  # expunged by another session, not yet announced here
-            else:
-                session.emit_chunks(chunks)
-        await session.flush_if_full()
+    wanted = {info.blob_id for _, info in messages if contents.wants(info, items)}
+    todo = list(batches(messages)) if wanted else [messages]
+
+    def read(batch: Batch) -> asyncio.Task[Mapping[int, bytes]]:
+        blob_ids = [info.blob_id for _, info in batch if info.blob_id in wanted]
+        return asyncio.ensure_future(_ciphertexts(session, blob_ids))
+
+    ahead = read(todo[0])
+    try:
+        for index, batch in enumerate(todo):
+            blobs = await ahead
+            if index + 1 < len(todo):
+                ahead = read(todo[index + 1])
+            responses = await session.work(contents.responses, batch, items, blobs)
+            await store_computed(session, contents)
+            for chunks in responses:
+                if chunks is None:
+                    missing += 1  # expunged by another session, not yet announced here
+                else:
+                    session.emit_chunks(chunks)
+            await session.flush_if_full()
+    finally:
+        ahead.cancel()
+        ahead.add_done_callback(_seen)
     return missing
+
+
+async def _ciphertexts(session: Session, blob_ids: list[int]) -> Mapping[int, bytes]:
+    return await session.stored(session.store.blobs, blob_ids) if blob_ids else {}
+
+
+def _seen(task: asyncio.Task[Mapping[int, bytes]]) -> None:
+    """Take the outcome of a read ahead that a failed FETCH left behind, so that asyncio
+    does not report its error as one nobody awaited."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _set_seen(

@@ -10,7 +10,12 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from borderline.imap.commands.base import SELECTED, Command, Request
-from borderline.imap.commands.common import batches, load_summaries, store_computed
+from borderline.imap.commands.common import (
+    SUMMARY_BATCH,
+    batches,
+    load_summaries,
+    store_computed,
+)
 from borderline.imap.fetch import Contents, Vanished
 from borderline.imap.mime import Part
 from borderline.imap.protocol import Args, Atom, ParseError, as_text, uid_set_text
@@ -25,7 +30,6 @@ if TYPE_CHECKING:
     from borderline.imap.session import Session
 
 RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
-SUMMARY_ROUND = 1024  # messages whose summaries are loaded at once
 
 
 async def search(session: Session, state: Selected, request: Request) -> str:
@@ -67,8 +71,8 @@ async def _search(
     # summaries of the first round where the messages have them.
     found: list[int] = []
     undecided: list[int] = []
-    for first in range(0, view.exists, SUMMARY_ROUND):
-        chunk = list(range(first, min(first + SUMMARY_ROUND, view.exists)))
+    for first in range(0, view.exists, SUMMARY_BATCH):
+        chunk = list(range(first, min(first + SUMMARY_BATCH, view.exists)))
         if contents is not None and needs:
             contents.trim(len(chunk))
             await load_summaries(session, contents, view, chunk, needs)
