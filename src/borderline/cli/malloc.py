@@ -13,7 +13,8 @@ keep 0.01x instead of 0.2 - 0.8x. Elsewhere (musl, macOS) this does nothing.
 Fixing the threshold also fixes the trim threshold at its default, 128 KiB: each time a
 batch of messages is freed, the top of the heap goes back to the system, and the next
 batch faults every page in again (a FETCH of 3,000 messages of 20 KB: 14,000 - 18,000
-page faults). Below 1 MiB the heap now keeps up to 32 MiB free at its top: 1,500 - 4,600.
+page faults). Below 1 MiB a heap now keeps up to 8 MiB free at its top: 1,200 - 4,500 (with
+32 MiB the same, so the smaller bound; each thread's heap may keep that much).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 M_TRIM_THRESHOLD = -1  # <malloc.h>
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 20
-TRIM_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 8 << 20
 
 
 def return_big_buffers() -> bool:

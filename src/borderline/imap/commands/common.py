@@ -32,9 +32,9 @@ SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\D
 FIRST_BATCH = 16
 BATCH_MESSAGES = 256
 BATCH_OCTETS = 8 * 1024 * 1024
-# Summaries are a few hundred octets: read this many at once, whatever the messages' size
-# (as many as a session keeps, Contents' SUMMARY_CACHE).
-SUMMARY_BATCH = 4096
+# Summaries are mostly a few hundred octets (at most MAX_SUMMARY): read this many at once,
+# whatever the messages' size.
+SUMMARY_BATCH = 1024
 
 Batch = list[tuple[int, MessageInfo]]
 

@@ -117,7 +117,8 @@ async def _fetch_messages(
 ) -> int:
     """Answer the messages at `run` one by one, reading and decrypting the messages no
     summary answers in batches of bounded size, each batch read while the one before is
-    answered and sent (so at most two are in memory); how many vanished meanwhile."""
+    answered and sent (the ciphertexts of two in memory, the answer of one); how many
+    vanished meanwhile."""
     missing = 0
     messages = [(i + 1, view.message_at(i)) for i in run]
     wanted = {info.blob_id for _, info in messages if contents.wants(info, items)}
@@ -134,12 +135,14 @@ async def _fetch_messages(
             if index + 1 < len(todo):
                 ahead = read(todo[index + 1])
             responses = await session.work(contents.responses, batch, items, blobs)
+            del blobs  # the next batch's are being read: hold no third batch
             await store_computed(session, contents)
             for chunks in responses:
                 if chunks is None:
                     missing += 1  # expunged by another session, not yet announced here
                 else:
                     session.emit_chunks(chunks)
+            del responses
             await session.flush_if_full()
     finally:
         ahead.cancel()
