@@ -11,7 +11,9 @@ import re
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +36,7 @@ from borderline.imap.summary import (
     summary_of,
 )
 from borderline.residency import files_containing
-from borderline.store import MAX_RUN_COLUMNS, StoredColumn
+from borderline.store import MAX_RUN_COLUMNS, StoredColumn, StoredSummaries
 from borderline.vault import Justification
 from tests.conftest import RunningCloud
 from tests.imap.conftest import fill, login, make_message
@@ -278,6 +280,34 @@ def test_where_loaded_columns_answer_a_session_reads_no_message(running: Running
         region.store.blobs = blobs  # type: ignore[method-assign]
     assert read == []
     assert again == expected
+
+
+def test_a_session_that_holds_every_summary_reads_none_again(
+    running: RunningCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch its loaded summaries answer needs no room in the cache: the second FETCH of
+    a mailbox the cache holds whole reads no summary from the store (one that made room
+    for every batch cleared the cache and read them all again)."""
+    monkeypatch.setattr("borderline.imap.commands.fetch.SUMMARY_BATCH", 400)
+    monkeypatch.setattr("borderline.imap.fetch.SUMMARY_CACHE", 1000)
+    region = running.cloud.region("eu-dublin")
+    fill(region, ALICE, [make_message(i) for i in range(800)])
+    reads: list[int] = []
+    summaries = region.store.summaries
+
+    def counted(*args: Any, **kwargs: Any) -> StoredSummaries:
+        reads.append(len(args[1]))
+        return summaries(*args, **kwargs)
+
+    monkeypatch.setattr(region.store, "summaries", counted)
+    client = login(running)
+    client.select("INBOX")
+    items = "(BODY.PEEK[HEADER.FIELDS (Subject)])"
+    first = each_answer(client, 1, 800, items)
+    assert reads == [400, 400]
+    assert each_answer(client, 1, 800, items) == first
+    client.logout()
+    assert reads == [400, 400]
 
 
 def test_a_run_holds_at_most_max_run_columns_whatever_a_client_asks(

@@ -192,17 +192,21 @@ class Contents:
         self.runs: list[NewRun] = []
         self.derived: list[tuple[int, StoredColumn]] = []
 
-    def trim(self, batch: int) -> None:
-        """Make room for a batch's structures and summaries, before it, so none it needs is
-        dropped."""
+    def trim(self, batch: int, loading: int | None = None) -> bool:
+        """Make room for a batch's structures and for the summaries it loads (`loading` of
+        them, all unless said: a batch that loaded columns answer needs none), before it,
+        so none it needs is dropped; whether the summaries went."""
         if len(self._structures) + 3 * batch > STRUCTURE_CACHE:
             self._structures.clear()
+        loading = batch if loading is None else loading
         loaded = max(map(len, self._columns.values()), default=0)
-        if max(len(self._summaries), loaded) + batch > SUMMARY_CACHE:
-            self._summaries.clear()
-            self._unsummarized.clear()
-            self._columns.clear()
-            self._headers.clear()
+        if not loading or max(len(self._summaries), loaded) + loading <= SUMMARY_CACHE:
+            return False
+        self._summaries.clear()
+        self._unsummarized.clear()
+        self._columns.clear()
+        self._headers.clear()
+        return True
 
     def needs(self, items: list[FetchItem]) -> list[tuple[str, ...]]:
         """The summary columns these items are answered from (each as its alternatives)."""

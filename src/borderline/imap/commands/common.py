@@ -168,6 +168,8 @@ async def load_summaries(
     content is read only where no summary answers."""
     messages = view.pairs(indexes)
     wanted = contents.unloaded(messages, needs)
+    if contents.trim(len(indexes), len(wanted)):
+        wanted = messages
     if wanted:
         found = await session.stored(session.store.summaries, view.id, wanted, needs)
         adjacent = view.adjacent(indexes)

@@ -86,9 +86,11 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
     needs = contents.needs(items)
     for first in range(0, len(indexes), size):
         run = indexes[first : first + size]
-        contents.trim(len(run))
         if summarized and columns:
-            unloaded = contents.unloaded(view.pairs(run), needs)
+            pairs = view.pairs(run)
+            unloaded = contents.unloaded(pairs, needs)
+            if contents.trim(len(run), len(unloaded)):
+                unloaded = pairs
             found = (
                 await session.stored(session.store.summaries, view.id, unloaded, needs)
                 if unloaded
@@ -104,6 +106,8 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
                 continue
         elif summarized:
             await load_summaries(session, contents, view, run, needs)
+        else:
+            contents.trim(len(run))
         missing += await _fetch_messages(session, contents, view, run, items)
     if missing:
         raise no(

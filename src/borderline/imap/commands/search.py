@@ -74,7 +74,6 @@ async def _search(
     for first in range(0, view.exists, SUMMARY_BATCH):
         chunk = list(range(first, min(first + SUMMARY_BATCH, view.exists)))
         if contents is not None and needs:
-            contents.trim(len(chunk))
             await load_summaries(session, contents, view, chunk, needs)
         matched, unknown = await session.work(match, chunk, {})
         found += matched
