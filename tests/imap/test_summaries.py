@@ -26,6 +26,8 @@ from borderline.imap.summary import (
     COLUMNS_MIN,
     FIELDS_COLUMN,
     IN_BUFFER_FROM,
+    MAX_SUMMARY,
+    UNUSABLE,
     VERSION,
     VERSION_1,
     cheap_to_summarize,
@@ -167,6 +169,28 @@ def test_an_appended_message_is_stored_with_its_summary(running: RunningCloud) -
     _, data = client.search(None, 'FROM "j@example.org"')
     assert data == [b"1"]
     client.logout()
+
+
+def test_a_summary_is_at_most_max_summary_else_sessions_read_the_message(
+    running: RunningCloud,
+) -> None:
+    """A sender's header of tens of KiB (a folded Subject here) would make a summary of
+    about three times that (the header, the envelope, the search texts): the message gets
+    the unusable summary, so the 1,024 a session reads at once stay at most 64 MiB, and
+    sessions answer it from the message."""
+    subject = " ".join(f"word{i}" for i in range(4000))
+    message = make_message(1, subject=subject)
+    assert len(message) < MAX_SUMMARY < 3 * len(message)
+    assert summary_of(Part(message)) == UNUSABLE
+    assert len(summary_of(Part(make_message(2)))) < 2048
+    fill(running.cloud.region("eu-dublin"), ALICE, [message])
+    client = login(running)
+    client.select("INBOX")
+    typ, data = client.fetch("1", "(ENVELOPE)")
+    client.logout()
+    assert typ == "OK"
+    answer = b"".join(b"".join(p) if isinstance(p, tuple) else p for p in data if p)
+    assert b"word0 word1" in answer and b"word3999" in answer
 
 
 def test_no_summary_is_stored_in_plaintext(running: RunningCloud) -> None:
