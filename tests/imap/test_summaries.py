@@ -330,6 +330,8 @@ def test_a_session_that_holds_every_summary_reads_none_again(
     first = each_answer(client, 1, 800, items)
     assert reads == [400, 400]
     assert each_answer(client, 1, 800, items) == first
+    each_answer(client, 1, 800, "(BODY.PEEK[TEXT])")  # reading messages makes no room either
+    assert each_answer(client, 1, 800, items) == first
     client.logout()
     assert reads == [400, 400]
 

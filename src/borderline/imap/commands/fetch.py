@@ -107,7 +107,7 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
         elif summarized:
             await load_summaries(session, contents, view, run, needs)
         else:
-            contents.trim(len(run))
+            contents.trim(len(run), 0)  # room for structures: these items load no summary
         missing += await _fetch_messages(session, contents, view, run, items)
     if missing:
         raise no(
