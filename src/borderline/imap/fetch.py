@@ -192,13 +192,12 @@ class Contents:
         self.runs: list[NewRun] = []
         self.derived: list[tuple[int, StoredColumn]] = []
 
-    def trim(self, batch: int, loading: int | None = None) -> bool:
+    def trim(self, batch: int, loading: int) -> bool:
         """Make room for a batch's structures and for the summaries it loads (`loading` of
-        them, all unless said: a batch that loaded columns answer needs none), before it,
-        so none it needs is dropped; whether the summaries went."""
+        them: a batch that loaded columns answer needs none), before it, so none it needs
+        is dropped; whether the summaries went."""
         if len(self._structures) + 3 * batch > STRUCTURE_CACHE:
             self._structures.clear()
-        loading = batch if loading is None else loading
         loaded = max(map(len, self._columns.values()), default=0)
         if not loading or max(len(self._summaries), loaded) + loading <= SUMMARY_CACHE:
             return False
@@ -253,6 +252,14 @@ class Contents:
         loaded = self._summaries
         return [m for m in messages if m[1] not in loaded and m[1] not in covered]
 
+    def to_load(
+        self, messages: list[tuple[int, int]], needs: list[tuple[str, ...]]
+    ) -> list[tuple[int, int]]:
+        """The (UID, blob id) pairs of a batch whose summaries must be read, after making
+        room for them (`trim`): all of them if that dropped what was loaded."""
+        unloaded = self.unloaded(messages, needs)
+        return messages if self.trim(len(messages), len(unloaded)) else unloaded
+
     def load_summaries(
         self,
         mailbox_id: int,
@@ -268,23 +275,18 @@ class Contents:
         columns are made, for the session to store (`take_columns`)."""
         self._load_columns(mailbox_id, stored.columns, needs)
         covered = self._covered(needs)
-        if len(stored.singles) < COLUMNS_MIN:  # too few records for a run: no walk in order
-            for blob_id, record in stored.singles.items():
-                self._summaries[blob_id] = parse_summary(self.key.decrypt_summary(record))
-            for blob_id in {b for _, b in messages} - covered - self._summaries.keys():
-                self._summaries[blob_id] = None
-                self._unsummarized.add(blob_id)
+        singles = stored.singles
+        for blob_id, record in singles.items():
+            self._summaries[blob_id] = parse_summary(self.key.decrypt_summary(record))
+        for blob_id in {b for _, b in messages} - covered - self._summaries.keys():
+            self._summaries[blob_id] = None
+            self._unsummarized.add(blob_id)
+        if len(singles) < COLUMNS_MIN:  # too few records for a run: no walk in order
             return
         run: list[tuple[int, int, Summary]] = []
         longest, octets = run, 0
         for uid, blob_id in messages:
-            data = stored.singles.get(blob_id)
-            summary = None if data is None else parse_summary(self.key.decrypt_summary(data))
-            if data is not None:
-                self._summaries[blob_id] = summary
-            elif blob_id not in covered and blob_id not in self._summaries:
-                self._summaries[blob_id] = None
-                self._unsummarized.add(blob_id)
+            summary = self._summaries[blob_id] if blob_id in singles else None
             if summary is None or octets + len(summary.data) > COLUMNS_OCTETS:
                 run, octets = [], 0
             if summary is not None:

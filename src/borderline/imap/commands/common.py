@@ -167,9 +167,7 @@ async def load_summaries(
     at `indexes`, as the columns of `needs` where runs of them have those, so their
     content is read only where no summary answers."""
     messages = view.pairs(indexes)
-    wanted = contents.unloaded(messages, needs)
-    if contents.trim(len(indexes), len(wanted)):
-        wanted = messages
+    wanted = contents.to_load(messages, needs)
     if wanted:
         found = await session.stored(session.store.summaries, view.id, wanted, needs)
         adjacent = view.adjacent(indexes)

@@ -87,10 +87,7 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
     for first in range(0, len(indexes), size):
         run = indexes[first : first + size]
         if summarized and columns:
-            pairs = view.pairs(run)
-            unloaded = contents.unloaded(pairs, needs)
-            if contents.trim(len(run), len(unloaded)):
-                unloaded = pairs
+            unloaded = contents.to_load(view.pairs(run), needs)
             found = (
                 await session.stored(session.store.summaries, view.id, unloaded, needs)
                 if unloaded
