@@ -336,6 +336,46 @@ def test_a_session_that_holds_every_summary_reads_none_again(
     assert reads == [400, 400]
 
 
+def test_a_session_reads_and_keeps_summaries_within_a_bound_of_octets(
+    running: RunningCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read brings at most SUMMARY_READ_OCTETS of summaries, so a FETCH or SEARCH of
+    many takes several reads and answers as one read does; and a session keeps about
+    SUMMARY_CACHE_OCTETS of them, so a mailbox larger than that is read again."""
+    region = running.cloud.region("eu-dublin")
+    count = COLUMNS_MIN - 1  # so they stay records, not columns, read after read
+    fill(region, ALICE, [make_message(i) for i in range(count)])
+    items = "(ENVELOPE BODY.PEEK[HEADER.FIELDS (Subject)])"
+    client = login(running)
+    client.select("INBOX")
+    expected = each_answer(client, 1, count, items)
+    _, hits = client.search(None, 'FROM "sender1"')
+    client.logout()
+    bound = 20 * max(map(len, stored_summaries(region).values()))
+    monkeypatch.setattr("borderline.imap.commands.common.SUMMARY_READ_OCTETS", bound)
+    monkeypatch.setattr("borderline.imap.fetch.SUMMARY_READ_OCTETS", bound)
+    monkeypatch.setattr("borderline.imap.fetch.SUMMARY_CACHE_OCTETS", 3 * bound)
+    reads: list[tuple[int, int]] = []  # how many messages each read came to, and octets
+    summaries = region.store.summaries
+
+    def counted(*args: Any, **kwargs: Any) -> StoredSummaries:
+        found = summaries(*args, **kwargs)
+        octets = sum(map(len, found.singles.values())) + sum(len(c.data) for c in found.columns)
+        reads.append((found.read, octets))
+        return found
+
+    monkeypatch.setattr(region.store, "summaries", counted)
+    client = login(running)
+    client.select("INBOX")
+    assert each_answer(client, 1, count, items) == expected
+    assert len(reads) > count // 20 and sum(read for read, _ in reads) == count
+    assert max(octets for _, octets in reads) <= bound
+    reads.clear()
+    assert client.search(None, 'FROM "sender1"')[1] == hits
+    assert sum(read for read, _ in reads) == count, "the cache did not keep them all"
+    client.logout()
+
+
 def test_a_run_holds_at_most_max_run_columns_whatever_a_client_asks(
     running: RunningCloud,
 ) -> None:

@@ -19,7 +19,7 @@ from borderline.store import (
     StoredSummaries,
     StoreError,
 )
-from borderline.store.mail import MAX_RUN_COLUMNS, _outside, _run_holding
+from borderline.store.mail import MAX_RUN_COLUMNS, _outside, _run_holding, _within
 from tests.store.conftest import ALICE
 
 
@@ -161,7 +161,7 @@ def test_blobs_reads_many_ciphertexts_at_once_and_leaves_out_the_gone(store: Mai
     }
     assert store.blobs([first, third]) == {first: b"blob0", third: b"blob2"}
     summaries = store.summaries(inbox.id, [(1, first), (3, third)])
-    assert summaries == ([], {first: b"summary", third: b"summary"})
+    assert summaries == ([], {first: b"summary", third: b"summary"}, 2)
     assert store.summaries(inbox.id, [(2, second), (4, second + 10_000)]).singles == {
         second: b"summary"
     }
@@ -201,7 +201,7 @@ def test_summary_columns_name_every_message_of_their_run_while_they_last(
     headers = store.summaries(inbox, messages, [("envelope",), ("fields:x", "header")])
     assert column_data(headers) == [("envelope", b"e"), ("header", b"h")]
     assert headers.singles == singles, "the second run has no header column"
-    assert store.summaries(inbox, messages) == ([], {b: b"one" for _, b in messages})
+    assert store.summaries(inbox, messages) == ([], {b: b"one" for _, b in messages}, 8)
     assert store.add_summary_column(inbox, 1, 4, "fields:x", b"x")
     assert not store.add_summary_column(inbox, 1, 4, "fields:x", b"again")
     assert not store.add_summary_column(inbox, 1, 5, "fields:y", b"no such run")
@@ -232,7 +232,11 @@ def test_summary_columns_name_every_message_of_their_run_while_they_last(
     copied = [(m.uid, m.blob_id) for m in store.messages(work.id)]
     assert store.add_summary_columns(work.id, copied, both)
     store.delete_mailbox(ALICE, "Work")
-    assert store.summaries(work.id, copied, [("envelope",)]) == ([], {b: b"one" for _, b in copied})
+    assert store.summaries(work.id, copied, [("envelope",)]) == (
+        [],
+        {b: b"one" for _, b in copied},
+        2,
+    )
 
 
 @given(
@@ -248,6 +252,61 @@ def test_the_messages_outside_the_runs_are_those_no_run_holds(
     firsts = [first for first, _ in runs]
     held = [b for uid, b in messages if _run_holding(runs, firsts, uid) is None]
     assert _outside(runs, messages) == held
+
+
+def test_one_read_of_summaries_stops_at_a_bound_of_octets(store: MailStore) -> None:
+    """A reader bounds by octets what one read brings: the first messages whose summaries
+    come to at most that many are read (a run's columns counted whole at its first message
+    there), always the first one, and `read` says how many."""
+    deliver(store, 8)
+    inbox = store.mailbox(ALICE, "INBOX").id
+    messages = [(m.uid, m.blob_id) for m in store.messages(inbox)]
+    store.add_summaries([(blob_id, b"s" * 10 * uid) for uid, blob_id in messages])
+    assert store.add_summary_columns(inbox, messages[2:6], {"envelope": b"e" * 100})
+    needs = [("envelope",)]
+
+    def read(asked: list[tuple[int, int]], octets: int, *need: tuple[str]) -> tuple[int, ...]:
+        found = store.summaries(inbox, asked, need, octets)
+        singles = sorted(uid for uid, blob_id in messages if blob_id in found.singles)
+        return (found.read, len(found.columns), *singles)
+
+    assert read(messages, 10 + 20 + 100 + 70 + 80, *needs) == (8, 1, 1, 2, 7, 8)
+    assert read(messages, 10 + 20 + 100 + 69, *needs) == (6, 1, 1, 2), "the run, not the 7th"
+    assert read(messages, 10 + 20 + 99, *needs) == (2, 0, 1, 2), "the run is read whole or not"
+    assert read(messages, 1, *needs) == (1, 0, 1), "the first always"
+    assert read(messages[3:], 100, *needs) == (3, 1), "a run begun before counts whole"
+    assert read(messages, 60) == (3, 0, 1, 2, 3), "records alone"
+    assert store.summaries(inbox, messages, needs).read == 8, "without a bound, all"
+
+
+@given(
+    st.lists(st.integers(1, 40), unique=True).map(sorted),
+    st.lists(st.integers(1, 40), unique=True).map(sorted),
+    st.lists(st.integers(0, 30), min_size=40, max_size=40),
+    st.integers(0, 200),
+)
+def test_the_messages_read_within_a_bound_are_the_longest_prefix_that_fits(
+    uids: list[int], bounds: list[int], sizes: list[int], octets: int
+) -> None:
+    """Walked once in order, the same as pricing every prefix: a run's octets once if it
+    holds any message of the prefix, else each message's own."""
+    runs = list(zip(bounds[::2], bounds[1::2], strict=False))
+    run_octets = [sizes[first - 1] * 3 for first, _ in runs]
+    messages = [(uid, 1000 + uid) for uid in uids]
+    lengths = {1000 + uid: sizes[uid - 1] for uid in uids}
+    firsts = [first for first, _ in runs]
+
+    def held(prefix: list[tuple[int, int]]) -> list[int]:
+        holding = {_run_holding(runs, firsts, uid) for uid, _ in prefix} - {None}
+        return [at for at, run in enumerate(runs) if run in holding]
+
+    def cost(prefix: list[tuple[int, int]]) -> int:
+        alone = sum(lengths[b] for uid, b in prefix if _run_holding(runs, firsts, uid) is None)
+        return alone + sum(run_octets[at] for at in held(prefix))
+
+    fits = [k for k in range(1, len(messages) + 1) if cost(messages[:k]) <= octets]
+    read = max(fits, default=min(1, len(messages)))
+    assert _within(messages, runs, run_octets, lengths, octets) == (read, held(messages[:read]))
 
 
 def test_copy_shares_ciphertext_and_rename_moves_children(store: MailStore) -> None:

@@ -63,7 +63,12 @@ IDENTITY_ENCODINGS = frozenset({"", "7bit", "8bit", "binary"})
 PART_CACHE = 16
 PART_CACHE_BYTES = 32 * 1024 * 1024
 STRUCTURE_CACHE = 50_000
+# The summaries a session keeps (records and columns) are at most this many and about this
+# many octets (as stored), of which one read brings at most SUMMARY_READ_OCTETS (and one
+# message's, or one run's, beyond it).
 SUMMARY_CACHE = 4096
+SUMMARY_CACHE_OCTETS = 64 * 1024 * 1024
+SUMMARY_READ_OCTETS = 16 * 1024 * 1024
 # A run of columns made here: (mailbox id, its (UID, blob id) pairs, columns by name).
 NewRun = tuple[int, list[tuple[int, int]], dict[str, bytes]]
 HEADER_SETS = 64  # HEADER.FIELDS sets a session keeps the names of (clients use one or two)
@@ -180,6 +185,7 @@ class Contents:
         self._structures: dict[tuple[int, str], bytes] = {}
         # By blob id: the summary, None where it is unusable, absent where not loaded yet.
         self._summaries: dict[int, Summary | None] = {}
+        self._summary_octets = 0  # of the summaries and columns loaded, as stored
         self._unsummarized: set[int] = set()  # loaded, and the store has none
         # By column name, by blob id: the values of the columns loaded.
         self._columns: dict[str, dict[int, bytes]] = {}
@@ -199,8 +205,12 @@ class Contents:
         if len(self._structures) + 3 * batch > STRUCTURE_CACHE:
             self._structures.clear()
         loaded = max(map(len, self._columns.values()), default=0)
-        if not loading or max(len(self._summaries), loaded) + loading <= SUMMARY_CACHE:
+        if not loading or (
+            max(len(self._summaries), loaded) + loading <= SUMMARY_CACHE
+            and self._summary_octets + SUMMARY_READ_OCTETS <= SUMMARY_CACHE_OCTETS
+        ):
             return False
+        self._summary_octets = 0
         self._summaries.clear()
         self._unsummarized.clear()
         self._columns.clear()
@@ -278,6 +288,7 @@ class Contents:
         singles = stored.singles
         for blob_id, record in singles.items():
             self._summaries[blob_id] = parse_summary(self.key.decrypt_summary(record))
+            self._summary_octets += len(record)
         for blob_id in {b for _, b in messages} - covered - self._summaries.keys():
             self._summaries[blob_id] = None
             self._unsummarized.add(blob_id)
@@ -305,6 +316,7 @@ class Contents:
         answered = {(stored.field, stored.first_uid) for stored in columns}
         for stored in columns:
             values = column_values(self.key.decrypt_column(mailbox_id, stored.field, stored.data))
+            self._summary_octets += len(stored.data)
             self._columns.setdefault(stored.field, {}).update(values)
             if stored.field != HEADER_COLUMN:
                 continue
@@ -316,6 +328,7 @@ class Contents:
                 ]
                 self._columns.setdefault(name, {}).update(zip(values, answers, strict=True))
                 made = self.key.encrypt_column(mailbox_id, name, column(list(values), answers))
+                self._summary_octets += len(made)
                 self.derived.append(
                     (mailbox_id, StoredColumn(name, stored.first_uid, stored.last_uid, made))
                 )
@@ -473,6 +486,7 @@ class Contents:
             self._unsummarized.discard(info.blob_id)
             summary = summary_of(part)
             self._summaries[info.blob_id] = parse_summary(summary)
+            self._summary_octets += len(summary)
             self.computed.append((info.blob_id, self.key.encrypt_summary(summary)))
         self._parts[info.blob_id] = part
         self._cached_bytes += len(part.raw)

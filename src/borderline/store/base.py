@@ -219,11 +219,13 @@ class StoredColumn(NamedTuple):
 
 
 class StoredSummaries(NamedTuple):
-    """What `MailStore.summaries` read for some of a mailbox's messages: the columns of the
-    runs that hold any of them, and by blob id the summaries of the others that have one."""
+    """What `MailStore.summaries` read for the first `read` of some of a mailbox's messages:
+    the columns of the runs that hold any of them, and by blob id the summaries of the
+    others that have one."""
 
     columns: list[StoredColumn]
     singles: dict[int, bytes]
+    read: int
 
 
 class Copied(NamedTuple):

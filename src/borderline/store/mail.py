@@ -15,7 +15,8 @@ from __future__ import annotations
 import time
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from borderline.store.base import (
     SPECIAL_USE_MAILBOXES,
@@ -41,6 +42,8 @@ from borderline.store.base import (
 )
 from borderline.store.engine import Conflict, Engine, Row, Tx
 
+V = TypeVar("V")
+
 _OUTBOUND_COLUMNS = (
     "id, domain, mail_from, rcpts, size, created, attempts, next_attempt, last_error,"
     " delay_notified, bounce"
@@ -50,6 +53,35 @@ SEEN, DELETED = "\\Seen", "\\Deleted"
 # A run's columns: the fields of its summaries and the answers of a few HEADER.FIELDS sets.
 MAX_RUN_COLUMNS = 16
 _MESSAGE = "SELECT uid, modseq, flags, internal_date, size, blob_id FROM messages"
+
+
+def _within(
+    messages: Sequence[tuple[int, int]],
+    runs: Sequence[tuple[int, int]],
+    run_octets: Sequence[int],
+    lengths: Mapping[int, int],
+    octets: int,
+) -> tuple[int, list[int]]:
+    """How many of these messages ((UID, blob id) pairs in UID order), from the first,
+    have summaries of at most `octets` in all (at least one), a run's columns (`runs` in
+    order, `run_octets` their lengths) counted whole at its first message and a single
+    summary (`lengths` by blob id) at its own; and which runs hold those (their indexes)."""
+    firsts = [first for first, _ in runs]
+    total = 0
+    held: list[int] = []
+    for at, (uid, blob_id) in enumerate(messages):
+        holding = bisect_right(firsts, uid) - 1
+        if holding >= 0 and uid <= runs[holding][1]:
+            new_run = not held or held[-1] != holding
+            cost = run_octets[holding] if new_run else 0
+        else:
+            new_run, cost = False, lengths.get(blob_id, 0)
+        if at and total + cost > octets:
+            return at, held
+        total += cost
+        if new_run:
+            held.append(holding)
+    return len(messages), held
 
 
 def _run_holding(
@@ -594,39 +626,55 @@ class MailStore:
         """The ciphertexts of these blobs by id, in one read (a FETCH of many messages makes
         one store call, not one each); a blob that is gone is left out."""
         with self.engine.read() as tx:
-            return self._by_blob_id(tx, "SELECT id, data FROM blobs", "id", blob_ids)
+            return self._by_blob_id(tx, "SELECT id, data FROM blobs", "id", blob_ids, bytes)
 
     def summaries(
         self,
         mailbox_id: int,
         messages: Sequence[tuple[int, int]],
         needs: Sequence[Sequence[str]] = (),
+        octets: int | None = None,
     ) -> StoredSummaries:
         """The encrypted summaries of these messages of the mailbox ((UID, blob id) pairs,
         in UID order), in one read. `needs`: what the reader answers, each as the columns
         that answer it, preferred first. A run of columns that answers every need, the
         first column it has of each, stands for the summaries of its messages; those of
         the others are read by blob id. A message without one (stored before schema
-        version 7, or gone) is left out."""
+        version 7, or gone) is left out. With `octets`, only the first messages whose
+        summaries come to at most that many are read (always the first one), and `read`
+        says how many: a reader bounds what it holds by octets, not by count."""
         if not messages:
-            return StoredSummaries([], {})
+            return StoredSummaries([], {}, 0)
         with self.engine.read() as tx:
-            chosen: list[int] = []
             runs: list[tuple[int, int]] = []
+            picks: list[dict[int, int]] = []  # of each run, its chosen columns' lengths by id
             if needs:
                 rows = tx.all(
-                    "SELECT id, first_uid, last_uid, field FROM summary_columns"
+                    "SELECT id, first_uid, last_uid, field, length(data) FROM summary_columns"
                     " WHERE mailbox_id = ? AND first_uid <= ? AND last_uid >= ?",
                     (mailbox_id, messages[-1][0], messages[0][0]),
                 )
-                by_run: dict[tuple[int, int], dict[str, int]] = {}
-                for row_id, first, last, field in rows:
-                    by_run.setdefault((int(first), int(last)), {})[str(field)] = int(row_id)
+                by_run: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+                for row_id, first, last, field, length in rows:
+                    fields = by_run.setdefault((int(first), int(last)), {})
+                    fields[str(field)] = (int(row_id), int(length))
                 for run, fields in sorted(by_run.items()):
-                    picks = [next((fields[f] for f in need if f in fields), None) for need in needs]
-                    if None not in picks:
+                    found = [next((fields[f] for f in need if f in fields), None) for need in needs]
+                    if None not in found:
                         runs.append(run)
-                        chosen += [pick for pick in picks if pick is not None]
+                        picks.append(dict(pick for pick in found if pick is not None))
+            read = len(messages)
+            outside = _outside(runs, messages)
+            if octets is not None:
+                lengths = self._by_blob_id(
+                    tx, "SELECT blob_id, length(data) FROM summaries", "blob_id", outside, int
+                )
+                run_octets = [sum(pick.values()) for pick in picks]
+                if sum(run_octets) + sum(lengths.values()) > octets:
+                    read, held = _within(messages, runs, run_octets, lengths, octets)
+                    runs, picks = [runs[i] for i in held], [picks[i] for i in held]
+                    outside = _outside(runs, messages[:read])
+            chosen = sorted(row_id for pick in picks for row_id in pick)
             columns = []
             if chosen:
                 columns = [
@@ -634,14 +682,13 @@ class MailStore:
                     for row in tx.all(
                         "SELECT field, first_uid, last_uid, data FROM summary_columns"
                         f" WHERE {self.dialect.member('id')} ORDER BY first_uid",
-                        (self.dialect.values(sorted(set(chosen))),),
+                        (self.dialect.values(chosen),),
                     )
                 ]
-            outside = _outside(runs, messages)
             singles = self._by_blob_id(
-                tx, "SELECT blob_id, data FROM summaries", "blob_id", outside
+                tx, "SELECT blob_id, data FROM summaries", "blob_id", outside, bytes
             )
-        return StoredSummaries(columns, singles)
+        return StoredSummaries(columns, singles, read)
 
     def add_summary_columns(
         self, mailbox_id: int, messages: Sequence[tuple[int, int]], columns: Mapping[str, bytes]
@@ -705,12 +752,17 @@ class MailStore:
         )
 
     def _by_blob_id(
-        self, tx: Tx, select: str, column: str, blob_ids: Sequence[int]
-    ) -> dict[int, bytes]:
-        """The rows (blob id, data) of `select` whose `column` is one of `blob_ids`, in one
-        read. Where the ids are most of a range (a mailbox's messages are mostly stored in
-        order), the range is read and the others dropped: a range scan costs a third less
-        than looking up each id of a list."""
+        self,
+        tx: Tx,
+        select: str,
+        column: str,
+        blob_ids: Sequence[int],
+        value: Callable[[Any], V],
+    ) -> dict[int, V]:
+        """The rows (blob id, `value` of the second column) of `select` whose `column` is
+        one of `blob_ids`, in one read. Where the ids are most of a range (a mailbox's
+        messages are mostly stored in order), the range is read and the others dropped: a
+        range scan costs a third less than looking up each id of a list."""
         wanted = set(blob_ids)
         if not wanted:
             return {}
@@ -722,7 +774,7 @@ class MailStore:
                 f"{select} WHERE {self.dialect.member(column)}",
                 (self.dialect.values(sorted(wanted)),),
             )
-        return {int(row[0]): bytes(row[1]) for row in rows if int(row[0]) in wanted}
+        return {int(row[0]): value(row[1]) for row in rows if int(row[0]) in wanted}
 
     def add_summaries(self, summaries: Sequence[tuple[int, bytes]]) -> None:
         """Store summaries computed after the fact (blob id, ciphertext); one for a blob

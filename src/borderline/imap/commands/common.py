@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from borderline.imap.fetch import Contents
+from borderline.imap.fetch import SUMMARY_READ_OCTETS, Contents
 from borderline.imap.protocol import (
     Args,
     Atom,
@@ -20,7 +21,7 @@ from borderline.imap.protocol import (
 from borderline.imap.replies import no
 from borderline.imap.state import Account
 from borderline.imap.view import MailboxView
-from borderline.store import MailboxInfo, MailboxNotFound, MessageInfo
+from borderline.store import MailboxInfo, MailboxNotFound, MessageInfo, StoredSummaries
 
 if TYPE_CHECKING:
     from borderline.imap.session import Session
@@ -32,9 +33,10 @@ SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\D
 FIRST_BATCH = 16
 BATCH_MESSAGES = 256
 BATCH_OCTETS = 8 * 1024 * 1024
-# Summaries are mostly a few hundred octets (at most MAX_SUMMARY): read this many at once,
-# whatever the messages' size.
-SUMMARY_BATCH = 1024
+# Summaries are mostly a few hundred octets: read up to this many at once (and at most
+# SUMMARY_READ_OCTETS of them), whatever the messages' size.
+SUMMARY_BATCH = 4096
+NOTHING_STORED = StoredSummaries([], {}, 0)
 
 Batch = list[tuple[int, MessageInfo]]
 
@@ -156,23 +158,46 @@ def one_or_list(token: Token) -> list[Token]:
     return token if isinstance(token, list) else [token]
 
 
+async def read_summaries(
+    session: Session,
+    contents: Contents,
+    view: MailboxView,
+    indexes: list[int],
+    needs: list[tuple[str, ...]],
+) -> tuple[list[int], StoredSummaries]:
+    """Read (store thread) the summaries the session has not loaded of the view's messages
+    at `indexes` (ascending), as the columns of `needs` where runs of them have those, at
+    most SUMMARY_READ_OCTETS of them: the first of `indexes` they come to, and what was
+    read for those."""
+    wanted = contents.to_load(view.pairs(indexes), needs)
+    if not wanted:
+        return indexes, NOTHING_STORED
+    found = await session.stored(
+        session.store.summaries, view.id, wanted, needs, SUMMARY_READ_OCTETS
+    )
+    if found.read < len(wanted):
+        first_unread = wanted[found.read][0]
+        indexes = indexes[: bisect_left(indexes, first_unread, key=view.uids.__getitem__)]
+    return indexes, found
+
+
 async def load_summaries(
     session: Session,
     contents: Contents,
     view: MailboxView,
     indexes: list[int],
     needs: list[tuple[str, ...]],
-) -> None:
-    """Read (store thread) and decrypt (work thread) the summaries of the view's messages
-    at `indexes`, as the columns of `needs` where runs of them have those, so their
-    content is read only where no summary answers."""
-    messages = view.pairs(indexes)
-    wanted = contents.to_load(messages, needs)
-    if wanted:
-        found = await session.stored(session.store.summaries, view.id, wanted, needs)
+) -> list[int]:
+    """Read and decrypt (work thread) the summaries of the first of the view's messages at
+    `indexes` (`read_summaries`), so their content is read only where no summary answers;
+    those first ones."""
+    indexes, found = await read_summaries(session, contents, view, indexes, needs)
+    if found is not NOTHING_STORED:
+        messages = view.pairs(indexes)
         adjacent = view.adjacent(indexes)
         await session.work(contents.load_summaries, view.id, messages, found, adjacent, needs)
         await store_computed(session, contents)
+    return indexes
 
 
 async def store_computed(session: Session, contents: Contents) -> None:

@@ -15,6 +15,7 @@ from borderline.imap.commands.common import (
     load_summaries,
     message_set,
     modifier,
+    read_summaries,
     store_computed,
 )
 from borderline.imap.commands.qresync import vanished_earlier, vanished_modifier
@@ -29,14 +30,12 @@ from borderline.imap.protocol import ParseError
 from borderline.imap.replies import no
 from borderline.imap.state import Selected
 from borderline.imap.view import MailboxView
-from borderline.store import StoredSummaries
 
 if TYPE_CHECKING:
     from borderline.imap.session import Session
 
 # Responses without content are rendered this many at a time (about 40 octets each).
 METADATA_BATCH = 2048
-NOTHING_STORED = StoredSummaries([], {})
 
 
 async def fetch(session: Session, state: Selected, request: Request) -> str:
@@ -84,15 +83,11 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
     # and summaries where they answer it all (one store call, one work call), else one by one.
     size = SUMMARY_BATCH if summarized else max(len(indexes), 1)
     needs = contents.needs(items)
-    for first in range(0, len(indexes), size):
+    first = 0
+    while first < len(indexes):
         run = indexes[first : first + size]
         if summarized and columns:
-            unloaded = contents.to_load(view.pairs(run), needs)
-            found = (
-                await session.stored(session.store.summaries, view.id, unloaded, needs)
-                if unloaded
-                else NOTHING_STORED
-            )
+            run, found = await read_summaries(session, contents, view, run, needs)
             rendered = await session.work(
                 contents.summary_responses, view, run, items, found, needs
             )
@@ -100,12 +95,14 @@ async def fetch(session: Session, state: Selected, request: Request) -> str:
             if rendered is not None:
                 session.emit_chunks([rendered])
                 await session.flush_if_full()
+                first += len(run)
                 continue
         elif summarized:
-            await load_summaries(session, contents, view, run, needs)
+            run = await load_summaries(session, contents, view, run, needs)
         else:
             contents.trim(len(run), 0)  # room for structures: these items load no summary
         missing += await _fetch_messages(session, contents, view, run, items)
+        first += len(run)
     if missing:
         raise no(
             f"[EXPUNGEISSUED] some of the messages no longer exist ({missing} expunged meanwhile)"

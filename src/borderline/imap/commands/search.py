@@ -71,13 +71,15 @@ async def _search(
     # summaries of the first round where the messages have them.
     found: list[int] = []
     undecided: list[int] = []
-    for first in range(0, view.exists, SUMMARY_BATCH):
+    first = 0
+    while first < view.exists:
         chunk = list(range(first, min(first + SUMMARY_BATCH, view.exists)))
         if contents is not None and needs:
-            await load_summaries(session, contents, view, chunk, needs)
+            chunk = await load_summaries(session, contents, view, chunk, needs)
         matched, unknown = await session.work(match, chunk, {})
         found += matched
         undecided += unknown
+        first += len(chunk)
     for batch in batches([(index + 1, view.message_at(index)) for index in undecided]):
         blobs = await session.stored(session.store.blobs, [i.blob_id for _, i in batch])
         found += (await session.work(match, [seq - 1 for seq, _ in batch], blobs))[0]
