@@ -3,6 +3,7 @@ name the mailbox's keywords."""
 
 from __future__ import annotations
 
+from borderline.imap.view import MailboxView, Snapshots
 from tests.conftest import RunningCloud
 from tests.imap.conftest import fill, make_message, raw_login, untagged
 
@@ -141,3 +142,25 @@ def test_a_mailbox_selected_again_shows_every_change_since(running: RunningCloud
     finally:
         writer.close()
         reader.close()
+
+
+def test_views_share_the_snapshot_of_a_mailbox_until_one_changes(running: RunningCloud) -> None:
+    """Sessions that select a mailbox share this process's snapshot of its columns, so a
+    session costs no copy of them; the first change a view takes (its own STORE, an
+    expunge) copies them, so no other view, and no later SELECT, sees it."""
+    store = running.cloud.region("eu-dublin").store
+    fill(running.cloud.region("eu-dublin"), ALICE, [make_message(i) for i in range(1, 5)])
+    snapshots = Snapshots()
+
+    def opened() -> MailboxView:
+        return MailboxView.open(store, snapshots, ALICE, "INBOX", True, 0, recent=False)
+
+    one, two = opened(), opened()
+    assert one.uids is two.uids and one.flags is two.flags
+    seen = one.message_at(0)._replace(modseq=one.modseq + 1, flags=frozenset({"\\Seen"}))
+    one.update([seen])
+    one.remove([one.uids[1]])
+    assert (one.exists, one.flags[0], one.modseqs[0]) == (3, seen.flags, seen.modseq)
+    for view in (two, opened()):
+        assert view.exists == 4 and view.flags[0] == frozenset() and view.modseqs[0] < seen.modseq
+        assert view.uids is two.uids

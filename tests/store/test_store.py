@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -277,6 +280,41 @@ def test_one_read_of_summaries_stops_at_a_bound_of_octets(store: MailStore) -> N
     assert read(messages[3:], 100, *needs) == (3, 1), "a run begun before counts whole"
     assert read(messages, 60) == (3, 0, 1, 2, 3), "records alone"
     assert store.summaries(inbox, messages, needs).read == 8, "without a bound, all"
+
+
+def test_one_read_of_summaries_takes_no_more_than_its_bound_from_the_database(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a mailbox's blob ids are interleaved with another account's, whose summaries
+    are large (a sender writing to both), the bound holds for what the database hands
+    over, not only for what is answered: a range scan would read the others' too."""
+    bob = "bob@example.test"
+    store.create_account(bob, "hash")
+    for _ in range(40):
+        store.deliver([Delivery(ALICE, b"a", 1, time.time(), summary=b"s" * 100)])
+        store.deliver([Delivery(bob, b"b", 1, time.time(), summary=b"B" * 5000)])
+    inbox = store.mailbox(ALICE, "INBOX").id
+    messages = [(m.uid, m.blob_id) for m in store.messages(inbox)]
+    taken: list[int] = []
+    read = store.engine.read
+
+    @contextlib.contextmanager
+    def counted() -> Iterator[Any]:
+        with read() as tx:
+            all_rows = tx.all
+
+            def rows(sql: str, params: Sequence[Any] = ()) -> list[Any]:
+                found = all_rows(sql, params)
+                taken.append(sum(len(v) for row in found for v in row if isinstance(v, bytes)))
+                return found
+
+            monkeypatch.setattr(tx, "all", rows)
+            yield tx
+
+    monkeypatch.setattr(store.engine, "read", counted)
+    found = store.summaries(inbox, messages, (), 40 * 100)
+    assert found.read == 40 and len(found.singles) == 40
+    assert sum(taken) <= 40 * 100
 
 
 @given(

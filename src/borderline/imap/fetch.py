@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -408,7 +408,7 @@ class Contents:
         header = self.header_of(blob_id)
         return None if header is None else section(header, item.spec)
 
-    def _answers(self, item: FetchItem, blob_ids: list[int]) -> list[bytes] | None:
+    def _answers(self, item: FetchItem, blob_ids: Sequence[int]) -> list[bytes] | None:
         """`answer` for each of these messages (from the item's column at once where it is
         loaded); None if one of them has no summary loaded."""
         first = self.columns_of(item)[0]
@@ -485,9 +485,13 @@ class Contents:
         if info.blob_id in self._unsummarized:
             self._unsummarized.discard(info.blob_id)
             summary = summary_of(part)
-            self._summaries[info.blob_id] = parse_summary(summary)
-            self._summary_octets += len(summary)
-            self.computed.append((info.blob_id, self.key.encrypt_summary(summary)))
+            encrypted = self.key.encrypt_summary(summary)
+            self.computed.append((info.blob_id, encrypted))
+            if self._summary_octets + len(encrypted) <= SUMMARY_CACHE_OCTETS:
+                self._summaries[info.blob_id] = parse_summary(summary)
+                self._summary_octets += len(encrypted)
+            else:  # not kept: the next read of it reads the one stored now
+                del self._summaries[info.blob_id]
         self._parts[info.blob_id] = part
         self._cached_bytes += len(part.raw)
         while len(self._parts) > 1 and (
@@ -599,7 +603,7 @@ def _summarized(item: FetchItem, values: list[bytes]) -> list[bytes]:
     return [b"{%d}\r\n%b" % (len(value), value) for value in values]
 
 
-def _metadata(view: MailboxView, kind: str, indexes: list[int]) -> list[Any]:
+def _metadata(view: MailboxView, kind: str, indexes: list[int]) -> Sequence[Any]:
     if kind == "UID":
         return _pick(view.uids, indexes)
     if kind == "MODSEQ":
@@ -615,7 +619,7 @@ def _metadata(view: MailboxView, kind: str, indexes: list[int]) -> list[Any]:
     return [formatted[d] for d in dates]
 
 
-def _pick(column: list[T], indexes: list[int]) -> list[T]:
+def _pick(column: Sequence[T], indexes: list[int]) -> Sequence[T]:
     """column[i] for each of `indexes` (ascending), as one slice when they are a run."""
     if indexes and indexes[-1] - indexes[0] == len(indexes) - 1:
         return column[indexes[0] : indexes[-1] + 1]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -163,12 +163,16 @@ class MailboxView:
         self.epoch = epoch
         self.modseq = columns.highestmodseq
         self.uidnext = columns.uidnext
-        self.uids = list(columns.uids)
-        self.modseqs = list(columns.modseqs)
-        self.flags = list(columns.flags)
-        self.internal_dates = list(columns.internal_dates)
-        self.sizes = list(columns.sizes)
-        self.blob_ids = list(columns.blob_ids)
+        # The snapshot's own columns, shared with the process's other views of the mailbox
+        # until this one changes (`_own`): most views never do, and a copy of 100,000
+        # messages' columns costs milliseconds and megabytes per session.
+        self.uids: Sequence[int] = columns.uids
+        self.modseqs: Sequence[int] = columns.modseqs
+        self.flags: Sequence[frozenset[str]] = columns.flags
+        self.internal_dates: Sequence[float] = columns.internal_dates
+        self.sizes: Sequence[int] = columns.sizes
+        self.blob_ids: Sequence[int] = columns.blob_ids
+        self._owned = False
         self.info: Mapping[int, MessageInfo] = _Messages(self)
         self._made: dict[int, MessageInfo] = {}
         self.expunge_pending = False
@@ -207,9 +211,12 @@ class MailboxView:
 
     def _mark_recent(self, start: int) -> None:
         """The messages from index `start` on are recent to this session."""
+        if start >= len(self.uids):
+            return
+        flags = self._own()[2]
         for index in range(start, len(self.uids)):
             self.recent.add(self.uids[index])
-            self.flags[index] = _with_recent(self.flags[index])
+            flags[index] = _with_recent(flags[index])
 
     def flags_lines(self) -> list[bytes]:
         """FLAGS and PERMANENTFLAGS: the system flags and every keyword known here."""
@@ -291,8 +298,9 @@ class MailboxView:
     def _set(self, index: int, modseq: int, flags: frozenset[str]) -> None:
         uid = self.uids[index]
         self._learn([flags])
-        self.modseqs[index] = modseq
-        self.flags[index] = _with_recent(flags) if uid in self.recent else flags
+        _, modseqs, flag_sets, *_ = self._own()
+        modseqs[index] = modseq
+        flag_sets[index] = _with_recent(flags) if uid in self.recent else flags
         self._made.pop(uid, None)
 
     def update(self, messages: Iterable[MessageInfo]) -> list[bytes]:
@@ -315,7 +323,7 @@ class MailboxView:
             index = self.index_of(uid)
             if index is None:
                 continue
-            for column in self._columns():
+            for column in self._own():
                 del column[index]
             self._made.pop(uid, None)
             self.recent.discard(uid)
@@ -325,8 +333,14 @@ class MailboxView:
             return [f"* VANISHED {uid_set_text(sorted(gone))}".encode()] if gone else []
         return lines
 
-    def _columns(self) -> list[list[Any]]:
-        return [self.uids, self.modseqs, self.flags, self.internal_dates, self.sizes, self.blob_ids]
+    def _own(self) -> list[list[Any]]:
+        """The columns, as this view's own lists (copied from the snapshot's at the first
+        change), to change in place; in the order of `_fields`."""
+        if not self._owned:
+            self._owned = True
+            for name in COLUMN_NAMES:
+                setattr(self, name, list(getattr(self, name)))
+        return [getattr(self, name) for name in COLUMN_NAMES]
 
     def _known(self, change: tuple[int, int, str]) -> bool:
         modseq, uid, kind = change
@@ -418,7 +432,7 @@ class MailboxView:
         start = bisect_left(fresh.uids, self.largest_uid + 1)
         if start < len(fresh.uids):
             first_new = len(self.uids)
-            for column, values in zip(self._columns(), _fields(fresh), strict=True):
+            for column, values in zip(self._own(), _fields(fresh), strict=True):
                 column.extend(values[start:])
             self._learn(set(fresh.flags[start:]))
             self._mark_recent(bisect_left(self.uids, changes.recent_from, first_new))
@@ -432,7 +446,11 @@ class MailboxView:
         return lines
 
 
+# A view's columns, in the order of `_fields`.
+COLUMN_NAMES = ("uids", "modseqs", "flags", "internal_dates", "sizes", "blob_ids")
+
+
 def _fields(columns: MessageColumns) -> list[tuple[Any, ...]]:
-    """The columns in the order of MailboxView._columns."""
+    """The columns in the order of MailboxView._own."""
     c = columns
     return [c.uids, c.modseqs, c.flags, c.internal_dates, c.sizes, c.blob_ids]

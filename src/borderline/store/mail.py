@@ -642,7 +642,9 @@ class MailStore:
         the others are read by blob id. A message without one (stored before schema
         version 7, or gone) is left out. With `octets`, only the first messages whose
         summaries come to at most that many are read (always the first one), and `read`
-        says how many: a reader bounds what it holds by octets, not by count."""
+        says how many: a reader bounds what it holds by octets, not by count. The octets
+        are summed before the data is read (a statement of their own), so summaries
+        stored between the two (computed by a session, at most a batch) may come beside."""
         if not messages:
             return StoredSummaries([], {}, 0)
         with self.engine.read() as tx:
@@ -663,17 +665,18 @@ class MailStore:
                     if None not in found:
                         runs.append(run)
                         picks.append(dict(pick for pick in found if pick is not None))
-            read = len(messages)
+            read, exact = len(messages), False
             outside = _outside(runs, messages)
             if octets is not None:
-                lengths = self._by_blob_id(
-                    tx, "SELECT blob_id, length(data) FROM summaries", "blob_id", outside, int
-                )
                 run_octets = [sum(pick.values()) for pick in picks]
-                if sum(run_octets) + sum(lengths.values()) > octets:
+                if sum(run_octets) + self._summary_octets(tx, outside) > octets:
+                    lengths = self._by_blob_id(
+                        tx, "SELECT blob_id, length(data) FROM summaries", "blob_id", outside, int
+                    )
                     read, held = _within(messages, runs, run_octets, lengths, octets)
                     runs, picks = [runs[i] for i in held], [picks[i] for i in held]
-                    outside = _outside(runs, messages[:read])
+                    outside = [b for b in _outside(runs, messages[:read]) if b in lengths]
+                    exact = True
             chosen = sorted(row_id for pick in picks for row_id in pick)
             columns = []
             if chosen:
@@ -686,7 +689,7 @@ class MailStore:
                     )
                 ]
             singles = self._by_blob_id(
-                tx, "SELECT blob_id, data FROM summaries", "blob_id", outside, bytes
+                tx, "SELECT blob_id, data FROM summaries", "blob_id", outside, bytes, exact
             )
         return StoredSummaries(columns, singles, read)
 
@@ -758,23 +761,37 @@ class MailStore:
         column: str,
         blob_ids: Sequence[int],
         value: Callable[[Any], V],
+        exact: bool = False,
     ) -> dict[int, V]:
         """The rows (blob id, `value` of the second column) of `select` whose `column` is
-        one of `blob_ids`, in one read. Where the ids are most of a range (a mailbox's
-        messages are mostly stored in order), the range is read and the others dropped: a
-        range scan costs a third less than looking up each id of a list."""
-        wanted = set(blob_ids)
-        if not wanted:
+        one of `blob_ids`, in one read (of those rows alone if `exact`)."""
+        if not blob_ids:
             return {}
-        low, high = min(wanted), max(wanted)
-        if high - low < 2 * len(wanted):
-            rows = tx.all(f"{select} WHERE {column} BETWEEN ? AND ?", (low, high))
-        else:
-            rows = tx.all(
-                f"{select} WHERE {self.dialect.member(column)}",
-                (self.dialect.values(sorted(wanted)),),
-            )
+        where, params = self._blob_ids_where(column, blob_ids, exact)
+        wanted = set(blob_ids)
+        rows = tx.all(f"{select} WHERE {where}", params)
         return {int(row[0]): value(row[1]) for row in rows if int(row[0]) in wanted}
+
+    def _blob_ids_where(
+        self, column: str, blob_ids: Sequence[int], exact: bool = False
+    ) -> tuple[str, tuple[Any, ...]]:
+        """A condition that holds for rows whose `column` is one of `blob_ids`, and maybe
+        for others: where the ids are most of a range (a mailbox's messages are mostly
+        stored in order) and not `exact`, the range, since a range scan costs a third less
+        than looking up each id of a list (the caller drops the others)."""
+        low, high = min(blob_ids), max(blob_ids)
+        if not exact and high - low < 2 * len(set(blob_ids)):
+            return f"{column} BETWEEN ? AND ?", (low, high)
+        return self.dialect.member(column), (self.dialect.values(sorted(set(blob_ids))),)
+
+    def _summary_octets(self, tx: Tx, blob_ids: Sequence[int]) -> int:
+        """The octets a read of these blobs' summaries brings, those of the other rows a
+        range scan of them reads included; one aggregate, no row read out."""
+        if not blob_ids:
+            return 0
+        where, params = self._blob_ids_where("blob_id", blob_ids)
+        row = tx.one(f"SELECT sum(length(data)) FROM summaries WHERE {where}", params)
+        return int(row[0] or 0) if row is not None else 0
 
     def add_summaries(self, summaries: Sequence[tuple[int, bytes]]) -> None:
         """Store summaries computed after the fact (blob id, ciphertext); one for a blob
