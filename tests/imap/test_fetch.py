@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import imaplib
 import time
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from borderline.imap.fetch import Contents, parse_items
+from borderline.imap.mime import Part
+from borderline.imap.protocol import tokenize
+from borderline.imap.summary import parse_summary, summary_of
+from borderline.store import MessageInfo
+from borderline.vault import ContentKey
 from tests.conftest import PASSWORD, RunningCloud
 from tests.imap.conftest import client_tls, fill, make_message, raw_login
 
@@ -114,3 +122,30 @@ def test_a_whole_mailbox_fetched_over_tls_arrives_whole_and_in_order(
     assert status == "OK"
     literals = [part[1] for part in data if isinstance(part, tuple)]
     assert literals == messages
+
+
+@pytest.mark.parametrize(
+    ("items", "every"),
+    [
+        ("(BODY.PEEK[])", True),
+        ("(UID BODY[TEXT])", True),
+        ("(ENVELOPE BODY.PEEK[1.MIME])", True),
+        ("(BINARY.PEEK[1])", True),
+        ("(FLAGS BINARY.SIZE[1])", True),
+        ("(ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])", False),
+        ("(UID BODY.PEEK[HEADER.FIELDS (Subject)])", False),
+        ("FAST", False),
+    ],
+)
+def test_a_fetch_that_reads_every_message_says_so_ahead(items: str, every: bool) -> None:
+    """FETCH asks `reads_every_message` once instead of `wants` per message: it must say
+    so only where `wants` holds for a message whose summary is loaded."""
+    contents = Contents(cast(ContentKey, SimpleNamespace(name="key")))
+    contents._summaries[7] = parse_summary(summary_of(Part(make_message(1))))
+    parsed = parse_items(tokenize(items.encode())[0])
+    info = MessageInfo(1, 1, frozenset(), 0.0, 100, 7)
+    assert Contents.reads_every_message(parsed) is every
+    if every:
+        assert contents.wants(info, parsed)
+    elif "BODY" in items:
+        assert not contents.wants(info, parsed), "the summary answers it"

@@ -136,3 +136,32 @@ def test_readers_that_hold_the_wal_back_cost_a_writer_one_checkpoint_per_limit(
             reader.join()
         store.close()
     assert writer.count <= 100 * len(batch) * MESSAGE // engine.WAL_LIMIT + 1
+
+
+def test_every_connection_reads_through_a_memory_map(tmp_path: Path) -> None:
+    """A FETCH of a mailbox reads its ciphertexts through the map (docs/store.md): readers
+    of every thread, and the writer, map the file, and a message read back is whole."""
+    store = new_store(tmp_path / "mail.sqlite")
+    try:
+        [(_, uid)] = store.deliver([delivery()])
+        blob_id = store.messages(store.mailbox(ACCOUNT, "INBOX").id)[0].blob_id
+        maps: list[int] = []
+
+        def read() -> None:
+            with store.engine.read() as tx:
+                row = tx.one("PRAGMA mmap_size")
+                assert row is not None
+                maps.append(int(row[0]))
+            assert len(store.blobs([blob_id])[blob_id]) == MESSAGE
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join()
+        read()
+        with store.engine.write() as tx:
+            row = tx.one("PRAGMA mmap_size")
+            assert row is not None
+            maps.append(int(row[0]))
+        assert uid == 1 and maps == [engine.MMAP_SIZE] * 3
+    finally:
+        store.close()

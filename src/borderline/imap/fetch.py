@@ -448,6 +448,15 @@ class Contents:
                 answers[item] = values
         return column_responses(view, indexes, items, answers)
 
+    @staticmethod
+    def reads_every_message(items: list[FetchItem]) -> bool:
+        """Whether `wants` holds for every message, whatever is loaded: one of these items
+        is a section no summary answers (BODY[], TEXT, a part) or BINARY."""
+        return any(
+            item.kind in ("SECTION", "BINARY", "BINARY.SIZE") and not item.in_summary
+            for item in items
+        )
+
     def wants(self, info: MessageInfo, items: list[FetchItem]) -> bool:
         """Whether answering these items may need the message's ciphertext (a parsed tree
         in the cache may be evicted while the batch is answered; structures are not)."""

@@ -7,9 +7,9 @@ reads the store (on a store thread, and it may be abandoned if the store hangs, 
 changes nothing here) and `apply` updates the view (on the event loop).
 
 The view keeps its messages as columns (UIDs, MODSEQs, shared flag sets...), not an object
-per message: SELECT of a big mailbox copies a few lists. The columns come from the
-process's `Snapshots`, so selecting a mailbox that has not changed since a session of this
-process last read it reads one row of the store.
+per message. The columns come from the process's `Snapshots`, so selecting a mailbox that
+has not changed since a session of this process last read it reads one row of the store,
+and the view shares them until it changes.
 
 The view also keeps what IMAP4rev1 makes per session: which messages are \\Recent to it (a
 read-write session claims the recent messages it loads, so each is recent to one session
@@ -319,11 +319,14 @@ class MailboxView:
         `vanished` (QRESYNC enabled, RFC 7162 3.2.10) one VANISHED line instead."""
         lines = []
         gone = []
+        owned: list[list[Any]] | None = None
         for uid in sorted(set(uids), reverse=True):
             index = self.index_of(uid)
             if index is None:
                 continue
-            for column in self._own():
+            if owned is None:
+                owned = self._own()
+            for column in owned:
                 del column[index]
             self._made.pop(uid, None)
             self.recent.discard(uid)

@@ -143,8 +143,8 @@ def _decrypt_blob(aead: AESGCM, blob: bytes, aad: bytes, what: str, owner: str) 
     if not blob.startswith(BLOB_VERSION):
         raise ValueError(f"unknown version of {what} of {owner}")
     nonce = blob[1 : 1 + NONCE_SIZE]
-    try:
-        return aead.decrypt(nonce, blob[1 + NONCE_SIZE :], aad)
+    try:  # a view: a slice of the blob would copy the whole message once more
+        return aead.decrypt(nonce, memoryview(blob)[1 + NONCE_SIZE :], aad)
     except InvalidTag as exc:
         raise ValueError(f"{what} of {owner} fails authentication") from exc
 

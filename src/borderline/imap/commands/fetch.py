@@ -119,7 +119,10 @@ async def _fetch_messages(
     vanished meanwhile."""
     missing = 0
     messages = [(i + 1, view.message_at(i)) for i in run]
-    wanted = {info.blob_id for _, info in messages if contents.wants(info, items)}
+    if contents.reads_every_message(items):
+        wanted = {info.blob_id for _, info in messages}
+    else:
+        wanted = {info.blob_id for _, info in messages if contents.wants(info, items)}
     todo = list(batches(messages)) if wanted else [messages]
 
     def read(batch: Batch) -> asyncio.Task[Mapping[int, bytes]]:
