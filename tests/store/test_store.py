@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from borderline.imap.summary import COLUMNS_MIN
 from borderline.queues import operator_queues
 from borderline.store import (
     SPECIAL_USE_MAILBOXES,
@@ -22,7 +23,14 @@ from borderline.store import (
     StoredSummaries,
     StoreError,
 )
-from borderline.store.mail import MAX_RUN_COLUMNS, _outside, _run_holding, _within
+from borderline.store.mail import (
+    MAX_RUN_COLUMNS,
+    RUN_READ_MIN,
+    RUN_SHARE,
+    _outside,
+    _run_holding,
+    _within,
+)
 from tests.store.conftest import ALICE
 
 
@@ -255,6 +263,26 @@ def test_the_messages_outside_the_runs_are_those_no_run_holds(
     firsts = [first for first, _ in runs]
     held = [b for uid, b in messages if _run_holding(runs, firsts, uid) is None]
     assert _outside(runs, messages) == held
+
+
+def test_a_few_messages_of_a_long_run_are_read_from_their_own_summaries(
+    store: MailStore,
+) -> None:
+    """A run's columns stand for its messages only for a read that holds at least
+    1/RUN_SHARE of them: one message's ENVELOPE is its own record, not the column of all."""
+    deliver(store, 2 * RUN_SHARE, summary=b"one")
+    inbox = store.mailbox(ALICE, "INBOX").id
+    messages = [(m.uid, m.blob_id) for m in store.messages(inbox)]
+    assert store.add_summary_columns(inbox, messages, {"envelope": b"e"})
+    needs = [("envelope",)]
+    alone = store.summaries(inbox, messages[:1], needs)
+    assert (alone.columns, alone.singles) == ([], {messages[0][1]: b"one"})
+    for enough in (messages[:2], [messages[0], messages[-1]]):
+        found = store.summaries(inbox, enough, needs)
+        assert (column_data(found), found.singles) == ([("envelope", b"e")], {})
+    # Records read in a row from inside a run are never enough for a session to make a run
+    # of them, which add_summary_columns would refuse over this one.
+    assert RUN_READ_MIN <= COLUMNS_MIN
 
 
 def test_one_read_of_summaries_stops_at_a_bound_of_octets(store: MailStore) -> None:

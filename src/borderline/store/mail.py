@@ -52,6 +52,8 @@ _OUTBOUND_COLUMNS = (
 SEEN, DELETED = "\\Seen", "\\Deleted"
 # A run's columns: the fields of its summaries and the answers of a few HEADER.FIELDS sets.
 MAX_RUN_COLUMNS = 16
+RUN_SHARE = 16  # see _worth_reading
+RUN_READ_MIN = 256
 _MESSAGE = "SELECT uid, modseq, flags, internal_date, size, blob_id FROM messages"
 
 
@@ -82,6 +84,18 @@ def _within(
         if new_run:
             held.append(holding)
     return len(messages), held
+
+
+def _worth_reading(run: tuple[int, int], uids: Sequence[int]) -> bool:
+    """Whether a read of these messages (UIDs in order) should take the run's columns: if
+    they are at least 1/RUN_SHARE of its UIDs, or RUN_READ_MIN of them. For fewer, their
+    own summaries cost less than decrypting and splitting a column of every message of the
+    run (one message's ENVELOPE out of a run of 3,000 was the whole column); and fewer than
+    RUN_READ_MIN records in a row are too few for a session to make a run of them
+    (imap/summary.py COLUMNS_MIN), which the store would refuse over this one."""
+    first, last = run
+    held = bisect_right(uids, last) - bisect_left(uids, first)
+    return held > 0 and (held * RUN_SHARE >= last - first + 1 or held >= RUN_READ_MIN)
 
 
 def _run_holding(
@@ -660,9 +674,10 @@ class MailStore:
                 for row_id, first, last, field, length in rows:
                     fields = by_run.setdefault((int(first), int(last)), {})
                     fields[str(field)] = (int(row_id), int(length))
+                uids = [uid for uid, _ in messages]
                 for run, fields in sorted(by_run.items()):
                     found = [next((fields[f] for f in need if f in fields), None) for need in needs]
-                    if None not in found:
+                    if None not in found and _worth_reading(run, uids):
                         runs.append(run)
                         picks.append(dict(pick for pick in found if pick is not None))
             read, exact = len(messages), False
