@@ -232,6 +232,9 @@ class IngressHandler:
                 message="454 4.7.0 Too many failed logins; try again later",
             )
         password = password_bytes.decode(errors="replace")
+        # Before the check: an account deleted meanwhile (its address maybe given to a new
+        # owner) must not be logged into with the password it had.
+        generation = self.region.deletions[login]
         home_here = self.region.directory.home(login) == self.region.id
         guesses = self._guesses.get(server)
         if guesses is None:
@@ -242,9 +245,10 @@ class IngressHandler:
             ip,
             password,
         )
+        ok = ok and self.region.deletions[login] == generation
         observe.login(self.region.id, "submission", "ok" if ok else "failed", address=login, ip=ip)
         if ok:
-            self._logins[server] = self.region.deletions[login]
+            self._logins[server] = generation
         return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
     async def handle_MAIL(

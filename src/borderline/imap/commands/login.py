@@ -64,6 +64,9 @@ async def _login(session: Session, user: str, password: str) -> str:
         raise no("[PRIVACYREQUIRED] use STARTTLS or the implicit TLS port first")
     address = user.strip().lower()
     server, region, ip = session.server, session.region, session.ip
+    # Before the password is checked: an account deleted meanwhile (its address maybe given
+    # to a new owner) must not be logged into with the password it had.
+    generation = server.account_generation(address)
     throttle = server.throttle
     if throttle.locked(address, ip):
         observe.login(region.id, "imap", "locked", address=address, ip=ip)
@@ -92,10 +95,11 @@ async def _login(session: Session, user: str, password: str) -> str:
         ip,
         password,
     )
+    ok = ok and server.account_generation(address) == generation
     observe.login(region.id, "imap", "ok" if ok else "failed", address=address, ip=ip)
     if not ok:
         raise no(FAILED_LOGIN)
-    session.state = Authenticated(Account(address, server.account_generation(address)))
+    session.state = Authenticated(Account(address, generation))
     return f"[CAPABILITY {session.capabilities()}] logged in"
 
 
