@@ -167,3 +167,18 @@ def running(cloud: Cloud) -> Iterator[RunningCloud]:
     running = RunningCloud(cloud)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def deleted_while_checked(running: RunningCloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every password check of eu-dublin is overtaken by a deletion of its account, as
+    `Cloud.delete_account` counts one (a login's Argon2 takes its time)."""
+    dublin = running.cloud.region("eu-dublin")
+    check = dublin.check_password
+
+    def deleted_meanwhile(address: str, password: str) -> bool:
+        right = check(address, password)
+        dublin.deletions[address] += 1
+        return right
+
+    monkeypatch.setattr(dublin, "check_password", deleted_meanwhile)

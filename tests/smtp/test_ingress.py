@@ -227,20 +227,12 @@ def test_a_deleted_accounts_session_sends_nothing_more(running: RunningCloud) ->
     assert carol.messages == 0
 
 
+@pytest.mark.usefixtures("deleted_while_checked")
 def test_a_submission_login_that_an_account_deletion_overtakes_fails(
-    running: RunningCloud, monkeypatch: pytest.MonkeyPatch
+    running: RunningCloud,
 ) -> None:
     """As for IMAP: an account deleted while its password was checked was logged into, and
     the session counted as one of the address's next owner."""
-    dublin = running.cloud.region("eu-dublin")
-    check = dublin.check_password
-
-    def deleted_meanwhile(address: str, password: str) -> bool:
-        right = check(address, password)
-        dublin.deletions[address] += 1  # as Cloud.delete_account counts a deletion
-        return right
-
-    monkeypatch.setattr(dublin, "check_password", deleted_meanwhile)
     client = _submission(running, "eu-dublin")
     client.starttls(context=_client_tls())
     client.ehlo()
