@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +32,7 @@ from borderline.notices import NoticeReceiver, NoticeSender
 from borderline.peers import Peers
 from borderline.smtp.server import RegionSmtp
 from borderline.staff import StaffRoster
+from borderline.store import StoreError
 from borderline.tlog import Witness
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 # How often a server looks for what other processes changed: the directory (accounts and
 # aliases added or removed by the command line) and deletions handed to it.
 CHANGES_SECONDS = 1.0
+# How often a server deletes what lapsed preservation holds retained.
+HOLD_PURGE_SECONDS = 60.0
 
 
 class ServeError(Exception):
@@ -69,6 +73,10 @@ class Runtime:
         self.cloud = cloud
         self.ingest_only = ingest_only
         self.notices = notices
+        # By region, the time up to which lapsed holds were purged (0: every one since
+        # the store began, once at start), and when to look next.
+        self._holds_purged: dict[str, float] = {}
+        self._next_purge = 0.0
         for region in cloud.regions.values():
             region.planner.summarize = summarize  # what IMAP reads, stored with each message
             region.planner.cheap_to_summarize = cheap_to_summarize
@@ -164,6 +172,24 @@ class Runtime:
         if not self.ingest_only:
             for done in self.cloud.answer_handoffs():
                 log.info("%s", done)
+            self._purge_lapsed_holds()
+
+    def _purge_lapsed_holds(self) -> None:
+        """Once in HOLD_PURGE_SECONDS, delete in each region what its lapsed holds kept."""
+        now = time.time()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + HOLD_PURGE_SECONDS
+        for region in self.cloud.regions.values():
+            since = self._holds_purged.get(region.id, 0.0)
+            try:
+                purged = region.store.purge_lapsed_holds(since)
+            except StoreError as exc:
+                log.warning("%s: what lapsed holds retained is not deleted yet: %s", region.id, exc)
+                continue
+            self._holds_purged[region.id] = now
+            if purged:
+                log.info("%s: %d messages that lapsed holds retained deleted", region.id, purged)
 
     async def stop(self) -> None:
         self.listening = False

@@ -547,6 +547,36 @@ def test_holds_are_extended_and_released_never_shortened(store: MailStore) -> No
     store.delete_mailbox(ALICE, "INBOX")
 
 
+def test_what_a_hold_retained_is_deleted_once_no_hold_covers_the_account(
+    store: MailStore,
+) -> None:
+    """A hold preserves mail while it lasts. What the user expunged meanwhile was kept
+    for ever after it lapsed; now `purge_lapsed_holds` deletes it (a blob a live copy
+    shares stays), unless another live hold covers the account."""
+    deliver(store, 3)
+    inbox = store.mailbox(ALICE, "INBOX")
+    work = store.create_mailbox(ALICE, "Work")
+    store.copy(inbox.id, [3], work.id)
+    first = store.add_hold(ALICE, "REQ-1", time.time() + 3600)
+    second = store.add_hold(ALICE, "REQ-2", time.time() + 3600)
+    store.set_flags(inbox.id, [1, 2, 3], frozenset({"\\Deleted"}), "add")
+    assert store.expunge(inbox.id) == [1, 2, 3]
+    kept = store.retained(ALICE)
+    assert len(kept) == 3
+    store.release_hold(first)
+    assert store.purge_lapsed_holds(0) == 0, "the second hold still covers the account"
+    assert len(store.retained(ALICE)) == 3
+    store.release_hold(second)
+    released = time.time()
+    assert store.purge_lapsed_holds(released) == 0, "only holds that lapsed after `since`"
+    assert store.purge_lapsed_holds(0) == 3
+    assert store.retained(ALICE) == []
+    assert store.blobs([m.blob_id for m in kept]) == {kept[2].blob_id: b"blob2"}, "the copy's"
+    assert [m.uid for m in store.messages(work.id)] == [1]
+    assert store.purge_lapsed_holds(0) == 0
+    store.delete_mailbox(ALICE, "INBOX")
+
+
 def test_rename_refuses_to_move_a_mailbox_into_itself_and_keeps_the_hierarchy(
     store: MailStore,
 ) -> None:

@@ -1254,6 +1254,7 @@ class MailStore:
         another hold had. While it is live, expunged messages are retained and mailboxes
         holding messages cannot be deleted."""
         with self.engine.write() as tx:
+            self._lock_account(tx, account.lower())  # a purge of what a hold kept waits
             row = tx.one(
                 "INSERT INTO holds (account, reference, until) VALUES (?, ?, ?) RETURNING id",
                 (account.lower(), reference, until),
@@ -1293,6 +1294,43 @@ class MailStore:
                 (time.time() if now is None else now,),
             )
         return [Hold(int(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
+
+    def purge_lapsed_holds(self, since: float) -> int:
+        """Delete what holds retained for the accounts whose holds lapsed after `since` (a
+        Unix time) and that no live hold covers now: a hold preserves mail while it lasts,
+        and what the user expunged meanwhile goes when it ends, as it would have without
+        it. One transaction per account, under its row's lock (so a hold added meanwhile
+        wins); how many messages went."""
+        with self.engine.read() as tx:
+            accounts = [
+                str(row[0])
+                for row in tx.all(
+                    "SELECT DISTINCT account FROM holds WHERE until > ? AND until <= ?"
+                    " ORDER BY account",
+                    (since, time.time()),
+                )
+            ]
+        purged = 0
+        for account in accounts:
+            with self.engine.write() as tx:
+                self._lock_account(tx, account)
+                if self._held(tx, account):
+                    continue
+                retained: dict[int, list[int]] = {}
+                for mailbox_id, uid in tx.all(
+                    "SELECT m.mailbox_id, m.uid FROM messages m"
+                    " JOIN mailboxes b ON b.id = m.mailbox_id"
+                    " WHERE b.account = ? AND m.expunged ORDER BY m.mailbox_id, m.uid",
+                    (account,),
+                ):
+                    retained.setdefault(int(mailbox_id), []).append(int(uid))
+                for mailbox_id, uids in retained.items():
+                    self._remove(tx, mailbox_id, uids, held=False)
+                    purged += len(uids)
+        return purged
+
+    def _lock_account(self, tx: Tx, account: str) -> None:
+        tx.one(f"SELECT 1 FROM accounts WHERE address = ?{self.dialect.for_update}", (account,))
 
     def retained(self, account: str) -> list[MessageInfo]:
         """Messages the account expunged that a hold kept, oldest first."""
