@@ -418,6 +418,42 @@ def test_a_session_keeps_the_summaries_it_computes_within_its_bound_of_octets(
     client.logout()
 
 
+def test_records_read_from_inside_a_run_never_make_a_second_run_over_it(
+    running: RunningCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of the last messages of a run (fewer than RUN_SHARE and RUN_READ_MIN allow)
+    takes their records; with the new mail after the run they came to a run of records in
+    a row that overlapped the old one, which every session made and the store refused.
+    The new mail gets a run of its own, once."""
+    region = running.cloud.region("eu-dublin")
+    items = "(ENVELOPE BODY.PEEK[HEADER.FIELDS (Subject)])"
+    fill(region, ALICE, [make_message(i) for i in range(1000)])
+    client = login(running)
+    client.select("INBOX")
+    each_answer(client, 1, 1000, items)
+    client.logout()
+    assert {(c.first_uid, c.last_uid) for c in inbox_columns(region)} == {(1, 1000)}
+    fill(region, ALICE, [make_message(i) for i in range(1000, 1300)])
+    made: list[tuple[int, int, bool]] = []
+    add = region.store.add_summary_columns
+
+    def counted(mailbox_id: int, messages: Any, columns: Any) -> bool:
+        stored = add(mailbox_id, messages, columns)
+        made.append((messages[0][0], messages[-1][0], stored))
+        return stored
+
+    monkeypatch.setattr(region.store, "add_summary_columns", counted)
+    answers = []
+    for _ in range(3):
+        client = login(running)
+        client.select("INBOX")
+        answers.append(each_answer(client, 951, 1300, items))
+        client.logout()
+    assert made == [(1001, 1300, True)]
+    assert {(c.first_uid, c.last_uid) for c in inbox_columns(region)} == {(1, 1000), (1001, 1300)}
+    assert answers[0] == answers[1] == answers[2]
+
+
 def test_a_run_holds_at_most_max_run_columns_whatever_a_client_asks(
     running: RunningCloud,
 ) -> None:

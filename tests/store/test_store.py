@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from borderline.imap.summary import COLUMNS_MIN
 from borderline.queues import operator_queues
 from borderline.store import (
     SPECIAL_USE_MAILBOXES,
@@ -22,13 +21,12 @@ from borderline.store import (
     OutboundRelay,
     StoredSummaries,
     StoreError,
+    run_holding,
 )
 from borderline.store.mail import (
     MAX_RUN_COLUMNS,
-    RUN_READ_MIN,
     RUN_SHARE,
     _outside,
-    _run_holding,
     _within,
 )
 from tests.store.conftest import ALICE
@@ -172,7 +170,7 @@ def test_blobs_reads_many_ciphertexts_at_once_and_leaves_out_the_gone(store: Mai
     }
     assert store.blobs([first, third]) == {first: b"blob0", third: b"blob2"}
     summaries = store.summaries(inbox.id, [(1, first), (3, third)])
-    assert summaries == ([], {first: b"summary", third: b"summary"}, 2)
+    assert summaries == ([], {first: b"summary", third: b"summary"}, 2, ())
     assert store.summaries(inbox.id, [(2, second), (4, second + 10_000)]).singles == {
         second: b"summary"
     }
@@ -212,7 +210,7 @@ def test_summary_columns_name_every_message_of_their_run_while_they_last(
     headers = store.summaries(inbox, messages, [("envelope",), ("fields:x", "header")])
     assert column_data(headers) == [("envelope", b"e"), ("header", b"h")]
     assert headers.singles == singles, "the second run has no header column"
-    assert store.summaries(inbox, messages) == ([], {b: b"one" for _, b in messages}, 8)
+    assert store.summaries(inbox, messages) == ([], {b: b"one" for _, b in messages}, 8, ())
     assert store.add_summary_column(inbox, 1, 4, "fields:x", b"x")
     assert not store.add_summary_column(inbox, 1, 4, "fields:x", b"again")
     assert not store.add_summary_column(inbox, 1, 5, "fields:y", b"no such run")
@@ -247,6 +245,7 @@ def test_summary_columns_name_every_message_of_their_run_while_they_last(
         [],
         {b: b"one" for _, b in copied},
         2,
+        (),
     )
 
 
@@ -261,12 +260,12 @@ def test_the_messages_outside_the_runs_are_those_no_run_holds(
     runs = list(zip(bounds[::2], bounds[1::2], strict=False))
     messages = [(uid, 1000 + uid) for uid in uids]
     firsts = [first for first, _ in runs]
-    held = [b for uid, b in messages if _run_holding(runs, firsts, uid) is None]
+    held = [b for uid, b in messages if run_holding(runs, firsts, uid) is None]
     assert _outside(runs, messages) == held
 
 
 def test_a_few_messages_of_a_long_run_are_read_from_their_own_summaries(
-    store: MailStore,
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run's columns stand for its messages only for a read that holds at least
     1/RUN_SHARE of them: one message's ENVELOPE is its own record, not the column of all."""
@@ -280,9 +279,11 @@ def test_a_few_messages_of_a_long_run_are_read_from_their_own_summaries(
     for enough in (messages[:2], [messages[0], messages[-1]]):
         found = store.summaries(inbox, enough, needs)
         assert (column_data(found), found.singles) == ([("envelope", b"e")], {})
-    # Records read in a row from inside a run are never enough for a session to make a run
-    # of them, which add_summary_columns would refuse over this one.
-    assert RUN_READ_MIN <= COLUMNS_MIN
+    assert alone.skipped == ((messages[0][0], messages[-1][0]),), "named, so none is made over it"
+    monkeypatch.setattr("borderline.store.mail.RUN_READ_MIN", 1)
+    assert column_data(store.summaries(inbox, messages[:1], needs)) == [("envelope", b"e")], (
+        "or RUN_READ_MIN of them, however long the run"
+    )
 
 
 def test_one_read_of_summaries_stops_at_a_bound_of_octets(store: MailStore) -> None:
@@ -363,11 +364,11 @@ def test_the_messages_read_within_a_bound_are_the_longest_prefix_that_fits(
     firsts = [first for first, _ in runs]
 
     def held(prefix: list[tuple[int, int]]) -> list[int]:
-        holding = {_run_holding(runs, firsts, uid) for uid, _ in prefix} - {None}
+        holding = {run_holding(runs, firsts, uid) for uid, _ in prefix} - {None}
         return [at for at, run in enumerate(runs) if run in holding]
 
     def cost(prefix: list[tuple[int, int]]) -> int:
-        alone = sum(lengths[b] for uid, b in prefix if _run_holding(runs, firsts, uid) is None)
+        alone = sum(lengths[b] for uid, b in prefix if run_holding(runs, firsts, uid) is None)
         return alone + sum(run_octets[at] for at in held(prefix))
 
     fits = [k for k in range(1, len(messages) + 1) if cost(messages[:k]) <= octets]

@@ -28,7 +28,13 @@ from borderline.imap.summary import (
     parse_summary,
     summary_of,
 )
-from borderline.store import MAX_RUN_COLUMNS, MessageInfo, StoredColumn, StoredSummaries
+from borderline.store import (
+    MAX_RUN_COLUMNS,
+    MessageInfo,
+    StoredColumn,
+    StoredSummaries,
+    run_holding,
+)
 from borderline.vault import ContentKey
 
 if TYPE_CHECKING:
@@ -281,8 +287,9 @@ class Contents:
         """Decrypt the summaries read for some of `messages` (the mailbox's, as (UID, blob
         id) pairs in UID order; `adjacent` if no message of the mailbox lies between
         them) on a work thread. Those the store has not are computed when their message
-        is parsed. Where at least COLUMNS_MIN of them came as records in a row, their
-        columns are made, for the session to store (`take_columns`)."""
+        is parsed. Where at least COLUMNS_MIN of them came as records in a row, none in a
+        run the store skipped, their columns are made, for the session to store
+        (`take_columns`)."""
         self._load_columns(mailbox_id, stored.columns, needs)
         covered = self._covered(needs)
         singles = stored.singles
@@ -296,8 +303,12 @@ class Contents:
             return
         run: list[tuple[int, int, Summary]] = []
         longest, octets = run, 0
+        taken = stored.skipped  # in a run already: no new one may take these
+        firsts = [first for first, _ in taken]
         for uid, blob_id in messages:
             summary = self._summaries[blob_id] if blob_id in singles else None
+            if taken and run_holding(taken, firsts, uid) is not None:
+                summary = None
             if summary is None or octets + len(summary.data) > COLUMNS_OCTETS:
                 run, octets = [], 0
             if summary is not None:

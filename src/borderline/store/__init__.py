@@ -24,6 +24,7 @@ from borderline.store.base import (
     StoredColumn,
     StoredSummaries,
     StoreError,
+    run_holding,
 )
 from borderline.store.mail import MAX_RUN_COLUMNS, MailStore
 from borderline.store.postgres import DEFAULT_TIMEOUT, URL_SCHEMES, PostgresMailStore
@@ -64,4 +65,5 @@ __all__ = [
     "StoredColumn",
     "StoredSummaries",
     "open_store",
+    "run_holding",
 ]

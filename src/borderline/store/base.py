@@ -3,6 +3,8 @@ sees mail."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -221,11 +223,22 @@ class StoredColumn(NamedTuple):
 class StoredSummaries(NamedTuple):
     """What `MailStore.summaries` read for the first `read` of some of a mailbox's messages:
     the columns of the runs that hold any of them, and by blob id the summaries of the
-    others that have one."""
+    others that have one; `skipped`, the (first UID, last UID) of the runs it read records
+    for instead (their messages belong to a run already, so no new one may take them)."""
 
     columns: list[StoredColumn]
     singles: dict[int, bytes]
     read: int
+    skipped: tuple[tuple[int, int], ...] = ()
+
+
+def run_holding(
+    runs: Sequence[tuple[int, int]], firsts: Sequence[int], uid: int
+) -> tuple[int, int] | None:
+    """Which of these runs of summary columns ((first UID, last UID), in order, `firsts`
+    their first UIDs) holds `uid`, if one does."""
+    at = bisect_right(firsts, uid)
+    return runs[at - 1] if at and uid <= runs[at - 1][1] else None
 
 
 class Copied(NamedTuple):

@@ -39,6 +39,7 @@ from borderline.store.base import (
     StoreError,
     apply_flag_mode,
     check_flag_mode,
+    run_holding,
 )
 from borderline.store.engine import Conflict, Engine, Row, Tx
 
@@ -90,21 +91,10 @@ def _worth_reading(run: tuple[int, int], uids: Sequence[int]) -> bool:
     """Whether a read of these messages (UIDs in order) should take the run's columns: if
     they are at least 1/RUN_SHARE of its UIDs, or RUN_READ_MIN of them. For fewer, their
     own summaries cost less than decrypting and splitting a column of every message of the
-    run (one message's ENVELOPE out of a run of 3,000 was the whole column); and fewer than
-    RUN_READ_MIN records in a row are too few for a session to make a run of them
-    (imap/summary.py COLUMNS_MIN), which the store would refuse over this one."""
+    run (one message's ENVELOPE out of a run of 3,000 was the whole column)."""
     first, last = run
     held = bisect_right(uids, last) - bisect_left(uids, first)
     return held > 0 and (held * RUN_SHARE >= last - first + 1 or held >= RUN_READ_MIN)
-
-
-def _run_holding(
-    runs: Sequence[tuple[int, int]], firsts: Sequence[int], uid: int
-) -> tuple[int, int] | None:
-    """Which of these runs of summary columns ((first UID, last UID), in order, `firsts`
-    their first UIDs) holds `uid`, if one does."""
-    at = bisect_right(firsts, uid)
-    return runs[at - 1] if at and uid <= runs[at - 1][1] else None
 
 
 def _outside(runs: Sequence[tuple[int, int]], messages: Sequence[tuple[int, int]]) -> list[int]:
@@ -663,6 +653,7 @@ class MailStore:
             return StoredSummaries([], {}, 0)
         with self.engine.read() as tx:
             runs: list[tuple[int, int]] = []
+            skipped: list[tuple[int, int]] = []
             picks: list[dict[int, int]] = []  # of each run, its chosen columns' lengths by id
             if needs:
                 rows = tx.all(
@@ -680,6 +671,8 @@ class MailStore:
                     if None not in found and _worth_reading(run, uids):
                         runs.append(run)
                         picks.append(dict(pick for pick in found if pick is not None))
+                    else:
+                        skipped.append(run)
             read, exact = len(messages), False
             outside = _outside(runs, messages)
             if octets is not None:
@@ -706,7 +699,7 @@ class MailStore:
             singles = self._by_blob_id(
                 tx, "SELECT blob_id, data FROM summaries", "blob_id", outside, bytes, exact
             )
-        return StoredSummaries(columns, singles, read)
+        return StoredSummaries(columns, singles, read, tuple(skipped))
 
     def add_summary_columns(
         self, mailbox_id: int, messages: Sequence[tuple[int, int]], columns: Mapping[str, bytes]
@@ -933,7 +926,7 @@ class MailStore:
         )
         runs = [(int(first), int(last)) for first, last in rows]
         firsts = [first for first, _ in runs]
-        doomed = {run[0] for uid in uids if (run := _run_holding(runs, firsts, uid)) is not None}
+        doomed = {run[0] for uid in uids if (run := run_holding(runs, firsts, uid)) is not None}
         if doomed:
             tx.run_many(
                 "DELETE FROM summary_columns WHERE mailbox_id = ? AND first_uid = ?",
