@@ -3,7 +3,15 @@ listener inside its slot, and processes of different lanes never on the same por
 
 from __future__ import annotations
 
-from borderline.cli.demo import EPHEMERAL_PORTS, LISTENER_OFFSETS, SLOT, free_base_port
+import pytest
+
+from borderline.cli.demo import (
+    BROWSER_REFUSED_PORTS,
+    EPHEMERAL_PORTS,
+    LISTENER_OFFSETS,
+    SLOT,
+    free_base_port,
+)
 
 
 def test_lanes_never_share_a_slot_and_every_listener_stays_below_the_ephemeral_range() -> None:
@@ -12,3 +20,14 @@ def test_lanes_never_share_a_slot_and_every_listener_stays_below_the_ephemeral_r
     for slots in lanes.values():
         assert all(slot * SLOT + max(LISTENER_OFFSETS) < EPHEMERAL_PORTS for slot in slots)
     assert max(LISTENER_OFFSETS) < SLOT
+
+
+def test_no_listener_is_on_a_port_browsers_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Base 10000 put the console on 10080, which Chromium refuses (ERR_UNSAFE_PORT): the
+    browser test failed whenever a worker drew that slot. Drawn every time now, it is
+    never taken."""
+    slots = iter([10000 // SLOT, 12000 // SLOT])
+    monkeypatch.setattr("borderline.cli.demo.secrets.choice", lambda _: next(slots))
+    base = free_base_port()
+    assert base == 12000
+    assert not {base + offset for offset in LISTENER_OFFSETS} & BROWSER_REFUSED_PORTS

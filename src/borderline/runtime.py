@@ -40,8 +40,11 @@ log = logging.getLogger(__name__)
 # How often a server looks for what other processes changed: the directory (accounts and
 # aliases added or removed by the command line) and deletions handed to it.
 CHANGES_SECONDS = 1.0
-# How often a server deletes what lapsed preservation holds retained.
+# How often a server deletes what lapsed preservation holds retained, and how far back each
+# round looks again (a hold released while the clock was set back is still found; holds are
+# few, so looking again costs a small transaction per account).
 HOLD_PURGE_SECONDS = 60.0
+HOLD_PURGE_OVERLAP = 86400.0
 
 
 class ServeError(Exception):
@@ -176,10 +179,10 @@ class Runtime:
 
     def _purge_lapsed_holds(self) -> None:
         """Once in HOLD_PURGE_SECONDS, delete in each region what its lapsed holds kept."""
-        now = time.time()
-        if now < self._next_purge:
+        now, tick = time.time(), time.monotonic()
+        if tick < self._next_purge:
             return
-        self._next_purge = now + HOLD_PURGE_SECONDS
+        self._next_purge = tick + HOLD_PURGE_SECONDS
         for region in self.cloud.regions.values():
             since = self._holds_purged.get(region.id, 0.0)
             try:
@@ -187,7 +190,7 @@ class Runtime:
             except StoreError as exc:
                 log.warning("%s: what lapsed holds retained is not deleted yet: %s", region.id, exc)
                 continue
-            self._holds_purged[region.id] = now
+            self._holds_purged[region.id] = now - HOLD_PURGE_OVERLAP
             if purged:
                 log.info("%s: %d messages that lapsed holds retained deleted", region.id, purged)
 

@@ -108,6 +108,32 @@ def test_package_contents_and_logged_release(
     )
 
 
+def test_a_message_gone_between_listing_and_reading_is_counted_not_fatal(
+    cloud: Cloud,
+    desk: LegalDesk,
+    staff: Staff,
+    mail: list[bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message the user expunges while the package is written (or what a lapsed hold
+    retained, deleted by the server) made the export fail after its key release was
+    logged; now the package holds the others and says how many went."""
+    request_id = _approved(desk, staff)
+    store = cloud.region("eu-dublin").store
+    first = store.messages(store.mailbox(ALICE, "INBOX").id)[0].blob_id
+    blobs = store.blobs
+    monkeypatch.setattr(store, "blobs", lambda ids: {} if ids == [first] else blobs(ids))
+    folder = desk.export(request_id, tmp_path / "out", staff.ada)["eu-dublin"]
+    emls = sorted((folder / ALICE / "content").glob("*.eml"))
+    assert [p.read_bytes() for p in emls] == [mail[2]]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    [content] = [i for i in manifest["items"] if i["category"] == "content"]
+    assert (content["messages"], content["vanished"]) == (1, 1)
+    trusted = [cloud.directory.region_keys("eu-dublin").signing_key]
+    assert verify_package(folder, trusted).ok
+
+
 def _resign(folder: Path, manifest: dict[str, Any], key: Ed25519PrivateKey) -> None:
     """What someone holding `key` could do: rewrite the manifest and sign it again."""
     public = key.public_key().public_bytes_raw().hex()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -576,6 +577,70 @@ def test_what_a_hold_retained_is_deleted_once_no_hold_covers_the_account(
     assert [m.uid for m in store.messages(work.id)] == [1]
     assert store.purge_lapsed_holds(0) == 0
     store.delete_mailbox(ALICE, "INBOX")
+
+
+def racing(
+    monkeypatch: pytest.MonkeyPatch, first: Callable[[], Any], then: Callable[[], Any]
+) -> list[Any]:
+    """Run `first`, which waits 0.5 s right after it checked the account's holds, and
+    `then` meanwhile; what each returned or raised."""
+    slow = threading.local()
+    held = MailStore._held
+
+    def slowed(tx: Any, account: str) -> bool:
+        answer = held(tx, account)
+        if getattr(slow, "on", False):
+            time.sleep(0.5)
+        return answer
+
+    monkeypatch.setattr(MailStore, "_held", staticmethod(slowed))
+    outcomes: list[Any] = [None, None]
+
+    def run(at: int, call: Callable[[], Any], wait: float) -> None:
+        slow.on = at == 0
+        time.sleep(wait)
+        try:
+            outcomes[at] = call()
+        except StoreError as exc:
+            outcomes[at] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(0, first, 0.0)),
+        threading.Thread(target=run, args=(1, then, 0.2)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_holds_and_account_deletions_take_turns(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a purge of what a lapsed hold kept and a deletion of the account
+    deadlocked, and a hold added while the account was being deleted outlived it (to cover
+    the address's next owner): all of them take the account row's lock first now."""
+    deliver(store, 3)
+    inbox = store.mailbox(ALICE, "INBOX")
+    hold = store.add_hold(ALICE, "REQ-1", time.time() + 3600)
+    store.set_flags(inbox.id, [1, 2], frozenset({"\\Deleted"}), "add")
+    store.expunge(inbox.id)
+    store.release_hold(hold)
+    purged, deleted = racing(
+        monkeypatch, lambda: store.purge_lapsed_holds(0), lambda: store.delete_account(ALICE)
+    )
+    assert (purged, deleted) == (2, None)
+    with pytest.raises(StoreError, match="no account"):
+        store.add_hold(ALICE, "REQ-2", time.time() + 3600)
+    store.create_account(ALICE, "hash")
+    refused, added = racing(
+        monkeypatch,
+        lambda: store.delete_account(ALICE),
+        lambda: store.add_hold(ALICE, "REQ-3", time.time() + 3600),
+    )
+    assert refused is None and isinstance(added, StoreError), "the deletion went first"
+    assert store.holds() == []
 
 
 def test_rename_refuses_to_move_a_mailbox_into_itself_and_keeps_the_hierarchy(

@@ -49,6 +49,9 @@ LISTENER_OFFSETS = (25, 87, 65, 43, 93, 81, 125, 187, 165, 143, 193, 181, 80)
 # between this check and the listener's bind.
 EPHEMERAL_PORTS = 32768
 SLOT = 200  # a base port starts a slot of this many ports, which holds all its listeners
+# Ports browsers refuse to open (Chromium's and Firefox's lists; above 10,000 only Amanda's):
+# the console on one of them is unreachable (net::ERR_UNSAFE_PORT).
+BROWSER_REFUSED_PORTS = frozenset({10080})
 
 
 def free_base_port(lane: int = 0, lanes: int = 1) -> int:
@@ -59,6 +62,8 @@ def free_base_port(lane: int = 0, lanes: int = 1) -> int:
     slots = range(10000 // SLOT + lane, EPHEMERAL_PORTS // SLOT - 1, lanes)
     for _ in range(200):
         base = secrets.choice(slots) * SLOT
+        if any(base + offset in BROWSER_REFUSED_PORTS for offset in LISTENER_OFFSETS):
+            continue
         try:
             for offset in LISTENER_OFFSETS:
                 with socket.socket() as probe:

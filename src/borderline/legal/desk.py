@@ -659,13 +659,22 @@ def _build(
                     "sealed_until": sealed_until.isoformat() if sealed_until else None,
                 }
                 box = mailbox.mbox(writer.path(f"{base}/messages.mbox"), create=True)
+                written = 0
                 try:
-                    for n, (name, info) in enumerate(found, 1):
-                        eml = key.decrypt(region.store.blob(info.blob_id))
-                        writer.write(f"{base}/{n:06d}-{_slug(name)}-{info.uid}.eml", eml)
+                    for name, info in found:
+                        # Gone since it was listed (the user expunged it, or a lapsed hold's
+                        # retained mail was deleted): counted, not a failed package.
+                        blob = region.store.blobs([info.blob_id]).get(info.blob_id)
+                        if blob is None:
+                            continue
+                        eml = key.decrypt(blob)
+                        written += 1
+                        writer.write(f"{base}/{written:06d}-{_slug(name)}-{info.uid}.eml", eml)
                         box.add(eml)
                 finally:
                     box.close()
+                entry["messages"] = written
+                entry["vanished"] = len(found) - written
         else:
             writer.write_json(f"{base}.json", _metadata(region, item, found))
         entries.append(entry)

@@ -172,6 +172,7 @@ class MailStore:
         the transaction that deletes, so a hold added meanwhile wins."""
         address = address.lower()
         with self.engine.write() as tx:
+            self._lock_account(tx, address)  # a hold added meanwhile wins, as its lock shows
             if self._held(tx, address):
                 raise StoreError(f"{address} is under a preservation hold")
             mailbox_ids = [
@@ -1247,7 +1248,8 @@ class MailStore:
         another hold had. While it is live, expunged messages are retained and mailboxes
         holding messages cannot be deleted."""
         with self.engine.write() as tx:
-            self._lock_account(tx, account.lower())  # a purge of what a hold kept waits
+            if not self._lock_account(tx, account.lower()):
+                raise StoreError(f"no account {account.lower()} to hold")
             row = tx.one(
                 "INSERT INTO holds (account, reference, until) VALUES (?, ?, ?) RETURNING id",
                 (account.lower(), reference, until),
@@ -1265,6 +1267,9 @@ class MailStore:
         """Make a live hold last until `until`. StoreError if there is no such live hold or
         `until` is not later than its current end (a hold is never shortened this way)."""
         with self.engine.write() as tx:
+            held = tx.one("SELECT account FROM holds WHERE id = ?", (hold_id,))
+            if held is not None:
+                self._lock_account(tx, str(held[0]))  # before a purge decides it lapsed
             current = self._live_hold_until(tx, hold_id)
             if until <= current:
                 raise StoreError(
@@ -1306,9 +1311,15 @@ class MailStore:
         purged = 0
         for account in accounts:
             with self.engine.write() as tx:
-                self._lock_account(tx, account)
-                if self._held(tx, account):
-                    continue
+                if not self._lock_account(tx, account) or self._held(tx, account):
+                    continue  # deleted (its mail with it), or preserved again
+                # The account's mailboxes too, in id order, as an expunge locks one: so a blob
+                # whose last two messages they delete at once is not left behind by both.
+                tx.all(
+                    "SELECT id FROM mailboxes WHERE account = ?"
+                    f" ORDER BY id{self.dialect.for_update}",
+                    (account,),
+                )
                 retained: dict[int, list[int]] = {}
                 for mailbox_id, uid in tx.all(
                     "SELECT m.mailbox_id, m.uid FROM messages m"
@@ -1322,8 +1333,14 @@ class MailStore:
                     purged += len(uids)
         return purged
 
-    def _lock_account(self, tx: Tx, account: str) -> None:
-        tx.one(f"SELECT 1 FROM accounts WHERE address = ?{self.dialect.for_update}", (account,))
+    def _lock_account(self, tx: Tx, account: str) -> bool:
+        """Lock the account's row for the transaction: holds are added, extended and purged,
+        and accounts deleted, under it, so one waits for the other (PostgreSQL reads what
+        is committed, statement by statement). Whether the account exists."""
+        row = tx.one(
+            f"SELECT 1 FROM accounts WHERE address = ?{self.dialect.for_update}", (account,)
+        )
+        return row is not None
 
     def retained(self, account: str) -> list[MessageInfo]:
         """Messages the account expunged that a hold kept, oldest first."""
