@@ -3,13 +3,12 @@ listener inside its slot, and processes of different lanes never on the same por
 
 from __future__ import annotations
 
-import pytest
-
 from borderline.cli.demo import (
     BROWSER_REFUSED_PORTS,
     EPHEMERAL_PORTS,
     LISTENER_OFFSETS,
     SLOT,
+    base_slots,
     free_base_port,
 )
 
@@ -22,12 +21,12 @@ def test_lanes_never_share_a_slot_and_every_listener_stays_below_the_ephemeral_r
     assert max(LISTENER_OFFSETS) < SLOT
 
 
-def test_no_listener_is_on_a_port_browsers_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_listener_is_on_a_port_browsers_refuse() -> None:
     """Base 10000 put the console on 10080, which Chromium refuses (ERR_UNSAFE_PORT): the
-    browser test failed whenever a worker drew that slot. Drawn every time now, it is
-    never taken."""
-    slots = iter([10000 // SLOT, 12000 // SLOT])
-    monkeypatch.setattr("borderline.cli.demo.secrets.choice", lambda _: next(slots))
-    base = free_base_port()
-    assert base == 12000
-    assert not {base + offset for offset in LISTENER_OFFSETS} & BROWSER_REFUSED_PORTS
+    browser test failed whenever a worker drew that slot. No lane draws it now."""
+    for lanes in (1, 2, 3):
+        for lane in range(lanes):
+            slots = base_slots(lane, lanes)
+            assert slots and 10000 // SLOT not in slots
+            ports = {slot * SLOT + offset for slot in slots for offset in LISTENER_OFFSETS}
+            assert not ports & BROWSER_REFUSED_PORTS

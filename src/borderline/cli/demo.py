@@ -54,16 +54,24 @@ SLOT = 200  # a base port starts a slot of this many ports, which holds all its 
 BROWSER_REFUSED_PORTS = frozenset({10080})
 
 
+def base_slots(lane: int = 0, lanes: int = 1) -> list[int]:
+    """The slots a base port of `lane` (of `lanes`) may start: below the ephemeral ports,
+    and none with a listener on a port browsers refuse."""
+    return [
+        slot
+        for slot in range(10000 // SLOT + lane, EPHEMERAL_PORTS // SLOT - 1, lanes)
+        if not any(slot * SLOT + offset in BROWSER_REFUSED_PORTS for offset in LISTENER_OFFSETS)
+    ]
+
+
 def free_base_port(lane: int = 0, lanes: int = 1) -> int:
     """A base port whose every demo listener is free right now. Processes that start
     listeners at the same time (the test workers) each pass their own `lane` of `lanes`:
     their bases are then in different slots, so one cannot take a port between the other's
     check and bind."""
-    slots = range(10000 // SLOT + lane, EPHEMERAL_PORTS // SLOT - 1, lanes)
+    slots = base_slots(lane, lanes)
     for _ in range(200):
         base = secrets.choice(slots) * SLOT
-        if any(base + offset in BROWSER_REFUSED_PORTS for offset in LISTENER_OFFSETS):
-            continue
         try:
             for offset in LISTENER_OFFSETS:
                 with socket.socket() as probe:
