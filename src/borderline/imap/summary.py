@@ -36,8 +36,8 @@ VERSION = b"\x02"
 VERSION_1 = b"\x01"
 UNUSABLE = b"\x00"  # the summary would be too big: sessions read the message
 MAX_HEADER = FIELD_LIMIT
-# A session reads up to 1,024 summaries at once and keeps 4,096: 64 MiB and 256 MiB at most,
-# whatever a sender puts in its headers (a summary is mostly 1 - 2 KiB).
+# Whatever a sender puts in its headers (a summary is mostly 1 - 2 KiB): what one read of
+# summaries may bring beyond its bound of octets (imap/fetch.py SUMMARY_READ_OCTETS).
 MAX_SUMMARY = 64 * 1024
 LENGTH = struct.Struct(">I")
 # The fields, in record order: the structures by FETCH item name, the header block, then
