@@ -40,6 +40,9 @@ THUNDERBIRD_HEADERS = (
 )
 COMMANDS: dict[str, bytes] = {
     "SELECT": b"SELECT INBOX",
+    # What a client polls every folder with (and lists them with at start).
+    "STATUS": b"STATUS INBOX (MESSAGES UNSEEN RECENT UIDNEXT UIDVALIDITY)",
+    "LIST": b'LIST "" "*"',
     "FETCH FLAGS": b"UID FETCH 1:* (FLAGS)",
     "ENVELOPE": b"UID FETCH 1:* ENVELOPE",
     "BODYSTRUCTURE": b"UID FETCH 1:* BODYSTRUCTURE",
@@ -205,7 +208,7 @@ def main() -> None:
     runs += [
         (f"{name}, key released", command, True)
         for name, command in commands.items()
-        if name not in ("SELECT", "FETCH FLAGS")
+        if name not in ("SELECT", "STATUS", "LIST", "FETCH FLAGS")
     ]
     runs.append(("first content read", FIRST_READ, False))
     messages = [make_message(i, args.size) for i in range(args.messages)]

@@ -153,9 +153,9 @@ def test_a_store_newer_than_the_code_is_refused(
 def test_a_version_5_store_keeps_its_rows_and_gains_lost_subscriptions(
     store_location: str | Path,
 ) -> None:
-    """Versions 6, 7 and 10 only add `lost_subscriptions`, `summaries` and
-    `summary_columns` (8 only moves columns, 9's table is 10's to drop): a latest store
-    without them, marked 5, is what version 5 wrote."""
+    """Versions 6, 7, 10 and 11 only add `lost_subscriptions`, `summaries`,
+    `summary_columns` and the mailbox counts (8 only moves columns, 9's table is 10's to
+    drop): a latest store without them, marked 5, is what version 5 wrote."""
     store = open_store(store_location)
     store.create_account(ALICE, "hash")
     store.create_mailbox(ALICE, "Kept", subscribed=True)
@@ -164,13 +164,48 @@ def test_a_version_5_store_keeps_its_rows_and_gains_lost_subscriptions(
     run("DROP TABLE lost_subscriptions")
     run("DROP TABLE summary_columns")
     run("DROP TABLE summaries")
+    drop_mailbox_counts(run)
     run("UPDATE schema_version SET version = 5")
     before = run("SELECT id, name, subscribed FROM mailboxes ORDER BY id")
     store = open_store(store_location)
-    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 10
+    assert run("SELECT version FROM schema_version") == [(LATEST,)] and LATEST == 11
     assert run("SELECT id, name, subscribed FROM mailboxes ORDER BY id") == before
     store.delete_mailbox(ALICE, "Kept")
     assert store.lost_subscriptions(ALICE) == ["Kept"]
+    store.close()
+
+
+def drop_mailbox_counts(query: Query) -> None:
+    """What version 11 added."""
+    for column in ("message_count", "unseen_count"):
+        query(f"ALTER TABLE mailboxes DROP COLUMN {column}")
+
+
+def test_a_version_10_store_gets_the_counts_of_its_live_messages(
+    written_by_v1: tuple[str | Path, Query],
+) -> None:
+    """Version 11 counts each mailbox's messages and unseen ones once, leaving out those a
+    hold retains (the fixture has some); every write keeps the counts from then on."""
+    location, query = written_by_v1
+    store = open_store(location)
+    for hold in store.holds():
+        store.release_hold(hold.id)
+    inbox = store.mailbox(ALICE, "INBOX")
+    store.set_flags(inbox.id, [1], frozenset({"\\Seen"}), "add")
+    store.set_flags(inbox.id, [2], frozenset({"\\Deleted"}), "add")
+    store.add_hold(ALICE, "REQ-9", FOREVER)
+    store.expunge(inbox.id)
+    store.close()
+    assert query("SELECT COUNT(*) FROM messages WHERE expunged") != [(0,)]
+    drop_mailbox_counts(query)
+    query("UPDATE schema_version SET version = 10")
+    store = open_store(location)
+    assert query("SELECT version FROM schema_version") == [(LATEST,)]
+    for account in (ALICE, BOB):
+        for box in store.mailboxes(account):
+            messages = store.messages(box.id)
+            assert box.messages == len(messages) > 0 or box.name != "INBOX"
+            assert box.unseen == sum("\\Seen" not in m.flags for m in messages)
     store.close()
 
 
@@ -195,12 +230,14 @@ def on_location(location: str | Path) -> Query:
 def test_a_store_of_version_6_gets_summaries_and_keeps_its_messages(
     written_by_v1: tuple[str | Path, Query],
 ) -> None:
-    """Version 6 is version 7 without the summaries table (and 10's columns): its blobs have
-    none until a session adds them; one is stored once and goes with its blob."""
+    """Version 6 is version 7 without the summaries table (and 10's and 11's additions):
+    its blobs have none until a session adds them; one is stored once and goes with its
+    blob."""
     location, query = written_by_v1
     open_store(location).close()
     query("DROP TABLE summary_columns")
     query("DROP TABLE summaries")
+    drop_mailbox_counts(query)
     query("UPDATE schema_version SET version = 6")
     before = snapshot(query)
     store = open_store(location)
@@ -236,10 +273,10 @@ def test_a_store_of_version_6_gets_summaries_and_keeps_its_messages(
 def test_a_store_of_version_8_or_9_gets_summary_columns_that_go_with_their_messages(
     written_by_v1: tuple[str | Path, Query], version: int
 ) -> None:
-    """Version 8 is version 10 without `summary_columns`, version 9 has `summary_packs`
-    instead (derived, so dropped): the other rows stay as they were; a run's columns are
-    stored only for all the messages of its UID range, and go when one of them is
-    expunged or with its mailbox or account."""
+    """Version 8 is version 10 without `summary_columns` (nor 11's counts), version 9 has
+    `summary_packs` instead (derived, so dropped): the other rows stay as they were; a
+    run's columns are stored only for all the messages of its UID range, and go when one
+    of them is expunged or with its mailbox or account."""
     location, query = written_by_v1
     open_store(location).close()
     query("DROP TABLE summary_columns")
@@ -249,6 +286,7 @@ def test_a_store_of_version_8_or_9_gets_summary_columns_that_go_with_their_messa
             " REFERENCES mailboxes(id), first_uid BIGINT, last_uid BIGINT, data BYTEA)"
         )
         query("INSERT INTO summary_packs SELECT 1, id, 1, 3, 'x' FROM mailboxes LIMIT 1")
+    drop_mailbox_counts(query)
     query(f"UPDATE schema_version SET version = {version}")
     before = snapshot(query)
     store = open_store(location)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -109,7 +110,7 @@ def test_message_columns_agree_with_the_mailbox_they_were_read_with(store: MailS
         store.message_columns(inbox.id).highestmodseq,
         now.first_recent_uid,
     )
-    assert (uncounted.messages, uncounted.unseen) == (0, 0)
+    assert (uncounted.messages, uncounted.unseen, uncounted.recent) == (4, 1, 0)
     store.create_mailbox(ALICE, "Old")
     old = store.mailbox(ALICE, "Old").id
     store.delete_mailbox(ALICE, "Old")
@@ -155,6 +156,54 @@ def test_expunge_deletes_or_retains_under_a_hold(store: MailStore) -> None:
     assert [k for _, _, k in store.changes_since(inbox.id, 0)].count("expunge") == 2
     with pytest.raises(StoreError, match="preservation hold"):
         store.delete_mailbox(ALICE, "INBOX")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_mailbox_counts_follow_every_write_that_changes_them(store: MailStore, seed: int) -> None:
+    """STATUS and LIST read the counts kept in each mailbox's row: after deliveries with
+    and without \\Seen, copies, flag changes, expunges (retained under a hold, then
+    purged) and a mailbox deleted and made again, they equal the messages counted."""
+    rng = random.Random(seed)
+    store.create_mailbox(ALICE, "Work")
+    flag_sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "\\Deleted"})]
+    for _ in range(120):
+        boxes = {box.name: box for box in store.mailboxes(ALICE)}
+        inbox, work = boxes["INBOX"], boxes["Work"]
+        source, other = rng.sample([inbox, work], 2)
+        uids = [m.uid for m in store.messages(source.id)]
+        some = rng.sample(uids, min(len(uids), rng.randint(1, 4)))
+        action = rng.randrange(7)
+        if action in (0, 1):
+            store.deliver(
+                [
+                    Delivery(ALICE, b"m", 1, time.time(), source.name, rng.choice(flag_sets))
+                    for _ in range(rng.randint(1, 3))
+                ]
+            )
+        elif action == 2:
+            store.copy(source.id, some, other.id)
+        elif action == 3:
+            flag = rng.choice(["\\Seen", "\\Deleted"])
+            store.set_flags(
+                source.id, some, frozenset({flag}), rng.choice(["add", "remove", "set"])
+            )
+        elif action == 4:
+            store.expunge(source.id, rng.choice([None, some]))
+        elif action == 5:
+            if store.holds():
+                for hold in store.holds():
+                    store.release_hold(hold.id)
+                store.purge_lapsed_holds(0)
+            else:
+                store.add_hold(ALICE, "REQ-1", time.time() + 3600)
+        elif not store.holds():
+            store.delete_mailbox(ALICE, "Work")
+            store.create_mailbox(ALICE, "Work")
+        for box in store.mailboxes(ALICE):
+            messages = store.messages(box.id)
+            unseen = sum("\\Seen" not in m.flags for m in messages)
+            assert (box.messages, box.unseen) == (len(messages), unseen), (action, box.name)
+            assert store.mailbox(ALICE, box.name).unseen == unseen
 
 
 def test_blobs_reads_many_ciphertexts_at_once_and_leaves_out_the_gone(store: MailStore) -> None:

@@ -26,6 +26,7 @@ class MailboxNotFound(StoreError):
     """No such mailbox, or not one of the account's."""
 
 
+SEEN, DELETED = "\\Seen", "\\Deleted"
 FLAG_MODES = ("set", "add", "remove")
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from borderline.store.base import (
+    DELETED,
+    SEEN,
     SPECIAL_USE_MAILBOXES,
     Change,
     Copied,
@@ -50,7 +52,6 @@ _OUTBOUND_COLUMNS = (
     " delay_notified, bounce"
 )
 
-SEEN, DELETED = "\\Seen", "\\Deleted"
 # A run's columns: the fields of its summaries and the answers of a few HEADER.FIELDS sets.
 MAX_RUN_COLUMNS = 16
 RUN_SHARE = 16  # see _worth_reading
@@ -121,19 +122,16 @@ class MailStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect
-        unseen = f"NOT {self.dialect.has_flag(SEEN)}"
         columns = (
             "SELECT m.id, m.account, m.name, m.uidvalidity, m.uidnext, m.highestmodseq,"
-            " m.special_use, m.subscribed,"
+            " m.special_use, m.subscribed, m.message_count, m.unseen_count, m.first_recent_uid,"
         )
-        self._mailbox_uncounted = columns + " 0, 0, m.first_recent_uid, 0 FROM mailboxes m"
+        self._mailbox_uncounted = columns + " 0 FROM mailboxes m"
+        # The recent ones are counted: a range of the (mailbox_id, uid) index, short once
+        # a session has selected the mailbox.
         self._mailbox_select = (
-            columns + " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged),"
-            " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged"
-            f" AND {unseen}),"
-            " m.first_recent_uid,"
-            " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND NOT expunged"
-            " AND uid >= m.first_recent_uid)"
+            columns + " (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id"
+            " AND uid >= m.first_recent_uid AND NOT expunged)"
             " FROM mailboxes m"
         )
         self._deleted = self.dialect.has_flag(DELETED)
@@ -297,18 +295,19 @@ class MailStore:
             recent=int(row[11]),
         )
 
-    def mailboxes(self, account: str) -> list[MailboxInfo]:
-        """The account's mailboxes sorted by name, with message and unseen counts."""
+    def mailboxes(self, account: str, counts: bool = True) -> list[MailboxInfo]:
+        """The account's mailboxes sorted by name; without `counts` their recent counts
+        are left 0, as `mailbox` leaves them."""
+        select = self._mailbox_select if counts else self._mailbox_uncounted
         with self.engine.read() as tx:
-            rows = tx.all(
-                self._mailbox_select + " WHERE m.account = ? ORDER BY m.name", (account.lower(),)
-            )
+            rows = tx.all(select + " WHERE m.account = ? ORDER BY m.name", (account.lower(),))
         return [self._mailbox_info(row) for row in rows]
 
     def mailbox(self, account: str, name: str, counts: bool = True) -> MailboxInfo:
         """The account's mailbox of that name. MailboxNotFound if there is none. Without
-        `counts` its messages, unseen and recent are left 0: counting them reads every
-        message row, and a session that selects it reads those anyway."""
+        `counts` its recent count is left 0: counting reads the recent messages' rows (all
+        of them where no session selected it yet), and a session that selects it reads
+        those anyway."""
         select = self._mailbox_select if counts else self._mailbox_uncounted
         with self.engine.read() as tx:
             row = tx.one(
@@ -448,15 +447,21 @@ class MailStore:
     # messages
 
     @staticmethod
-    def _allocate(tx: Tx, counts: dict[int, int]) -> dict[int, tuple[int, int]]:
-        """Reserve `count` UIDs and as many MODSEQs in each mailbox, locking the mailboxes
-        in id order; {mailbox id: (first UID, first MODSEQ)}. A rollback gives them back,
-        so UIDs stay contiguous. MailboxNotFound if one no longer exists."""
+    def _allocate(
+        tx: Tx, added: Sequence[tuple[int, frozenset[str]]]
+    ) -> dict[int, tuple[int, int]]:
+        """Reserve UIDs and as many MODSEQs in each mailbox for the messages `added` (mailbox
+        id, flags) and count them, locking the mailboxes in id order; {mailbox id: (first
+        UID, first MODSEQ)}. A rollback gives them back, so UIDs stay contiguous.
+        MailboxNotFound if one no longer exists."""
+        counts = Counter(mailbox_id for mailbox_id, _ in added)
+        unseen = Counter(mailbox_id for mailbox_id, flags in added if SEEN not in flags)
         order = sorted(counts)
         rows = tx.one_each(
-            "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?"
+            "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + ?,"
+            " message_count = message_count + ?, unseen_count = unseen_count + ?"
             " WHERE id = ? RETURNING uidnext, highestmodseq",
-            [(counts[m], counts[m], m) for m in order],
+            [(counts[m], counts[m], counts[m], unseen[m], m) for m in order],
         )
         firsts: dict[int, tuple[int, int]] = {}
         for mailbox_id, row in zip(order, rows, strict=True):
@@ -507,7 +512,9 @@ class MailStore:
                     raise MailboxNotFound(f"no mailbox {name!r} for {account}")
                 ids[account, name] = int(row[0])
             targets = [ids[d.account.lower(), d.mailbox] for d in fresh]
-            firsts = self._allocate(tx, dict(Counter(targets)))
+            firsts = self._allocate(
+                tx, [(target, d.flags) for target, d in zip(targets, fresh, strict=True)]
+            )
             blobs = tx.insert_large(
                 "blobs", ("account", "data"), [(d.account.lower(), d.blob) for d in fresh]
             )
@@ -852,7 +859,8 @@ class MailStore:
             ]
             if not changed:
                 return []
-            first = self._next_modseqs(tx, mailbox_id, len(changed))
+            seen = sum((SEEN in new) - (SEEN in old.flags) for old, new in changed)
+            first = self._next_modseqs(tx, mailbox_id, len(changed), unseen=-seen)
             updated = [
                 old._replace(flags=new, modseq=first + i) for i, (old, new) in enumerate(changed)
             ]
@@ -867,12 +875,13 @@ class MailStore:
         return updated
 
     @staticmethod
-    def _next_modseqs(tx: Tx, mailbox_id: int, count: int) -> int:
-        """Reserve `count` MODSEQs in the mailbox; the first of them."""
+    def _next_modseqs(tx: Tx, mailbox_id: int, count: int, unseen: int = 0) -> int:
+        """Reserve `count` MODSEQs in the mailbox (and change its unseen count by `unseen`);
+        the first of them."""
         row = tx.one(
-            "UPDATE mailboxes SET highestmodseq = highestmodseq + ? WHERE id = ?"
-            " RETURNING highestmodseq",
-            (count, mailbox_id),
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + ?,"
+            " unseen_count = unseen_count + ? WHERE id = ? RETURNING highestmodseq",
+            (count, unseen, mailbox_id),
         )
         if row is None:
             raise MailboxNotFound(f"no mailbox id {mailbox_id}")
@@ -901,10 +910,18 @@ class MailStore:
         where = f"mailbox_id = ? AND {self.dialect.member('uid')}"
         params = (mailbox_id, self.dialect.values(uids))
         if held:
-            tx.run(f"UPDATE messages SET expunged = TRUE WHERE {where}", params)
+            hidden = tx.all(
+                f"UPDATE messages SET expunged = TRUE WHERE {where} AND NOT expunged"
+                " RETURNING flags, FALSE",
+                params,
+            )
+            self._uncount(tx, mailbox_id, hidden)
             return
-        gone = tx.all(f"DELETE FROM messages WHERE {where} RETURNING blob_id", params)
-        blob_ids = sorted({int(r[0]) for r in gone})
+        gone = tx.all(
+            f"DELETE FROM messages WHERE {where} RETURNING flags, expunged, blob_id", params
+        )
+        self._uncount(tx, mailbox_id, gone)
+        blob_ids = sorted({int(r[2]) for r in gone})
         unused = " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.blob_id = {})"
         tx.run(
             f"DELETE FROM summaries WHERE {self.dialect.member('blob_id')}"
@@ -915,6 +932,17 @@ class MailStore:
             f"DELETE FROM blobs WHERE {self.dialect.member('id')}" + unused.format("blobs.id"),
             (self.dialect.values(blob_ids),),
         )
+
+    def _uncount(self, tx: Tx, mailbox_id: int, removed: Sequence[Row]) -> None:
+        """Take messages that left the mailbox, as (flags, expunged) rows, off its counts
+        (retained ones are counted already)."""
+        live = [self.dialect.flags(row[0]) for row in removed if not row[1]]
+        if live:
+            tx.run(
+                "UPDATE mailboxes SET message_count = message_count - ?,"
+                " unseen_count = unseen_count - ? WHERE id = ?",
+                (len(live), sum(SEEN not in flags for flags in live), mailbox_id),
+            )
 
     @staticmethod
     def _drop_runs(tx: Tx, mailbox_id: int, uids: Sequence[int]) -> None:
@@ -995,7 +1023,9 @@ class MailStore:
             ]
             if not sources:
                 return []
-            first_uid, first_modseq = self._allocate(tx, {dest_id: len(sources)})[dest_id]
+            first_uid, first_modseq = self._allocate(tx, [(dest_id, m.flags) for m in sources])[
+                dest_id
+            ]
             self._append(
                 tx,
                 [

@@ -29,6 +29,7 @@ from borderline.store.mail import MailStore
 from borderline.store.schema import (
     RELAY_BOUNCE,
     add_first_recent_uid,
+    add_mailbox_counts,
     add_table,
     migrate,
     replace_summary_packs,
@@ -117,6 +118,7 @@ MIGRATIONS = {
     8: _nothing_to_change,  # TOAST keeps a big value apart, wherever its column is
     9: lambda tx: None,  # summary_packs, which 10 replaces
     10: lambda tx: replace_summary_packs(tx, POSTGRES),
+    11: lambda tx: add_mailbox_counts(tx, POSTGRES),
 }
 
 

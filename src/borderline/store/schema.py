@@ -18,7 +18,10 @@ as they are. Version 9 added `summary_packs` (the summaries of a run of a mailbo
 messages in one record), which version 10 replaces with `summary_columns`: one field of
 those summaries per record, so a session decrypts only the field it answers
 (docs/store.md, "Summary columns"). Both are derived from `summaries` by the sessions that
-read them, so version 10 drops the packs rather than converting them. A new database is
+read them, so version 10 drops the packs rather than converting them. Version 11 keeps each
+mailbox's count of messages and of unseen ones in its row (`message_count`,
+`unseen_count`), changed by every write that changes them, so STATUS and LIST read them
+instead of counting rows; the step counts them once. A new database is
 created at the latest version directly; an older one is migrated step by step, in one
 transaction, when a store opens it.
 """
@@ -27,10 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from borderline.store.base import StoreError
+from borderline.store.base import SEEN, StoreError
 from borderline.store.engine import Dialect, Tx
 
-LATEST = 10
+LATEST = 11
 # Version 4's column of the relay queue: an operator's reason to give up on the item.
 RELAY_BOUNCE = "bounce TEXT"
 
@@ -58,6 +61,8 @@ TABLES: dict[str, str] = {
         special_use TEXT,
         subscribed BOOLEAN NOT NULL DEFAULT TRUE,
         first_recent_uid BIGINT NOT NULL DEFAULT 1,
+        message_count BIGINT NOT NULL DEFAULT 0,
+        unseen_count BIGINT NOT NULL DEFAULT 0,
         UNIQUE (account, name)
     )""",
     "blobs": """CREATE TABLE {table} (
@@ -205,6 +210,19 @@ def add_first_recent_uid(tx: Tx, add_column: bool = True) -> None:
     if add_column:
         tx.run("ALTER TABLE mailboxes ADD COLUMN first_recent_uid BIGINT NOT NULL DEFAULT 1")
     tx.run("UPDATE mailboxes SET first_recent_uid = uidnext")
+
+
+def add_mailbox_counts(tx: Tx, dialect: Dialect, add_columns: bool = True) -> None:
+    """Version 11: count each mailbox's messages and unseen ones (retained ones left out).
+    `add_columns` false when an earlier step rebuilt `mailboxes` at the latest schema."""
+    if add_columns:
+        for column in ("message_count", "unseen_count"):
+            tx.run(f"ALTER TABLE mailboxes ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0")
+    live = "FROM messages WHERE mailbox_id = mailboxes.id AND NOT expunged"
+    tx.run(
+        f"UPDATE mailboxes SET message_count = (SELECT COUNT(*) {live}),"
+        f" unseen_count = (SELECT COUNT(*) {live} AND NOT {dialect.has_flag(SEEN)})"
+    )
 
 
 def found_version(tx: Tx, dialect: Dialect) -> int:

@@ -25,6 +25,7 @@ from borderline.store.schema import (
     RELAY_BOUNCE,
     WITH_IDS,
     add_first_recent_uid,
+    add_mailbox_counts,
     add_table,
     create_table,
     migrate,
@@ -195,9 +196,13 @@ def _large_values_last(tx: Tx) -> None:
         _rebuilt(tx, table)
 
 
+def _mailbox_columns(tx: Tx) -> set[str]:
+    """What `mailboxes` has: version 2's rebuild made it at the latest schema."""
+    return {str(r[1]) for r in tx.all("PRAGMA table_info(mailboxes)")}
+
+
 def _first_recent_uid(tx: Tx) -> None:
-    columns = {str(r[1]) for r in tx.all("PRAGMA table_info(mailboxes)")}
-    add_first_recent_uid(tx, add_column="first_recent_uid" not in columns)
+    add_first_recent_uid(tx, add_column="first_recent_uid" not in _mailbox_columns(tx))
 
 
 MIGRATIONS = {
@@ -210,6 +215,7 @@ MIGRATIONS = {
     8: _large_values_last,
     9: lambda tx: None,  # summary_packs, which 10 replaces
     10: lambda tx: replace_summary_packs(tx, SQLITE),
+    11: lambda tx: add_mailbox_counts(tx, SQLITE, "message_count" not in _mailbox_columns(tx)),
 }
 
 

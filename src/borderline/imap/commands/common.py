@@ -83,7 +83,8 @@ async def find_mailbox(
 
 
 async def mailbox_names(session: Session, account: Account) -> set[str]:
-    return {box.name for box in await session.stored(session.store.mailboxes, account.address)}
+    boxes = await session.stored(session.store.mailboxes, account.address, False)
+    return {box.name for box in boxes}
 
 
 def message_set(session: Session, view: MailboxView, args: Args, by_uid: bool) -> SequenceSet:

@@ -154,8 +154,10 @@ async def _list(session: Session, account: Account, kind: str, wanted: ListReque
         session.emit(f'* {kind} (\\Noselect) "/" ""'.encode())
         return
     regexes = [_pattern_regex(session, full) for full in wanted.patterns]
+    counts = "STATUS" in wanted.returns
     boxes = {
-        box.name: box for box in await session.stored(session.store.mailboxes, account.address)
+        box.name: box
+        for box in await session.stored(session.store.mailboxes, account.address, counts)
     }
     lost: list[str] = []
     if "SUBSCRIBED" in wanted.selection:
