@@ -629,20 +629,24 @@ def test_what_a_hold_retained_is_deleted_once_no_hold_covers_the_account(
 
 
 def racing(
-    monkeypatch: pytest.MonkeyPatch, first: Callable[[], Any], then: Callable[[], Any]
+    monkeypatch: pytest.MonkeyPatch,
+    first: Callable[[], Any],
+    then: Callable[[], Any],
+    after: str = "_held",
 ) -> list[Any]:
-    """Run `first`, which waits 0.5 s right after it checked the account's holds, and
-    `then` meanwhile; what each returned or raised."""
+    """Run `first`, which waits 0.5 s right after it called MailStore's static method
+    `after` (by default: checked the account's holds), and `then` meanwhile; what each
+    returned or raised."""
     slow = threading.local()
-    held = MailStore._held
+    original = getattr(MailStore, after)
 
-    def slowed(tx: Any, account: str) -> bool:
-        answer = held(tx, account)
+    def slowed(*args: Any) -> Any:
+        answer = original(*args)
         if getattr(slow, "on", False):
             time.sleep(0.5)
         return answer
 
-    monkeypatch.setattr(MailStore, "_held", staticmethod(slowed))
+    monkeypatch.setattr(MailStore, after, staticmethod(slowed))
     outcomes: list[Any] = [None, None]
 
     def run(at: int, call: Callable[[], Any], wait: float) -> None:
@@ -690,6 +694,48 @@ def test_holds_and_account_deletions_take_turns(
     )
     assert refused is None and isinstance(added, StoreError), "the deletion went first"
     assert store.holds() == []
+
+
+def test_a_hold_added_while_an_expunge_runs_is_seen_or_waits_for_it(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL an expunge that had found no hold deleted the messages after a hold
+    placed meanwhile had committed, so mail went while it was held. An expunge takes the
+    account row's lock first now, as adding a hold does: the hold waits for it."""
+    deliver(store, 2)
+    inbox = store.mailbox(ALICE, "INBOX")
+    store.set_flags(inbox.id, [1], frozenset({"\\Deleted"}), "add")
+    (expunged, expunge_ended), (hold, hold_ended) = racing(
+        monkeypatch,
+        lambda: (store.expunge(inbox.id), time.monotonic()),
+        lambda: (store.add_hold(ALICE, "REQ-1", time.time() + 3600), time.monotonic()),
+    )
+    assert expunged == [1] and isinstance(hold, int)
+    assert hold_ended >= expunge_ended, "the hold was in place before the expunge ended"
+
+
+def test_the_last_two_copies_of_a_message_expunged_at_once_take_its_blob_with_them(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two expunges of the last two messages sharing a blob, at once in two mailboxes: on
+    PostgreSQL each saw the other's message still there and kept the blob, which nothing
+    then deleted (a user's deleted mail kept for ever). They take turns on the account's
+    row now, and the second deletes the blob."""
+    [(_, uid)] = deliver(store, 1)
+    inbox = store.mailbox(ALICE, "INBOX")
+    work = store.create_mailbox(ALICE, "Work")
+    store.copy(inbox.id, [uid], work.id)
+    [blob_id] = {m.blob_id for m in store.messages(inbox.id) + store.messages(work.id)}
+    for box in (inbox, work):
+        store.set_flags(box.id, [1], frozenset({"\\Deleted"}), "add")
+    outcomes = racing(
+        monkeypatch,
+        lambda: store.expunge(inbox.id),
+        lambda: store.expunge(work.id),
+        after="_next_modseqs",
+    )
+    assert outcomes == [[1], [1]]
+    assert store.blobs([blob_id]) == {}
 
 
 def test_rename_refuses_to_move_a_mailbox_into_itself_and_keeps_the_hierarchy(

@@ -403,6 +403,7 @@ class MailStore:
         the account is under a live hold."""
         account = account.lower()
         with self.engine.write() as tx:
+            self._lock_account(tx, account)  # first, as _lock_for_removal says why
             row = tx.one(
                 "SELECT id, subscribed FROM mailboxes WHERE account = ? AND name = ?"
                 + self.dialect.for_update,
@@ -894,6 +895,19 @@ class MailStore:
         )
         return None if row is None else str(row[0])
 
+    def _lock_for_removal(self, tx: Tx, mailbox_id: int) -> str | None:
+        """Lock the account's row, then the mailbox's (its account, or None if it is gone),
+        before removing messages, as holds, purges and account deletions lock the account:
+        a hold added meanwhile is either seen or waits for the removal to commit, and two
+        removals of one blob's last two messages take turns, so the second sees the first's
+        and deletes the blob (PostgreSQL reads what is committed, statement by statement).
+        A mailbox never changes account, so it is read once unlocked to find which."""
+        row = tx.one("SELECT account FROM mailboxes WHERE id = ?", (mailbox_id,))
+        if row is None:
+            return None
+        self._lock_account(tx, str(row[0]))
+        return self._lock_mailbox(tx, mailbox_id)
+
     @staticmethod
     def _held(tx: Tx, account: str) -> bool:
         return (
@@ -968,7 +982,7 @@ class MailStore:
         MODSEQ with an 'expunge' change row each. Returns their UIDs in order.
         MailboxNotFound if the mailbox does not exist."""
         with self.engine.write() as tx:
-            account = self._lock_mailbox(tx, mailbox_id)
+            account = self._lock_for_removal(tx, mailbox_id)
             if account is None:
                 raise MailboxNotFound(f"no mailbox id {mailbox_id}")
             deleted = [
