@@ -714,6 +714,29 @@ def test_a_hold_added_while_an_expunge_runs_is_seen_or_waits_for_it(
     assert hold_ended >= expunge_ended, "the hold was in place before the expunge ended"
 
 
+def test_an_expunge_and_a_purge_or_an_account_deletion_at_once_both_end(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL an expunge that updated its mailbox's row twice (counts, then MODSEQ)
+    locked the account's row at the second (the foreign key checked again) while a purge
+    or an account deletion held that lock and waited for the mailbox: a deadlock, one of
+    them failed. The row is updated once, after the account's lock is taken."""
+    deliver(store, 3)
+    inbox = store.mailbox(ALICE, "INBOX")
+    store.set_flags(inbox.id, [1, 2], frozenset({"\\Deleted"}), "add")
+    store.release_hold(store.add_hold(ALICE, "REQ-1", time.time() + 3600))
+    outcomes = racing(
+        monkeypatch, lambda: store.expunge(inbox.id, [1]), lambda: store.purge_lapsed_holds(0)
+    )
+    assert outcomes == [[1], 0]
+    assert (store.mailbox(ALICE, "INBOX").messages, len(store.messages(inbox.id))) == (2, 2)
+    outcomes = racing(
+        monkeypatch, lambda: store.expunge(inbox.id, [2]), lambda: store.delete_account(ALICE)
+    )
+    assert outcomes == [[2], None]
+    assert store.accounts() == []
+
+
 def test_the_last_two_copies_of_a_message_expunged_at_once_take_its_blob_with_them(
     store: MailStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

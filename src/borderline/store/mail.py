@@ -861,7 +861,7 @@ class MailStore:
             if not changed:
                 return []
             seen = sum((SEEN in new) - (SEEN in old.flags) for old, new in changed)
-            first = self._next_modseqs(tx, mailbox_id, len(changed), unseen=-seen)
+            first = self._next_modseqs(tx, mailbox_id, len(changed), seen=seen)
             updated = [
                 old._replace(flags=new, modseq=first + i) for i, (old, new) in enumerate(changed)
             ]
@@ -876,13 +876,18 @@ class MailStore:
         return updated
 
     @staticmethod
-    def _next_modseqs(tx: Tx, mailbox_id: int, count: int, unseen: int = 0) -> int:
-        """Reserve `count` MODSEQs in the mailbox (and change its unseen count by `unseen`);
-        the first of them."""
+    def _next_modseqs(
+        tx: Tx, mailbox_id: int, count: int, removed: tuple[int, int] = (0, 0), seen: int = 0
+    ) -> int:
+        """Reserve `count` MODSEQs in the mailbox, and take the `removed` (messages, unseen
+        ones) and the newly `seen` off its counts, in one update of its row: a second one
+        in the transaction would make PostgreSQL check the row's account key again, a lock
+        on the account's row taken after the mailbox's (the order deadlocks). The first."""
         row = tx.one(
             "UPDATE mailboxes SET highestmodseq = highestmodseq + ?,"
-            " unseen_count = unseen_count + ? WHERE id = ? RETURNING highestmodseq",
-            (count, unseen, mailbox_id),
+            " message_count = message_count - ?, unseen_count = unseen_count - ?"
+            " WHERE id = ? RETURNING highestmodseq",
+            (count, removed[0], removed[1] + seen, mailbox_id),
         )
         if row is None:
             raise MailboxNotFound(f"no mailbox id {mailbox_id}")
@@ -915,11 +920,13 @@ class MailStore:
             is not None
         )
 
-    def _remove(self, tx: Tx, mailbox_id: int, uids: Sequence[int], held: bool) -> None:
+    def _remove(self, tx: Tx, mailbox_id: int, uids: Sequence[int], held: bool) -> tuple[int, int]:
         """Delete messages (a blob goes with its last message; a copy elsewhere keeps it), or
-        under a hold keep them retained: invisible to the user, listed by `retained`."""
+        under a hold keep them retained: invisible to the user, listed by `retained`. How
+        many of the mailbox's counted messages went, and how many of them were unseen
+        (retained ones are not counted), for the caller's update of the mailbox's row."""
         if not uids:
-            return
+            return 0, 0
         self._drop_runs(tx, mailbox_id, uids)
         where = f"mailbox_id = ? AND {self.dialect.member('uid')}"
         params = (mailbox_id, self.dialect.values(uids))
@@ -929,12 +936,10 @@ class MailStore:
                 " RETURNING flags, FALSE",
                 params,
             )
-            self._uncount(tx, mailbox_id, hidden)
-            return
+            return self._counted(hidden)
         gone = tx.all(
             f"DELETE FROM messages WHERE {where} RETURNING flags, expunged, blob_id", params
         )
-        self._uncount(tx, mailbox_id, gone)
         blob_ids = sorted({int(r[2]) for r in gone})
         unused = " AND NOT EXISTS (SELECT 1 FROM messages WHERE messages.blob_id = {})"
         tx.run(
@@ -946,17 +951,13 @@ class MailStore:
             f"DELETE FROM blobs WHERE {self.dialect.member('id')}" + unused.format("blobs.id"),
             (self.dialect.values(blob_ids),),
         )
+        return self._counted(gone)
 
-    def _uncount(self, tx: Tx, mailbox_id: int, removed: Sequence[Row]) -> None:
-        """Take messages that left the mailbox, as (flags, expunged) rows, off its counts
-        (retained ones are counted already)."""
+    def _counted(self, removed: Sequence[Row]) -> tuple[int, int]:
+        """Of messages removed, as (flags, expunged) rows: how many were counted (not
+        retained already), and how many of those were unseen."""
         live = [self.dialect.flags(row[0]) for row in removed if not row[1]]
-        if live:
-            tx.run(
-                "UPDATE mailboxes SET message_count = message_count - ?,"
-                " unseen_count = unseen_count - ? WHERE id = ?",
-                (len(live), sum(SEEN not in flags for flags in live), mailbox_id),
-            )
+        return len(live), sum(SEEN not in flags for flags in live)
 
     @staticmethod
     def _drop_runs(tx: Tx, mailbox_id: int, uids: Sequence[int]) -> None:
@@ -998,8 +999,8 @@ class MailStore:
                 deleted = [uid for uid in deleted if uid in wanted]
             if not deleted:
                 return []
-            self._remove(tx, mailbox_id, deleted, held=self._held(tx, account))
-            modseq = self._next_modseqs(tx, mailbox_id, 1)
+            removed = self._remove(tx, mailbox_id, deleted, held=self._held(tx, account))
+            modseq = self._next_modseqs(tx, mailbox_id, 1, removed)
             tx.run_many(
                 "INSERT INTO changes (mailbox_id, modseq, uid, kind) VALUES (?, ?, ?, 'expunge')",
                 [(mailbox_id, modseq, uid) for uid in deleted],
