@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -99,6 +101,46 @@ def test_namespace_id_enable_examine_unselect_close(running: RunningCloud) -> No
     raw.command(b"l", b"STORE 1 +FLAGS (\\Deleted)")
     assert raw.command(b"m", b"CLOSE") == [b"m OK CLOSE completed\r\n"], "CLOSE expunges silently"
     assert raw.command(b"n", b"STATUS INBOX (MESSAGES)")[0] == b'* STATUS "INBOX" (MESSAGES 1)\r\n'
+    raw.close()
+
+
+def test_status_and_list_with_a_mailbox_selected_read_its_changes_in_their_store_call(
+    running: RunningCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command in the Selected state ends with a sync that reports what others
+    changed (here: mail stored by another process, which no notice announces). STATUS and
+    LIST read it in the same store call as their own answer: one trip to the store
+    threads, not two. A STATUS that fails reads it on its own."""
+    region = running.cloud.region("eu-dublin")
+    fill(region, "alice@example.test", [make_message(0)])
+    [imap] = [server for server in running.runtime.imap if server.region is region]
+    submit = imap.store_threads.submit
+    calls: list[str] = []
+
+    def counted(call: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(call, "__name__", repr(call)))
+        return submit(call, *args, **kwargs)
+
+    monkeypatch.setattr(imap.store_threads, "submit", counted)
+    raw = Raw(running)
+    raw.command(b"a", b'LOGIN alice@example.test "%s"' % PASSWORD.encode())
+    raw.command(b"b", b"SELECT INBOX")
+    for number, (tag, command, answer) in enumerate(
+        [
+            (b"c", b"STATUS Sent (MESSAGES UNSEEN)", b'* STATUS "Sent" (MESSAGES 0 UNSEEN 0)'),
+            (b"d", b'LIST "" "INBOX"', b'* LIST (\\HasNoChildren) "/" "INBOX"'),
+        ],
+        start=2,
+    ):
+        fill(region, "alice@example.test", [make_message(number)])
+        calls.clear()
+        reply = raw.command(tag, command)
+        assert reply[0].rstrip() == answer and b"* %d EXISTS\r\n" % number in reply
+        assert reply[-1].endswith(b" completed\r\n") and calls == ["both"], calls
+    fill(region, "alice@example.test", [make_message(4)])
+    reply = raw.command(b"e", b"STATUS Nowhere (MESSAGES)")
+    assert reply[0] == b"* 4 EXISTS\r\n"
+    assert reply[-1] == b"e NO [NONEXISTENT] no mailbox 'Nowhere'\r\n"
     raw.close()
 
 

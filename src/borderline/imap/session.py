@@ -121,6 +121,10 @@ class Session:
         self._stuck: concurrent.futures.Future[Any] | None = None
         self._out: list[bytes] = []
         self._out_size = 0
+        # The sync the running command ends with (whether it announces expunges; None: no
+        # sync), and what a store call of the command read for it (`stored_then_changes`).
+        self._sync_at_end: bool | None = None
+        self._changes_read: tuple[MailboxView, Changes | None] | None = None
 
     @property
     def utf8_names(self) -> bool:
@@ -289,6 +293,8 @@ class Session:
                 raise ParseError(refusal)
             announces_expunges = handler.announces_expunges
             sync_after = handler.sync_after
+            self._sync_at_end = announces_expunges if sync_after else None
+            self._changes_read = None
             if name != "LOGOUT":
                 self.check_account()
                 if isinstance(self.state, Selected):
@@ -342,7 +348,11 @@ class Session:
     async def sync(self, view: MailboxView, allow_expunge: bool) -> None:
         """Report what other sessions changed in the selected mailbox (untagged EXPUNGE,
         FETCH FLAGS, EXISTS)."""
-        changes: Changes | None = await self.stored(view.read_changes, allow_expunge)
+        read, self._changes_read = self._changes_read, None
+        if read is not None and read[0] is view:
+            changes = read[1]
+        else:
+            changes = await self.stored(view.read_changes, allow_expunge)
         if changes is not None and self.viewing(view):
             for line in view.apply(changes, allow_expunge, self.condstore, self.qresync):
                 self.emit(line)
@@ -415,6 +425,25 @@ class Session:
             raise
         except (StoreError, AccessLogUnavailable) as exc:
             raise no(f"[UNAVAILABLE] {exc}") from None
+
+    async def stored_then_changes(
+        self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`stored`, and with a mailbox selected what changed in it since the last sync, in
+        the same store call, which the sync the command ends with then takes instead of
+        reading: each trip to the store threads and back is most of a short command's time.
+        Only for a command that changes nothing in the selected mailbox after it."""
+        state, allow_expunge = self.state, self._sync_at_end
+        if not isinstance(state, Selected) or allow_expunge is None:
+            return await self.stored(call, *args, **kwargs)
+        view = state.view
+
+        def both() -> tuple[T, Changes | None]:
+            return call(*args, **kwargs), view.read_changes(allow_expunge)
+
+        result, changes = await self.stored(both)
+        self._changes_read = (view, changes)
+        return result
 
     async def work(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Parsing, rendering and matching of messages, on the region's work threads, so no

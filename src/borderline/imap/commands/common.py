@@ -73,10 +73,13 @@ def encode_name(session: Session, name: str) -> bytes:
 
 
 async def find_mailbox(
-    session: Session, account: Account, name: str, trycreate: bool = False
+    session: Session, account: Account, name: str, trycreate: bool = False, last: bool = False
 ) -> MailboxInfo:
+    """The account's mailbox `name`, or NO; `last`: the command's last store call, which
+    reads the sync after it too (Session.stored_then_changes)."""
+    read = session.stored_then_changes if last else session.stored
     try:
-        return await session.stored(session.store.mailbox, account.address, name)
+        return await read(session.store.mailbox, account.address, name)
     except MailboxNotFound:
         code = "TRYCREATE" if trycreate else "NONEXISTENT"
         raise no(f"[{code}] no mailbox {name!r}") from None

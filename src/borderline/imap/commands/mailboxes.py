@@ -155,10 +155,8 @@ async def _list(session: Session, account: Account, kind: str, wanted: ListReque
         return
     regexes = [_pattern_regex(session, full) for full in wanted.patterns]
     counts = "STATUS" in wanted.returns
-    boxes = {
-        box.name: box
-        for box in await session.stored(session.store.mailboxes, account.address, counts)
-    }
+    read = session.stored_then_changes(session.store.mailboxes, account.address, counts)
+    boxes = {box.name: box for box in await read}
     lost: list[str] = []
     if "SUBSCRIBED" in wanted.selection:
         lost = await session.stored(session.store.lost_subscriptions, account.address)
@@ -251,7 +249,7 @@ async def status(session: Session, state: LoggedIn, request: Request) -> str:
     name = mailbox_name(session, args)
     wanted = _status_items(session, args.list("status items"))
     args.end()
-    box = await find_mailbox(session, state.account, name)
+    box = await find_mailbox(session, state.account, name, last=True)
     await _emit_status(session, box, wanted)
     return "STATUS completed"
 
