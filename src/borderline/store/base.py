@@ -233,13 +233,19 @@ class StoredSummaries(NamedTuple):
     skipped: tuple[tuple[int, int], ...] = ()
 
 
+def run_index(runs: Sequence[tuple[int, int]], firsts: Sequence[int], uid: int) -> int | None:
+    """Where among these runs of summary columns ((first UID, last UID), in order, `firsts`
+    their first UIDs) the one holding `uid` is, if one does."""
+    at = bisect_right(firsts, uid)
+    return at - 1 if at and uid <= runs[at - 1][1] else None
+
+
 def run_holding(
     runs: Sequence[tuple[int, int]], firsts: Sequence[int], uid: int
 ) -> tuple[int, int] | None:
-    """Which of these runs of summary columns ((first UID, last UID), in order, `firsts`
-    their first UIDs) holds `uid`, if one does."""
-    at = bisect_right(firsts, uid)
-    return runs[at - 1] if at and uid <= runs[at - 1][1] else None
+    """The run holding `uid`, if one does (`run_index`)."""
+    at = run_index(runs, firsts, uid)
+    return None if at is None else runs[at]
 
 
 class Copied(NamedTuple):

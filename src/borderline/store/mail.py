@@ -42,6 +42,7 @@ from borderline.store.base import (
     apply_flag_mode,
     check_flag_mode,
     run_holding,
+    run_index,
 )
 from borderline.store.engine import Conflict, Engine, Row, Tx
 
@@ -74,16 +75,17 @@ def _within(
     total = 0
     held: list[int] = []
     for at, (uid, blob_id) in enumerate(messages):
-        holding = bisect_right(firsts, uid) - 1
-        if holding >= 0 and uid <= runs[holding][1]:
-            new_run = not held or held[-1] != holding
-            cost = run_octets[holding] if new_run else 0
+        holding = run_index(runs, firsts, uid)
+        if holding is None:
+            cost = lengths.get(blob_id, 0)
+        elif held and held[-1] == holding:
+            cost = 0  # the run's columns counted at its first message here
         else:
-            new_run, cost = False, lengths.get(blob_id, 0)
+            cost = run_octets[holding]
         if at and total + cost > octets:
             return at, held
         total += cost
-        if new_run:
+        if holding is not None and (not held or held[-1] != holding):
             held.append(holding)
     return len(messages), held
 
