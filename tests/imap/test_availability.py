@@ -6,10 +6,13 @@ from __future__ import annotations
 import contextlib
 import select
 import sqlite3
+import time
 import tracemalloc
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
+import pytest
 
 from borderline.cloud import Region
 from tests.conftest import PASSWORD, RunningCloud
@@ -78,6 +81,42 @@ def test_a_locked_store_answers_unavailable_while_other_sessions_go_on(
     assert reader.command(b"w", b"STORE 3 +FLAGS (\\Seen)")[-1] == b"w OK STORE completed\r\n"
     for raw in [*writers, reader, bob]:
         raw.close()
+
+
+def test_status_reads_the_sync_after_it_without_ever_writing(
+    running: RunningCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STATUS reads its mailbox and the selected mailbox's changes in one store call. Those
+    changes may need a write (claiming new mail's \\Recent): it is left to the sync's own
+    call, so a STATUS that times out and runs on in its thread claims nothing that then
+    goes unreported, and a STATUS still answers while writes wait on a lock."""
+    dublin = running.cloud.region("eu-dublin")
+    [imap] = [server for server in running.runtime.imap if server.region is dublin]
+    imap.store_timeout = 0.5
+    fill(dublin, ALICE, [make_message(0)])
+    raw = selecting(running)
+    fill(dublin, ALICE, [make_message(1)])
+    mailbox = dublin.store.mailbox
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1)
+        return mailbox(*args, **kwargs)
+
+    monkeypatch.setattr(dublin.store, "mailbox", slow)
+    assert raw.command(b"a", b"STATUS Sent (MESSAGES)")[-1].startswith(b"a NO [UNAVAILABLE]")
+    monkeypatch.undo()
+    time.sleep(1)  # the STATUS's call ends meanwhile
+    reply = raw.command(b"b", b"NOOP")
+    assert b"* 2 EXISTS\r\n" in reply and b"* 2 RECENT\r\n" in reply, reply
+    imap.store_timeout = 1.0
+    fill(dublin, ALICE, [make_message(2)])
+    with writes_blocked(dublin, ALICE):
+        reply = raw.command(b"c", b"STATUS Sent (MESSAGES)")
+    assert reply[0] == b'* STATUS "Sent" (MESSAGES 0)\r\n'
+    assert reply[-1] == b"c OK STATUS completed\r\n", "the sync's claim waited, not STATUS"
+    time.sleep(0.5)  # the sync's claim ends once the lock is free
+    assert b"* 3 EXISTS\r\n" in raw.command(b"d", b"NOOP")
+    raw.close()
 
 
 def test_a_hostile_message_is_parsed_off_the_loop_in_bounded_memory(

@@ -36,7 +36,7 @@ from borderline.imap.state import (
     Selected,
     State,
 )
-from borderline.imap.view import Changes, MailboxView
+from borderline.imap.view import Changes, MailboxView, WouldWrite
 from borderline.store import MailboxNotFound, StoreError
 from borderline.throttle import Guesses
 from borderline.vault import AccessLogUnavailable, Justification, KeyReleaseDenied
@@ -432,17 +432,23 @@ class Session:
         """`stored`, and with a mailbox selected what changed in it since the last sync, in
         the same store call, which the sync the command ends with then takes instead of
         reading: each trip to the store threads and back is most of a short command's time.
-        Only for a command that changes nothing in the selected mailbox after it."""
+        Only for a command that changes nothing in the selected mailbox after it. That read
+        never writes and never fails the command: where it would claim \\Recent or the
+        store refuses it, the sync reads on its own (so a call that times out and runs on
+        changes nothing)."""
         state, allow_expunge = self.state, self._sync_at_end
         if not isinstance(state, Selected) or allow_expunge is None:
             return await self.stored(call, *args, **kwargs)
         view = state.view
 
-        def both() -> tuple[T, Changes | None]:
-            return call(*args, **kwargs), view.read_changes(allow_expunge)
+        def both() -> tuple[T, tuple[MailboxView, Changes | None] | None]:
+            result = call(*args, **kwargs)
+            try:
+                return result, (view, view.read_changes(allow_expunge, may_write=False))
+            except (WouldWrite, StoreError):
+                return result, None
 
-        result, changes = await self.stored(both)
-        self._changes_read = (view, changes)
+        result, self._changes_read = await self.stored(both)
         return result
 
     async def work(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -107,6 +107,10 @@ def _patched(old: MessageColumns, since: MessageColumns) -> MessageColumns | Non
     return MessageColumns(since.highestmodseq, since.uidnext, *map(tuple, columns))
 
 
+class WouldWrite(Exception):
+    """A read of changes that may not write met new messages to claim \\Recent of."""
+
+
 @dataclass(frozen=True)
 class Changes:
     """What a sync read: the new highest modseq, and the mailbox's messages when the view
@@ -369,8 +373,10 @@ class MailboxView:
         mine = self.mailbox
         return (box.id, box.uidvalidity, box.account) == (mine.id, mine.uidvalidity, mine.account)
 
-    def read_changes(self, allow_expunge: bool) -> Changes | None:
-        """What changed in the store since the last sync (store thread; changes nothing)."""
+    def read_changes(self, allow_expunge: bool, may_write: bool = True) -> Changes | None:
+        """What changed in the store since the last sync (store thread; changes nothing of
+        the view). It claims the new messages' \\Recent, a write; without `may_write`
+        it raises WouldWrite instead (the read is then left to a sync of its own)."""
         changes = self.store.changes_since(self.id, self.modseq)
         if not changes and not (allow_expunge and self.expunge_pending):
             return None
@@ -383,11 +389,17 @@ class MailboxView:
             columns = MessageColumns(modseq, self.uidnext)
         uids = columns.uids
         largest = self.largest_uid
+        if not may_write and self._claims(uids, largest):
+            raise WouldWrite
         try:
             recent_from = self._recent_from(uids, largest)
         except MailboxNotFound:  # deleted meanwhile: the next command ends the session
             recent_from = uids[-1] + 1
         return Changes(max(modseq, columns.highestmodseq), columns, recent_from)
+
+    def _claims(self, uids: tuple[int, ...], largest: int) -> bool:
+        """Whether `_recent_from` writes: a read-write session meets new messages."""
+        return bool(uids) and uids[-1] > largest and self.tracks_recent and not self.readonly
 
     def _recent_from(self, uids: tuple[int, ...], largest: int) -> int:
         """The first UID of the messages new to this view that is recent to this session:
