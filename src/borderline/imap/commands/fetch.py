@@ -118,7 +118,7 @@ async def _fetch_messages(
     answered and sent (the ciphertexts of two in memory, the answer of one); how many
     vanished meanwhile."""
     missing = 0
-    messages = [(i + 1, view.message_at(i)) for i in run]
+    messages = view.messages_at(run)
     if contents.reads_every_message(items):
         wanted = {info.blob_id for _, info in messages}
     else:

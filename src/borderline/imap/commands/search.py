@@ -80,7 +80,7 @@ async def _search(
         found += matched
         undecided += unknown
         first += len(chunk)
-    for batch in batches([(index + 1, view.message_at(index)) for index in undecided]):
+    for batch in batches(view.messages_at(undecided)):
         blobs = await session.stored(session.store.blobs, [i.blob_id for _, i in batch])
         found += (await session.work(match, [seq - 1 for seq, _ in batch], blobs))[0]
         if contents is not None:

@@ -130,8 +130,8 @@ async def _matched(
         session.enable_condstore()
     match = functools.partial(_matches, parsed.predicate, view, contents)
     matched, unknown = await session.work(match, list(range(view.exists)), {})
-    found = [(index + 1, view.message_at(index)) for index in matched]
-    undecided = [(index + 1, view.message_at(index)) for index in unknown]
+    found = view.messages_at(matched)
+    undecided = view.messages_at(unknown)
     rows: Rows = []
     keyed = functools.partial(_rows, keys, match, contents if by_content else None)
     if by_content:
