@@ -171,7 +171,7 @@ class Searched:
     """A message of the view as SEARCH keys see it (imap/search.py's Candidate): its record
     made only if a key asks for it, its content read only if a key needs it."""
 
-    __slots__ = ("_blobs", "_contents", "_index", "_view")
+    __slots__ = ("_blobs", "_contents", "_index", "_info", "_view")
 
     def __init__(
         self,
@@ -184,6 +184,7 @@ class Searched:
         self._index = index
         self._contents = contents
         self._blobs = blobs
+        self._info: MessageInfo | None = None
 
     @property
     def seq(self) -> int:
@@ -191,7 +192,10 @@ class Searched:
 
     @property
     def info(self) -> MessageInfo:
-        return self._view.message_at(self._index)
+        """Made once, at the first key that asks (each of several keys does)."""
+        if self._info is None:
+            self._info = self._view.message_at(self._index)
+        return self._info
 
     @property
     def largest_seq(self) -> int:
