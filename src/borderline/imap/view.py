@@ -350,7 +350,7 @@ class MailboxView:
                 owned = self._own()
             for column in owned:
                 del column[index]
-                self.recent.discard(uid)
+            self.recent.discard(uid)
             lines.append(b"* %d EXPUNGE" % (index + 1))
             gone.append(uid)
         if vanished:

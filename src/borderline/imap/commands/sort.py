@@ -74,7 +74,7 @@ async def _sort(
     else:
         line = ("* SORT " + " ".join(map(str, hits))).rstrip()
     if uses_modseq and sequence:
-        highest = max(view.info[view.uids[seq - 1]].modseq for seq in sequence)
+        highest = max(view.modseqs[seq - 1] for seq in sequence)
         line += f" MODSEQ {highest}" if returns is not None else f" (MODSEQ {highest})"
     session.emit(line.encode())
     return "SORT completed"
