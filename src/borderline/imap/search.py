@@ -18,7 +18,6 @@ from borderline.imap.protocol import (
     parse_date,
     utc_day,
 )
-from borderline.store import MessageInfo
 
 
 class Candidate(Protocol):
@@ -28,7 +27,15 @@ class Candidate(Protocol):
     @property
     def seq(self) -> int: ...
     @property
-    def info(self) -> MessageInfo: ...
+    def uid(self) -> int: ...
+    @property
+    def flags(self) -> frozenset[str]: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def internal_date(self) -> float: ...
+    @property
+    def modseq(self) -> int: ...
     @property
     def largest_seq(self) -> int: ...
     @property
@@ -160,14 +167,14 @@ class SearchParser:
         if name == "ALL":
             return lambda c: True
         if name == "NEW":  # RFC 3501 6.4.4: RECENT UNSEEN
-            return lambda c: "\\Recent" in c.info.flags and "\\Seen" not in c.info.flags
+            return lambda c: "\\Recent" in c.flags and "\\Seen" not in c.flags
         if name in FLAG_KEYS:
             flag, present = FLAG_KEYS[name]
-            return lambda c: (flag in c.info.flags) == present
+            return lambda c: (flag in c.flags) == present
         if name in ("KEYWORD", "UNKEYWORD"):
             keyword = self.args.astring("keyword")
             present = name == "KEYWORD"
-            return lambda c: (keyword in c.info.flags) == present
+            return lambda c: (keyword in c.flags) == present
         if name == "NOT":
             inner = self.key()
             return lambda c: not inner(c)
@@ -177,11 +184,11 @@ class SearchParser:
         if name in ("LARGER", "SMALLER"):
             size = self._number()
             if name == "LARGER":
-                return lambda c: c.info.size > size
-            return lambda c: c.info.size < size
+                return lambda c: c.size > size
+            return lambda c: c.size < size
         if name in ("BEFORE", "ON", "SINCE"):
             day = parse_date(self.args.astring("date"))
-            return _compare_day(name, day, lambda c: utc_day(c.info.internal_date))
+            return _compare_day(name, day, lambda c: utc_day(c.internal_date))
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             day = parse_date(self.args.astring("date"))
             self.needs_content = True
@@ -193,13 +200,13 @@ class SearchParser:
                 self.args.atom("entry type")
             modseq = self._number()
             self.uses_modseq = True
-            return lambda c: c.info.modseq >= modseq
+            return lambda c: c.modseq >= modseq
         if name == "UID":
             text = self.args.atom("UID set")
             if text == "$":
                 return self._saved()
             uids = SequenceSet.parse(text)
-            return lambda c: uids.contains(c.info.uid, c.largest_uid)
+            return lambda c: uids.contains(c.uid, c.largest_uid)
         if name == "$":
             return self._saved()
         if name in ADDRESS_KEYS:
@@ -221,7 +228,7 @@ class SearchParser:
     def _saved(self) -> Predicate:
         """`$` and `UID $`: the same messages, whatever numbers the saving SEARCH answered."""
         saved = frozenset(self.saved)
-        return lambda c: c.info.uid in saved
+        return lambda c: c.uid in saved
 
     def _number(self) -> int:
         text = self.args.atom("number")
@@ -262,7 +269,7 @@ def _sent_day(candidate: Candidate) -> tuple[int, int, int]:
         except (TypeError, ValueError, IndexError):
             parsed = None
     if parsed is None:
-        return utc_day(candidate.info.internal_date)
+        return utc_day(candidate.internal_date)
     return parsed.year, parsed.month, parsed.day
 
 

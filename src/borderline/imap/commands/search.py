@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from borderline.imap.commands.base import SELECTED, Command, Request
 from borderline.imap.commands.common import (
@@ -24,10 +24,11 @@ from borderline.imap.search import BadCharset, Predicate, parse_search
 from borderline.imap.state import Selected
 from borderline.imap.summary import summary_column
 from borderline.imap.view import MailboxView
-from borderline.store import MessageInfo
 
 if TYPE_CHECKING:
     from borderline.imap.session import Session
+
+V = TypeVar("V")
 
 RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
 
@@ -167,11 +168,22 @@ def _matches(
     return found, undecided
 
 
-class Searched:
-    """A message of the view as SEARCH keys see it (imap/search.py's Candidate): its record
-    made only if a key asks for it, its content read only if a key needs it."""
+class _Column(Generic[V]):
+    """A message's value in one of its view's columns, as an attribute of Searched."""
 
-    __slots__ = ("_blobs", "_contents", "_index", "_info", "_view")
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def __get__(self, searched: Searched, owner: type[Searched]) -> V:
+        values: Sequence[V] = getattr(searched._view, self.column)
+        return values[searched._index]
+
+
+class Searched:
+    """A message of the view as SEARCH keys see it (imap/search.py's Candidate): what keys
+    ask of it read from the view's columns, its content read only if a key needs it."""
+
+    __slots__ = ("_blobs", "_contents", "_index", "_view")
 
     def __init__(
         self,
@@ -184,18 +196,16 @@ class Searched:
         self._index = index
         self._contents = contents
         self._blobs = blobs
-        self._info: MessageInfo | None = None
 
     @property
     def seq(self) -> int:
         return self._index + 1
 
-    @property
-    def info(self) -> MessageInfo:
-        """Made once, at the first key that asks (each of several keys does)."""
-        if self._info is None:
-            self._info = self._view.message_at(self._index)
-        return self._info
+    uid: _Column[int] = _Column("uids")
+    flags: _Column[frozenset[str]] = _Column("flags")
+    size: _Column[int] = _Column("sizes")
+    internal_date: _Column[float] = _Column("internal_dates")
+    modseq: _Column[int] = _Column("modseqs")
 
     @property
     def largest_seq(self) -> int:
@@ -207,11 +217,11 @@ class Searched:
 
     def part(self) -> Part:
         assert self._contents is not None, "the parser asked for content: the key is released"
-        return self._contents.part(self.info, self._blobs)
+        return self._contents.part(self._view.message_at(self._index), self._blobs)
 
     def header(self) -> Part:
         assert self._contents is not None, "the parser asked for content: the key is released"
-        return self._contents.header(self.info, self._blobs)
+        return self._contents.header(self._view.message_at(self._index), self._blobs)
 
     def texts(self, name: str) -> str | None:
         if self._contents is None:
