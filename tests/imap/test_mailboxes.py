@@ -144,10 +144,20 @@ def test_status_and_list_with_a_mailbox_selected_read_its_changes_in_their_store
     calls.clear()
     reply = raw.command(b"e", b"STATUS Sent (MESSAGES)")
     assert b"* 3 EXISTS\r\n" in reply and calls == ["both", "read_changes"], calls
+    other = Raw(running)
+    other.command(b"a", b'LOGIN alice@example.test "%s"' % PASSWORD.encode())
+    other.command(b"b", b"SELECT INBOX")
     fill(region, "alice@example.test", [make_message(3)])
-    reply = raw.command(b"f", b"STATUS Nowhere (MESSAGES)")
-    assert reply[0] == b"* 4 EXISTS\r\n"
-    assert reply[-1] == b"f NO [NONEXISTENT] no mailbox 'Nowhere'\r\n"
+    other.command(b"c", b"NOOP")  # claims the new message's \\Recent: none left to claim
+    calls.clear()
+    reply = raw.command(b"f", b"STATUS Sent (MESSAGES)")
+    assert b"* 4 EXISTS\r\n" in reply and b"* 3 RECENT\r\n" in reply
+    assert calls == ["both"], calls
+    other.close()
+    fill(region, "alice@example.test", [make_message(4)])
+    reply = raw.command(b"g", b"STATUS Nowhere (MESSAGES)")
+    assert reply[0] == b"* 5 EXISTS\r\n"
+    assert reply[-1] == b"g NO [NONEXISTENT] no mailbox 'Nowhere'\r\n"
     raw.close()
 
 

@@ -406,27 +406,26 @@ class MailboxView:
             columns = MessageColumns(modseq, self.uidnext)
         uids = columns.uids
         largest = self.largest_uid
-        if not may_write and self._claims(uids, largest):
-            raise WouldWrite
         try:
-            recent_from = self._recent_from(uids, largest)
+            recent_from = self._recent_from(uids, largest, may_write)
         except MailboxNotFound:  # deleted meanwhile: the next command ends the session
             recent_from = uids[-1] + 1
         return Changes(max(modseq, columns.highestmodseq), columns, recent_from)
 
-    def _claims(self, uids: tuple[int, ...], largest: int) -> bool:
-        """Whether `_recent_from` writes: a read-write session meets new messages."""
-        return bool(uids) and uids[-1] > largest and self.tracks_recent and not self.readonly
-
-    def _recent_from(self, uids: tuple[int, ...], largest: int) -> int:
+    def _recent_from(self, uids: tuple[int, ...], largest: int, may_write: bool = True) -> int:
         """The first UID of the messages new to this view that is recent to this session:
         read-write sessions claim them, read-only ones only look (RFC 3501 6.3.2), and
-        without \\Recent none is."""
+        without \\Recent none is. WouldWrite if a claim is due and may not be made (one
+        another session made already is not)."""
         if not uids or uids[-1] <= largest:
             return 0
         if not self.tracks_recent:
             return uids[-1] + 1
-        return self.store.claim_recent(self.id, uids[-1], claim=not self.readonly)
+        claim = not self.readonly
+        first = self.store.claim_recent(self.id, uids[-1], claim=claim and may_write)
+        if claim and not may_write and first <= uids[-1]:
+            raise WouldWrite
+        return first
 
     def apply(
         self, changes: Changes, allow_expunge: bool, modseq: bool = False, vanished: bool = False
