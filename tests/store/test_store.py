@@ -104,7 +104,7 @@ def test_message_columns_agree_with_the_mailbox_they_were_read_with(store: MailS
         frozenset({"\\Seen", "$Work"}),
         frozenset(),
     }
-    uncounted = store.mailbox(ALICE, "INBOX", counts=False)
+    uncounted = store.mailbox(ALICE, "INBOX", recent=False)
     assert (uncounted.id, uncounted.highestmodseq, uncounted.first_recent_uid) == (
         now.id,
         store.message_columns(inbox.id).highestmodseq,

@@ -199,7 +199,7 @@ class MailboxView:
         the mailbox's row, and its messages only if it changed since they were last read
         here. MailboxNotFound if there is no such mailbox. Without `recent` (IMAP4rev2)
         the view neither shows nor claims recent messages: they stay recent to others."""
-        box = store.mailbox(account, name, counts=False)
+        box = store.mailbox(account, name, recent=False)
         columns = snapshots.read(store, box.id, box.highestmodseq)
         recent_from = box.first_recent_uid if recent else columns.uidnext
         # EXAMINE only looks (RFC 3501 6.3.2).
@@ -379,12 +379,12 @@ class MailboxView:
         by another session, under another (RFC 2180 3.4)."""
         account = self.mailbox.account
         try:
-            box: MailboxInfo | None = self.store.mailbox(account, self.mailbox.name)
+            box: MailboxInfo | None = self.store.mailbox(account, self.mailbox.name, False)
         except MailboxNotFound:
             box = None
         if box is not None and self._same(box):
             return box
-        return next((b for b in self.store.mailboxes(account) if self._same(b)), None)
+        return next((b for b in self.store.mailboxes(account, False) if self._same(b)), None)
 
     def _same(self, box: MailboxInfo) -> bool:
         mine = self.mailbox

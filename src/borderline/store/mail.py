@@ -297,20 +297,19 @@ class MailStore:
             recent=int(row[11]),
         )
 
-    def mailboxes(self, account: str, counts: bool = True) -> list[MailboxInfo]:
-        """The account's mailboxes sorted by name; without `counts` their recent counts
+    def mailboxes(self, account: str, recent: bool = True) -> list[MailboxInfo]:
+        """The account's mailboxes sorted by name; without `recent` their recent counts
         are left 0, as `mailbox` leaves them."""
-        select = self._mailbox_select if counts else self._mailbox_uncounted
+        select = self._mailbox_select if recent else self._mailbox_uncounted
         with self.engine.read() as tx:
             rows = tx.all(select + " WHERE m.account = ? ORDER BY m.name", (account.lower(),))
         return [self._mailbox_info(row) for row in rows]
 
-    def mailbox(self, account: str, name: str, counts: bool = True) -> MailboxInfo:
+    def mailbox(self, account: str, name: str, recent: bool = True) -> MailboxInfo:
         """The account's mailbox of that name. MailboxNotFound if there is none. Without
-        `counts` its recent count is left 0: counting reads the recent messages' rows (all
-        of them where no session selected it yet), and a session that selects it reads
-        those anyway."""
-        select = self._mailbox_select if counts else self._mailbox_uncounted
+        `recent` its recent count is left 0: counting reads the recent messages' rows (all
+        of them where no session selected it yet), and only STATUS RECENT asks for it."""
+        select = self._mailbox_select if recent else self._mailbox_uncounted
         with self.engine.read() as tx:
             row = tx.one(
                 select + " WHERE m.account = ? AND m.name = ?",

@@ -73,13 +73,19 @@ def encode_name(session: Session, name: str) -> bytes:
 
 
 async def find_mailbox(
-    session: Session, account: Account, name: str, trycreate: bool = False, last: bool = False
+    session: Session,
+    account: Account,
+    name: str,
+    trycreate: bool = False,
+    last: bool = False,
+    recent: bool = False,
 ) -> MailboxInfo:
     """The account's mailbox `name`, or NO; `last`: the command's last store call, which
-    reads the sync after it too (Session.stored_then_changes)."""
+    reads the sync after it too (Session.stored_then_changes); `recent`: with its recent
+    count (MailStore.mailbox)."""
     read = session.stored_then_changes if last else session.stored
     try:
-        return await read(session.store.mailbox, account.address, name)
+        return await read(session.store.mailbox, account.address, name, recent)
     except MailboxNotFound:
         code = "TRYCREATE" if trycreate else "NONEXISTENT"
         raise no(f"[{code}] no mailbox {name!r}") from None

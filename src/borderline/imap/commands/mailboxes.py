@@ -154,8 +154,8 @@ async def _list(session: Session, account: Account, kind: str, wanted: ListReque
         session.emit(f'* {kind} (\\Noselect) "/" ""'.encode())
         return
     regexes = [_pattern_regex(session, full) for full in wanted.patterns]
-    counts = "STATUS" in wanted.returns
-    read = session.stored_then_changes(session.store.mailboxes, account.address, counts)
+    recent = "STATUS" in wanted.returns and "RECENT" in wanted.status
+    read = session.stored_then_changes(session.store.mailboxes, account.address, recent)
     boxes = {box.name: box for box in await read}
     lost: list[str] = []
     if "SUBSCRIBED" in wanted.selection:
@@ -249,7 +249,7 @@ async def status(session: Session, state: LoggedIn, request: Request) -> str:
     name = mailbox_name(session, args)
     wanted = _status_items(session, args.list("status items"))
     args.end()
-    box = await find_mailbox(session, state.account, name, last=True)
+    box = await find_mailbox(session, state.account, name, last=True, recent="RECENT" in wanted)
     await _emit_status(session, box, wanted)
     return "STATUS completed"
 
