@@ -268,14 +268,7 @@ class MailboxView:
 
     def message_at(self, index: int) -> MessageInfo:
         """The message at `index` (its sequence number less one) with its session flags."""
-        return MessageInfo(
-            self.uids[index],
-            self.modseqs[index],
-            self.flags[index],
-            self.internal_dates[index],
-            self.sizes[index],
-            self.blob_ids[index],
-        )
+        return MessageInfo._make([column[index] for column in self._columns()])
 
     def messages_at(self, indexes: list[int]) -> list[tuple[int, MessageInfo]]:
         """(sequence number, message) of the messages at `indexes` (ascending), made a
